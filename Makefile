@@ -1,0 +1,55 @@
+# The project's build. `make test` is what CI runs (.ci/run).
+SHELL       := /bin/bash
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 20s
+BENCHTIME   ?= 1s
+PKGS        := ./...
+
+# Debian packages the tests and benchmarks need on a fresh machine.
+DEB_TEST    := busybox-static
+DEB_BENCH   := bubblewrap
+
+.PHONY: all build test test-short lint bench fuzz deps deps-bench clean
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+## deps: install missing Debian packages (as root), or say what is missing.
+deps:
+	@./scripts/ensure-debs.sh $(DEB_TEST)
+
+deps-bench:
+	@./scripts/ensure-debs.sh $(DEB_TEST) $(DEB_BENCH)
+
+## test: everything CI checks: formatting, vet, staticcheck, the race-enabled suite.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-short: the suite without lint and race detector, for quick iterations.
+test-short:
+	$(GO) test -count=1 $(PKGS)
+
+lint:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+## bench: every benchmark, each printed beside the floor it is compared with.
+bench: deps-bench
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 $(PKGS) | ./scripts/benchratio
+
+## fuzz: each fuzz target for FUZZTIME (go test -fuzz runs one target at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	$(GO) clean -testcache

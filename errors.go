@@ -1,0 +1,22 @@
+package sandbox
+
+import "github.com/ccsandbox/sandbox/internal/ipc"
+
+// Sentinel errors. Each matches, with errors.Is, the errors the SDK returns
+// for that condition, whether the sandbox runs in process or behind the
+// helper.
+var (
+	// ErrNotRunning: the instance or the command has stopped.
+	ErrNotRunning = ipc.ErrNotRunning
+	// ErrAlreadyClosed: the object was closed before the call.
+	ErrAlreadyClosed = ipc.ErrAlreadyClosed
+	// ErrTimeout: the instance reached the time limit set by WithTimeout.
+	ErrTimeout = ipc.ErrTimeout
+	// ErrHypervisorUnavailable: the isolation backend cannot run on this
+	// host; the wrapping error names the missing feature and how to get it.
+	ErrHypervisorUnavailable = ipc.ErrHypervisorUnavailable
+	// ErrInvalidHandle: a handle names no open object.
+	ErrInvalidHandle = ipc.ErrInvalidHandle
+	// ErrCancelled: the operation was cancelled.
+	ErrCancelled = ipc.ErrCancelled
+)

@@ -1,0 +1,3 @@
+module github.com/ccsandbox/sandbox
+
+go 1.26.0

@@ -1,0 +1,441 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// DialFunc opens a new connection to a server (extension). A [Client] calls
+// it for its control connection and whenever its pool needs one more.
+type DialFunc func(ctx context.Context) (net.Conn, error)
+
+// maxIdleConns bounds the idle connections a client keeps for reuse.
+const maxIdleConns = 32
+
+// helperGrace is how long Close waits for a spawned helper to exit on its
+// own before killing it.
+const helperGrace = 2 * time.Second
+
+// Client manages connections to a server: a cc-helper process, or the agent
+// inside a sandbox. It is safe for concurrent use; each call runs on a
+// connection of its own, so a call blocked in its handler delays no other.
+type Client struct {
+	dial       DialFunc
+	socketPath string    // the server's socket, when it has one
+	ownSocket  bool      // remove socketPath on Close (spawned helper)
+	cmd        *exec.Cmd // the spawned helper, or nil
+	info       string    // the server's self-description from the handshake
+
+	control  net.Conn      // the control connection, watched for hang-up
+	deadCh   chan struct{} // closed once the peer is known gone
+	procDone chan struct{} // closed when cmd has been waited for; nil without cmd
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	idle   []*msgConn            // guarded by mu
+	busy   map[*msgConn]struct{} // guarded by mu
+	closed bool                  // guarded by mu
+	dead   error                 // guarded by mu: why the peer is gone
+}
+
+// ConnectTo connects to an existing cc-helper process at the given socket path.
+func ConnectTo(socketPath string) (*Client, error) {
+	c, err := Connect(context.Background(), func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socketPath)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.socketPath = socketPath
+	return c, nil
+}
+
+// Connect opens a client on connections made by dial (extension): it dials
+// the control connection and performs the [MsgHello] handshake. It fails
+// with an error matching [ErrVersionMismatch] when the server speaks another
+// protocol version, and with a [*TransportError] when it cannot be reached.
+func Connect(ctx context.Context, dial DialFunc) (*Client, error) {
+	c := &Client{dial: dial, deadCh: make(chan struct{}), busy: make(map[*msgConn]struct{})}
+	conn, err := dial(ctx)
+	if err != nil {
+		return nil, &TransportError{Op: "dial", Err: err}
+	}
+	if err := c.handshake(ctx, conn); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// handshake says hello on conn, which becomes the control connection, and
+// starts watching it. On failure conn is closed.
+func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	mc := newMsgConn(conn)
+	var enc Encoder
+	enc.String(HelloMagic)
+	enc.Uint32(ProtocolVersion)
+	resp, err := c.roundTrip(mc, Message{Type: MsgHello, Payload: enc.Bytes()})
+	if err == nil {
+		err = c.readHello(resp)
+	}
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	conn.SetDeadline(time.Time{})
+	c.control = conn
+	c.wg.Add(1)
+	go c.watchControl(mc)
+	return nil
+}
+
+// readHello checks the server's answer to the handshake.
+func (c *Client) readHello(resp Message) error {
+	payload, err := checkResponse(resp)
+	if err != nil {
+		return fmt.Errorf("ipc handshake: %w", err)
+	}
+	if len(payload) == 0 {
+		return &TransportError{Op: "handshake", Err: errors.New("empty answer")}
+	}
+	dec := NewDecoder(payload[1:])
+	v, err := dec.Uint32()
+	if err != nil {
+		return &TransportError{Op: "handshake", Err: err}
+	}
+	if v != ProtocolVersion {
+		return fmt.Errorf("ipc handshake: server speaks protocol version %d, this client %d: %w", v, ProtocolVersion, ErrVersionMismatch)
+	}
+	c.info, _ = dec.String()
+	return nil
+}
+
+// watchControl waits for the control connection to end, which means the peer
+// is gone (or this client closed it).
+func (c *Client) watchControl(mc *msgConn) {
+	defer c.wg.Done()
+	var b [64]byte
+	for {
+		if _, err := mc.c.Read(b[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("server closed the connection")
+			}
+			c.markDead(err)
+			return
+		}
+	}
+}
+
+// markDead records that the peer is gone and fails every connection, so that
+// calls in flight return at once.
+func (c *Client) markDead(cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead != nil {
+		return
+	}
+	if c.closed {
+		cause = ErrAlreadyClosed
+	}
+	c.dead = cause
+	close(c.deadCh)
+	for _, mc := range c.idle {
+		mc.c.Close()
+	}
+	c.idle = nil
+	for mc := range c.busy {
+		mc.c.Close()
+	}
+}
+
+// Info returns the server's description of itself from the handshake
+// (extension).
+func (c *Client) Info() string { return c.info }
+
+// Done returns a channel closed once the peer is gone or the client is
+// closed (extension).
+func (c *Client) Done() <-chan struct{} { return c.deadCh }
+
+// Err returns why the peer is unusable: nil while it is alive, otherwise a
+// [*TransportError] (or an error matching [ErrAlreadyClosed] after Close).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.errLocked()
+}
+
+func (c *Client) errLocked() error {
+	switch {
+	case c.closed:
+		return fmt.Errorf("ipc client: %w", ErrAlreadyClosed)
+	case c.dead != nil:
+		return &TransportError{Op: "call", Err: fmt.Errorf("peer is gone: %w", c.dead)}
+	}
+	return nil
+}
+
+// get returns a connection for one call: an idle one, or a new one.
+func (c *Client) get(ctx context.Context) (*msgConn, error) {
+	c.mu.Lock()
+	if err := c.errLocked(); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	if n := len(c.idle); n > 0 {
+		mc := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.busy[mc] = struct{}{}
+		c.mu.Unlock()
+		return mc, nil
+	}
+	c.mu.Unlock()
+
+	conn, err := c.dial(ctx)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+		if derr := c.Err(); derr != nil {
+			return nil, derr
+		}
+		return nil, &TransportError{Op: "dial", Err: err}
+	}
+	mc := newMsgConn(conn)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.errLocked(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.busy[mc] = struct{}{}
+	return mc, nil
+}
+
+// put returns a healthy connection to the pool.
+func (c *Client) put(mc *msgConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.busy, mc)
+	if c.closed || c.dead != nil || len(c.idle) >= maxIdleConns {
+		mc.c.Close()
+		return
+	}
+	c.idle = append(c.idle, mc)
+}
+
+// discard closes a connection whose state is unknown.
+func (c *Client) discard(mc *msgConn) {
+	c.mu.Lock()
+	delete(c.busy, mc)
+	c.mu.Unlock()
+	mc.c.Close()
+}
+
+// release removes a hijacked connection from the client's care.
+func (c *Client) release(mc *msgConn) {
+	c.mu.Lock()
+	delete(c.busy, mc)
+	c.mu.Unlock()
+}
+
+// roundTrip writes req on mc and reads the answer.
+func (c *Client) roundTrip(mc *msgConn, req Message) (Message, error) {
+	if err := mc.writeMsg(req); err != nil {
+		if errors.Is(err, ErrNoDescriptorPassing) || errors.Is(err, ErrMessageTooLarge) {
+			return Message{}, err
+		}
+		return Message{}, &TransportError{Op: "write", Err: err}
+	}
+	resp, err := mc.readMsg()
+	if err != nil {
+		return Message{}, &TransportError{Op: "read", Err: err}
+	}
+	return resp, nil
+}
+
+// exchange performs one call. With hijack, a successful call's connection is
+// handed to the caller instead of going back to the pool.
+func (c *Client) exchange(ctx context.Context, req Message, hijack bool) (Message, net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return Message{}, nil, err
+	}
+	mc, err := c.get(ctx)
+	if err != nil {
+		return Message{}, nil, err
+	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { mc.c.SetDeadline(aLongTimeAgo) })
+	}
+	resp, err := c.roundTrip(mc, req)
+	if stop != nil && !stop() {
+		// The context ended the call: the connection's state is unknown,
+		// and closing it tells the server to cancel the handler.
+		c.discard(mc)
+		closeFiles(resp.Files)
+		return Message{}, nil, ctx.Err()
+	}
+	if err != nil {
+		c.discard(mc)
+		if derr := c.Err(); derr != nil && errors.Is(err, ErrTransport) {
+			return Message{}, nil, derr
+		}
+		return Message{}, nil, err
+	}
+	if resp.Type == MsgResponse || resp.Type == MsgError {
+		if _, cerr := checkResponse(resp); cerr == nil && hijack {
+			c.release(mc)
+			return resp, mc.hijack(), nil
+		}
+		c.put(mc)
+		return resp, nil, nil
+	}
+	c.discard(mc)
+	closeFiles(resp.Files)
+	return Message{}, nil, &TransportError{Op: "read", Err: fmt.Errorf("unexpected message type 0x%04x in answer", resp.Type)}
+}
+
+// checkResponse returns the payload of a successful answer, or the error a
+// failed one carries. A MsgResponse whose first byte is a nonzero code is a
+// failure too.
+func checkResponse(m Message) ([]byte, error) {
+	switch m.Type {
+	case MsgError:
+		ie, err := DecodeError(NewDecoder(m.Payload))
+		if err != nil {
+			return nil, &TransportError{Op: "read", Err: fmt.Errorf("malformed error answer: %w", err)}
+		}
+		if ie == nil {
+			return nil, &TransportError{Op: "read", Err: errors.New("error answer with code 0")}
+		}
+		return nil, ie
+	case MsgResponse:
+		if len(m.Payload) > 0 && m.Payload[0] != ErrCodeOK {
+			ie, err := DecodeError(NewDecoder(m.Payload))
+			if err != nil {
+				return nil, &TransportError{Op: "read", Err: fmt.Errorf("malformed error answer: %w", err)}
+			}
+			return nil, ie
+		}
+		return m.Payload, nil
+	}
+	return nil, &TransportError{Op: "read", Err: fmt.Errorf("unexpected message type 0x%04x", m.Type)}
+}
+
+// Call sends a request and waits for a response. It is safe for concurrent
+// use. It returns the response payload, which starts with the code
+// [ErrCodeOK]; an *IPCError when the server reported a failure; or a
+// [*TransportError] when the connection failed.
+func (c *Client) Call(msgType uint16, payload []byte) ([]byte, error) {
+	return c.CallContext(context.Background(), msgType, payload)
+}
+
+// CallWithEncoder is a convenience method that uses an encoder for the request.
+func (c *Client) CallWithEncoder(msgType uint16, encode func(*Encoder)) ([]byte, error) {
+	enc := NewEncoder()
+	encode(enc)
+	return c.Call(msgType, enc.Bytes())
+}
+
+// CallContext is Call with a context (extension). When ctx ends first, the
+// call returns ctx.Err() and its connection is closed, which cancels the
+// context of the handler on the server (see [Request.Context]).
+func (c *Client) CallContext(ctx context.Context, msgType uint16, payload []byte) ([]byte, error) {
+	resp, _, err := c.exchange(ctx, Message{Type: msgType, Payload: payload}, false)
+	if err != nil {
+		return nil, err
+	}
+	closeFiles(resp.Files)
+	return checkResponse(resp)
+}
+
+// Exchange sends req with its files and returns the whole answer, files
+// included (extension). The caller keeps ownership of req.Files and takes
+// ownership of the answer's Files, also when the answer is an error. Errors
+// are those of [Client.CallContext]; ErrNoDescriptorPassing when req has
+// files and the connection cannot carry them.
+func (c *Client) Exchange(ctx context.Context, req Message) (Message, error) {
+	resp, _, err := c.exchange(ctx, req, false)
+	if err != nil {
+		return Message{}, err
+	}
+	if _, err := checkResponse(resp); err != nil {
+		closeFiles(resp.Files)
+		return Message{}, err
+	}
+	return resp, nil
+}
+
+// Hijack sends req and, when the server answers with success, takes the
+// connection out of the pool and returns it as a raw byte stream (extension),
+// for a handler that set [Response.Hijack]. The caller owns conn and must
+// close it. On failure no connection is returned.
+func (c *Client) Hijack(ctx context.Context, req Message) (Message, net.Conn, error) {
+	resp, conn, err := c.exchange(ctx, req, true)
+	if err != nil {
+		return Message{}, nil, err
+	}
+	if _, err := checkResponse(resp); err != nil {
+		closeFiles(resp.Files)
+		return Message{}, nil, err
+	}
+	return resp, conn, nil
+}
+
+// IsAlive checks if the helper process is still running: it reports false
+// once the client is closed, the server has hung up its control connection,
+// or the spawned helper process has exited.
+func (c *Client) IsAlive() bool {
+	select {
+	case <-c.deadCh:
+		return false
+	default:
+	}
+	if c.procDone != nil {
+		select {
+		case <-c.procDone:
+			return false
+		default:
+		}
+	}
+	return c.Err() == nil
+}
+
+// Close shuts down the client connection and helper process. A spawned
+// helper is asked to exit by closing the connections, then killed after a
+// grace period, and waited for. Close is safe to call more than once; later
+// calls return nil.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.control.Close()
+	c.markDead(ErrAlreadyClosed)
+	if c.cmd != nil {
+		select {
+		case <-c.procDone:
+		case <-time.After(helperGrace):
+			c.cmd.Process.Kill()
+			<-c.procDone
+		}
+	}
+	c.wg.Wait()
+	if c.ownSocket && c.socketPath != "" {
+		os.Remove(c.socketPath)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package ipc
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Message types of the protocol, grouped by category in the high byte.
+// The seed's numbers never change meaning; numbers marked "extension" are
+// this SDK's additions inside free values.
+const (
+	// Instance lifecycle (0x01xx)
+	MsgInstanceNew        uint16 = 0x0100
+	MsgInstanceClose      uint16 = 0x0101
+	MsgInstanceWait       uint16 = 0x0102
+	MsgInstanceID         uint16 = 0x0103
+	MsgInstanceIsRunning  uint16 = 0x0104
+	MsgInstanceSetConsole uint16 = 0x0105
+	MsgInstanceSetNetwork uint16 = 0x0106
+	MsgInstanceExec       uint16 = 0x0107
+
+	// Filesystem operations (0x02xx)
+	MsgFsOpen      uint16 = 0x0200
+	MsgFsCreate    uint16 = 0x0201
+	MsgFsOpenFile  uint16 = 0x0202
+	MsgFsReadFile  uint16 = 0x0203
+	MsgFsWriteFile uint16 = 0x0204
+	MsgFsStat      uint16 = 0x0205
+	MsgFsLstat     uint16 = 0x0206
+	MsgFsRemove    uint16 = 0x0207
+	MsgFsRemoveAll uint16 = 0x0208
+	MsgFsMkdir     uint16 = 0x0209
+	MsgFsMkdirAll  uint16 = 0x020A
+	MsgFsRename    uint16 = 0x020B
+	MsgFsSymlink   uint16 = 0x020C
+	MsgFsReadlink  uint16 = 0x020D
+	MsgFsReadDir   uint16 = 0x020E
+	MsgFsChmod     uint16 = 0x020F
+	MsgFsChown     uint16 = 0x0210
+	MsgFsChtimes   uint16 = 0x0211
+	MsgFsSnapshot  uint16 = 0x0212
+
+	// File operations (0x03xx)
+	MsgFileClose    uint16 = 0x0300
+	MsgFileRead     uint16 = 0x0301
+	MsgFileWrite    uint16 = 0x0302
+	MsgFileSeek     uint16 = 0x0303
+	MsgFileSync     uint16 = 0x0304
+	MsgFileTruncate uint16 = 0x0305
+	MsgFileStat     uint16 = 0x0306
+	MsgFileName     uint16 = 0x0307
+
+	// Command operations (0x04xx)
+	MsgCmdNew            uint16 = 0x0400
+	MsgCmdEntrypoint     uint16 = 0x0401
+	MsgCmdFree           uint16 = 0x0402
+	MsgCmdSetDir         uint16 = 0x0403
+	MsgCmdSetEnv         uint16 = 0x0404
+	MsgCmdGetEnv         uint16 = 0x0405
+	MsgCmdEnviron        uint16 = 0x0406
+	MsgCmdStart          uint16 = 0x0407
+	MsgCmdWait           uint16 = 0x0408
+	MsgCmdRun            uint16 = 0x0409
+	MsgCmdOutput         uint16 = 0x040A
+	MsgCmdCombinedOutput uint16 = 0x040B
+	MsgCmdExitCode       uint16 = 0x040C
+	MsgCmdKill           uint16 = 0x040D
+
+	// Network operations (0x05xx)
+	MsgNetListen      uint16 = 0x0500
+	MsgListenerAccept uint16 = 0x0501
+	MsgListenerClose  uint16 = 0x0502
+	MsgListenerAddr   uint16 = 0x0503
+	MsgConnRead       uint16 = 0x0504
+	MsgConnWrite      uint16 = 0x0505
+	MsgConnClose      uint16 = 0x0506
+	MsgConnLocalAddr  uint16 = 0x0507
+	MsgConnRemoteAddr uint16 = 0x0508
+
+	// Snapshot operations (0x06xx)
+	MsgSnapshotCacheKey uint16 = 0x0600
+	MsgSnapshotParent   uint16 = 0x0601
+	MsgSnapshotClose    uint16 = 0x0602
+	MsgSnapshotAsSource uint16 = 0x0603
+
+	// Dockerfile operations (0x07xx)
+	MsgBuildDockerfile uint16 = 0x0700
+
+	// Session (0x08xx, extension): messages about the connection itself.
+
+	// MsgHello is the versioned handshake a [Client] sends first, on its
+	// control connection. Request: string [HelloMagic], uint32 protocol
+	// version. Response: Success, uint32 version, string describing the
+	// server. A server of another version answers [ErrCodeVersionMismatch].
+	MsgHello uint16 = 0x0800
+
+	// Response types (0xFFxx)
+	MsgResponse uint16 = 0xFF00
+	MsgError    uint16 = 0xFF01
+)
+
+// ProtocolVersion is the version of this package's protocol, exchanged in
+// [MsgHello]. It changes whenever a message changes shape.
+const ProtocolVersion uint32 = 1
+
+// HelloMagic opens every [MsgHello] request, so a server can tell a client of
+// this protocol from a stray peer.
+const HelloMagic = "cc-sandbox-ipc"
+
+// HeaderSize is the size of the header in bytes.
+const HeaderSize = 6
+
+// MaxMessageSize is the largest payload a message may carry (64 MiB).
+// [ReadHeader] rejects longer messages before allocating anything. Bulk data
+// larger than this travels in several messages or over a passed descriptor.
+const MaxMessageSize = 64 << 20
+
+// Header represents a message header.
+type Header struct {
+	Type   uint16
+	Length uint32
+}
+
+// ErrMessageTooLarge is returned by [ReadHeader] and [WriteHeader] for a
+// length above [MaxMessageSize].
+var ErrMessageTooLarge = fmt.Errorf("ipc: message longer than %d bytes", MaxMessageSize)
+
+// ReadHeader reads a message header from the reader. It returns io.EOF when
+// the reader ends before the first byte, io.ErrUnexpectedEOF when it ends
+// inside the header, and an error wrapping [ErrMessageTooLarge] when the
+// length exceeds [MaxMessageSize].
+func ReadHeader(r io.Reader) (Header, error) {
+	var buf [HeaderSize]byte
+	if _, err := io.ReadFull(r, buf[:]); err != nil {
+		return Header{}, err
+	}
+	return parseHeader(buf[:])
+}
+
+// parseHeader decodes a header from the first HeaderSize bytes of b.
+func parseHeader(b []byte) (Header, error) {
+	h := Header{
+		Type:   binary.BigEndian.Uint16(b[0:2]),
+		Length: binary.BigEndian.Uint32(b[2:6]),
+	}
+	if h.Length > MaxMessageSize {
+		return h, fmt.Errorf("message 0x%04x of %d bytes: %w", h.Type, h.Length, ErrMessageTooLarge)
+	}
+	return h, nil
+}
+
+// WriteHeader writes a message header to the writer. It refuses a length
+// above [MaxMessageSize], which no peer would accept.
+func WriteHeader(w io.Writer, h Header) error {
+	if h.Length > MaxMessageSize {
+		return fmt.Errorf("message 0x%04x of %d bytes: %w", h.Type, h.Length, ErrMessageTooLarge)
+	}
+	var buf [HeaderSize]byte
+	putHeader(buf[:], h)
+	_, err := w.Write(buf[:])
+	return err
+}
+
+// putHeader encodes h into the first HeaderSize bytes of b.
+func putHeader(b []byte, h Header) {
+	binary.BigEndian.PutUint16(b[0:2], h.Type)
+	binary.BigEndian.PutUint32(b[2:6], h.Length)
+}
