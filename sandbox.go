@@ -1,0 +1,6 @@
+package sandbox
+
+// newOptions configures New.
+type newOptions struct {
+	storeOptions
+}
