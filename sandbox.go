@@ -1,6 +1,272 @@
 package sandbox
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/engine"
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// Source is what New starts a sandbox from: an *Image (from Pull,
+// LoadOCILayout, LoadDockerArchive or Scratch) or a *HostImage.
+type Source interface {
+	// rootfs returns the layers, the host binds and the image config of
+	// the source, materialised in the store of o.
+	rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec, error)
+}
+
+// rootfsSpec is a source made ready for a sandbox.
+type rootfsSpec struct {
+	layers []string  // lowest first
+	binds  []hv.Bind // host paths the source itself needs (HostImage)
+	config runConfig
+}
+
+// Instance is a running sandbox: an isolated Linux environment with its own
+// root filesystem, processes and network. It is an fs.FS over the sandbox's
+// files (see fs.go), runs commands (Command), and is safe for concurrent
+// use. Close it when done: it stops everything inside and removes its
+// writable layer.
+type Instance struct {
+	id     string
+	eng    *engine.Instance
+	client *ipc.Client // serves the agent's protocol for this instance
+	fdOK   bool        // the client's answers can carry descriptors
+	ids    idmap.Map
+
+	defaults runConfig // the image's config with the options applied
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
 // newOptions configures New.
 type newOptions struct {
 	storeOptions
+	memoryMB uint64
+	cpus     float64
+	timeout  time.Duration
+	user     string
+	env      []string
+	workDir  string
+	hostname string
+	mounts   []hv.Bind
+}
+
+// instanceOption is an Option made of a function over newOptions.
+type instanceOption func(*newOptions) error
+
+func (f instanceOption) applyNew(o *newOptions) error { return f(o) }
+
+// WithMemoryMB limits the sandbox's memory (all its processes together) to
+// mb mebibytes. New fails when the host cannot enforce it (no cgroup memory
+// controller, or no permission to use one).
+func WithMemoryMB(mb uint64) Option {
+	return instanceOption(func(o *newOptions) error {
+		if mb == 0 {
+			return errors.New("WithMemoryMB: zero memory")
+		}
+		o.memoryMB = mb
+		return nil
+	})
+}
+
+// WithCPUs limits the sandbox to the CPU time of n CPUs (n may be
+// fractional). New fails when the host cannot enforce it.
+func WithCPUs(n float64) Option {
+	return instanceOption(func(o *newOptions) error {
+		if !(n > 0) {
+			return fmt.Errorf("WithCPUs: %v CPUs", n)
+		}
+		o.cpus = n
+		return nil
+	})
+}
+
+// WithTimeout stops the sandbox d after it starts; Wait then returns, and
+// Err reports, an error matching ErrTimeout.
+func WithTimeout(d time.Duration) Option {
+	return instanceOption(func(o *newOptions) error {
+		if d <= 0 {
+			return fmt.Errorf("WithTimeout: %v", d)
+		}
+		o.timeout = d
+		return nil
+	})
+}
+
+// WithUser sets the user commands run as, unless a Cmd sets its own: a name
+// from the sandbox's /etc/passwd, a uid, or user:group. It overrides the
+// image's User.
+func WithUser(user string) Option {
+	return instanceOption(func(o *newOptions) error {
+		if user == "" {
+			return errors.New("WithUser: empty user")
+		}
+		o.user = user
+		return nil
+	})
+}
+
+// WithEnv adds KEY=value variables to the environment of every command,
+// over the image's Env.
+func WithEnv(env ...string) Option {
+	return instanceOption(func(o *newOptions) error {
+		for _, kv := range env {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsRune(kv, 0) {
+				return fmt.Errorf("WithEnv: %q is not KEY=value", kv)
+			}
+		}
+		o.env = append(o.env, env...)
+		return nil
+	})
+}
+
+// WithWorkDir sets the directory commands start in, unless a Cmd sets Dir.
+// It must be absolute; it overrides the image's WorkingDir.
+func WithWorkDir(dir string) Option {
+	return instanceOption(func(o *newOptions) error {
+		if !path.IsAbs(dir) {
+			return fmt.Errorf("WithWorkDir: %q is not absolute", dir)
+		}
+		o.workDir = dir
+		return nil
+	})
+}
+
+// WithHostname sets the sandbox's hostname (default: its id).
+func WithHostname(name string) Option {
+	return instanceOption(func(o *newOptions) error {
+		if name == "" || len(name) > 64 || strings.ContainsAny(name, "/ \t\n\x00") {
+			return fmt.Errorf("WithHostname: invalid hostname %q", name)
+		}
+		o.hostname = name
+		return nil
+	})
+}
+
+// WithMount makes the host directory or file hostPath visible, read-only,
+// at sandboxPath inside the sandbox.
+func WithMount(hostPath, sandboxPath string) Option {
+	return mountOption(hostPath, sandboxPath, false)
+}
+
+// WithWritableMount makes hostPath visible and writable at sandboxPath.
+// Writes from the sandbox land on the host; they are made with the
+// sandbox's root user's host identity.
+func WithWritableMount(hostPath, sandboxPath string) Option {
+	return mountOption(hostPath, sandboxPath, true)
+}
+
+func mountOption(hostPath, sandboxPath string, writable bool) Option {
+	return instanceOption(func(o *newOptions) error {
+		abs, err := filepath.Abs(hostPath)
+		if err != nil {
+			return err
+		}
+		if !path.IsAbs(sandboxPath) || path.Clean(sandboxPath) == "/" {
+			return fmt.Errorf("WithMount: sandbox path %q must be absolute and not /", sandboxPath)
+		}
+		o.mounts = append(o.mounts, hv.Bind{HostPath: abs, Path: path.Clean(sandboxPath), Writable: writable})
+		return nil
+	})
+}
+
+// New starts a sandbox from source and returns once it is ready to run
+// commands. It returns an error wrapping ErrHypervisorUnavailable (naming
+// the missing feature) when this host cannot run sandboxes, and an error
+// for any option the sandbox cannot honour.
+func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) {
+	if source == nil {
+		return nil, errors.New("sandbox.New: nil source")
+	}
+	var o newOptions
+	for _, opt := range opts {
+		if err := opt.applyNew(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	rs, err := source.rootfs(ctx, &o.storeOptions)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := engine.Start(ctx, engine.Spec{
+		Layers:    rs.layers,
+		Binds:     append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
+		Hostname:  o.hostname,
+		MemoryMB:  o.memoryMB,
+		CPUs:      o.cpus,
+		Timeout:   o.timeout,
+		StateRoot: filepath.Join(o.cacheDir, "instances"),
+		Logger:    o.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox.New: %w", err)
+	}
+	inst := &Instance{
+		id:       eng.ID(),
+		eng:      eng,
+		client:   eng.Client(),
+		fdOK:     eng.Client().CanPassDescriptors(),
+		ids:      idmap.Current(),
+		defaults: rs.config.withOptions(&o),
+	}
+	return inst, nil
+}
+
+// ID returns the sandbox's id, unique on this host.
+func (i *Instance) ID() string { return i.id }
+
+// Done returns a channel that is closed once the sandbox has stopped:
+// closed, timed out, or ended some other way.
+func (i *Instance) Done() <-chan struct{} { return i.eng.Done() }
+
+// Err returns why the sandbox stopped: nil while it runs and after Close,
+// an error matching ErrTimeout when WithTimeout expired, or what else ended
+// it.
+func (i *Instance) Err() error { return i.eng.Err() }
+
+// Wait blocks until the sandbox stops or ctx ends, and returns what Err
+// returns then (or ctx.Err()).
+func (i *Instance) Wait(ctx context.Context) error {
+	select {
+	case <-i.eng.Done():
+		return i.eng.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops every process in the sandbox, waits until they are gone and
+// removes the sandbox's writable layer. It is safe to call more than once;
+// later calls return the first call's result.
+func (i *Instance) Close() error {
+	i.closeOnce.Do(func() { i.closeErr = i.eng.Close() })
+	return i.closeErr
+}
+
+// alive returns an error matching ErrNotRunning (or the reason the sandbox
+// stopped) once it has stopped, so calls on a stopped sandbox fail clearly.
+func (i *Instance) alive() error {
+	select {
+	case <-i.eng.Done():
+		if err := i.eng.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("sandbox %s is closed: %w", i.id, ErrNotRunning)
+	default:
+		return nil
+	}
 }

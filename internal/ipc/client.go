@@ -158,6 +158,13 @@ func (c *Client) markDead(cause error) {
 	}
 }
 
+// CanPassDescriptors reports whether this client's connections carry
+// descriptors (extension): true for Unix sockets where the platform allows.
+func (c *Client) CanPassDescriptors() bool {
+	_, ok := c.control.(*net.UnixConn)
+	return ok && canPassDescriptors
+}
+
 // Info returns the server's description of itself from the handshake
 // (extension).
 func (c *Client) Info() string { return c.info }

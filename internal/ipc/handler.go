@@ -60,6 +60,12 @@ type Request struct {
 	watching bool
 }
 
+// CanPassDescriptors reports whether the connection the request came on can
+// carry descriptors back with the answer.
+func (r *Request) CanPassDescriptors() bool {
+	return r.sc != nil && r.sc.mc.uc != nil
+}
+
 // Decoder returns a decoder over the request's payload.
 func (r *Request) Decoder() *Decoder { return NewDecoder(r.Payload) }
 

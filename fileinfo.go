@@ -1,0 +1,94 @@
+package sandbox
+
+import (
+	"io/fs"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// FileStat is what the FileInfo of a sandbox file returns from Sys: its
+// metadata as the sandbox sees it (ids are the sandbox's, not the host's).
+type FileStat struct {
+	Uid, Gid            uint32
+	Nlink               uint64
+	Ino, Dev, Rdev      uint64
+	Blocks              int64
+	Atime, Mtime, Ctime time.Time
+}
+
+// fileInfo is an fs.FileInfo of a sandbox file.
+type fileInfo struct {
+	name string
+	size int64
+	mode fs.FileMode
+	stat FileStat
+}
+
+func (fi *fileInfo) Name() string       { return fi.name }
+func (fi *fileInfo) Size() int64        { return fi.size }
+func (fi *fileInfo) Mode() fs.FileMode  { return fi.mode }
+func (fi *fileInfo) ModTime() time.Time { return fi.stat.Mtime }
+func (fi *fileInfo) IsDir() bool        { return fi.mode.IsDir() }
+func (fi *fileInfo) Sys() any           { return &fi.stat }
+func (fi *fileInfo) String() string     { return fs.FormatFileInfo(fi) }
+
+// newFileInfo builds a fileInfo from the wire.
+func newFileInfo(info ipc.FileInfo, st ipc.Stat) *fileInfo {
+	return &fileInfo{
+		name: info.Name,
+		size: info.Size,
+		mode: info.Mode,
+		stat: FileStat{
+			Uid: st.Uid, Gid: st.Gid, Nlink: st.Nlink, Ino: st.Ino, Dev: st.Dev, Rdev: st.Rdev, Blocks: st.Blocks,
+			Atime: time.Unix(0, st.AtimeNs), Mtime: time.Unix(0, st.MtimeNs), Ctime: time.Unix(0, st.CtimeNs),
+		},
+	}
+}
+
+// decodeFileInfo reads a FileInfo and its Stat.
+func decodeFileInfo(dec *ipc.Decoder) (*fileInfo, error) {
+	info, err := ipc.DecodeFileInfo(dec)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ipc.DecodeStat(dec)
+	if err != nil {
+		return nil, err
+	}
+	return newFileInfo(info, st), nil
+}
+
+// dirEntry is an fs.DirEntry of a sandbox directory; Info asks the sandbox.
+type dirEntry struct {
+	inst *Instance
+	dir  string // the directory's sandbox path
+	name string
+	typ  fs.FileMode
+}
+
+func (d *dirEntry) Name() string               { return d.name }
+func (d *dirEntry) IsDir() bool                { return d.typ.IsDir() }
+func (d *dirEntry) Type() fs.FileMode          { return d.typ.Type() }
+func (d *dirEntry) String() string             { return fs.FormatDirEntry(d) }
+func (d *dirEntry) Info() (fs.FileInfo, error) { return d.inst.Lstat(joinPath(d.dir, d.name)) }
+
+// decodeDirEntries reads a count and that many entries of directory dir.
+func (i *Instance) decodeDirEntries(dec *ipc.Decoder, dir string) ([]fs.DirEntry, error) {
+	n, err := dec.Uint32()
+	if err != nil {
+		return nil, err
+	}
+	if uint64(n) > uint64(dec.Remaining()) {
+		return nil, ipc.ErrMessageTooLarge
+	}
+	out := make([]fs.DirEntry, 0, n)
+	for range n {
+		de, err := ipc.DecodeDirEntry(dec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &dirEntry{inst: i, dir: dir, name: de.Name, typ: de.Mode.Type()})
+	}
+	return out, nil
+}

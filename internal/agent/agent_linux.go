@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+// run is the agent's life in a namespace sandbox: set up, serve, exit.
+func run() error {
+	for _, fd := range []int{FdChannel, FdConfig, FdStatus} {
+		unix.CloseOnExec(fd) // never leak into commands
+	}
+	os.Unsetenv(EnvMarker)
+	status := os.NewFile(FdStatus, "status")
+	defer status.Close()
+	fail := func(err error) error {
+		fmt.Fprintf(status, "%v\n", err)
+		return err
+	}
+
+	cfg, err := receiveConfig(FdConfig)
+	unix.Close(FdConfig)
+	if err != nil {
+		return fail(fmt.Errorf("reading the configuration: %w", err))
+	}
+	err = setup(cfg)
+	cfg.closeHostFds() // before anything in the sandbox runs
+	if err != nil {
+		return fail(err)
+	}
+	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ln, err := ipc.NewChannelListener(os.NewFile(FdChannel, "channel"))
+	if err != nil {
+		return fail(err)
+	}
+	srv := ipc.NewServerListener(ln, a.mux)
+	srv.SetInfo(fmt.Sprintf("agent pid %d", os.Getpid()))
+	srv.SetLogger(a.log)
+	if _, err := status.WriteString("ok\n"); err != nil {
+		return err // the host is gone
+	}
+	status.Close()
+	err = srv.ServeOne()
+	a.shutdown()
+	return err
+}
+
+// closeHostFds closes every host descriptor the host sent.
+func (c *Config) closeHostFds() {
+	for _, fd := range c.received {
+		unix.Close(fd)
+	}
+	c.received = nil
+}

@@ -1,0 +1,371 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+// defaultPath is searched when a command's environment has no PATH.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// command is a command the host created.
+type command struct {
+	spec  ipc.CmdSpec
+	files []*os.File // sent with MsgCmdNew; owned until start hands them on
+
+	mu      sync.Mutex
+	proc    *proc       // guarded by mu; nil before start
+	streams [3]*os.File // guarded by mu: the agent's ends of stream pipes
+	pty     *os.File    // guarded by mu: the pty master, when kept here
+}
+
+// release closes what the agent holds for the command.
+func (c *command) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = nil
+	for i, f := range c.streams {
+		if f != nil {
+			f.Close()
+			c.streams[i] = nil
+		}
+	}
+	if c.pty != nil {
+		c.pty.Close()
+		c.pty = nil
+	}
+}
+
+func (a *agent) registerCommands() {
+	a.handle(ipc.MsgCmdNew, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		spec, err := ipc.DecodeCmdSpec(dec)
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range spec.Stdio {
+			if st.Mode == ipc.StdioFile && (st.FileIndex < 0 || int(st.FileIndex) >= len(req.Files)) {
+				return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stdio names file %d of %d", st.FileIndex, len(req.Files))}
+			}
+			if st.Mode == ipc.StdioPty && !spec.Pty {
+				return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "stdio on a pty without a pty"}
+			}
+		}
+		c := &command{spec: spec, files: req.Files}
+		req.Files = nil
+		h := a.handles.add(c)
+		return ok(func(e *ipc.Encoder) { e.Uint64(h) }), nil
+	})
+	cmdOp := func(msg uint16, fn func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error)) {
+		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+			h, err := dec.Uint64()
+			if err != nil {
+				return nil, err
+			}
+			c, err := lookup[*command](a.handles, h)
+			if err != nil {
+				return nil, err
+			}
+			return fn(req, c, dec)
+		})
+	}
+	cmdOp(ipc.MsgCmdStart, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+		return a.start(req, c)
+	})
+	cmdOp(ipc.MsgCmdWait, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+		c.mu.Lock()
+		p := c.proc
+		c.mu.Unlock()
+		if p == nil {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "wait: not started"}
+		}
+		select {
+		case <-p.exited:
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+		return ok(func(e *ipc.Encoder) { ipc.EncodeExitStatus(e, p.status) }), nil
+	})
+	cmdOp(ipc.MsgCmdKill, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+		sig, err := dec.Int32()
+		if err != nil {
+			return nil, err
+		}
+		tree, _ := dec.Bool()
+		c.mu.Lock()
+		p := c.proc
+		c.mu.Unlock()
+		if p == nil {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "kill: not started"}
+		}
+		select {
+		case <-p.exited:
+			if !tree {
+				return nil, os.ErrProcessDone
+			}
+		default:
+		}
+		if tree {
+			killTree(p.pid, syscall.Signal(sig))
+			return ok(nil), nil
+		}
+		if err := unix.Kill(p.pid, syscall.Signal(sig)); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return nil, os.ErrProcessDone
+			}
+			return nil, os.NewSyscallError("kill", err)
+		}
+		return ok(nil), nil
+	})
+	a.handle(ipc.MsgCmdFree, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		h, err := dec.Uint64()
+		if err != nil {
+			return nil, err
+		}
+		c, err := take[*command](a.handles, h)
+		if err != nil {
+			return nil, err
+		}
+		c.release()
+		return ok(nil), nil
+	})
+	cmdOp(ipc.MsgCmdAttach, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+		stream, err := dec.Uint8()
+		if err != nil {
+			return nil, err
+		}
+		return c.attach(stream)
+	})
+	cmdOp(ipc.MsgCmdSetConsoleSize, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+		rows, err := dec.Uint16()
+		if err != nil {
+			return nil, err
+		}
+		cols, err := dec.Uint16()
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.pty == nil {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "set console size: the command has no pty here"}
+		}
+		return ok(nil), setWinsize(c.pty, rows, cols)
+	})
+}
+
+// start starts a created command.
+func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc != nil {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "exec: already started"}
+	}
+	spec := c.spec
+	id, err := resolveUser(spec.User)
+	if err != nil {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error(), Op: "exec"}
+	}
+	if a.cfg.SingleID && (id.uid != 0 || id.gid != 0) {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Op: "exec", Message: fmt.Sprintf(
+			"user %q (%d:%d): this sandbox maps only its root user (the host program runs unprivileged without subordinate ids)", spec.User, id.uid, id.gid)}
+	}
+	env := spec.Env
+	if lookupEnv(env, "HOME") == "" {
+		env = append(env, "HOME="+id.home)
+	}
+	path, err := lookPath(spec.Path, lookupEnv(env, "PATH"))
+	if err != nil {
+		return nil, err
+	}
+	dir := spec.Dir
+	if dir == "" {
+		dir = "/"
+	}
+
+	// The child's three standard streams, and what to close once it runs.
+	var child [3]*os.File
+	var closeAfter []*os.File
+	defer func() {
+		for _, f := range closeAfter {
+			f.Close()
+		}
+	}()
+	var ptySlave *os.File
+	if spec.Pty {
+		master, slave, err := openPty(spec.Rows, spec.Cols)
+		if err != nil {
+			return nil, err
+		}
+		c.pty, ptySlave = master, slave
+		closeAfter = append(closeAfter, slave)
+	}
+	for i, st := range spec.Stdio {
+		switch st.Mode {
+		case ipc.StdioNull:
+			flag := os.O_WRONLY
+			if i == 0 {
+				flag = os.O_RDONLY
+			}
+			f, err := os.OpenFile(os.DevNull, flag, 0)
+			if err != nil {
+				return nil, err
+			}
+			child[i] = f
+			closeAfter = append(closeAfter, f)
+		case ipc.StdioFile:
+			child[i] = c.files[st.FileIndex]
+		case ipc.StdioStream:
+			r, w, err := os.Pipe()
+			if err != nil {
+				return nil, err
+			}
+			if i == 0 {
+				child[i], c.streams[i] = r, w
+				closeAfter = append(closeAfter, r)
+			} else {
+				child[i], c.streams[i] = w, r
+				closeAfter = append(closeAfter, w)
+			}
+		case ipc.StdioPty:
+			child[i] = ptySlave
+		default:
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown stdio mode %d", st.Mode)}
+		}
+	}
+	closeAfter = append(closeAfter, c.files...)
+	c.files = nil
+
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if spec.Pty {
+		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+		for i, st := range spec.Stdio {
+			if st.Mode == ipc.StdioPty {
+				sys.Ctty = i
+				break
+			}
+		}
+		if spec.Stdio[0].Mode != ipc.StdioPty && spec.Stdio[1].Mode != ipc.StdioPty && spec.Stdio[2].Mode != ipc.StdioPty {
+			// The controlling terminal must be one of the child's descriptors.
+			child = [3]*os.File{ptySlave, ptySlave, ptySlave}
+		}
+	}
+	if id.uid != 0 || id.gid != 0 || len(id.groups) > 1 {
+		sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
+	}
+	attr := &os.ProcAttr{Dir: dir, Env: env, Files: child[:], Sys: sys}
+	p, err := a.reaper.start(func() (int, error) {
+		proc, err := os.StartProcess(path, spec.Args, attr)
+		if err != nil {
+			return 0, err
+		}
+		pid := proc.Pid
+		proc.Release() // the reaper, not os.Process, waits for it
+		return pid, nil
+	})
+	if err != nil {
+		return nil, startError(err, spec.Path, dir)
+	}
+	c.proc = p
+	resp := ok(func(e *ipc.Encoder) { e.Int32(int32(p.pid)) })
+	if c.pty != nil && req.CanPassDescriptors() {
+		resp.Files = []*os.File{c.pty} // sent, then closed here: the host holds the master
+		c.pty = nil
+	}
+	return resp, nil
+}
+
+// startError makes the error of a failed start say what failed.
+func startError(err error, name, dir string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "chdir" {
+		return &fs.PathError{Op: "chdir", Path: dir, Err: pe.Err}
+	}
+	if errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("exec %s: %w (is the user mapped in this sandbox?)", name, err)
+	}
+	return err
+}
+
+// lookupEnv returns the value of key in env; the last one wins.
+func lookupEnv(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
+
+// lookPath finds the program name in PATH, as exec.LookPath does, inside
+// the sandbox; a name with a slash is used as it is.
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	if path == "" {
+		path = defaultPath
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
+}
+
+// attach hands the connection over to one of the command's streams.
+func (c *command) attach(stream uint8) (*ipc.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var f *os.File
+	switch {
+	case stream == ipc.StreamPty:
+		f, c.pty = c.pty, nil
+	case stream <= ipc.StreamStderr:
+		f, c.streams[stream] = c.streams[stream], nil
+	}
+	if f == nil {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stream %d is not available to attach", stream)}
+	}
+	resp := ok(nil)
+	resp.Hijack = func(conn net.Conn) {
+		go pump(conn, f, stream)
+	}
+	return resp, nil
+}
+
+// pump copies between a stream's connection and its pipe or pty, closing
+// both when done.
+func pump(conn net.Conn, f *os.File, stream uint8) {
+	defer conn.Close()
+	defer f.Close()
+	switch stream {
+	case ipc.StreamStdin:
+		io.Copy(f, conn)
+	case ipc.StreamPty:
+		go func() { io.Copy(f, conn); f.Close() }()
+		io.Copy(conn, f)
+	default:
+		io.Copy(conn, f)
+	}
+}

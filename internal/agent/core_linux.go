@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// agent is the state of one running agent.
+type agent struct {
+	cfg     *Config
+	log     *slog.Logger
+	mux     *ipc.Mux
+	handles *handleTable
+	reaper  *reaper
+}
+
+func newAgent(cfg *Config, log *slog.Logger) *agent {
+	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper()}
+	a.registerFS()
+	a.registerFiles()
+	a.registerCommands()
+	return a
+}
+
+// handlerFunc is the shape of the agent's handlers: the request, and a
+// decoder positioned at its payload.
+type handlerFunc func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error)
+
+// handle registers fn for msgType. Files that came with a request and that
+// fn did not take (by setting req.Files to nil) are closed after it returns.
+func (a *agent) handle(msgType uint16, fn handlerFunc) {
+	a.mux.HandleCall(msgType, ipc.CallHandlerFunc(func(ctx context.Context, req *ipc.Request) (*ipc.Response, error) {
+		defer func() {
+			for _, f := range req.Files {
+				f.Close()
+			}
+		}()
+		return fn(req, req.Decoder())
+	}))
+}
+
+// ok returns a success answer built by fill (which may be nil).
+func ok(fill func(*ipc.Encoder)) *ipc.Response {
+	rb := ipc.NewResponseBuilder().Success()
+	if fill != nil {
+		fill(rb.Encoder())
+	}
+	return &ipc.Response{Payload: rb.Build()}
+}
+
+// sandboxPath turns a request's path into an absolute sandbox path.
+func sandboxPath(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return "/" + p
+	}
+	return p
+}
+
+// shutdown kills everything the agent started and stops its work.
+func (a *agent) shutdown() {
+	for _, v := range a.handles.all() {
+		if c, ok := v.(interface{ release() }); ok {
+			c.release()
+		}
+	}
+	killAll()
+	a.reaper.close()
+}

@@ -1,0 +1,24 @@
+// Package agent is the process that runs inside every sandbox as its first
+// process (PID 1). It is the host program itself, re-executed with
+// [EnvMarker] in its environment: importing this package installs an init
+// function that recognises the marker, runs the agent and exits, so users
+// need no second binary.
+//
+// # What it does
+//
+// At start it reads its [Config], builds the sandbox's root (overlay of the
+// image layers, /proc, /sys, a minimal /dev, /etc/hosts and friends), pivots
+// into it, brings up the loopback interface, and then serves the protocol of
+// internal/ipc on the connections its host opens: file operations, file
+// handles, commands and (later) the network. Every path a request names is
+// resolved by the kernel inside the sandbox's own root, so no symlink can
+// lead a request to a host file. As PID 1 it reaps every orphan.
+//
+// Where the connection is a Unix socket, answers carry real descriptors:
+// an opened file, a pty master; command stdio travels over descriptors the
+// host sends. Otherwise the handle-based messages and streams serve the
+// same operations.
+//
+// The agent exits when its host's control connection closes, which takes
+// every process of the sandbox with it.
+package agent

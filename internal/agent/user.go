@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// identity is who a command runs as.
+type identity struct {
+	uid, gid uint32
+	groups   []uint32 // supplementary groups
+	home     string
+}
+
+// resolveUser turns a user spec ("", name, uid, name:group, uid:gid) into
+// ids, reading the sandbox's /etc/passwd and /etc/group as Docker does: a
+// name must exist; a numeric uid without a passwd entry runs with gid 0; the
+// supplementary groups are those that list the user by name.
+func resolveUser(spec string) (identity, error) {
+	id := identity{home: "/"}
+	if spec == "" {
+		spec = "0"
+	}
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	passwd := readColonFile("/etc/passwd")
+	var name string
+	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
+		id.uid = uint32(n)
+		for _, f := range passwd {
+			if len(f) >= 6 && f[2] == userPart {
+				name = f[0]
+				id.gid = parseID(f[3])
+				id.home = f[5]
+				break
+			}
+		}
+	} else {
+		found := false
+		for _, f := range passwd {
+			if len(f) >= 6 && f[0] == userPart {
+				name, found = f[0], true
+				id.uid, id.gid, id.home = parseID(f[2]), parseID(f[3]), f[5]
+				break
+			}
+		}
+		if !found {
+			return id, fmt.Errorf("user %q: no such user in /etc/passwd", userPart)
+		}
+	}
+	groups := readColonFile("/etc/group")
+	if hasGroup {
+		if n, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
+			id.gid = uint32(n)
+		} else {
+			found := false
+			for _, f := range groups {
+				if len(f) >= 3 && f[0] == groupPart {
+					id.gid, found = parseID(f[2]), true
+					break
+				}
+			}
+			if !found {
+				return id, fmt.Errorf("group %q: no such group in /etc/group", groupPart)
+			}
+		}
+	}
+	id.groups = []uint32{id.gid}
+	if name != "" && !hasGroup {
+		for _, f := range groups {
+			if len(f) < 4 {
+				continue
+			}
+			for _, member := range strings.Split(f[3], ",") {
+				if member == name {
+					if g := parseID(f[2]); g != id.gid {
+						id.groups = append(id.groups, g)
+					}
+				}
+			}
+		}
+	}
+	return id, nil
+}
+
+func parseID(s string) uint32 {
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(n)
+}
+
+// readColonFile reads a passwd-style file into its fields, or nil.
+func readColonFile(path string) [][]string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, strings.Split(line, ":"))
+	}
+	return out
+}

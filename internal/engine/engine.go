@@ -1,0 +1,253 @@
+// Package engine starts sandboxes on a backend and connects to their agents.
+// The public package uses it in process, and the helper uses it on the
+// public package's behalf; both then speak the agent's protocol over the
+// client it returns.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	_ "github.com/ccsandbox/sandbox/internal/agent" // the agent is this binary, re-executed
+	"github.com/ccsandbox/sandbox/internal/fsutil"
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/ns"
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// Spec describes an instance to start.
+type Spec struct {
+	Layers   []string  // read-only layers, lowest first
+	Binds    []hv.Bind // host paths to mount inside
+	Hostname string    // "" : the instance id
+	MemoryMB uint64
+	CPUs     float64
+	PidsMax  int64
+	Timeout  time.Duration // 0: none
+	// StateRoot holds the instances' state directories; it must be on the
+	// same file system as the layer store, so snapshots can move layers.
+	StateRoot string
+	Backend   hv.Backend // nil: the namespace backend
+	Logger    *slog.Logger
+}
+
+// Instance is a started sandbox and the client to its agent.
+type Instance struct {
+	id       string
+	sb       hv.Sandbox
+	caps     hv.Capabilities
+	client   *ipc.Client
+	stateDir string
+	lock     *os.File // flock on the state directory while it is in use
+	log      *slog.Logger
+
+	done    chan struct{} // closed when the instance has stopped
+	timer   *time.Timer
+	watched chan struct{} // closed when the watch goroutine has ended
+
+	mu     sync.Mutex
+	reason error // guarded by mu: why it stopped, set before done closes
+	closed bool  // guarded by mu
+}
+
+// Start starts an instance and connects to its agent.
+func Start(ctx context.Context, spec Spec) (*Instance, error) {
+	if spec.StateRoot == "" {
+		return nil, errors.New("engine: no state root")
+	}
+	log := spec.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	backend := spec.Backend
+	if backend == nil {
+		backend = ns.Backend{}
+	}
+	sweepOnce(spec.StateRoot, log)
+	id := newID()
+	stateDir := filepath.Join(spec.StateRoot, id)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the instance state directory: %w", err)
+	}
+	lock, err := lockDir(stateDir)
+	if err != nil {
+		fsutil.RemoveAll(stateDir)
+		return nil, err
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = id
+	}
+	sbDir := filepath.Join(stateDir, "sandbox")
+	if err := os.Mkdir(sbDir, 0o700); err != nil {
+		lock.Close()
+		fsutil.RemoveAll(stateDir)
+		return nil, err
+	}
+	sb, err := backend.Start(ctx, &hv.Config{
+		ID: id, StateDir: sbDir, Layers: spec.Layers, Binds: spec.Binds, Hostname: hostname,
+		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, Logger: log,
+	})
+	if err != nil {
+		lock.Close()
+		fsutil.RemoveAll(stateDir)
+		return nil, err
+	}
+	client, err := ipc.Connect(ctx, sb.Dial)
+	if err != nil {
+		sb.Stop()
+		lock.Close()
+		fsutil.RemoveAll(stateDir)
+		return nil, fmt.Errorf("connecting to the sandbox agent: %w", err)
+	}
+	inst := &Instance{
+		id: id, sb: sb, caps: backend.Capabilities(), client: client, stateDir: stateDir, lock: lock, log: log,
+		done: make(chan struct{}), watched: make(chan struct{}),
+	}
+	if spec.Timeout > 0 {
+		inst.timer = time.AfterFunc(spec.Timeout, func() { inst.stop(ipc.ErrTimeout) })
+	}
+	go inst.watch()
+	log.Debug("sandbox started", "id", id, "backend", backend.Name(), "layers", len(spec.Layers))
+	return inst, nil
+}
+
+// ID returns the instance's id.
+func (i *Instance) ID() string { return i.id }
+
+// Client returns the client connected to the agent.
+func (i *Instance) Client() *ipc.Client { return i.client }
+
+// Sandbox returns the backend's sandbox.
+func (i *Instance) Sandbox() hv.Sandbox { return i.sb }
+
+// Capabilities returns what the backend can do.
+func (i *Instance) Capabilities() hv.Capabilities { return i.caps }
+
+// Done returns a channel closed once the instance has stopped.
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// Err returns why the instance stopped: nil while it runs and after Close,
+// an error matching ipc.ErrTimeout when its time ran out, ipc.ErrOutOfMemory
+// when it was killed for memory, or what else ended it.
+func (i *Instance) Err() error {
+	select {
+	case <-i.done:
+	default:
+		return nil
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.reason
+}
+
+// watch records the end of the sandbox, whatever causes it.
+func (i *Instance) watch() {
+	defer close(i.watched)
+	select {
+	case <-i.sb.Done():
+	case <-i.client.Done():
+		// The agent hung up without the sandbox ending: treat it as dead.
+		i.sb.Stop()
+	}
+	i.mu.Lock()
+	if i.reason == nil && !i.closed {
+		if err := i.sb.Err(); err != nil {
+			i.reason = err
+		} else {
+			i.reason = fmt.Errorf("sandbox %s: %w", i.id, ipc.ErrNotRunning)
+		}
+	}
+	i.mu.Unlock()
+	if i.timer != nil {
+		i.timer.Stop()
+	}
+	i.client.Close()
+	close(i.done)
+}
+
+// stop ends the sandbox with reason.
+func (i *Instance) stop(reason error) {
+	i.mu.Lock()
+	if i.reason == nil && !i.closed {
+		i.reason = fmt.Errorf("sandbox %s: %w", i.id, reason)
+	}
+	i.mu.Unlock()
+	i.sb.Stop()
+}
+
+// Close stops the sandbox, waits until it is gone and removes its state.
+// It is safe to call more than once; later calls return nil.
+func (i *Instance) Close() error {
+	i.mu.Lock()
+	if i.closed {
+		i.mu.Unlock()
+		<-i.watched
+		return nil
+	}
+	i.closed = true
+	i.mu.Unlock()
+	err := i.sb.Stop()
+	<-i.watched
+	if rerr := fsutil.RemoveAll(i.stateDir); rerr != nil && err == nil {
+		err = fmt.Errorf("removing the state of sandbox %s: %w", i.id, rerr)
+	}
+	i.lock.Close()
+	return err
+}
+
+// newID returns a fresh instance id.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// lockDir takes an exclusive lock on dir/lock, held while the returned file
+// is open, so that other processes see the directory is in use.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+var swept sync.Map // state root → struct{}
+
+// sweepOnce removes, once per state root and process, the state directories
+// that processes which died without closing their instances left behind.
+func sweepOnce(root string, log *slog.Logger) {
+	if _, loaded := swept.LoadOrStore(root, struct{}{}); loaded {
+		return
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		lock, err := lockDir(dir)
+		if err != nil {
+			continue // in use, or not ours
+		}
+		if err := fsutil.RemoveAll(dir); err != nil {
+			log.Warn("removing a stale sandbox state directory", "dir", dir, "err", err)
+		}
+		lock.Close()
+	}
+}

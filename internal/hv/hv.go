@@ -1,0 +1,95 @@
+// Package hv defines the isolation backends behind one small interface.
+//
+// # Vocabulary
+//
+//   - backend: a way to isolate (Linux namespaces, a virtual machine);
+//   - sandbox: one running isolated environment, started by a backend;
+//   - agent: the process serving the sandbox from inside (internal/agent),
+//     reached through connections the sandbox's Dial opens;
+//   - layers: read-only directories in overlay format, lowest first, that
+//     make the sandbox's root together with a private writable layer.
+//
+// Nothing in this package or above it knows which backend runs: the engine
+// picks one, and everything else speaks the agent's protocol.
+package hv
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/idmap"
+)
+
+// Backend starts sandboxes.
+type Backend interface {
+	// Name names the backend ("ns", "vm").
+	Name() string
+	// Start starts a sandbox described by cfg and returns once its agent
+	// accepts connections. It returns an error wrapping
+	// ipc.ErrHypervisorUnavailable when the host lacks what the backend
+	// needs, naming the missing feature.
+	Start(ctx context.Context, cfg *Config) (Sandbox, error)
+	// Capabilities says what this backend can do.
+	Capabilities() Capabilities
+}
+
+// Capabilities are what backends do differently.
+type Capabilities struct {
+	// PassesDescriptors: connections to the agent carry file
+	// descriptors, so files, pipes and sockets are used natively.
+	PassesDescriptors bool
+	// HostUpperDir: the writable layer is a host directory
+	// (Sandbox.UpperDir), readable directly for snapshots.
+	HostUpperDir bool
+	// OwnKernel: the sandbox runs its own kernel.
+	OwnKernel bool
+}
+
+// Config describes a sandbox to start.
+type Config struct {
+	ID       string
+	StateDir string   // an empty private directory the sandbox may use; removed by the caller after Stop
+	Layers   []string // read-only layer directories, lowest first
+	Binds    []Bind   // host paths mounted into the sandbox
+	Hostname string
+	IDMap    idmap.Map
+
+	MemoryMB uint64  // 0: no limit
+	CPUs     float64 // 0: no limit
+	PidsMax  int64   // 0: no limit
+
+	Logger *slog.Logger
+}
+
+// Bind mounts a host path into the sandbox.
+type Bind struct {
+	HostPath string
+	Path     string // absolute path inside the sandbox
+	Writable bool
+}
+
+// Sandbox is one running sandbox.
+type Sandbox interface {
+	// Dial opens a new connection to the agent.
+	Dial(ctx context.Context) (net.Conn, error)
+	// Done is closed once the sandbox has stopped, for whatever reason.
+	Done() <-chan struct{}
+	// Err reports why the sandbox stopped, after Done: nil after Stop,
+	// an error matching ipc.ErrOutOfMemory when it was killed for memory,
+	// or what went wrong.
+	Err() error
+	// Stop kills everything in the sandbox and waits until it is gone.
+	// It is safe to call more than once.
+	Stop() error
+	// UpperDir is the writable layer on the host, when the backend has
+	// one there (Capabilities.HostUpperDir), else "".
+	UpperDir() string
+	// Pid is the host pid of the sandbox's first process, or 0.
+	Pid() int
+}
+
+// StopGrace is how long a backend waits for its sandbox to end after the
+// kill before reporting a failure.
+const StopGrace = 10 * time.Second

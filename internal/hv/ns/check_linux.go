@@ -1,0 +1,36 @@
+package ns
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// checkHost reports, once per process, whether this host can run namespace
+// sandboxes: an error wrapping ipc.ErrHypervisorUnavailable names the
+// missing kernel feature.
+var checkHost = sync.OnceValue(func() error {
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		return fmt.Errorf("%w: the kernel has no user namespaces (CONFIG_USER_NS)", ipc.ErrHypervisorUnavailable)
+	}
+	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		return fmt.Errorf("%w: user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)", ipc.ErrHypervisorUnavailable)
+	}
+	if os.Geteuid() != 0 {
+		if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && strings.TrimSpace(string(b)) == "0" {
+			return fmt.Errorf("%w: unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone=0)", ipc.ErrHypervisorUnavailable)
+		}
+	}
+	fsys, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return fmt.Errorf("%w: cannot read /proc/filesystems: %v", ipc.ErrHypervisorUnavailable, err)
+	}
+	if !bytes.Contains(fsys, []byte("\toverlay\n")) {
+		return fmt.Errorf("%w: the kernel has no overlayfs (load the overlay module: modprobe overlay)", ipc.ErrHypervisorUnavailable)
+	}
+	return nil
+})

@@ -1,0 +1,367 @@
+package ns
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+// Backend starts namespace sandboxes. The zero value is ready to use.
+type Backend struct{}
+
+// Name returns "ns".
+func (Backend) Name() string { return "ns" }
+
+// Capabilities: descriptors pass, the upper directory is on the host.
+func (Backend) Capabilities() hv.Capabilities {
+	return hv.Capabilities{PassesDescriptors: true, HostUpperDir: true}
+}
+
+// Start starts a sandbox: it prepares the state directory, re-executes the
+// host binary as the agent in new namespaces, applies resource limits, and
+// waits until the agent serves.
+func (b Backend) Start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
+	if err := checkHost(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &sandbox{cfg: cfg, log: log, done: make(chan struct{}), stopping: make(chan struct{})}
+	if err := s.prepareDirs(); err != nil {
+		return nil, err
+	}
+	cg, err := newCgroup(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cgroup = cg
+	if err := s.spawn(ctx); err != nil {
+		if s.cmd == nil || s.cmd.Process == nil {
+			s.cgroup.remove() // no wait goroutine will
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// sandbox is one running namespace sandbox.
+type sandbox struct {
+	cfg    *hv.Config
+	log    *slog.Logger
+	cmd    *exec.Cmd
+	dialer *ipc.ChannelDialer
+	cgroup *cgroup // nil without limits
+	upper  string
+
+	done     chan struct{} // closed when the agent has been waited for
+	waitErr  error         // set before done closes
+	stopOnce sync.Once
+	stopping chan struct{} // closed by Stop before it kills
+}
+
+func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx) }
+func (s *sandbox) Done() <-chan struct{}                      { return s.done }
+func (s *sandbox) UpperDir() string                           { return s.upper }
+func (s *sandbox) Pid() int                                   { return s.cmd.Process.Pid }
+
+// Err reports why the sandbox ended: nil when Stop ended it.
+func (s *sandbox) Err() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	select {
+	case <-s.stopping:
+		return nil
+	default:
+	}
+	if s.cgroup != nil && s.cgroup.oomKilled() {
+		return fmt.Errorf("sandbox killed: %w", ipc.ErrOutOfMemory)
+	}
+	if s.waitErr == nil {
+		return errors.New("sandbox agent exited")
+	}
+	return fmt.Errorf("sandbox agent: %w", s.waitErr)
+}
+
+// prepareDirs creates the upper, work and rootfs directories, owned by the
+// sandbox's root.
+func (s *sandbox) prepareDirs() error {
+	s.upper = filepath.Join(s.cfg.StateDir, "upper")
+	uid, _ := s.cfg.IDMap.HostUID(0)
+	gid, _ := s.cfg.IDMap.HostGID(0)
+	for _, d := range []string{"upper", "work", "rootfs"} {
+		if err := os.Mkdir(filepath.Join(s.cfg.StateDir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	// The sandbox's root owns the writable parts of its state directory.
+	if os.Geteuid() == 0 {
+		for _, d := range []string{"", "upper", "work"} {
+			if err := os.Lchown(filepath.Join(s.cfg.StateDir, d), int(uid), int(gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// spawn starts the agent and waits for it to serve.
+func (s *sandbox) spawn(ctx context.Context) error {
+	local, remote, err := ipc.NewChannel()
+	if err != nil {
+		return err
+	}
+	var childEnds []*os.File // the child's copies, closed once it started
+	closeChildEnds := func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+		childEnds = nil
+	}
+	defer closeChildEnds()
+	childEnds = append(childEnds, remote)
+	fail := func(err error) error {
+		local.Close()
+		return err
+	}
+	cfgHost, cfgChild, err := configSocket()
+	if err != nil {
+		return fail(err)
+	}
+	defer cfgHost.Close()
+	childEnds = append(childEnds, cfgChild)
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer statusR.Close()
+	childEnds = append(childEnds, statusW)
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	childEnds = append(childEnds, logW)
+
+	s.cmd = &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"cc-agent"},
+		Env:        []string{agent.EnvMarker + "=1"},
+		Stderr:     logW,
+		ExtraFiles: []*os.File{remote, cfgChild, statusW}, // fds 3, 4, 5: see agent.Fd*
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
+				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
+			UidMappings:                idMappings(s.cfg.IDMap.UIDs),
+			GidMappings:                idMappings(s.cfg.IDMap.GIDs),
+			GidMappingsEnableSetgroups: !s.cfg.IDMap.Single(),
+			// Become the sandbox's root: the host's own ids are not mapped
+			// when running as root, and an unmapped process has no
+			// capabilities after exec.
+			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: s.cfg.IDMap.Single()},
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	err = s.cmd.Start()
+	closeChildEnds()
+	if err != nil {
+		s.cmd = nil
+		logR.Close()
+		return fail(fmt.Errorf("starting the sandbox agent: %w", spawnError(err)))
+	}
+	logDone := make(chan struct{})
+	go s.forwardLog(logR, logDone)
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		<-logDone
+		s.cgroup.remove()
+		close(s.done)
+	}()
+	stop := func(err error) error {
+		local.Close()
+		s.Stop()
+		return err
+	}
+	if s.cgroup != nil {
+		if err := s.cgroup.add(s.cmd.Process.Pid); err != nil {
+			return stop(err)
+		}
+	}
+
+	acfg, dirs, err := s.agentConfig(s.cmd.Process.Pid)
+	if err != nil {
+		return stop(err)
+	}
+	err = agent.SendConfig(cfgHost, dirs, acfg)
+	for _, f := range dirs {
+		f.Close()
+	}
+	if err != nil {
+		return stop(err)
+	}
+	status := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(statusR).ReadString('\n')
+		status <- strings.TrimSpace(line)
+	}()
+	select {
+	case line := <-status:
+		if line != "ok" {
+			if line == "" {
+				line = "the agent exited during setup"
+			}
+			return stop(fmt.Errorf("sandbox setup: %s", line))
+		}
+	case <-ctx.Done():
+		statusR.Close()
+		return stop(ctx.Err())
+	}
+	if s.dialer, err = ipc.NewChannelDialer(local); err != nil {
+		return stop(err)
+	}
+	return nil
+}
+
+// agentConfig returns what the agent needs to build the root, and the host
+// directories it names, opened O_PATH through the agent's /proc/PID/root so
+// that they belong to its mount namespace.
+func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
+	var files []*os.File
+	root := fmt.Sprintf("/proc/%d/root", pid)
+	open := func(p string, dir bool) (int, error) {
+		flags := unix.O_PATH | unix.O_CLOEXEC
+		if dir {
+			flags |= unix.O_DIRECTORY
+		}
+		fd, err := unix.Open(root+p, flags, 0)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		files = append(files, os.NewFile(uintptr(fd), p))
+		return len(files) - 1, nil
+	}
+	fail := func(err error) (*agent.Config, []*os.File, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, nil, err
+	}
+	c := &agent.Config{
+		Hostname: s.cfg.Hostname,
+		Hosts:    fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", s.cfg.Hostname),
+		Resolv:   "nameserver 127.0.0.1\n",
+		SingleID: s.cfg.IDMap.Single(),
+	}
+	for _, l := range s.cfg.Layers {
+		fd, err := open(l, true)
+		if err != nil {
+			return fail(fmt.Errorf("layer: %w", err))
+		}
+		c.Layers = append(c.Layers, fd)
+	}
+	var err error
+	for _, d := range []struct {
+		fd   *int
+		name string
+	}{{&c.Upper, "upper"}, {&c.Work, "work"}, {&c.Rootfs, "rootfs"}, {&c.State, ""}} {
+		if *d.fd, err = open(filepath.Join(s.cfg.StateDir, d.name), true); err != nil {
+			return fail(err)
+		}
+	}
+	for _, b := range s.cfg.Binds {
+		fi, err := os.Stat(b.HostPath)
+		if err != nil {
+			return fail(fmt.Errorf("mount source: %w", err))
+		}
+		fd, err := open(b.HostPath, false)
+		if err != nil {
+			return fail(fmt.Errorf("mount source: %w", err))
+		}
+		c.Binds = append(c.Binds, agent.Bind{Source: fd, Dir: fi.IsDir(), Path: b.Path, Writable: b.Writable})
+	}
+	return c, files, nil
+}
+
+// configSocket returns the two ends of the agent's configuration socket.
+func configSocket() (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	hostFile := os.NewFile(uintptr(fds[0]), "agent-config")
+	defer hostFile.Close()
+	c, err := net.FileConn(hostFile)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "agent-config"), nil
+}
+
+// forwardLog copies the agent's stderr into the logger.
+func (s *sandbox) forwardLog(r io.ReadCloser, done chan<- struct{}) {
+	defer close(done)
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		s.log.Warn("sandbox agent", "id", s.cfg.ID, "line", sc.Text())
+	}
+}
+
+// Stop kills the agent, and with it every process of the sandbox, and
+// waits for it.
+func (s *sandbox) Stop() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		if s.dialer != nil {
+			s.dialer.Close()
+		}
+		s.cmd.Process.Kill()
+	})
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(hv.StopGrace):
+		return fmt.Errorf("sandbox %s: agent pid %d did not exit after SIGKILL", s.cfg.ID, s.cmd.Process.Pid)
+	}
+}
+
+func idMappings(rs []idmap.Range) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(rs))
+	for i, r := range rs {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)}
+	}
+	return out
+}
+
+// spawnError explains the usual reasons a namespace clone fails.
+func spawnError(err error) error {
+	switch {
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EUSERS):
+		return fmt.Errorf("%w: creating namespaces failed (%v): user namespaces are disabled or exhausted (see /proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)", ipc.ErrHypervisorUnavailable, err)
+	}
+	return err
+}
