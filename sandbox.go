@@ -60,6 +60,7 @@ type newOptions struct {
 	workDir  string
 	hostname string
 	mounts   []hv.Bind
+	noFDs    bool // tests: use the streamed paths even where descriptors pass
 }
 
 // instanceOption is an Option made of a function over newOptions.
@@ -219,7 +220,7 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 		id:       eng.ID(),
 		eng:      eng,
 		client:   eng.Client(),
-		fdOK:     eng.Client().CanPassDescriptors(),
+		fdOK:     eng.Client().CanPassDescriptors() && !o.noFDs,
 		ids:      idmap.Current(),
 		defaults: rs.config.withOptions(&o),
 	}

@@ -282,7 +282,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	}
 	c.proc = p
 	resp := ok(func(e *ipc.Encoder) { e.Int32(int32(p.pid)) })
-	if c.pty != nil && req.CanPassDescriptors() {
+	if c.pty != nil && spec.WantFD && req.CanPassDescriptors() {
 		resp.Files = []*os.File{c.pty} // sent, then closed here: the host holds the master
 		c.pty = nil
 	}

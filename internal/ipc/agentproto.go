@@ -137,11 +137,14 @@ type CmdSpec struct {
 	Pty   bool
 	Rows  uint16
 	Cols  uint16
+	// WantFD asks for the pty master as a descriptor in the answer to
+	// MsgCmdStart, where the connection can carry it.
+	WantFD bool
 }
 
 // EncodeCmdSpec encodes a CmdSpec: Path, Args, Env, Dir, User, then for each
 // of stdin, stdout, stderr a mode u8 and a file index i32, then Pty, Rows,
-// Cols.
+// Cols, WantFD.
 func EncodeCmdSpec(enc *Encoder, s CmdSpec) {
 	enc.String(s.Path)
 	enc.StringSlice(s.Args)
@@ -155,6 +158,7 @@ func EncodeCmdSpec(enc *Encoder, s CmdSpec) {
 	enc.Bool(s.Pty)
 	enc.Uint16(s.Rows)
 	enc.Uint16(s.Cols)
+	enc.Bool(s.WantFD)
 }
 
 // DecodeCmdSpec decodes a CmdSpec.
@@ -190,7 +194,10 @@ func DecodeCmdSpec(dec *Decoder) (CmdSpec, error) {
 	if s.Rows, err = dec.Uint16(); err != nil {
 		return s, err
 	}
-	s.Cols, err = dec.Uint16()
+	if s.Cols, err = dec.Uint16(); err != nil {
+		return s, err
+	}
+	s.WantFD, err = dec.Bool()
 	return s, err
 }
 

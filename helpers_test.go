@@ -1,0 +1,76 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// testCache is the layer store every test shares, so images are unpacked
+// once per run.
+var testCache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cc-test-cache-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testCache = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// withoutDescriptors makes an instance use its streamed paths (messages and
+// streams instead of passed descriptors), as a VM backend must.
+func withoutDescriptors() Option {
+	return instanceOption(func(o *newOptions) error { o.noFDs = true; return nil })
+}
+
+// ioModes are the two ways an instance moves data, tested alike.
+var ioModes = []struct {
+	name string
+	opts []Option
+}{
+	{"descriptors", nil},
+	{"streamed", []Option{withoutDescriptors()}},
+}
+
+// newInstance starts a sandbox for a test, closes it in cleanup, and checks
+// that nothing it started outlives it.
+func newInstance(t testing.TB, src Source, opts ...Option) *Instance {
+	t.Helper()
+	leakcheck.Check(t, "cc-")
+	opts = append([]Option{WithCacheDir(testCache)}, opts...)
+	inst, err := New(context.Background(), src, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := inst.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return inst
+}
+
+// hostInstance starts a sandbox of the host image.
+func hostInstance(t testing.TB, opts ...Option) *Instance {
+	t.Helper()
+	return newInstance(t, HostImage(), opts...)
+}
+
+// run runs a shell command in inst and returns its combined output,
+// failing the test on error.
+func run(t testing.TB, inst *Instance, script string) string {
+	t.Helper()
+	out, err := inst.Command("sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	return string(out)
+}
