@@ -212,7 +212,7 @@ func (i *Instance) ReadFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	if !i.fdOK {
-		dec, err := i.call("read", name, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String(p) })
+		dec, err := i.call("open", name, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String(p) })
 		if err == nil {
 			return dec.Bytes()
 		}

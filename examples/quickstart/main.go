@@ -1,58 +1,56 @@
-// Command quickstart shows the SDK's wire protocol at work: it serves a
-// handler on a Unix socket, connects a client, performs the versioned
-// handshake and makes calls, with errors that keep their identity across
-// the connection.
+// Command quickstart starts a real sandbox and uses it: it runs commands,
+// writes a file in, reads files out, and closes the sandbox. It needs no
+// network and no image download: the sandbox runs the host's own programs
+// (sandbox.HostImage) in an isolated root.
 //
-// This is the README's first command; it grows into starting a real sandbox
-// as the sandbox engine lands.
+//	go run ./examples/quickstart
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io/fs"
 	"log"
+	"os"
+	"time"
 
-	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox"
 )
 
 func main() {
-	mux := ipc.NewMux()
-	mux.Handle(ipc.MsgFsStat, func(dec *ipc.Decoder) ([]byte, error) {
-		name, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		if name != "/etc/hostname" {
-			return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
-		}
-		return ipc.NewResponseBuilder().Success().FileInfo(ipc.FileInfo{Name: "hostname", Size: 8, Mode: 0o644}).Build(), nil
-	})
-	srv, err := ipc.Listen(ipc.SocketPath(), mux)
+	ctx := context.Background()
+	start := time.Now()
+	inst, err := sandbox.New(ctx, sandbox.HostImage(), sandbox.WithHostname("quickstart"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer srv.Close()
-	go srv.Serve()
+	defer inst.Close()
+	fmt.Printf("sandbox %s started in %v\n", inst.ID(), time.Since(start).Round(time.Microsecond))
 
-	c, err := ipc.ConnectTo(srv.SocketPath())
+	out, err := inst.Command("sh", "-c", "echo hello from $(hostname); id; ls /proc | grep -c '^[0-9]'").Output()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
-	fmt.Printf("connected to %s (%s)\n", srv.SocketPath(), c.Info())
+	fmt.Printf("inside:\n%s", out)
 
-	resp, err := c.CallWithEncoder(ipc.MsgFsStat, func(e *ipc.Encoder) { e.String("/etc/hostname") })
+	if err := inst.WriteFile("/tmp/in.txt", []byte("written from the host\n"), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	out, err = inst.Command("cat", "/tmp/in.txt").Output()
 	if err != nil {
 		log.Fatal(err)
 	}
-	dec := ipc.NewDecoder(resp[1:])
-	fi, err := ipc.DecodeFileInfo(dec)
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("stat /etc/hostname: %s %v %d bytes\n", fi.Name, fi.Mode, fi.Size)
+	fmt.Printf("cat /tmp/in.txt: %s", out)
 
-	_, err = c.CallWithEncoder(ipc.MsgFsStat, func(e *ipc.Encoder) { e.String("/missing") })
-	fmt.Printf("stat /missing: %v (errors.Is fs.ErrNotExist: %v)\n", err, errors.Is(err, fs.ErrNotExist))
+	passwd, err := fs.ReadFile(inst, "etc/passwd")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("the sandbox's /etc/passwd:\n%s", passwd)
+
+	// This program's own binary is a host file: the sandbox cannot see it.
+	exe, _ := os.Executable()
+	if _, err := inst.Stat(exe); err != nil {
+		fmt.Printf("host files are out of reach: %v\n", err)
+	}
 }

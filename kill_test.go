@@ -1,0 +1,105 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childRoleEnv makes the test binary play a part in another test: it then
+// runs runChild instead of the tests.
+const childRoleEnv = "CC_SANDBOX_TEST_CHILD"
+
+// runChild plays the role named by the environment.
+func runChild(role string) int {
+	switch role {
+	case "sandbox-then-hang":
+		// Start a sandbox with a command in it, report the agent's host pid
+		// and the pid namespace, then wait to be killed.
+		inst, err := New(context.Background(), HostImage(), WithCacheDir(os.Getenv("CC_CACHE_DIR")))
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		cmd := inst.Command("sleep", "1000")
+		if err := cmd.Start(); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		pid := inst.eng.Sandbox().Pid()
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+		fmt.Printf("%d %s\n", pid, ns)
+		select {}
+	}
+	fmt.Fprintln(os.Stderr, "unknown child role", role)
+	return 2
+}
+
+// TestHostKilled: when the host process dies by SIGKILL, no process of its
+// sandboxes survives it.
+func TestHostKilled(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(exe)
+	child.Env = append(os.Environ(), childRoleEnv+"=sandbox-then-hang", "CC_CACHE_DIR="+testCache)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.HasPrefix(line, "error") {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("child: %q %v", line, err)
+	}
+	fields := strings.Fields(line)
+	agentPid, _ := strconv.Atoi(fields[0])
+	pidNS := fields[1]
+	if members := pidsInNamespace(pidNS); len(members) < 2 {
+		t.Fatalf("the sandbox has %d processes before the kill, want the agent and sleep", len(members))
+	}
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := pidsInNamespace(pidNS)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes of the sandbox survived their host: %v (agent %d)", left, agentPid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pidsInNamespace lists the host pids of processes in the pid namespace ns
+// (as /proc/PID/ns/pid names it).
+func pidsInNamespace(ns string) []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var out []int
+	for _, d := range dirs {
+		if l, err := os.Readlink(d + "/ns/pid"); err == nil && l == ns {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			if b, err := os.ReadFile(d + "/stat"); err == nil && strings.Contains(string(b), ") Z ") {
+				continue // a zombie is already dead
+			}
+			out = append(out, pid)
+		}
+	}
+	return out
+}

@@ -1,0 +1,175 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestLifecycle(t *testing.T) {
+	inst := hostInstance(t)
+	if inst.ID() == "" {
+		t.Fatal("empty ID")
+	}
+	select {
+	case <-inst.Done():
+		t.Fatal("Done closed on a running sandbox")
+	default:
+	}
+	if err := inst.Err(); err != nil {
+		t.Fatalf("Err on a running sandbox: %v", err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	select {
+	case <-inst.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+	if err := inst.Wait(context.Background()); err != nil {
+		t.Errorf("Wait after Close: %v", err)
+	}
+	if _, err := inst.Stat("/"); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Stat after Close: %v, want ErrNotRunning", err)
+	}
+	if err := inst.Command("true").Run(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Run after Close: %v, want ErrNotRunning", err)
+	}
+	if _, err := os.Stat(filepath.Join(testCache, "instances", inst.ID())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state left behind: %v", err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	inst := hostInstance(t, WithTimeout(300*time.Millisecond))
+	cmd := inst.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := inst.Wait(ctx); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Wait: %v, want ErrTimeout", err)
+	}
+	<-inst.Done()
+	if !errors.Is(inst.Err(), ErrTimeout) {
+		t.Errorf("Err: %v", inst.Err())
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Error("a command survived the sandbox's timeout")
+	}
+	if err := inst.Command("true").Run(); !errors.Is(err, ErrTimeout) {
+		t.Errorf("Run after the timeout: %v, want ErrTimeout", err)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	for _, opt := range []Option{WithMemoryMB(0), WithCPUs(0), WithTimeout(-1), WithUser(""), WithEnv("NOEQUALS"),
+		WithWorkDir("relative"), WithHostname("bad host"), WithMount("/tmp", "relative"), WithMount("/tmp", "/")} {
+		if _, err := New(context.Background(), HostImage(), WithCacheDir(testCache), opt); err == nil {
+			t.Errorf("New accepted a bad option %#v", opt)
+		}
+	}
+	if _, err := New(context.Background(), nil); err == nil {
+		t.Error("New accepted a nil source")
+	}
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in"), []byte("from the host"), 0o644)
+	rw := t.TempDir()
+	if os.Geteuid() == 0 {
+		os.Chown(rw, 1_000_000_000, 1_000_000_000) // the sandbox's root may write
+	}
+	inst := hostInstance(t,
+		WithEnv("FOO=bar", "PATH=/usr/bin:/bin"), WithWorkDir("/tmp"), WithHostname("box"),
+		WithMount(host, "/mnt/ro"), WithWritableMount(rw, "/mnt/rw"))
+	if out := run(t, inst, "echo $FOO $PATH; pwd; hostname; cat /mnt/ro/in"); out != "bar /usr/bin:/bin\n/tmp\nbox\nfrom the host" {
+		t.Errorf("options inside: %q", out)
+	}
+	if out, err := inst.Command("sh", "-c", "echo x > /mnt/ro/new").CombinedOutput(); err == nil {
+		t.Errorf("wrote to a read-only mount: %s", out)
+	}
+	run(t, inst, "echo written > /mnt/rw/new")
+	if b, err := os.ReadFile(filepath.Join(rw, "new")); err != nil || string(b) != "written\n" {
+		t.Errorf("writable mount: %q %v", b, err)
+	}
+	if os.Geteuid() == 0 {
+		user := hostInstance(t, WithUser("nobody"))
+		if out := run(t, user, "id -u; id -g"); out != "65534\n65534\n" {
+			t.Errorf("WithUser(nobody): %q", out)
+		}
+		cmd := user.Command("id", "-u")
+		cmd.User = "0"
+		if out, err := cmd.Output(); err != nil || string(out) != "0\n" {
+			t.Errorf("Cmd.User over WithUser: %q %v", out, err)
+		}
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	inst, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithMemoryMB(64), WithCPUs(0.5))
+	if err != nil {
+		// Hosts without the controllers must say so.
+		if !strings.Contains(err.Error(), "cgroup") {
+			t.Fatalf("New with limits: %v", err)
+		}
+		t.Skipf("limits unavailable here: %v", err) // the error above is the check
+	}
+	defer inst.Close()
+	// tail -n 1 keeps all of a newline-free input: far beyond 64 MiB, it dies.
+	err = inst.Command("sh", "-c", "head -c 300000000 /dev/zero | tail -n 1 >/dev/null").Run()
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Signal() != syscall.SIGKILL && ee.ExitCode() != 137 {
+		t.Fatalf("a 300 MB hog under a 64 MB limit: %v, want a kill", err)
+	}
+	id := inst.ID()
+	if err := inst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(filepath.Join(d, "cc-sandbox", id)); err == nil {
+			t.Errorf("cgroup %s left behind", filepath.Join(d, "cc-sandbox", id))
+		}
+	}
+}
+
+// TestFromInside checks what a process in the sandbox sees.
+func TestFromInside(t *testing.T) {
+	inst := hostInstance(t, WithHostname("inside"))
+	if b, err := inst.ReadFile("proc/1/cmdline"); err != nil || !strings.HasPrefix(string(b), "cc-agent") {
+		t.Errorf("PID 1 is %q (%v), want the agent", b, err)
+	}
+	// Host processes are invisible: the sandbox's /proc lists a handful of
+	// its own, and not this test process.
+	out := run(t, inst, "ls /proc | grep -c '^[0-9]'")
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 2 || n > 10 {
+		t.Errorf("%s processes visible in the sandbox", out)
+	}
+	if _, err := inst.Stat("proc/" + strconv.Itoa(os.Getpid())); err == nil && os.Getpid() > 10 {
+		t.Errorf("host pid %d visible", os.Getpid())
+	}
+	if out := run(t, inst, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"); out != "lo\n" {
+		t.Errorf("interfaces: %q, want only lo", out)
+	}
+	if out := run(t, inst, "hostname"); out != "inside\n" {
+		t.Errorf("hostname %q", out)
+	}
+	if out := run(t, inst, "id -u"); out != "0\n" {
+		t.Errorf("uid inside %q", out)
+	}
+	// uid 0 inside maps to a host uid that is not 0.
+	m, _ := inst.ReadFile("proc/self/uid_map")
+	fields := strings.Fields(string(m))
+	if len(fields) < 3 || fields[0] != "0" || fields[1] == "0" {
+		t.Errorf("uid_map %q: root inside is root outside", m)
+	}
+}
