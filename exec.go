@@ -297,24 +297,20 @@ func (c *Cmd) Start() error {
 		return err
 	}
 
-	h, err := c.create(spec, files)
-	if err != nil {
-		return err
-	}
-	c.handle = h
 	var e ipc.Encoder
-	e.Uint64(h)
-	resp, err := c.inst.client.Exchange(context.Background(), ipc.Message{Type: ipc.MsgCmdStart, Payload: e.Bytes()})
+	ipc.EncodeCmdSpec(&e, spec)
+	resp, err := c.inst.client.Exchange(context.Background(), ipc.Message{Type: ipc.MsgCmdSpawn, Payload: e.Bytes(), Files: files})
 	if err != nil {
-		c.free()
 		return c.startErr(err)
 	}
-	pid, err := ipc.NewDecoder(resp.Payload[1:]).Int32()
-	if err != nil {
+	dec := ipc.NewDecoder(resp.Payload[1:])
+	h, err := dec.Uint64()
+	pid, err2 := dec.Int32()
+	if err != nil || err2 != nil {
 		closeFiles(resp.Files)
-		c.free()
-		return err
+		return errors.New("sandbox: malformed answer to a command start")
 	}
+	c.handle = h
 	started = true
 	c.Process = &Process{Pid: int(pid), cmd: c}
 	if c.Tty && len(resp.Files) == 1 {
@@ -342,18 +338,6 @@ func (c *Cmd) Start() error {
 	return nil
 }
 
-// create sends the command's spec (MsgCmdNew) and returns its handle.
-func (c *Cmd) create(spec ipc.CmdSpec, files []*os.File) (uint64, error) {
-	var e ipc.Encoder
-	ipc.EncodeCmdSpec(&e, spec)
-	resp, err := c.inst.client.Exchange(context.Background(), ipc.Message{Type: ipc.MsgCmdNew, Payload: e.Bytes(), Files: files})
-	if err != nil {
-		return 0, c.startErr(err)
-	}
-	closeFiles(resp.Files)
-	return ipc.NewDecoder(resp.Payload[1:]).Uint64()
-}
-
 // startErr turns a failed start into the error exec.Cmd would return.
 func (c *Cmd) startErr(err error) error {
 	var ie *ipc.IPCError
@@ -370,13 +354,6 @@ func (c *Cmd) startErr(err error) error {
 		return aerr
 	}
 	return err
-}
-
-// free releases the agent's handle of the command.
-func (c *Cmd) free() {
-	var e ipc.Encoder
-	e.Uint64(c.handle)
-	c.inst.client.CallContext(context.Background(), ipc.MsgCmdFree, e.Bytes())
 }
 
 // stdioFiles chooses the descriptors of the process's streams (the
@@ -692,8 +669,6 @@ func (c *Cmd) Wait() error {
 	}
 	closeAll(c.parentIOPipes)
 	c.parentIOPipes = nil
-	c.released.Store(true)
-	c.free()
 	return err
 }
 
@@ -701,7 +676,9 @@ func (c *Cmd) Wait() error {
 func (c *Cmd) waitProcess() (*ProcessState, error) {
 	var e ipc.Encoder
 	e.Uint64(c.handle)
+	e.Uint8(ipc.WaitRelease)
 	resp, err := c.inst.client.CallContext(context.Background(), ipc.MsgCmdWait, e.Bytes())
+	c.released.Store(true) // the agent forgot the handle, or the sandbox is gone
 	if err != nil {
 		if aerr := c.inst.alive(); aerr != nil {
 			return nil, fmt.Errorf("waiting for %s: %w", c.Path, aerr)

@@ -53,22 +53,30 @@ func (c *command) release() {
 
 func (a *agent) registerCommands() {
 	a.handle(ipc.MsgCmdNew, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		spec, err := ipc.DecodeCmdSpec(dec)
+		c, err := newCommand(req, dec)
 		if err != nil {
 			return nil, err
 		}
-		for _, st := range spec.Stdio {
-			if st.Mode == ipc.StdioFile && (st.FileIndex < 0 || int(st.FileIndex) >= len(req.Files)) {
-				return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stdio names file %d of %d", st.FileIndex, len(req.Files))}
-			}
-			if st.Mode == ipc.StdioPty && !spec.Pty {
-				return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "stdio on a pty without a pty"}
-			}
-		}
-		c := &command{spec: spec, files: req.Files}
-		req.Files = nil
 		h := a.handles.add(c)
 		return ok(func(e *ipc.Encoder) { e.Uint64(h) }), nil
+	})
+	a.handle(ipc.MsgCmdSpawn, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		c, err := newCommand(req, dec)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := a.start(req, c)
+		if err != nil {
+			c.release()
+			return nil, err
+		}
+		h := a.handles.add(c)
+		// The answer of start is Success, pid: put the handle between.
+		var e ipc.Encoder
+		e.Uint8(ipc.ErrCodeOK)
+		e.Uint64(h)
+		resp.Payload = append(e.Bytes(), resp.Payload[1:]...)
+		return resp, nil
 	})
 	cmdOp := func(msg uint16, fn func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error)) {
 		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
@@ -86,7 +94,16 @@ func (a *agent) registerCommands() {
 	cmdOp(ipc.MsgCmdStart, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
 		return a.start(req, c)
 	})
-	cmdOp(ipc.MsgCmdWait, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+	a.handle(ipc.MsgCmdWait, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		h, err := dec.Uint64()
+		if err != nil {
+			return nil, err
+		}
+		flags, _ := dec.Uint8() // optional
+		c, err := lookup[*command](a.handles, h)
+		if err != nil {
+			return nil, err
+		}
 		c.mu.Lock()
 		p := c.proc
 		c.mu.Unlock()
@@ -97,6 +114,11 @@ func (a *agent) registerCommands() {
 		case <-p.exited:
 		case <-req.Context().Done():
 			return nil, req.Context().Err()
+		}
+		if flags&ipc.WaitRelease != 0 {
+			if c, err := take[*command](a.handles, h); err == nil {
+				c.release()
+			}
 		}
 		return ok(func(e *ipc.Encoder) { ipc.EncodeExitStatus(e, p.status) }), nil
 	})
@@ -166,6 +188,25 @@ func (a *agent) registerCommands() {
 		}
 		return ok(nil), setWinsize(c.pty, rows, cols)
 	})
+}
+
+// newCommand takes a CmdSpec and its files from a request.
+func newCommand(req *ipc.Request, dec *ipc.Decoder) (*command, error) {
+	spec, err := ipc.DecodeCmdSpec(dec)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range spec.Stdio {
+		if st.Mode == ipc.StdioFile && (st.FileIndex < 0 || int(st.FileIndex) >= len(req.Files)) {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stdio names file %d of %d", st.FileIndex, len(req.Files))}
+		}
+		if st.Mode == ipc.StdioPty && !spec.Pty {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "stdio on a pty without a pty"}
+		}
+	}
+	c := &command{spec: spec, files: req.Files}
+	req.Files = nil
+	return c, nil
 }
 
 // start starts a created command.

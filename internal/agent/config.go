@@ -24,14 +24,13 @@ type Config struct {
 	// first.
 	Layers []int
 	// Upper and Work are the overlay's writable layer and work directory,
-	// Rootfs the empty directory the root is assembled at, and State a
-	// private directory for generated files.
-	Upper, Work, Rootfs, State int
+	// and Rootfs the empty directory the root is assembled at. The host
+	// has already written /etc/hosts, /etc/resolv.conf and /etc/hostname
+	// into Upper.
+	Upper, Work, Rootfs int
 
 	Binds    []Bind
 	Hostname string
-	Hosts    string // content of /etc/hosts
-	Resolv   string // content of /etc/resolv.conf
 	// SingleID: only container id 0 is mapped (unprivileged host user), so
 	// commands cannot switch to other users.
 	SingleID bool

@@ -93,7 +93,7 @@ func (c *Config) resolveFds(fds []int) error {
 		*i = fds[*i]
 		return nil
 	}
-	for _, p := range []*int{&c.Upper, &c.Work, &c.Rootfs, &c.State} {
+	for _, p := range []*int{&c.Upper, &c.Work, &c.Rootfs} {
 		if err := at(p); err != nil {
 			return err
 		}

@@ -34,9 +34,6 @@ func setup(cfg *Config) error {
 	if err := r.mountDev(); err != nil {
 		return err
 	}
-	if err := r.writeEtc(cfg); err != nil {
-		return err
-	}
 	if err := pivot(rootfd); err != nil {
 		return err
 	}
@@ -71,17 +68,7 @@ func mountOverlay(cfg *Config) (int, error) {
 		return nil
 	}
 	if len(cfg.Layers) == 0 {
-		// overlayfs needs a lower layer: an empty one.
-		empty := "empty"
-		if err := unix.Mkdirat(cfg.State, empty, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-			return -1, err
-		}
-		fd, err := unix.Openat(cfg.State, empty, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, err
-		}
-		cfg.Layers = []int{fd}
-		cfg.received = append(cfg.received, fd)
+		return -1, errors.New("no layers: overlayfs needs at least one lower directory")
 	}
 	// overlayfs lists the top layer first.
 	lowers := make([]string, len(cfg.Layers))
@@ -265,42 +252,6 @@ func (r *rootFS) mountDev() error {
 	for _, l := range devLinks {
 		if err := unix.Symlinkat(l[1], dev, l[0]); err != nil {
 			return fmt.Errorf("creating /dev/%s: %w", l[0], err)
-		}
-	}
-	return nil
-}
-
-// writeEtc binds generated /etc/hostname, /etc/hosts and /etc/resolv.conf
-// over the image's, when the image has an /etc.
-func (r *rootFS) writeEtc(cfg *Config) error {
-	fd, err := r.openIn("etc", mustExist)
-	if err != nil {
-		return nil // no /etc (scratch images): nothing to provide
-	}
-	unix.Close(fd)
-	files := [][2]string{{"hostname", cfg.Hostname + "\n"}, {"hosts", cfg.Hosts}, {"resolv.conf", cfg.Resolv}}
-	for _, nf := range files {
-		f, err := unix.Openat(cfg.State, nf[0], unix.O_CREAT|unix.O_TRUNC|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", nf[0], err)
-		}
-		_, err = unix.Write(f, []byte(nf[1]))
-		unix.Close(f)
-		if err != nil {
-			return err
-		}
-		src, err := unix.Openat(cfg.State, nf[0], unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		err = r.mountOn("etc/"+nf[0], makeFile, fdPath(src), "", unix.MS_BIND, "")
-		unix.Close(src)
-		if err != nil {
-			// An image whose file is a dangling symlink keeps it as it is.
-			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EEXIST) {
-				continue
-			}
-			return err
 		}
 	}
 	return nil

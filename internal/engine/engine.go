@@ -48,7 +48,7 @@ type Instance struct {
 	caps     hv.Capabilities
 	client   *ipc.Client
 	stateDir string
-	lock     *os.File // flock on the state directory while it is in use
+	lock     *os.File // the state directory, flocked while in use
 	log      *slog.Logger
 
 	done    chan struct{} // closed when the instance has stopped
@@ -76,7 +76,10 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	sweepOnce(spec.StateRoot, log)
 	id := newID()
 	stateDir := filepath.Join(spec.StateRoot, id)
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+	if err := os.MkdirAll(spec.StateRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the instance state directory: %w", err)
+	}
+	if err := os.Mkdir(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the instance state directory: %w", err)
 	}
 	lock, err := lockDir(stateDir)
@@ -88,14 +91,8 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	if hostname == "" {
 		hostname = id
 	}
-	sbDir := filepath.Join(stateDir, "sandbox")
-	if err := os.Mkdir(sbDir, 0o700); err != nil {
-		lock.Close()
-		fsutil.RemoveAll(stateDir)
-		return nil, err
-	}
 	sb, err := backend.Start(ctx, &hv.Config{
-		ID: id, StateDir: sbDir, Layers: spec.Layers, Binds: spec.Binds, Hostname: hostname,
+		ID: id, StateDir: stateDir, Layers: spec.Layers, Binds: spec.Binds, Hostname: hostname,
 		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, Logger: log,
 	})
 	if err != nil {
@@ -197,10 +194,18 @@ func (i *Instance) Close() error {
 	}
 	i.closed = true
 	i.mu.Unlock()
+	// Removing the state takes as long as stopping the sandbox on some
+	// disks: do both at once. Anything the dying sandbox still writes is
+	// caught by the second removal once it is gone.
+	i.sb.Kill()
+	removed := make(chan error, 1)
+	go func() { removed <- fsutil.RemoveAll(i.stateDir) }()
 	err := i.sb.Stop()
 	<-i.watched
-	if rerr := fsutil.RemoveAll(i.stateDir); rerr != nil && err == nil {
-		err = fmt.Errorf("removing the state of sandbox %s: %w", i.id, rerr)
+	if rerr := <-removed; rerr != nil {
+		if rerr = fsutil.RemoveAll(i.stateDir); rerr != nil && err == nil {
+			err = fmt.Errorf("removing the state of sandbox %s: %w", i.id, rerr)
+		}
 	}
 	i.lock.Close()
 	return err
@@ -213,10 +218,10 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// lockDir takes an exclusive lock on dir/lock, held while the returned file
-// is open, so that other processes see the directory is in use.
+// lockDir takes an exclusive lock on dir itself, held while the returned
+// file is open, so that other processes see the directory is in use.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}

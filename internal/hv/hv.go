@@ -80,6 +80,9 @@ type Sandbox interface {
 	// an error matching ipc.ErrOutOfMemory when it was killed for memory,
 	// or what went wrong.
 	Err() error
+	// Kill starts stopping the sandbox: it kills everything in it and
+	// returns without waiting. Err then reports nil.
+	Kill()
 	// Stop kills everything in the sandbox and waits until it is gone.
 	// It is safe to call more than once.
 	Stop() error

@@ -38,7 +38,8 @@ package ipc
 //
 //	MsgCmdNew                   CmdSpec [+ the files its stdio names] → handle u64
 //	MsgCmdStart                 handle                    → pid i32 [+ the pty master, when the spec asked for a pty and wantFD]
-//	MsgCmdWait                  handle                    → ExitStatus (blocks until exit)
+//	MsgCmdSpawn                 CmdSpec [+ the files its stdio names] → handle u64, pid i32 [+ the pty master]: New and Start in one
+//	MsgCmdWait                  handle, [flags u8]        → ExitStatus (blocks until exit; flag 1: then forget the handle)
 //	MsgCmdKill                  handle, signal i32, tree bool → (tree: the process group and every descendant)
 //	MsgCmdFree                  handle                    → (forgets the handle; the process runs on)
 //	MsgCmdAttach                handle, stream u8         → then the connection is the stream's raw bytes
@@ -52,7 +53,12 @@ const (
 	// Command operations (0x04xx), extensions.
 	MsgCmdAttach         uint16 = 0x040E
 	MsgCmdSetConsoleSize uint16 = 0x040F
+	MsgCmdSpawn          uint16 = 0x0410
 )
+
+// WaitRelease is the MsgCmdWait flag that releases the handle once the exit
+// status is reported.
+const WaitRelease uint8 = 1
 
 // Stat is the part of a file's metadata the seed's FileInfo lacks; it
 // follows the FileInfo in stat answers (extension). Ids are as the sandbox

@@ -104,27 +104,48 @@ func (s *sandbox) Err() error {
 	return fmt.Errorf("sandbox agent: %w", s.waitErr)
 }
 
-// prepareDirs creates the upper, work and rootfs directories, owned by the
-// sandbox's root.
+// prepareDirs creates the upper, work and rootfs directories, writes the
+// sandbox's /etc/hosts, /etc/resolv.conf and /etc/hostname into the upper
+// directory (files, not mounts: nothing to mount, and the fewest writes to
+// the disk), and gives all of it to the sandbox's root.
 func (s *sandbox) prepareDirs() error {
-	s.upper = filepath.Join(s.cfg.StateDir, "upper")
-	uid, _ := s.cfg.IDMap.HostUID(0)
-	gid, _ := s.cfg.IDMap.HostGID(0)
-	for _, d := range []string{"upper", "work", "rootfs"} {
-		if err := os.Mkdir(filepath.Join(s.cfg.StateDir, d), 0o755); err != nil {
+	dir := s.cfg.StateDir
+	s.upper = filepath.Join(dir, "upper")
+	dirs := []string{"upper", "upper/etc", "work", "rootfs"}
+	if len(s.cfg.Layers) == 0 {
+		dirs = append(dirs, "empty") // overlayfs needs a lower layer
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
 	}
-	// The sandbox's root owns the writable parts of its state directory.
-	if os.Geteuid() == 0 {
-		for _, d := range []string{"", "upper", "work"} {
-			if err := os.Lchown(filepath.Join(s.cfg.StateDir, d), int(uid), int(gid)); err != nil {
-				return err
-			}
+	files := map[string]string{
+		"hosts":       fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", s.cfg.Hostname),
+		"resolv.conf": "nameserver 127.0.0.1\n",
+		"hostname":    s.cfg.Hostname + "\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(s.upper, "etc", name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if os.Geteuid() != 0 {
+		return nil // the user's own files: already the sandbox root's
+	}
+	uid, _ := s.cfg.IDMap.HostUID(0)
+	gid, _ := s.cfg.IDMap.HostGID(0)
+	for _, p := range []string{"", "upper", "upper/etc", "upper/etc/hosts", "upper/etc/resolv.conf", "upper/etc/hostname", "work"} {
+		if err := os.Lchown(filepath.Join(dir, p), int(uid), int(gid)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// GeneratedFiles are the files the backend writes into every sandbox's
+// writable layer; snapshots leave them out.
+var GeneratedFiles = []string{"etc/hosts", "etc/resolv.conf", "etc/hostname"}
 
 // spawn starts the agent and waits for it to serve.
 func (s *sandbox) spawn(ctx context.Context) error {
@@ -266,13 +287,12 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 		}
 		return nil, nil, err
 	}
-	c := &agent.Config{
-		Hostname: s.cfg.Hostname,
-		Hosts:    fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", s.cfg.Hostname),
-		Resolv:   "nameserver 127.0.0.1\n",
-		SingleID: s.cfg.IDMap.Single(),
+	c := &agent.Config{Hostname: s.cfg.Hostname, SingleID: s.cfg.IDMap.Single()}
+	layers := s.cfg.Layers
+	if len(layers) == 0 {
+		layers = []string{filepath.Join(s.cfg.StateDir, "empty")}
 	}
-	for _, l := range s.cfg.Layers {
+	for _, l := range layers {
 		fd, err := open(l, true)
 		if err != nil {
 			return fail(fmt.Errorf("layer: %w", err))
@@ -283,7 +303,7 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 	for _, d := range []struct {
 		fd   *int
 		name string
-	}{{&c.Upper, "upper"}, {&c.Work, "work"}, {&c.Rootfs, "rootfs"}, {&c.State, ""}} {
+	}{{&c.Upper, "upper"}, {&c.Work, "work"}, {&c.Rootfs, "rootfs"}} {
 		if *d.fd, err = open(filepath.Join(s.cfg.StateDir, d.name), true); err != nil {
 			return fail(err)
 		}
@@ -328,11 +348,10 @@ func (s *sandbox) forwardLog(r io.ReadCloser, done chan<- struct{}) {
 	}
 }
 
-// Stop kills the agent, and with it every process of the sandbox, and
-// waits for it.
-func (s *sandbox) Stop() error {
+// Kill kills the agent, and with it every process of the sandbox.
+func (s *sandbox) Kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
+		return
 	}
 	s.stopOnce.Do(func() {
 		close(s.stopping)
@@ -341,6 +360,15 @@ func (s *sandbox) Stop() error {
 		}
 		s.cmd.Process.Kill()
 	})
+}
+
+// Stop kills the agent, and with it every process of the sandbox, and
+// waits for it.
+func (s *sandbox) Stop() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	s.Kill()
 	select {
 	case <-s.done:
 		return nil

@@ -1,0 +1,161 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// Benchmarks pair "sdk" with "floor": the same work done by the nearest
+// thing without the SDK, measured in the same run (scripts/benchratio
+// prints the ratio).
+
+// BenchmarkStartRunClose: New + Command("true").Run + Close from a cached
+// image, beside bwrap running /bin/true with all namespaces unshared on the
+// same root (the host's /usr, read-only).
+func BenchmarkStartRunClose(b *testing.B) {
+	b.Run("sdk", func(b *testing.B) {
+		ctx := context.Background()
+		src := HostImage()
+		for b.Loop() {
+			inst, err := New(ctx, src, WithCacheDir(testCache))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := inst.Command("true").Run(); err != nil {
+				b.Fatal(err)
+			}
+			if err := inst.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("floor", func(b *testing.B) {
+		bwrap, err := exec.LookPath("bwrap")
+		if err != nil {
+			b.Fatalf("bwrap is missing (make bench installs Debian's bubblewrap): %v", err)
+		}
+		args := []string{"--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+			"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"}
+		for _, d := range hostDirs[1:] {
+			if target, err := os.Readlink("/" + d); err == nil {
+				args = append(args, "--symlink", target, "/"+d)
+			}
+		}
+		args = append(args, "/bin/true")
+		for b.Loop() {
+			if out, err := exec.Command(bwrap, args...).CombinedOutput(); err != nil {
+				b.Fatalf("bwrap: %v\n%s", err, out)
+			}
+		}
+	})
+}
+
+// BenchmarkCommandRoundTrip: Command("true").Run in a running sandbox,
+// beside exec.Command("true").Run on the host.
+func BenchmarkCommandRoundTrip(b *testing.B) {
+	b.Run("sdk", func(b *testing.B) {
+		inst := hostInstance(b)
+		for b.Loop() {
+			if err := inst.Command("true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("floor", func(b *testing.B) {
+		for b.Loop() {
+			if err := exec.Command("true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkStat: Stat of a file in a sandbox, beside an empty call to the
+// sandbox's agent over the same client.
+func BenchmarkStat(b *testing.B) {
+	inst := hostInstance(b)
+	inst.WriteFile("/tmp/f", []byte("x"), 0o644)
+	b.Run("sdk", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := inst.Stat("/tmp/f"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("floor", func(b *testing.B) {
+		// An unknown message: the agent answers at once with an error.
+		for b.Loop() {
+			inst.client.Call(0x7FFF, nil)
+		}
+	})
+	var _ = ipc.MsgFsStat
+}
+
+const bulkSize = 100 << 20
+
+// BenchmarkReadFile100MB: ReadFile of 100 MB from a sandbox, beside
+// os.ReadFile of the same file on the host's disk.
+func BenchmarkReadFile100MB(b *testing.B) {
+	data := make([]byte, bulkSize)
+	rand.Read(data)
+	b.Run("sdk", func(b *testing.B) {
+		inst := hostInstance(b)
+		if err := inst.WriteFile("/tmp/big", data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(bulkSize)
+		for b.Loop() {
+			got, err := inst.ReadFile("tmp/big")
+			if err != nil || len(got) != bulkSize {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("floor", func(b *testing.B) {
+		p := filepath.Join(testCache, "big")
+		defer os.Remove(p)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(bulkSize)
+		for b.Loop() {
+			got, err := os.ReadFile(p)
+			if err != nil || len(got) != bulkSize {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkWriteFile100MB: WriteFile of 100 MB into a sandbox, beside
+// os.WriteFile on the host's disk (the same file system as the sandbox's
+// writable layer).
+func BenchmarkWriteFile100MB(b *testing.B) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), bulkSize/16)
+	b.Run("sdk", func(b *testing.B) {
+		inst := hostInstance(b)
+		b.SetBytes(bulkSize)
+		for b.Loop() {
+			if err := inst.WriteFile("/tmp/big", data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("floor", func(b *testing.B) {
+		p := filepath.Join(testCache, "big")
+		defer os.Remove(p)
+		b.SetBytes(bulkSize)
+		for b.Loop() {
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

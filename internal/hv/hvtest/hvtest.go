@@ -1,0 +1,306 @@
+// Package hvtest is the conformance suite every isolation backend of
+// internal/hv passes. A backend's test calls Run with a way to make a
+// sandbox's lowest layer; capability flags say which extra checks apply.
+package hvtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// Harness tells the suite how to use a backend.
+type Harness struct {
+	Backend hv.Backend
+	// BaseLayer returns a layer directory holding a static busybox at
+	// /bin/busybox and /bin/sh, owned as the backend's sandboxes need.
+	BaseLayer func(t *testing.T) string
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"StartServeStop", testStartServeStop},
+		{"ConcurrentConnections", testConcurrentConnections},
+		{"Descriptors", testDescriptors},
+		{"UpperDir", testUpperDir},
+		{"Binds", testBinds},
+		{"Hostname", testHostname},
+		{"BadLayer", testBadLayer},
+		{"NoLayers", testNoLayers},
+		{"Command", testCommand},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+}
+
+// start starts a sandbox of the base layer and connects to its agent; both
+// end in cleanup.
+func start(t *testing.T, h Harness, mutate func(*hv.Config)) (hv.Sandbox, *ipc.Client) {
+	t.Helper()
+	leakcheck.Check(t)
+	cfg := &hv.Config{
+		ID:       "hvtest",
+		StateDir: stateDir(t),
+		Layers:   []string{h.BaseLayer(t)},
+		Hostname: "hvtest",
+		IDMap:    idmap.Current(),
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, err := h.Backend.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	c, err := ipc.Connect(ctx, sb.Dial)
+	if err != nil {
+		sb.Stop()
+		t.Fatalf("connecting to the agent: %v", err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if err := sb.Stop(); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return sb, c
+}
+
+// stateDir returns an empty directory the sandbox's root may use.
+func stateDir(t *testing.T) string {
+	d := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		os.Chown(d, idmap.RootBase, idmap.RootBase)
+	}
+	return d
+}
+
+// call sends a request built by enc and returns the decoder after Success.
+func call(t *testing.T, c *ipc.Client, msg uint16, enc func(*ipc.Encoder)) (*ipc.Decoder, error) {
+	t.Helper()
+	var e ipc.Encoder
+	enc(&e)
+	resp, err := c.Call(msg, e.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return ipc.NewDecoder(resp[1:]), nil
+}
+
+func testStartServeStop(t *testing.T, h Harness) {
+	sb, c := start(t, h, nil)
+	dec, err := call(t, c, ipc.MsgFsStat, func(e *ipc.Encoder) { e.String("/bin/busybox") })
+	if err != nil {
+		t.Fatalf("stat /bin/busybox: %v", err)
+	}
+	fi, err := ipc.DecodeFileInfo(dec)
+	if err != nil || fi.Name != "busybox" || fi.Size == 0 {
+		t.Fatalf("stat answer %+v %v", fi, err)
+	}
+	select {
+	case <-sb.Done():
+		t.Fatal("Done closed on a running sandbox")
+	default:
+	}
+	if err := sb.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sb.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after Stop")
+	}
+	if err := sb.Err(); err != nil {
+		t.Errorf("Err after Stop: %v", err)
+	}
+	if err := sb.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	// The agent's connections break when the sandbox stops.
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not notice the sandbox stopped")
+	}
+	if _, err := c.Call(ipc.MsgFsStat, nil); !errors.Is(err, ipc.ErrTransport) && !errors.Is(err, ipc.ErrAlreadyClosed) {
+		t.Errorf("call after Stop: %v", err)
+	}
+}
+
+func testConcurrentConnections(t *testing.T, h Harness) {
+	_, c := start(t, h, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf("/tmp-%d", i)
+			_, err := call(t, c, ipc.MsgFsMkdir, func(e *ipc.Encoder) { e.String(p); e.Uint32(0o755) })
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func testDescriptors(t *testing.T, h Harness) {
+	_, c := start(t, h, nil)
+	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/f"); e.WriteBytes([]byte("data")); e.Uint32(0o644) }); err != nil {
+		t.Fatal(err)
+	}
+	var e ipc.Encoder
+	e.String("/f")
+	e.Int32(int32(os.O_RDONLY))
+	e.Uint32(0)
+	e.Bool(true)
+	resp, err := c.Exchange(context.Background(), ipc.Message{Type: ipc.MsgFsOpenFile, Payload: e.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, f := range resp.Files {
+			f.Close()
+		}
+	}()
+	caps := h.Backend.Capabilities()
+	if caps.PassesDescriptors != (len(resp.Files) == 1) {
+		t.Fatalf("PassesDescriptors %v, but the open answer carried %d files", caps.PassesDescriptors, len(resp.Files))
+	}
+	if !caps.PassesDescriptors {
+		return
+	}
+	b, err := io.ReadAll(resp.Files[0])
+	if err != nil || string(b) != "data" {
+		t.Errorf("read through the passed descriptor: %q %v", b, err)
+	}
+}
+
+func testUpperDir(t *testing.T, h Harness) {
+	sb, c := start(t, h, nil)
+	if !h.Backend.Capabilities().HostUpperDir {
+		if sb.UpperDir() != "" {
+			t.Errorf("UpperDir %q without the capability", sb.UpperDir())
+		}
+		return
+	}
+	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/new"); e.WriteBytes([]byte("x")); e.Uint32(0o644) }); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(sb.UpperDir(), "new"))
+	if err != nil || string(b) != "x" {
+		t.Errorf("a write does not show in UpperDir: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(sb.UpperDir(), "bin", "busybox")); err == nil {
+		t.Error("an unchanged lower file was copied up")
+	}
+}
+
+func testBinds(t *testing.T, h Harness) {
+	ro, rw := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(ro, "f"), []byte("host"), 0o644)
+	if os.Geteuid() == 0 {
+		os.Chown(rw, idmap.RootBase, idmap.RootBase)
+	}
+	_, c := start(t, h, func(cfg *hv.Config) {
+		cfg.Binds = []hv.Bind{{HostPath: ro, Path: "/ro"}, {HostPath: rw, Path: "/deep/rw", Writable: true}}
+	})
+	dec, err := call(t, c, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String("/ro/f") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := dec.Bytes(); string(b) != "host" {
+		t.Errorf("read-only bind reads %q", b)
+	}
+	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/ro/g"); e.WriteBytes(nil); e.Uint32(0o644) }); err == nil {
+		t.Error("wrote into a read-only bind")
+	}
+	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/deep/rw/g"); e.WriteBytes([]byte("in")); e.Uint32(0o644) }); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(rw, "g")); err != nil || string(b) != "in" {
+		t.Errorf("writable bind: %q %v", b, err)
+	}
+}
+
+func testHostname(t *testing.T, h Harness) {
+	_, c := start(t, h, func(cfg *hv.Config) { cfg.Hostname = "confhost" })
+	dec, err := call(t, c, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String("/proc/sys/kernel/hostname") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := dec.Bytes(); !bytes.Equal(b, []byte("confhost\n")) {
+		t.Errorf("hostname %q", b)
+	}
+}
+
+func testBadLayer(t *testing.T, h Harness) {
+	leakcheck.Check(t)
+	_, err := h.Backend.Start(context.Background(), &hv.Config{
+		ID: "bad", StateDir: stateDir(t), Layers: []string{"/no/such/layer"}, IDMap: idmap.Current(),
+	})
+	if err == nil {
+		t.Fatal("Start with a missing layer succeeded")
+	}
+}
+
+func testNoLayers(t *testing.T, h Harness) {
+	_, c := start(t, h, func(cfg *hv.Config) { cfg.Layers = nil })
+	dec, err := call(t, c, ipc.MsgFsReadDir, func(e *ipc.Encoder) { e.String("/") })
+	if err != nil {
+		t.Fatalf("readdir of an empty root: %v", err)
+	}
+	if n, _ := dec.Uint32(); n == 0 {
+		t.Error("an empty root has not even /proc")
+	}
+}
+
+func testCommand(t *testing.T, h Harness) {
+	_, c := start(t, h, nil)
+	spec := ipc.CmdSpec{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 7"}, Env: []string{"PATH=/bin"}}
+	var e ipc.Encoder
+	ipc.EncodeCmdSpec(&e, spec)
+	resp, err := c.Call(ipc.MsgCmdSpawn, e.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hnd, _ := ipc.NewDecoder(resp[1:]).Uint64()
+	dec, err := call(t, c, ipc.MsgCmdWait, func(e *ipc.Encoder) { e.Uint64(hnd); e.Uint8(ipc.WaitRelease) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ipc.DecodeExitStatus(dec)
+	if err != nil || !st.Exited || st.Code != 7 {
+		t.Fatalf("exit status %+v %v", st, err)
+	}
+	if _, err := c.Call(ipc.MsgCmdWait, (&ipc.Encoder{}).Bytes()); err == nil {
+		t.Error("a malformed wait succeeded")
+	}
+}
