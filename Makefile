@@ -24,9 +24,14 @@ deps:
 deps-bench:
 	@./scripts/ensure-debs.sh $(DEB_TEST) $(DEB_BENCH)
 
-## test: everything CI checks: formatting, vet, staticcheck, the race-enabled suite.
+# Packages whose tests also run as an unprivileged user (rootless mode).
+ROOTLESS_PKGS := . ./internal/hv/ns
+
+## test: everything CI checks: formatting, vet, staticcheck, the race-enabled
+## suite, and the sandbox tests again as an unprivileged user.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	./scripts/test-rootless.sh $(ROOTLESS_PKGS)
 
 ## test-short: the suite without lint and race detector, for quick iterations.
 test-short:

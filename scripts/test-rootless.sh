@@ -1,0 +1,36 @@
+#!/bin/sh
+# test-rootless.sh PKG...: runs the tests of the given packages as an
+# unprivileged user, so rootless mode is tested too. As root it creates the
+# user ccsandbox-test if needed; as any other user it runs them as itself.
+set -eu
+user=ccsandbox-test
+dir=$(mktemp -d "${TMPDIR:-/tmp}/cc-rootless-XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+chmod 755 "$dir"
+for pkg in "$@"; do
+	name=$(echo "$pkg" | tr '/.' '__')
+	go test -c -race -o "$dir/$name.test" "$pkg"
+done
+run() {
+	if [ "$(id -u)" = 0 ]; then
+		su "$user" -s /bin/sh -c "$1"
+	else
+		sh -c "$1"
+	fi
+}
+home="$dir/home"
+mkdir "$home"
+if [ "$(id -u)" = 0 ]; then
+	id "$user" >/dev/null 2>&1 || useradd --no-create-home --shell /bin/sh "$user"
+	chown "$user" "$home"
+fi
+status=0
+for pkg in "$@"; do
+	name=$(echo "$pkg" | tr '/.' '__')
+	src=$(go list -f '{{.Dir}}' "$pkg")
+	echo "== rootless: $pkg"
+	if ! run "cd '$src' && HOME='$home' XDG_CACHE_HOME='$home/.cache' GORACE=atexit_sleep_ms=0 '$dir/$name.test' -test.count=1 -test.timeout=15m; rc=\$?; exit \$rc"; then
+		status=1
+	fi
+done
+exit $status
