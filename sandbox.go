@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -60,7 +61,33 @@ type newOptions struct {
 	workDir  string
 	hostname string
 	mounts   []hv.Bind
+	backend  Backend
 	noFDs    bool // tests: use the streamed paths even where descriptors pass
+}
+
+// Backend names a way to isolate sandboxes.
+type Backend string
+
+// The backends.
+const (
+	// BackendNamespaces runs sandboxes in Linux namespaces over an
+	// overlayfs root: fast, shares the host kernel.
+	BackendNamespaces Backend = "ns"
+	// BackendVM runs each sandbox in its own QEMU virtual machine, with
+	// KVM where /dev/kvm is usable and TCG emulation otherwise.
+	BackendVM Backend = "vm"
+)
+
+// WithBackend chooses the isolation backend. The default is the CC_BACKEND
+// environment variable ("ns" or "vm"), or else BackendNamespaces.
+func WithBackend(b Backend) Option {
+	return instanceOption(func(o *newOptions) error {
+		if b == "" {
+			return errors.New("WithBackend: empty backend")
+		}
+		o.backend = b
+		return nil
+	})
 }
 
 // instanceOption is an Option made of a function over newOptions.
@@ -199,11 +226,20 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
+	name := string(o.backend)
+	if name == "" {
+		name = os.Getenv("CC_BACKEND")
+	}
+	backend, err := engine.LookupBackend(name)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox.New: %w", err)
+	}
 	rs, err := source.rootfs(ctx, &o.storeOptions)
 	if err != nil {
 		return nil, err
 	}
 	eng, err := engine.Start(ctx, engine.Spec{
+		Backend:   backend,
 		Layers:    rs.layers,
 		Binds:     append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
 		Hostname:  o.hostname,

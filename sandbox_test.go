@@ -173,3 +173,16 @@ func TestFromInside(t *testing.T) {
 		t.Errorf("uid_map %q: root inside is root outside", m)
 	}
 }
+
+func TestBackendChoice(t *testing.T) {
+	if _, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithBackend("nonsense")); err == nil ||
+		!strings.Contains(err.Error(), "unknown backend") {
+		t.Errorf("an unknown backend: %v", err)
+	}
+	t.Setenv("CC_BACKEND", "nonsense")
+	if _, err := New(context.Background(), HostImage(), WithCacheDir(testCache)); err == nil {
+		t.Error("CC_BACKEND=nonsense accepted")
+	}
+	inst := hostInstance(t, WithBackend(BackendNamespaces))
+	run(t, inst, "true")
+}

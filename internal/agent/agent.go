@@ -5,6 +5,12 @@ import (
 	"os"
 )
 
+// Values of EnvMarker: how the agent was started, and so how it sets up.
+const (
+	ModeNamespaces = "1"  // re-executed by the namespace backend (descriptors 3-5, see Fd*)
+	ModeVM         = "vm" // /init of a virtual machine (the kernel passes the marker from its command line)
+)
+
 func init() {
 	if os.Getenv(EnvMarker) == "" {
 		return
@@ -15,7 +21,16 @@ func init() {
 // Main runs the agent and returns its exit code. It is called by this
 // package's init function when the process carries EnvMarker.
 func Main() int {
-	if err := run(); err != nil {
+	var err error
+	switch mode := os.Getenv(EnvMarker); mode {
+	case ModeNamespaces:
+		err = run()
+	case ModeVM:
+		err = runVM()
+	default:
+		err = fmt.Errorf("unknown agent mode %q", mode)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "cc agent: %v\n", err)
 		return 1
 	}

@@ -20,7 +20,6 @@ import (
 	_ "github.com/ccsandbox/sandbox/internal/agent" // the agent is this binary, re-executed
 	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
-	"github.com/ccsandbox/sandbox/internal/hv/ns"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -71,7 +70,11 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	}
 	backend := spec.Backend
 	if backend == nil {
-		backend = ns.Backend{}
+		b, err := LookupBackend("")
+		if err != nil {
+			return nil, err
+		}
+		backend = b
 	}
 	sweepOnce(spec.StateRoot, log)
 	id := newID()

@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/ns"
+)
+
+// Backend names, as WithBackend and CC_BACKEND take them.
+const (
+	BackendNamespaces = "ns"
+	BackendVM         = "vm"
+)
+
+var backends = struct {
+	sync.Mutex
+	m map[string]hv.Backend
+}{m: map[string]hv.Backend{BackendNamespaces: ns.Backend{}}}
+
+// RegisterBackend makes a backend available by name (backend packages call
+// it from their init functions).
+func RegisterBackend(name string, b hv.Backend) {
+	backends.Lock()
+	defer backends.Unlock()
+	backends.m[name] = b
+}
+
+// LookupBackend returns the backend of that name, "" meaning the default
+// (namespaces).
+func LookupBackend(name string) (hv.Backend, error) {
+	if name == "" {
+		name = BackendNamespaces
+	}
+	backends.Lock()
+	defer backends.Unlock()
+	if b, ok := backends.m[name]; ok {
+		return b, nil
+	}
+	if name == BackendVM {
+		return nil, fmt.Errorf("backend %q: not implemented yet", name)
+	}
+	var names []string
+	for n := range backends.m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("unknown backend %q (known: %s)", name, strings.Join(names, ", "))
+}
