@@ -1,8 +1,10 @@
+//go:build !linux
+
 package agent
 
 import "errors"
 
-// runVM is the agent's life as /init of a virtual machine.
+// runVM: virtual machines run Linux guests only.
 func runVM() error {
 	return errors.New("the VM agent is not implemented yet")
 }
