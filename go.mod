@@ -16,5 +16,6 @@ require (
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
 )

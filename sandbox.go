@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -48,6 +49,10 @@ type Instance struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	netMu     sync.Mutex
+	sockets   []io.Closer // guarded by netMu: listeners and packet sockets to close with the instance
+	netClosed bool        // guarded by netMu
 }
 
 // newOptions configures New.
@@ -290,7 +295,10 @@ func (i *Instance) Wait(ctx context.Context) error {
 // removes the sandbox's writable layer. It is safe to call more than once;
 // later calls return the first call's result.
 func (i *Instance) Close() error {
-	i.closeOnce.Do(func() { i.closeErr = i.eng.Close() })
+	i.closeOnce.Do(func() {
+		i.closeSockets()
+		i.closeErr = i.eng.Close()
+	})
 	return i.closeErr
 }
 

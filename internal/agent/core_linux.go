@@ -22,6 +22,7 @@ func newAgent(cfg *Config, log *slog.Logger) *agent {
 	a.registerFS()
 	a.registerFiles()
 	a.registerCommands()
+	a.registerNet()
 	return a
 }
 
