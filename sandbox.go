@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/egress"
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
@@ -53,6 +54,11 @@ type Instance struct {
 	netMu     sync.Mutex
 	sockets   []io.Closer // guarded by netMu: listeners and packet sockets to close with the instance
 	netClosed bool        // guarded by netMu
+
+	opts     newOptions // as New resolved them
+	dialer   DialFunc   // nil: the default dialer
+	egressMu sync.Mutex
+	egress   *egress.Stack // guarded by egressMu; nil while egress is off
 }
 
 // newOptions configures New.
@@ -67,6 +73,8 @@ type newOptions struct {
 	hostname string
 	mounts   []hv.Bind
 	backend  Backend
+	network  bool
+	dialer   DialFunc
 	noFDs    bool // tests: use the streamed paths even where descriptors pass
 }
 
@@ -264,6 +272,14 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 		fdOK:     eng.Client().CanPassDescriptors() && !o.noFDs,
 		ids:      idmap.Current(),
 		defaults: rs.config.withOptions(&o),
+		opts:     o,
+		dialer:   o.dialer,
+	}
+	if o.network {
+		if err := inst.SetNetworkEnabled(true); err != nil {
+			inst.Close()
+			return nil, fmt.Errorf("sandbox.New: %w", err)
+		}
 	}
 	return inst, nil
 }
@@ -297,6 +313,7 @@ func (i *Instance) Wait(ctx context.Context) error {
 func (i *Instance) Close() error {
 	i.closeOnce.Do(func() {
 		i.closeSockets()
+		i.closeEgress()
 		i.closeErr = i.eng.Close()
 	})
 	return i.closeErr

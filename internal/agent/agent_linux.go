@@ -27,12 +27,14 @@ func run() error {
 	if err != nil {
 		return fail(fmt.Errorf("reading the configuration: %w", err))
 	}
+	tun, tunErr := openTunPath() // before the pivot hides the host's /dev
 	err = setup(cfg)
 	cfg.closeHostFds() // before anything in the sandbox runs
 	if err != nil {
 		return fail(err)
 	}
 	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	a.tun, a.tunErr = tun, tunErr
 	ln, err := ipc.NewChannelListener(os.NewFile(FdChannel, "channel"))
 	if err != nil {
 		return fail(err)

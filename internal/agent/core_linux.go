@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 
@@ -15,14 +16,19 @@ type agent struct {
 	mux     *ipc.Mux
 	handles *handleTable
 	reaper  *reaper
+
+	tun    int   // an O_PATH descriptor of /dev/net/tun, or -1
+	tunErr error // why tun is -1
 }
 
 func newAgent(cfg *Config, log *slog.Logger) *agent {
-	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper()}
+	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(),
+		tun: -1, tunErr: errors.New("this sandbox cannot create network devices")}
 	a.registerFS()
 	a.registerFiles()
 	a.registerCommands()
 	a.registerNet()
+	a.registerNetConfig()
 	return a
 }
 

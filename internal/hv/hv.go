@@ -15,8 +15,10 @@ package hv
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
@@ -56,9 +58,18 @@ type Config struct {
 	Hostname string
 	IDMap    idmap.Map
 
-	MemoryMB uint64  // 0: no limit
-	CPUs     float64 // 0: no limit
+	MemoryMB uint64  // 0: no limit (a VM: the backend's default size)
+	CPUs     float64 // 0: no limit (a VM: the backend's default count)
 	PidsMax  int64   // 0: no limit
+
+	// CacheDir is where a backend may keep files across sandboxes (the
+	// VM's generated initramfs); "" means the SDK's default cache
+	// directory.
+	CacheDir string
+	// Kernel is the guest kernel of backends that boot one (a vmlinuz
+	// file or an unpacked kernel package); "" means the backend looks
+	// for one itself. Backends that share the host's kernel ignore it.
+	Kernel string
 
 	Logger *slog.Logger
 }
@@ -92,6 +103,20 @@ type Sandbox interface {
 	// Pid is the host pid of the sandbox's first process, or 0.
 	Pid() int
 }
+
+// NetworkLinker is implemented by sandboxes that can give the host the
+// device of their egress network.
+type NetworkLinker interface {
+	// OpenLink creates the sandbox's egress device, named ifname inside,
+	// and returns the host's descriptor of it: a TAP device carrying
+	// ethernet frames, removed when the descriptor is closed. It returns
+	// ErrLinkViaAgent when only the agent can create it.
+	OpenLink(ifname string) (*os.File, error)
+}
+
+// ErrLinkViaAgent says the sandbox's agent must create the egress device
+// itself (the host process lacks the privilege to do it from outside).
+var ErrLinkViaAgent = errors.New("the egress device must be created by the agent")
 
 // StopGrace is how long a backend waits for its sandbox to end after the
 // kill before reporting a failure.

@@ -36,6 +36,9 @@ package ipc
 //	MsgFileName                 handle                    → name
 //	MsgFileReadDir              handle, n i32             → count u32, DirEntry... (io.EOF error when none left and n > 0)
 //
+//	MsgInstanceSetNetwork       enabled bool, ifname, addr (CIDR), gateway, dns, mtu u32, createTap bool → [+ the TAP device, when createTap]
+//	                            (configures the sandbox's egress device; with createTap the agent creates it first)
+//
 //	MsgCmdNew                   CmdSpec [+ the files its stdio names] → handle u64
 //	MsgCmdStart                 handle                    → pid i32 [+ the pty master, when the spec asked for a pty and wantFD]
 //	MsgCmdSpawn                 CmdSpec [+ the files its stdio names] → handle u64, pid i32 [+ the pty master]: New and Start in one

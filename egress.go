@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/ccsandbox/sandbox/internal/egress"
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// Egress: a sandbox has no way out unless asked. With WithNetwork (or
+// SetNetworkEnabled at run time) it gets a network device and a default
+// route; the host terminates every TCP and UDP flow leaving it in a
+// user-space TCP/IP stack and opens the matching connection through a Go
+// dialer (WithDialer; DefaultDialer otherwise). DNS inside resolves through
+// the host. The sandbox's address is 10.0.2.15/24, its gateway and DNS
+// server 10.0.2.2.
+
+// DialFunc opens an outbound connection on behalf of a sandbox: network is
+// "tcp" or "udp" and addr an IP:port the sandbox connects to. Return an
+// error to refuse the flow (the sandbox then sees its connection reset).
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// DefaultDialer returns the dialer used without WithDialer: it dials on the
+// host and refuses the host's loopback, link-local addresses (where cloud
+// metadata services live), unspecified and multicast addresses and the
+// sandbox's own network, except destinations inside one of allow.
+func DefaultDialer(allow ...netip.Prefix) DialFunc {
+	return DialFunc(egress.DefaultDialer(allow...))
+}
+
+// WithNetwork starts the sandbox with egress enabled (see
+// SetNetworkEnabled).
+func WithNetwork() Option {
+	return instanceOption(func(o *newOptions) error {
+		o.network = true
+		return nil
+	})
+}
+
+// WithDialer sets the dialer every outbound flow of the sandbox goes
+// through, for allow-lists, logging, recording or fakes. It does not enable
+// egress by itself.
+func WithDialer(d DialFunc) Option {
+	return instanceOption(func(o *newOptions) error {
+		if d == nil {
+			return errors.New("WithDialer: nil dialer")
+		}
+		o.dialer = d
+		return nil
+	})
+}
+
+// egressIfname is the name of the egress device inside the sandbox.
+const egressIfname = "eth0"
+
+// SetNetworkEnabled turns the sandbox's egress on or off while it runs.
+// Turning it off removes the device: open flows end, and new connections
+// fail at once. It returns an error naming the missing piece when this
+// host cannot give the sandbox a network device (for example
+// /dev/net/tun not open to an unprivileged user).
+func (i *Instance) SetNetworkEnabled(enabled bool) error {
+	i.egressMu.Lock()
+	defer i.egressMu.Unlock()
+	if err := i.alive(); err != nil {
+		return err
+	}
+	if enabled == (i.egress != nil) {
+		return nil
+	}
+	if !enabled {
+		err := i.egress.Close()
+		i.egress = nil
+		return err
+	}
+	st, err := i.startEgress()
+	if err != nil {
+		return fmt.Errorf("enabling the network of sandbox %s: %w", i.id, err)
+	}
+	i.egress = st
+	return nil
+}
+
+// startEgress creates the device, attaches the user-space stack to it and
+// configures the sandbox's side.
+func (i *Instance) startEgress() (*egress.Stack, error) {
+	dial := egress.DialFunc(i.dialer)
+	if dial == nil {
+		dial = egress.DefaultDialer()
+	}
+	var link *os.File
+	createTap := true
+	if l, ok := i.eng.Sandbox().(hv.NetworkLinker); ok {
+		f, err := l.OpenLink(egressIfname)
+		switch {
+		case err == nil:
+			link, createTap = f, false
+		case !errors.Is(err, hv.ErrLinkViaAgent):
+			return nil, err
+		}
+	}
+	if createTap && !i.fdOK {
+		return nil, fmt.Errorf("%w: this backend gives no network device", errors.ErrUnsupported)
+	}
+	var e ipc.Encoder
+	e.Bool(true)
+	e.String(egressIfname)
+	e.String(netip.PrefixFrom(egress.SandboxAddr, egress.SandboxPrefix.Bits()).String())
+	e.String(egress.Gateway.String())
+	e.String(egress.Gateway.String())
+	e.Uint32(egress.MTU)
+	e.Bool(createTap)
+	resp, err := i.client.Exchange(context.Background(), ipc.Message{Type: ipc.MsgInstanceSetNetwork, Payload: e.Bytes()})
+	if err != nil {
+		if link != nil {
+			link.Close()
+		}
+		return nil, i.remoteErr(err)
+	}
+	if createTap {
+		if len(resp.Files) != 1 {
+			closeFiles(resp.Files)
+			return nil, errors.New("the agent sent no network device")
+		}
+		link = resp.Files[0]
+	} else {
+		closeFiles(resp.Files)
+	}
+	return egress.Start(link, dial, i.opts.logger)
+}
+
+// closeEgress stops the egress stack, if any.
+func (i *Instance) closeEgress() {
+	i.egressMu.Lock()
+	defer i.egressMu.Unlock()
+	if i.egress != nil {
+		i.egress.Close()
+		i.egress = nil
+	}
+}

@@ -1,0 +1,229 @@
+package agent
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+// netConfig is a MsgInstanceSetNetwork request.
+type netConfig struct {
+	enabled   bool
+	ifname    string
+	addr      netip.Prefix
+	gateway   netip.Addr
+	dns       string
+	mtu       uint32
+	createTap bool
+}
+
+func decodeNetConfig(dec *ipc.Decoder) (netConfig, error) {
+	var c netConfig
+	var err error
+	var addr, gw string
+	if c.enabled, err = dec.Bool(); err != nil {
+		return c, err
+	}
+	if c.ifname, err = dec.String(); err != nil {
+		return c, err
+	}
+	if addr, err = dec.String(); err != nil {
+		return c, err
+	}
+	if gw, err = dec.String(); err != nil {
+		return c, err
+	}
+	if c.dns, err = dec.String(); err != nil {
+		return c, err
+	}
+	if c.mtu, err = dec.Uint32(); err != nil {
+		return c, err
+	}
+	if c.createTap, err = dec.Bool(); err != nil {
+		return c, err
+	}
+	if !c.enabled {
+		return c, nil
+	}
+	if c.addr, err = netip.ParsePrefix(addr); err != nil || !c.addr.Addr().Is4() {
+		return c, fmt.Errorf("network address %q: want an IPv4 prefix", addr)
+	}
+	if c.gateway, err = netip.ParseAddr(gw); err != nil || !c.gateway.Is4() {
+		return c, fmt.Errorf("gateway %q: want an IPv4 address", gw)
+	}
+	return c, nil
+}
+
+func (a *agent) registerNetConfig() {
+	a.handle(ipc.MsgInstanceSetNetwork, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		c, err := decodeNetConfig(dec)
+		if err != nil {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
+		}
+		if !c.enabled {
+			return ok(nil), nil // the host closing the device removes it
+		}
+		var tap *os.File
+		if c.createTap {
+			if !req.CanPassDescriptors() {
+				return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "creating a TAP device needs a connection that passes descriptors"}
+			}
+			if tap, err = a.createTap(c.ifname); err != nil {
+				return nil, err
+			}
+		}
+		if err := configureLink(c); err != nil {
+			if tap != nil {
+				tap.Close()
+			}
+			return nil, err
+		}
+		if c.dns != "" {
+			os.WriteFile("/etc/resolv.conf", []byte("nameserver "+c.dns+"\n"), 0o644)
+		}
+		resp := ok(nil)
+		if tap != nil {
+			resp.Files = []*os.File{tap}
+		}
+		return resp, nil
+	})
+}
+
+// createTap creates a TAP device in the sandbox's network through the
+// /dev/net/tun the agent opened before the pivot.
+func (a *agent) createTap(ifname string) (*os.File, error) {
+	if a.tun < 0 {
+		return nil, a.tunErr
+	}
+	fd, err := unix.Open(fdPath(a.tun), unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, tunError(err)
+	}
+	ifr, err := unix.NewIfreq(ifname)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("creating the TAP device %s: %w", ifname, err)
+	}
+	return os.NewFile(uintptr(fd), "tap-"+ifname), nil
+}
+
+// tunError explains why /dev/net/tun cannot be used.
+func tunError(err error) error {
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		return &os.PathError{Op: "open", Path: "/dev/net/tun", Err: fmt.Errorf(
+			"%w: egress without root needs /dev/net/tun readable and writable by this user (chmod 0666 /dev/net/tun, as most distributions ship it)", err)}
+	}
+	return &os.PathError{Op: "open", Path: "/dev/net/tun", Err: err}
+}
+
+// openTunPath opens /dev/net/tun as O_PATH before the pivot, so the agent
+// can create devices later; the reason it cannot is kept for later too.
+func openTunPath() (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, tunError(err)
+	}
+	// Check access now, while the error can still name the cause.
+	probe, err := unix.Open(fdPath(fd), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return -1, tunError(err)
+	}
+	unix.Close(probe)
+	return fd, nil
+}
+
+// configureLink gives the device its address, MTU and default route, and
+// brings it up.
+func configureLink(c netConfig) error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(c.ifname)
+	if err != nil {
+		return err
+	}
+	if err := ifr.SetInet4Addr(c.addr.Addr().AsSlice()); err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFADDR, ifr); err != nil {
+		return fmt.Errorf("setting the address of %s: %w", c.ifname, err)
+	}
+	mask := netip.MustParseAddr("255.255.255.255").As4()
+	bits := binary.BigEndian.Uint32(mask[:]) << (32 - c.addr.Bits())
+	binary.BigEndian.PutUint32(mask[:], bits)
+	ifr, _ = unix.NewIfreq(c.ifname)
+	ifr.SetInet4Addr(mask[:])
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFNETMASK, ifr); err != nil {
+		return fmt.Errorf("setting the netmask of %s: %w", c.ifname, err)
+	}
+	if c.mtu > 0 {
+		ifr, _ = unix.NewIfreq(c.ifname)
+		ifr.SetUint32(c.mtu)
+		if err := unix.IoctlIfreq(s, unix.SIOCSIFMTU, ifr); err != nil {
+			return fmt.Errorf("setting the MTU of %s: %w", c.ifname, err)
+		}
+	}
+	ifr, _ = unix.NewIfreq(c.ifname)
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing %s up: %w", c.ifname, err)
+	}
+	return addDefaultRoute(c.gateway)
+}
+
+// addDefaultRoute adds "default via gw" with a netlink request.
+func addDefaultRoute(gw netip.Addr) error {
+	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	g := gw.As4()
+	attr := make([]byte, unix.SizeofRtAttr+4)
+	binary.NativeEndian.PutUint16(attr[0:], uint16(len(attr)))
+	binary.NativeEndian.PutUint16(attr[2:], unix.RTA_GATEWAY)
+	copy(attr[unix.SizeofRtAttr:], g[:])
+	msg := make([]byte, unix.SizeofNlMsghdr+unix.SizeofRtMsg, unix.SizeofNlMsghdr+unix.SizeofRtMsg+len(attr))
+	rt := msg[unix.SizeofNlMsghdr:]
+	rt[0] = unix.AF_INET       // family
+	rt[4] = unix.RT_TABLE_MAIN // table
+	rt[5] = unix.RTPROT_BOOT   // protocol
+	rt[6] = unix.RT_SCOPE_UNIVERSE
+	rt[7] = unix.RTN_UNICAST
+	msg = append(msg, attr...)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_NEWROUTE)
+	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	binary.NativeEndian.PutUint32(msg[8:], 1) // sequence
+	if err := unix.Sendto(s, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("adding the default route: %w", err)
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(s, buf, 0)
+	if err != nil {
+		return fmt.Errorf("adding the default route: %w", err)
+	}
+	if n >= unix.SizeofNlMsghdr+4 && binary.NativeEndian.Uint16(buf[4:]) == unix.NLMSG_ERROR {
+		if code := int32(binary.NativeEndian.Uint32(buf[unix.SizeofNlMsghdr:])); code != 0 {
+			return fmt.Errorf("adding the default route: %w", syscall.Errno(-code))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// MTU is the MTU of the sandbox's egress device.
+const MTU = 1500
+
+// dialTimeout bounds the outbound dial of one flow.
+const dialTimeout = 30 * time.Second
+
+// udpIdle closes a UDP flow after this long without traffic.
+const udpIdle = 60 * time.Second
+
+// gatewayMAC is the link address of the stack on the sandbox's device.
+const gatewayMAC = tcpip.LinkAddress("\x02\x00\x00\x00\x02\x02")
+
+// Stack is a running user-space stack serving one sandbox's device.
+type Stack struct {
+	s    *stack.Stack
+	link *os.File
+	dial DialFunc
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // one per flow
+
+	mu    sync.Mutex
+	flows map[io.Closer]struct{} // guarded by mu
+}
+
+// Start attaches a stack to link, the host's descriptor of the sandbox's
+// TAP device (ethernet frames), and serves its flows through dial. The
+// stack owns link and closes it on Close.
+func Start(link *os.File, dial DialFunc, log *slog.Logger) (*Stack, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fd, err := rawFd(link)
+	if err != nil {
+		link.Close()
+		return nil, err
+	}
+	ep, err := fdbased.New(&fdbased.Options{
+		FDs:            []int{fd},
+		MTU:            MTU,
+		EthernetHeader: true,
+		Address:        gatewayMAC,
+	})
+	if err != nil {
+		link.Close()
+		return nil, fmt.Errorf("egress: attaching to the device: %w", err)
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &Stack{s: s, link: link, dial: dial, log: log, ctx: ctx, cancel: cancel, flows: map[io.Closer]struct{}{}}
+	fail := func(what string, e tcpip.Error) (*Stack, error) {
+		cancel()
+		s.Destroy()
+		link.Close()
+		return nil, fmt.Errorf("egress: %s: %v", what, e)
+	}
+	const nic = 1
+	// Handlers first: packets may arrive as soon as the NIC exists.
+	tf := tcp.NewForwarder(s, 0, 1024, st.handleTCP)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
+	uf := udp.NewForwarder(s, st.handleUDP)
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
+	s.SetRouteTable([]tcpip.Route{{Destination: header4Any(), NIC: nic}})
+	if e := s.CreateNIC(nic, ep); e != nil {
+		return fail("creating the NIC", e)
+	}
+	if e := s.AddProtocolAddress(nic, tcpip.ProtocolAddress{
+		Protocol:          ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFrom4(Gateway.As4()).WithPrefix(),
+	}, stack.AddressProperties{}); e != nil {
+		return fail("adding the gateway address", e)
+	}
+	// Accept and answer for every destination: each flow is terminated here.
+	if e := s.SetPromiscuousMode(nic, true); e != nil {
+		return fail("promiscuous mode", e)
+	}
+	if e := s.SetSpoofing(nic, true); e != nil {
+		return fail("spoofing", e)
+	}
+	return st, nil
+}
+
+// rawFd returns link's descriptor number without changing its blocking
+// mode (File.Fd would make it blocking; the link endpoint polls it).
+func rawFd(link *os.File) (int, error) {
+	rc, err := link.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("egress: %w", err)
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, fmt.Errorf("egress: %w", err)
+	}
+	return fd, nil
+}
+
+// header4Any is the IPv4 subnet that matches every address.
+func header4Any() tcpip.Subnet {
+	sn, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{}), tcpip.MaskFromBytes(make([]byte, 4)))
+	return sn
+}
+
+// addrPort converts a netstack address and port.
+func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return netip.AddrPortFrom(ip.Unmap(), port)
+}
+
+// track registers a flow's closer; it returns false once the stack closes.
+func (st *Stack) track(c io.Closer) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ctx.Err() != nil {
+		return false
+	}
+	st.flows[c] = struct{}{}
+	return true
+}
+
+func (st *Stack) untrack(c io.Closer) {
+	st.mu.Lock()
+	delete(st.flows, c)
+	st.mu.Unlock()
+}
+
+// handleTCP dials out for a new connection from the sandbox, and completes
+// the sandbox's handshake only if that worked: a refused destination is a
+// reset, seen at once.
+func (st *Stack) handleTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst := addrPort(id.LocalAddress, id.LocalPort)
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		if st.ctx.Err() != nil {
+			r.Complete(true)
+			return
+		}
+		ctx, cancel := context.WithTimeout(st.ctx, dialTimeout)
+		out, err := st.dial(ctx, "tcp", dst.String())
+		cancel()
+		if err != nil {
+			st.log.Debug("egress: refused", "dst", dst, "err", err)
+			r.Complete(true)
+			return
+		}
+		var wq waiter.Queue
+		ep, terr := r.CreateEndpoint(&wq)
+		r.Complete(false)
+		if terr != nil {
+			out.Close()
+			return
+		}
+		in := gonet.NewTCPConn(&wq, ep)
+		st.splice(in, out)
+	}()
+}
+
+// splice copies both ways until both directions end, passing half closes.
+func (st *Stack) splice(a, b net.Conn) {
+	if !st.track(a) {
+		a.Close()
+		b.Close()
+		return
+	}
+	defer st.untrack(a)
+	if !st.track(b) {
+		a.Close()
+		b.Close()
+		return
+	}
+	defer st.untrack(b)
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, err := io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+			src.Close()
+		}
+		done <- struct{}{}
+	}
+	go pipe(a, b)
+	go pipe(b, a)
+	<-done
+	<-done
+	a.Close()
+	b.Close()
+}
+
+// handleUDP serves a new UDP flow from the sandbox: DNS for the gateway,
+// and a relay through the dialer for everything else.
+func (st *Stack) handleUDP(r *udp.ForwarderRequest) bool {
+	id := r.ID()
+	dst := addrPort(id.LocalAddress, id.LocalPort)
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		return false
+	}
+	in := gonet.NewUDPConn(&wq, ep)
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		if !st.track(in) {
+			in.Close()
+			return
+		}
+		defer st.untrack(in)
+		defer in.Close()
+		if dst.Addr() == Gateway && dst.Port() == 53 {
+			st.serveDNS(in)
+			return
+		}
+		st.relayUDP(in, dst)
+	}()
+	return true
+}
+
+// relayUDP carries datagrams between the sandbox's flow and a host socket.
+func (st *Stack) relayUDP(in *gonet.UDPConn, dst netip.AddrPort) {
+	ctx, cancel := context.WithTimeout(st.ctx, dialTimeout)
+	out, err := st.dial(ctx, "udp", dst.String())
+	cancel()
+	if err != nil {
+		st.log.Debug("egress: refused", "dst", dst, "err", err)
+		return
+	}
+	if !st.track(out) {
+		out.Close()
+		return
+	}
+	defer st.untrack(out)
+	defer out.Close()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 65535)
+		for {
+			src.SetReadDeadline(time.Now().Add(udpIdle))
+			n, err := src.Read(buf)
+			if err != nil {
+				break
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+		dst.Close()
+		src.Close()
+		done <- struct{}{}
+	}
+	go pipe(out, in)
+	go pipe(in, out)
+	<-done
+	<-done
+}
+
+// Close stops the stack: it ends every flow, detaches from the device and
+// closes it (which removes a TAP device), and waits for its goroutines.
+func (st *Stack) Close() error {
+	st.cancel()
+	st.mu.Lock()
+	for c := range st.flows {
+		c.Close()
+	}
+	st.mu.Unlock()
+	st.s.Destroy()
+	st.wg.Wait()
+	err := st.link.Close()
+	if errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	return err
+}

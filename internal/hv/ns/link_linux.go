@@ -1,0 +1,77 @@
+package ns
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"golang.org/x/sys/unix"
+)
+
+// OpenLink creates a TAP device named ifname in the sandbox's network
+// namespace and returns the host's descriptor of it. A TAP device belongs
+// to the namespace of the process that opened /dev/net/tun, so the host
+// (which may open the device, and may enter the sandbox's namespace: it
+// runs as root) opens it from a thread that has entered the sandbox's
+// network namespace. Without root it returns hv.ErrLinkViaAgent.
+func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
+	if os.Geteuid() != 0 {
+		return nil, hv.ErrLinkViaAgent
+	}
+	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", s.cmd.Process.Pid))
+	if err != nil {
+		return nil, fmt.Errorf("opening the sandbox's network namespace: %w", err)
+	}
+	defer target.Close()
+
+	type result struct {
+		f   *os.File
+		err error
+	}
+	res := make(chan result, 1)
+	// A thread that fails to come back to the host's namespace must die
+	// with its goroutine: the goroutine never unlocks it then.
+	go func() {
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			res <- result{nil, err}
+			return
+		}
+		defer home.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			res <- result{nil, fmt.Errorf("entering the sandbox's network namespace: %w", err)}
+			return
+		}
+		f, err := openTap(ifname)
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		res <- result{f, err}
+	}()
+	r := <-res
+	return r.f, r.err
+}
+
+// openTap opens /dev/net/tun and creates the TAP device ifname in the
+// calling thread's network namespace.
+func openTap(ifname string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(ifname)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("creating the TAP device %s: %w", ifname, err)
+	}
+	return os.NewFile(uintptr(fd), "tap-"+ifname), nil
+}
