@@ -24,7 +24,7 @@ import (
 )
 
 // MTU is the MTU of the sandbox's egress device.
-const MTU = 1500
+const MTU = 65000
 
 // dialTimeout bounds the outbound dial of one flow.
 const dialTimeout = 30 * time.Second
