@@ -7,7 +7,7 @@ BENCHTIME   ?= 1s
 PKGS        := ./...
 
 # Debian packages the tests and benchmarks need on a fresh machine.
-DEB_TEST    := busybox-static
+DEB_TEST    := busybox-static skopeo docker-registry podman
 DEB_BENCH   := bubblewrap
 
 .PHONY: all build test test-short lint bench fuzz deps deps-bench clean

@@ -29,15 +29,6 @@ func (t *handleTable) add(v any) uint64 {
 	return h
 }
 
-// remove forgets h and returns what it held.
-func (t *handleTable) remove(h uint64) (any, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	v, ok := t.m[h]
-	delete(t.m, h)
-	return v, ok
-}
-
 // all returns every object held.
 func (t *handleTable) all() []any {
 	t.mu.Lock()

@@ -1,0 +1,57 @@
+package image
+
+import (
+	"log/slog"
+
+	"github.com/ccsandbox/sandbox/internal/idmap"
+)
+
+// Default limits of one layer.
+const (
+	// DefaultMaxBytes is the largest uncompressed tar stream of one layer
+	// that Unpack accepts: 32 GiB. A compressed layer that expands beyond
+	// it (a gzip bomb) fails with ErrTooLarge once that many bytes have
+	// been read, having written at most that much.
+	DefaultMaxBytes int64 = 32 << 30
+	// DefaultMaxEntries is the largest number of entries in one layer.
+	DefaultMaxEntries = 4 << 20
+)
+
+// Limits bound what Unpack accepts from one layer. Zero fields take the
+// defaults.
+type Limits struct {
+	MaxBytes   int64 // uncompressed tar bytes, trailing padding included
+	MaxEntries int   // archive entries
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = DefaultMaxEntries
+	}
+	return l
+}
+
+// UnpackOptions configure Unpack.
+type UnpackOptions struct {
+	// IDs maps container ids to host ids; see the package doc on ownership.
+	IDs idmap.Map
+	// Limits bound the layer; zero fields take the defaults.
+	Limits Limits
+	// Logger receives what is skipped or lost; nil discards it.
+	Logger *slog.Logger
+	// Writeback starts writing each regular file to disk as soon as it
+	// is complete (sync_file_range), so that a sync after Unpack has
+	// little left to wait for.
+	Writeback bool
+}
+
+// UnpackStats tell what Unpack did.
+type UnpackStats struct {
+	Entries int   // archive entries read
+	Bytes   int64 // bytes of regular file data written
+	Skipped int   // entries left out: device nodes, sockets, AUFS metadata
+	Lost    int   // xattrs or owners the filesystem or the user could not keep
+}

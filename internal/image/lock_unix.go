@@ -1,0 +1,36 @@
+//go:build unix
+
+package image
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// tryLockFile takes a lock on path without waiting; errLocked when another
+// holder has it.
+func tryLockFile(path string, exclusive bool) (*fileLock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, errLocked
+		}
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return &fileLock{f: f}, nil
+}
