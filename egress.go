@@ -95,14 +95,12 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 	}
 	var link *os.File
 	createTap := true
-	if l, ok := i.eng.Sandbox().(hv.NetworkLinker); ok {
-		f, err := l.OpenLink(egressIfname)
-		switch {
-		case err == nil:
-			link, createTap = f, false
-		case !errors.Is(err, hv.ErrLinkViaAgent):
-			return nil, err
-		}
+	f, err := i.eng.OpenLink(egressIfname)
+	switch {
+	case err == nil:
+		link, createTap = f, false
+	case !errors.Is(err, hv.ErrLinkViaAgent):
+		return nil, err
 	}
 	if createTap && !i.fdOK {
 		return nil, fmt.Errorf("%w: this backend gives no network device", errors.ErrUnsupported)

@@ -47,7 +47,7 @@ var ioModes = []struct {
 // that nothing it started outlives it.
 func newInstance(t testing.TB, src Source, opts ...Option) *Instance {
 	t.Helper()
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid())) // this process's sockets
 	opts = append([]Option{WithCacheDir(testCache)}, opts...)
 	inst, err := New(context.Background(), src, opts...)
 	if err != nil {

@@ -34,9 +34,22 @@ func runChild(role string) int {
 			fmt.Println("error:", err)
 			return 1
 		}
-		pid := inst.eng.Sandbox().Pid()
+		pid := inst.eng.Pid()
 		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
 		fmt.Printf("%d %s\n", pid, ns)
+		select {}
+	case "helper-then-hang":
+		// The same through a helper: report the helper's and the agent's
+		// pids, then wait to be killed.
+		os.Setenv("CC_USE_HELPER", "1")
+		inst, err := New(context.Background(), HostImage(), WithCacheDir(os.Getenv("CC_CACHE_DIR")))
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		var hp int
+		fmt.Sscanf(inst.eng.(*remoteRunner).helper.Info(), "cc-helper pid %d", &hp)
+		fmt.Printf("%d %d\n", hp, inst.eng.Pid())
 		select {}
 	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)

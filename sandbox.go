@@ -41,7 +41,7 @@ type rootfsSpec struct {
 // writable layer.
 type Instance struct {
 	id     string
-	eng    *engine.Instance
+	eng    runner      // the engine here, or a helper process
 	client *ipc.Client // serves the agent's protocol for this instance
 	fdOK   bool        // the client's answers can carry descriptors
 	ids    idmap.Map
@@ -73,6 +73,7 @@ type newOptions struct {
 	hostname string
 	mounts   []hv.Bind
 	backend  Backend
+	kernel   string // WithKernel (vm_options.go)
 	network  bool
 	dialer   DialFunc
 	noFDs    bool // tests: use the streamed paths even where descriptors pass
@@ -243,25 +244,47 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 	if name == "" {
 		name = os.Getenv("CC_BACKEND")
 	}
-	backend, err := engine.LookupBackend(name)
+	backend, err := engine.LookupBackend(name) // checked here too: a helper would fail later
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.New: %w", err)
+	}
+	if o.kernel != "" && !backend.Capabilities().OwnKernel {
+		return nil, fmt.Errorf("sandbox.New: WithKernel needs a backend with its own kernel (BackendVM), not %q", backend.Name())
 	}
 	rs, err := source.rootfs(ctx, &o.storeOptions)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.Start(ctx, engine.Spec{
-		Backend:   backend,
-		Layers:    rs.layers,
-		Binds:     append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
-		Hostname:  o.hostname,
-		MemoryMB:  o.memoryMB,
-		CPUs:      o.cpus,
-		Timeout:   o.timeout,
-		StateRoot: filepath.Join(o.cacheDir, "instances"),
-		Logger:    o.logger,
-	})
+	var eng runner
+	if ipc.UseHelper() {
+		eng, err = startRemote(ctx, o.instanceOptions(rs), ipc.InstanceSpec{
+			Layers:    rs.layers,
+			Hostname:  o.hostname,
+			StateRoot: filepath.Join(o.cacheDir, "instances"),
+			Backend:   name,
+			CPUsMilli: uint32(o.cpus * 1000),
+			Kernel:    o.kernel,
+			CacheDir:  o.cacheDir,
+		})
+	} else {
+		var e *engine.Instance
+		e, err = engine.Start(ctx, engine.Spec{
+			Backend:   backend,
+			Layers:    rs.layers,
+			Binds:     append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
+			Hostname:  o.hostname,
+			MemoryMB:  o.memoryMB,
+			CPUs:      o.cpus,
+			Timeout:   o.timeout,
+			StateRoot: filepath.Join(o.cacheDir, "instances"),
+			CacheDir:  o.cacheDir,
+			Kernel:    o.kernel,
+			Logger:    o.logger,
+		})
+		if e != nil {
+			eng = localRunner{e}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.New: %w", err)
 	}
@@ -269,12 +292,18 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 		id:       eng.ID(),
 		eng:      eng,
 		client:   eng.Client(),
-		fdOK:     eng.Client().CanPassDescriptors() && !o.noFDs,
+		fdOK:     eng.PassesFDs() && !o.noFDs,
 		ids:      idmap.Current(),
 		defaults: rs.config.withOptions(&o),
 		opts:     o,
 		dialer:   o.dialer,
 	}
+	// Listeners and packet sockets handed out are the host's own sockets:
+	// nothing can reach them once the sandbox is gone, so close them then.
+	go func() {
+		<-eng.Done()
+		inst.closeSockets()
+	}()
 	if o.network {
 		if err := inst.SetNetworkEnabled(true); err != nil {
 			inst.Close()
@@ -282,6 +311,15 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 		}
 	}
 	return inst, nil
+}
+
+// instanceOptions describes the instance for a helper, in the seed's terms.
+func (o *newOptions) instanceOptions(rs *rootfsSpec) ipc.InstanceOptions {
+	io := ipc.InstanceOptions{MemoryMB: o.memoryMB, CPUs: int(o.cpus), TimeoutSecs: o.timeout.Seconds()}
+	for _, b := range append(append([]hv.Bind(nil), rs.binds...), o.mounts...) {
+		io.Mounts = append(io.Mounts, ipc.MountConfig{Tag: b.Path, HostPath: b.HostPath, Writable: b.Writable})
+	}
+	return io
 }
 
 // ID returns the sandbox's id, unique on this host.

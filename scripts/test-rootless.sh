@@ -11,6 +11,7 @@ for pkg in "$@"; do
 	name=$(echo "$pkg" | tr '/.' '__')
 	go test -c -race -o "$dir/$name.test" "$pkg"
 done
+go build -o "$dir/cc-helper" ./cmd/cc-helper # for TestHelperBinary
 run() {
 	if [ "$(id -u)" = 0 ]; then
 		su "$user" -s /bin/sh -c "$1"
@@ -29,7 +30,7 @@ for pkg in "$@"; do
 	name=$(echo "$pkg" | tr '/.' '__')
 	src=$(go list -f '{{.Dir}}' "$pkg")
 	echo "== rootless: $pkg"
-	if ! run "cd '$src' && HOME='$home' XDG_CACHE_HOME='$home/.cache' GORACE=atexit_sleep_ms=0 '$dir/$name.test' -test.count=1 -test.timeout=15m; rc=\$?; exit \$rc"; then
+	if ! run "cd '$src' && HOME='$home' XDG_CACHE_HOME='$home/.cache' CC_TEST_HELPER_BIN='$dir/cc-helper' GORACE=atexit_sleep_ms=0 '$dir/$name.test' -test.count=1 -test.timeout=15m; rc=\$?; exit \$rc"; then
 		status=1
 	fi
 done

@@ -33,9 +33,11 @@ type Spec struct {
 	CPUs     float64
 	PidsMax  int64
 	Timeout  time.Duration // 0: none
+	Kernel   string        // the guest kernel, for backends that boot one
 	// StateRoot holds the instances' state directories; it must be on the
 	// same file system as the layer store, so snapshots can move layers.
 	StateRoot string
+	CacheDir  string     // the SDK's cache directory, for backends' own caches
 	Backend   hv.Backend // nil: the namespace backend
 	Logger    *slog.Logger
 }
@@ -96,7 +98,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	}
 	sb, err := backend.Start(ctx, &hv.Config{
 		ID: id, StateDir: stateDir, Layers: spec.Layers, Binds: spec.Binds, Hostname: hostname,
-		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, Logger: log,
+		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
 	})
 	if err != nil {
 		lock.Close()

@@ -114,6 +114,13 @@ type NetworkLinker interface {
 	OpenLink(ifname string) (*os.File, error)
 }
 
+// Channeler is implemented by sandboxes whose agent is reached through an
+// ipc channel (see ipc.NewChannel) that another process may share.
+type Channeler interface {
+	// Channel returns a duplicate of the host's end of the channel.
+	Channel() (*os.File, error)
+}
+
 // ErrLinkViaAgent says the sandbox's agent must create the egress device
 // itself (the host process lacks the privilege to do it from outside).
 var ErrLinkViaAgent = errors.New("the egress device must be created by the agent")

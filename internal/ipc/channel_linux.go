@@ -79,8 +79,13 @@ func (d *ChannelDialer) Dial(ctx context.Context) (net.Conn, error) {
 	return c, err
 }
 
-// Close closes the channel end; the listening side's Accept then fails.
+// Close closes the channel end; the listening side's Accept then fails
+// once every copy of the end is closed.
 func (d *ChannelDialer) Close() error { return d.ch.Close() }
+
+// File returns a duplicate of the channel end, for another process to dial
+// through (the caller owns it).
+func (d *ChannelDialer) File() (*os.File, error) { return d.ch.File() }
 
 // ChannelListener accepts the connections a ChannelDialer sends.
 type ChannelListener struct {

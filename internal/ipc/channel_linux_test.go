@@ -10,7 +10,7 @@ import (
 )
 
 func TestChannel(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	local, remote, err := NewChannel()
 	if err != nil {
 		t.Fatal(err)

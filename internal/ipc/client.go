@@ -273,6 +273,12 @@ func (c *Client) roundTrip(mc *msgConn, req Message) (Message, error) {
 // exchange performs one call. With hijack, a successful call's connection is
 // handed to the caller instead of going back to the pool.
 func (c *Client) exchange(ctx context.Context, req Message, hijack bool) (Message, net.Conn, error) {
+	return c.exchangeIf(ctx, req, func(Message) bool { return hijack })
+}
+
+// exchangeIf is exchange where hijack decides, from a successful answer,
+// whether its connection goes to the caller.
+func (c *Client) exchangeIf(ctx context.Context, req Message, hijack func(Message) bool) (Message, net.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return Message{}, nil, err
 	}
@@ -300,7 +306,7 @@ func (c *Client) exchange(ctx context.Context, req Message, hijack bool) (Messag
 		return Message{}, nil, err
 	}
 	if resp.Type == MsgResponse || resp.Type == MsgError {
-		if _, cerr := checkResponse(resp); cerr == nil && hijack {
+		if _, cerr := checkResponse(resp); cerr == nil && hijack(resp) {
 			c.release(mc)
 			return resp, mc.hijack(), nil
 		}
@@ -389,6 +395,23 @@ func (c *Client) Exchange(ctx context.Context, req Message) (Message, error) {
 // close it. On failure no connection is returned.
 func (c *Client) Hijack(ctx context.Context, req Message) (Message, net.Conn, error) {
 	resp, conn, err := c.exchange(ctx, req, true)
+	if err != nil {
+		return Message{}, nil, err
+	}
+	if _, err := checkResponse(resp); err != nil {
+		closeFiles(resp.Files)
+		return Message{}, nil, err
+	}
+	return resp, conn, nil
+}
+
+// HijackIf sends req and, when the server answers with success and hijack
+// says so of the answer, takes the connection out of the pool and returns
+// it as a raw byte stream (extension): for callers that learn only from the
+// answer whether the server took the connection over (a proxy). Otherwise
+// conn is nil. Ownership is as for Hijack and Exchange.
+func (c *Client) HijackIf(ctx context.Context, req Message, hijack func(Message) bool) (Message, net.Conn, error) {
+	resp, conn, err := c.exchangeIf(ctx, req, hijack)
 	if err != nil {
 		return Message{}, nil, err
 	}

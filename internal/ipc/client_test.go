@@ -44,7 +44,7 @@ func startServer(t *testing.T, events chan string) (*testMux, *Server, *Client) 
 }
 
 func TestCallEcho(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	_, srv, c := startServer(t, nil)
 	got, err := c.Call(msgEcho, []byte("ping"))
 	if err != nil || string(got) != "\x00ping" {
@@ -88,7 +88,7 @@ func TestCallEcho(t *testing.T) {
 }
 
 func TestSeedHandlerServer(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	srv, err := NewServer(SocketPath(), func(msgType uint16, payload []byte) ([]byte, error) {
 		if msgType == MsgInstanceID {
 			return NewResponseBuilder().Success().String("inst-1").Build(), nil
@@ -148,7 +148,7 @@ func TestRemoteErrors(t *testing.T) {
 // TestBlockedCallDelaysNothing: with a handler blocked until released, 100
 // other concurrent calls on the same client complete.
 func TestBlockedCallDelaysNothing(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	tm, _, c := startServer(t, nil)
 	blocked := make(chan error, 1)
 	go func() {
@@ -192,7 +192,7 @@ func TestBlockedCallDelaysNothing(t *testing.T) {
 // TestCancelReachesHandler: cancelling the caller's context ends the call
 // with ctx.Err() and cancels the handler's request context.
 func TestCancelReachesHandler(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	events := make(chan string, 1)
 	tm, _, c := startServer(t, events)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,7 +220,7 @@ func TestCancelReachesHandler(t *testing.T) {
 }
 
 func TestDescriptorPassing(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	_, _, c := startServer(t, nil)
 
 	// A descriptor sent with a response is usable by the client.
@@ -274,7 +274,7 @@ func TestDescriptorNeedsUnixSocket(t *testing.T) {
 }
 
 func TestHijack(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	_, _, c := startServer(t, nil)
 	_, conn, err := c.Hijack(context.Background(), Message{Type: msgStream})
 	if err != nil {
@@ -367,7 +367,7 @@ func TestOversizedRequestRefused(t *testing.T) {
 // call return a transport error within a second; IsAlive turns false; no
 // goroutine remains.
 func TestServerKilled(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +427,7 @@ func TestServerKilled(t *testing.T) {
 
 // TestHelperExitsWithClient: a ServeOne helper exits once its client closes.
 func TestHelperExitsWithClient(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), testServerEnv+"=1", "GORACE=atexit_sleep_ms=0")
@@ -448,7 +448,7 @@ func TestHelperExitsWithClient(t *testing.T) {
 }
 
 func TestServerCloseFailsCalls(t *testing.T) {
-	leakcheck.Check(t, "cc-")
+	leakcheck.Check(t, ownSockets)
 	tm, srv, c := startServer(t, nil)
 	done := make(chan error, 1)
 	go func() {

@@ -162,3 +162,7 @@ func (tm *testMux) waitEntered(t *testing.T, n int) {
 		}
 	}
 }
+
+// ownSockets is the name prefix of this process's socket files (see
+// SocketPath), for the leak checks.
+var ownSockets = fmt.Sprintf("cc-%d-", os.Getpid())

@@ -79,6 +79,7 @@ type sandbox struct {
 }
 
 func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx) }
+func (s *sandbox) Channel() (*os.File, error)                 { return s.dialer.File() }
 func (s *sandbox) Done() <-chan struct{}                      { return s.done }
 func (s *sandbox) UpperDir() string                           { return s.upper }
 func (s *sandbox) Pid() int                                   { return s.cmd.Process.Pid }

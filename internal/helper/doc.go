@@ -1,0 +1,24 @@
+// Package helper is the out-of-process helper: a process that owns one
+// sandbox on behalf of a client (the public package in another process)
+// and serves internal/ipc over a Unix socket.
+//
+// # Model
+//
+// One helper serves one instance, as the seed's design has it: the client
+// starts a helper (cmd/cc-helper, or the client's own binary re-executed
+// with EnvMarker), sends MsgInstanceNew, and the helper starts the sandbox
+// with internal/engine. The helper answers the Instance* messages itself
+// and forwards every other message to the sandbox's agent, with the
+// descriptors that come with it and, for streams, the connection itself.
+// Where the backend allows it (the namespace backend), the answer to
+// MsgInstanceNew also carries the agent's channel, so the client can open
+// its own connections to the agent and its file, command and network calls
+// cost no extra hop; the helper still owns the sandbox's life.
+//
+// # Lifetimes
+//
+// The helper exits when its client's control connection closes (the client
+// closed, or died), stopping the sandbox first; it dies with its parent
+// where the kernel allows (PR_SET_PDEATHSIG); the sandbox's agent dies with
+// the helper.
+package helper

@@ -1,0 +1,58 @@
+package helper
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// EnvMarker, when set in the environment, makes the process a helper: the
+// SDK re-executes its host binary this way when no cc-helper is installed.
+const EnvMarker = "CC_SANDBOX_HELPER"
+
+func init() {
+	if os.Getenv(EnvMarker) == "" {
+		return
+	}
+	os.Unsetenv(EnvMarker)
+	os.Exit(Main(os.Args[1:]))
+}
+
+// Main runs a helper with the given command-line arguments (-socket PATH)
+// and returns its exit code. It serves one client, then stops its sandbox.
+func Main(args []string) int {
+	flags := flag.NewFlagSet("cc-helper", flag.ContinueOnError)
+	socket := flags.String("socket", "", "the Unix socket to serve on")
+	verbose := flags.Bool("v", false, "log to standard error")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	if *socket == "" {
+		fmt.Fprintln(os.Stderr, "cc-helper: -socket is required")
+		return 2
+	}
+	var out io.Writer = io.Discard
+	if *verbose || os.Getenv("CC_HELPER_DEBUG") != "" {
+		out = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := newHandler(log)
+	srv, err := ipc.Listen(*socket, h)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cc-helper:", err)
+		return 1
+	}
+	srv.SetInfo(fmt.Sprintf("cc-helper pid %d", os.Getpid()))
+	srv.SetLogger(log)
+	err = srv.ServeOne()
+	h.shutdown()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cc-helper:", err)
+		return 1
+	}
+	return 0
+}
