@@ -20,17 +20,21 @@ build:
 ## deps: install missing Debian packages (as root), or say what is missing.
 deps:
 	@./scripts/ensure-debs.sh $(DEB_TEST)
+	@./scripts/ensure-vm-deps.sh
 
 deps-bench:
 	@./scripts/ensure-debs.sh $(DEB_TEST) $(DEB_BENCH)
+	@./scripts/ensure-vm-deps.sh
 
 # Packages whose tests also run as an unprivileged user (rootless mode).
 ROOTLESS_PKGS := . ./internal/hv/ns
 
 ## test: everything CI checks: formatting, vet, staticcheck, the race-enabled
-## suite, and the sandbox tests again as an unprivileged user.
+## suite, the public suite again through the helper (CC_USE_HELPER=1), and
+## the sandbox tests again as an unprivileged user.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	CC_USE_HELPER=1 $(GO) test -race -count=1 -timeout 20m .
 	./scripts/test-rootless.sh $(ROOTLESS_PKGS)
 
 ## test-short: the suite without lint and race detector, for quick iterations.

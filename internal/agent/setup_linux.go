@@ -12,7 +12,12 @@ import (
 // setup builds the sandbox's root from cfg and pivots into it. It runs as
 // root of the sandbox's user namespace, in fresh mount, pid, network, uts
 // and ipc namespaces.
-func setup(cfg *Config) error {
+func setup(cfg *Config) error { return setupRoot(cfg, pivot) }
+
+// setupRoot builds the sandbox's root from cfg and makes it the root with
+// enter (pivot in a namespace; a move over the initramfs in a VM, where
+// pivot_root cannot leave the initial root).
+func setupRoot(cfg *Config, enter func(rootfd int) error) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
@@ -34,7 +39,7 @@ func setup(cfg *Config) error {
 	if err := r.mountDev(); err != nil {
 		return err
 	}
-	if err := pivot(rootfd); err != nil {
+	if err := enter(rootfd); err != nil {
 		return err
 	}
 	if cfg.Hostname != "" {
@@ -76,9 +81,11 @@ func mountOverlay(cfg *Config) (int, error) {
 		lowers[len(lowers)-1-i] = fdPath(fd)
 	}
 	// "lowerdir+" (Linux 6.8) adds layers one at a time, with no limit
-	// on their number; older kernels take them all in one option.
-	if err := unix.FsconfigSetString(fsfd, "lowerdir+", lowers[0]); err == nil {
-		for _, l := range lowers[1:] {
+	// on their number; older kernels take them all in one option (before
+	// 6.5 overlayfs parses its options only at create time, so trying
+	// "lowerdir+" there poisons the context: ask the kernel's version).
+	if lowerdirPlus() {
+		for _, l := range lowers {
 			if err := set("lowerdir+", l); err != nil {
 				return -1, err
 			}
@@ -106,6 +113,18 @@ func mountOverlay(cfg *Config) (int, error) {
 		return -1, fmt.Errorf("attaching the overlay root: %w", err)
 	}
 	return mfd, nil
+}
+
+// lowerdirPlus reports whether the running kernel (6.8 or later) takes
+// overlayfs's "lowerdir+" option.
+func lowerdirPlus() bool {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return false
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	return major > 6 || major == 6 && minor >= 8
 }
 
 // rootFS is the new root before the pivot. Paths inside it are resolved

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/hv/ns"
+	"github.com/ccsandbox/sandbox/internal/hv/vm"
 )
 
 // Backend names, as WithBackend and CC_BACKEND take them.
@@ -19,7 +20,7 @@ const (
 var backends = struct {
 	sync.Mutex
 	m map[string]hv.Backend
-}{m: map[string]hv.Backend{BackendNamespaces: ns.Backend{}}}
+}{m: map[string]hv.Backend{BackendNamespaces: ns.Backend{}, BackendVM: vm.Backend{}}}
 
 // RegisterBackend makes a backend available by name (backend packages call
 // it from their init functions).
@@ -39,9 +40,6 @@ func LookupBackend(name string) (hv.Backend, error) {
 	defer backends.Unlock()
 	if b, ok := backends.m[name]; ok {
 		return b, nil
-	}
-	if name == BackendVM {
-		return nil, fmt.Errorf("backend %q: not implemented yet", name)
 	}
 	var names []string
 	for n := range backends.m {

@@ -1,0 +1,532 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for a sandbox without WithMemoryMB or WithCPUs.
+const (
+	defaultMemoryMB = 1024
+	maxDefaultCPUs  = 2
+)
+
+// diskSerial names the writable disk to the guest.
+const diskSerial = "cc-upper"
+
+// sandbox is one running virtual machine.
+type sandbox struct {
+	cfg   *hv.Config
+	cache string // the cache directory (see cacheDir)
+	log   *slog.Logger
+	cmd   *exec.Cmd
+	con   *console
+	sess  *agent.VMMux // nil until the agent serves
+
+	done     chan struct{} // closed when QEMU has been waited for
+	waitErr  error         // set before done closes
+	stopOnce sync.Once
+	stopping chan struct{} // closed by Kill
+}
+
+// launch is what start prepares for QEMU: the descriptors it inherits, in
+// order from 3, and the command line.
+type launch struct {
+	files []*os.File
+	spec  qemuSpec
+	guest agent.VMConfig
+}
+
+// add hands f to QEMU and returns the descriptor number it gets there.
+func (l *launch) add(f *os.File) int {
+	l.files = append(l.files, f)
+	return 2 + len(l.files)
+}
+
+func (l *launch) close() {
+	for _, f := range l.files {
+		f.Close()
+	}
+	l.files = nil
+}
+
+func start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
+	if cfg.PidsMax > 0 {
+		return nil, errors.New("vm backend: a pids limit is not supported")
+	}
+	qemu, err := findQEMU()
+	if err != nil {
+		return nil, err
+	}
+	cache, err := cacheDir(cfg)
+	if err != nil {
+		return nil, err
+	}
+	k, err := findKernel(cfg.Kernel, cache)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planInitramfs("/proc/self/exe", k)
+	if err != nil {
+		return nil, fmt.Errorf("vm backend: %w", err)
+	}
+	initrd, err := buildInitramfs(filepath.Join(cache, "vm", "initramfs"), plan)
+	if err != nil {
+		return nil, fmt.Errorf("vm backend: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &sandbox{cfg: cfg, cache: cache, log: log, done: make(chan struct{}), stopping: make(chan struct{}),
+		con: &console{log: log, id: cfg.ID}}
+
+	l := &launch{}
+	defer l.close()
+	ctl, remote, err := controlSocket()
+	if err != nil {
+		return nil, err
+	}
+	l.spec.ControlFD = l.add(remote)
+	if err := s.prepare(l, k, initrd); err != nil {
+		ctl.Close()
+		return nil, err
+	}
+	if l.spec.Accel, err = accelerator(qemu, kvmOpen(cfg.IDMap)); err != nil {
+		ctl.Close()
+		return nil, err
+	}
+	l.spec.Machine = "q35"
+	if ok, err := hasMachine(qemu, "microvm"); err != nil {
+		ctl.Close()
+		return nil, err
+	} else if ok && 2+len(l.spec.Shares) <= maxDevices["microvm"] && os.Getenv("CC_VM_MACHINE") != "q35" {
+		l.spec.Machine = "microvm"
+	}
+	l.spec.Cmdline = kernelCmdline(l.spec.Accel, l.spec.Machine, plan.Dynamic)
+	args, err := qemuArgs(l.spec)
+	if err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("vm backend: %w", err)
+	}
+	if err := s.spawn(qemu, args, l); err != nil {
+		ctl.Close()
+		return nil, err
+	}
+	if err := s.handshake(ctx, ctl, &l.guest); err != nil {
+		ctl.Close()
+		s.Stop()
+		return nil, err
+	}
+	log.Debug("vm started", "id", cfg.ID, "accel", l.spec.Accel, "machine", l.spec.Machine, "kernel", k.Path)
+	return s, nil
+}
+
+// prepare opens what QEMU needs (kernel, initramfs, the writable disk,
+// the shares) and fills in the QEMU and agent configurations.
+func (s *sandbox) prepare(l *launch, k *kernel, initrd string) error {
+	cfg := s.cfg
+	open := func(p string, flags int) (int, error) {
+		f, err := os.OpenFile(p, flags|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, err
+		}
+		return l.add(f), nil
+	}
+	fd, err := open(bootImage(k, s.cache), os.O_RDONLY)
+	if err != nil {
+		return fmt.Errorf("vm backend: kernel: %w", err)
+	}
+	// QEMU opens paths itself: through /proc/self/fd it reaches files whose
+	// directories the sandbox's ids may not walk.
+	l.spec.Kernel = "/proc/self/fd/" + strconv.Itoa(fd)
+	if fd, err = open(initrd, os.O_RDONLY); err != nil {
+		return fmt.Errorf("vm backend: initramfs: %w", err)
+	}
+	l.spec.Initrd = "/proc/self/fd/" + strconv.Itoa(fd)
+	disk := filepath.Join(cfg.StateDir, "upper.img")
+	if err := makeUpperDisk(disk); err != nil {
+		return err
+	}
+	for i, mode := range []int{os.O_RDONLY, os.O_RDWR} {
+		if l.spec.DiskFDs[i], err = open(disk, mode); err != nil {
+			return fmt.Errorf("vm backend: %w", err)
+		}
+	}
+	l.spec.DiskSerial = diskSerial
+	l.guest.UpperSerial = diskSerial
+
+	share := func(tag, p string, readOnly bool) error {
+		fd, err := open(p, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return err
+		}
+		l.spec.Shares = append(l.spec.Shares, qemuShare{Tag: tag, Path: "/proc/self/fd/" + strconv.Itoa(fd), ReadOnly: readOnly})
+		return nil
+	}
+	for i, layer := range cfg.Layers {
+		tag := "l" + strconv.Itoa(i)
+		if err := share(tag, layer, true); err != nil {
+			return fmt.Errorf("layer: %w", err)
+		}
+		l.guest.Layers = append(l.guest.Layers, tag)
+	}
+	for i, b := range cfg.Binds {
+		tag := "b" + strconv.Itoa(i)
+		dir, file, err := s.bindDir(i, b)
+		if err != nil {
+			return err
+		}
+		if err := share(tag, dir, !b.Writable); err != nil {
+			return fmt.Errorf("mount source: %w", err)
+		}
+		l.guest.Binds = append(l.guest.Binds, agent.VMBind{Tag: tag, File: file, Path: b.Path, Writable: b.Writable})
+	}
+	l.guest.Hostname = cfg.Hostname
+	l.guest.SingleID = cfg.IDMap.Single()
+
+	l.spec.MemoryMB = cfg.MemoryMB
+	if l.spec.MemoryMB == 0 {
+		l.spec.MemoryMB = defaultMemoryMB
+	}
+	l.spec.CPUs = int(math.Ceil(cfg.CPUs))
+	if l.spec.CPUs == 0 {
+		l.spec.CPUs = min(runtime.NumCPU(), maxDefaultCPUs)
+	}
+	return nil
+}
+
+// bindDir returns the directory to share for a bind, and the file's name
+// in it when the bind is a file: 9p shares directories only, so a file is
+// linked (or, read-only, copied) into a directory of its own in the state
+// directory, and the guest sees nothing else of its host directory.
+func (s *sandbox) bindDir(i int, b hv.Bind) (dir, file string, err error) {
+	fi, err := os.Stat(b.HostPath)
+	if err != nil {
+		return "", "", fmt.Errorf("mount source: %w", err)
+	}
+	if fi.IsDir() {
+		return b.HostPath, "", nil
+	}
+	dir = filepath.Join(s.cfg.StateDir, "files", strconv.Itoa(i))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	file = filepath.Base(b.HostPath)
+	dst := filepath.Join(dir, file)
+	if err := os.Link(b.HostPath, dst); err != nil {
+		if b.Writable {
+			return "", "", fmt.Errorf("vm backend: a writable file mount must be on the file system of the state directory (%s): %w", s.cfg.StateDir, err)
+		}
+		if err := copyFile(b.HostPath, dst); err != nil {
+			return "", "", fmt.Errorf("mount source: %w", err)
+		}
+	}
+	return dir, file, nil
+}
+
+// copyFile copies a regular file's content and mode.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// kernelCmdline is the guest kernel's command line. Parameters the kernel
+// does not know reach /init as environment variables: the agent's marker,
+// and the library path of a dynamically linked agent.
+func kernelCmdline(accel, machine string, dynamic bool) string {
+	args := []string{"console=ttyS0", "quiet", "panic=-1", "rdinit=/init", agent.EnvMarker + "=" + agent.ModeVM}
+	if machine == "microvm" && accel == "tcg" {
+		// Without it, microvm under emulation sometimes hangs calibrating
+		// the TSC against a PIT it does not have.
+		if khz := hostTSCkHz(); khz > 0 {
+			args = append(args, "tsc_early_khz="+strconv.Itoa(khz))
+		}
+	}
+	if dynamic {
+		args = append(args, "LD_LIBRARY_PATH=/"+initLibDir)
+	}
+	return strings.Join(args, " ")
+}
+
+// hostTSCkHz returns the host's TSC frequency in kHz, which the guest's
+// TSC has under TCG, or 0 when unknown.
+func hostTSCkHz() int {
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return n
+		}
+	}
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int(mhz * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+// controlSocket returns the two ends of the control socket: the host's, and
+// QEMU's, which backs the agent's virtio-serial port.
+func controlSocket() (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	hostFile := os.NewFile(uintptr(fds[0]), "vm-control")
+	defer hostFile.Close()
+	remote := os.NewFile(uintptr(fds[1]), "vm-control")
+	c, err := net.FileConn(hostFile)
+	if err != nil {
+		remote.Close()
+		return nil, nil, err
+	}
+	return c.(*net.UnixConn), remote, nil
+}
+
+// spawn starts QEMU in a user namespace with the sandbox's id mapping.
+// The files of l are QEMU's descriptors from 3 on.
+func (s *sandbox) spawn(qemu string, args []string, l *launch) error {
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	s.cmd = &exec.Cmd{
+		Path:        qemu,
+		Args:        append([]string{qemu}, args...),
+		Env:         []string{"PATH=/usr/bin:/bin"},
+		Stdout:      logW,
+		Stderr:      logW,
+		ExtraFiles:  l.files,
+		SysProcAttr: qemuProcAttr(s.cfg.IDMap, l.spec.Accel),
+	}
+	err = s.cmd.Start()
+	logW.Close()
+	l.close() // QEMU has its copies
+	if err != nil {
+		s.cmd = nil
+		logR.Close()
+		return fmt.Errorf("%w: starting QEMU: %v", ipc.ErrHypervisorUnavailable, err)
+	}
+	logDone := make(chan struct{})
+	go s.con.copy(logR, logDone)
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		<-logDone
+		close(s.done)
+	}()
+	return nil
+}
+
+// qemuProcAttr runs QEMU in new user, network, ipc and uts namespaces,
+// mapping ids as the namespace backend maps its sandboxes' (m): the
+// layers' owners appear to the guest as the ids they stand for, files the
+// guest creates in writable mounts get the host ids a namespace sandbox's
+// would, and QEMU itself holds no host privilege. It dies with the host
+// program (PR_SET_PDEATHSIG).
+func qemuProcAttr(m idmap.Map, accel string) *syscall.SysProcAttr {
+	attr := &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		UidMappings:                idMappings(m.UIDs),
+		GidMappings:                idMappings(m.GIDs),
+		GidMappingsEnableSetgroups: !m.Single(),
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if accel == "kvm" && !m.Single() {
+		// As root, QEMU runs as an unprivileged host id: give it the
+		// group of /dev/kvm when the device is not open to everyone.
+		var st unix.Stat_t
+		if unix.Stat("/dev/kvm", &st) == nil && st.Mode&0o006 != 0o006 && st.Mode&0o060 == 0o060 {
+			extra := uint32(0)
+			for _, r := range m.GIDs {
+				extra = max(extra, r.ContainerID+r.Size)
+			}
+			attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(extra), HostID: int(st.Gid), Size: 1})
+			attr.Credential.Groups = []uint32{extra}
+		}
+	}
+	return attr
+}
+
+func idMappings(rs []idmap.Range) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(rs))
+	for i, r := range rs {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)}
+	}
+	return out
+}
+
+// handshake runs the agent's start exchange (see agent.VMHello) on the
+// control socket, then starts the yamux session. It gives up when ctx
+// ends or QEMU exits, with the console's last lines in the error.
+func (s *sandbox) handshake(ctx context.Context, ctl *net.UnixConn, guest *agent.VMConfig) error {
+	result := make(chan error, 1)
+	go func() {
+		line, err := agent.ReadVMLine(ctl)
+		if err != nil {
+			result <- fmt.Errorf("waiting for the agent: %w", err)
+			return
+		}
+		if line != agent.VMHello {
+			result <- fmt.Errorf("the agent greeted with %q, want %q (a host binary of another version?)", line, agent.VMHello)
+			return
+		}
+		guest.UnixNano = time.Now().UnixNano()
+		if err := agent.WriteVMConfig(ctl, guest); err != nil {
+			result <- fmt.Errorf("configuring the agent: %w", err)
+			return
+		}
+		line, err = agent.ReadVMLine(ctl)
+		if err != nil {
+			result <- fmt.Errorf("waiting for the agent's setup: %w", err)
+			return
+		}
+		if line != agent.VMOK {
+			result <- fmt.Errorf("sandbox setup: %s", line)
+			return
+		}
+		result <- nil
+	}()
+	var err error
+	select {
+	case err = <-result:
+	case <-ctx.Done():
+		ctl.SetDeadline(time.Unix(1, 0))
+		<-result
+		err = fmt.Errorf("the VM did not start in time (%w)", ctx.Err())
+	case <-s.done:
+		ctl.SetDeadline(time.Unix(1, 0))
+		<-result
+		err = fmt.Errorf("QEMU exited during boot (%v)", s.waitErr)
+	}
+	if err != nil {
+		s.Kill()
+		<-s.done
+		return fmt.Errorf("vm backend: %w; the guest console's last lines:\n%s", err, s.con.last())
+	}
+	sess, err := agent.NewVMMuxClient(ctl)
+	if err != nil {
+		return err
+	}
+	s.sess = sess
+	return nil
+}
+
+// Dial opens a new connection to the agent: a yamux stream.
+func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := s.sess.Open()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *sandbox) Done() <-chan struct{} { return s.done }
+func (s *sandbox) UpperDir() string      { return "" }
+func (s *sandbox) Pid() int              { return s.cmd.Process.Pid }
+
+// Err reports why the VM stopped: nil when Stop or Kill stopped it.
+func (s *sandbox) Err() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	select {
+	case <-s.stopping:
+		return nil
+	default:
+	}
+	return fmt.Errorf("sandbox vm exited (%v); the guest console's last lines:\n%s", s.waitErr, s.con.last())
+}
+
+// Kill kills QEMU, and with it the guest. Its disk is scratch: nothing is
+// lost that a snapshot would have kept.
+func (s *sandbox) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		if s.sess != nil {
+			s.sess.Close()
+		}
+		s.cmd.Process.Kill()
+	})
+}
+
+// Stop kills QEMU and waits for it.
+func (s *sandbox) Stop() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	s.Kill()
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(hv.StopGrace):
+		return fmt.Errorf("sandbox %s: QEMU pid %d did not exit after SIGKILL", s.cfg.ID, s.cmd.Process.Pid)
+	}
+}
+
+// kvmOpen reports whether QEMU, run with the id mapping m, can open
+// /dev/kvm: as the host user itself (unprivileged: a single mapping), or
+// as root's unprivileged sandbox ids through the device's group (see
+// qemuProcAttr) or its permissions for everyone.
+func kvmOpen(m idmap.Map) bool {
+	var st unix.Stat_t
+	if unix.Stat("/dev/kvm", &st) != nil {
+		return false
+	}
+	if m.Single() {
+		return unix.Access("/dev/kvm", unix.R_OK|unix.W_OK) == nil
+	}
+	return st.Mode&0o006 == 0o006 || st.Mode&0o060 == 0o060
+}

@@ -1,0 +1,164 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/fstest"
+)
+
+// The public API on the VM backend: one virtual machine per test group
+// (a boot takes seconds under emulation), running the same exec and file
+// cases as the namespace backend's streamed path, plus what only a VM
+// shows. These tests need QEMU and a guest kernel (make test installs them
+// with scripts/ensure-vm-deps.sh): without them they fail, and
+// TestVMUnavailable checks the error a host without them gets.
+
+// vmInstance starts a VM sandbox of the host image for a test group.
+func vmInstance(t *testing.T, opts ...Option) *Instance {
+	t.Helper()
+	inst := hostInstance(t, append([]Option{WithBackend(BackendVM)}, opts...)...)
+	if inst.fdOK {
+		t.Fatal("a VM instance claims its connections carry descriptors")
+	}
+	return inst
+}
+
+func TestVMExec(t *testing.T) {
+	inst := vmInstance(t)
+	for _, tc := range execCases {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, inst) })
+	}
+}
+
+func TestVMFiles(t *testing.T) {
+	inst := vmInstance(t)
+	for _, tc := range fileCases {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, inst) })
+	}
+	t.Run("TestFS", func(t *testing.T) {
+		writeFixture(t, inst, "/fixture")
+		sub, err := fs.Sub(inst, "fixture")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fstest.TestFS(sub, "a.txt", "dir/b.txt", "dir/sub/c.bin", "dir/sub/empty", "emptydir", "link", "deep/x/y/z/file"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestVMIsolation checks, from inside the guest, that it is a machine of
+// its own: its own kernel, none of the host's processes, no network, the
+// options applied, and the layers' owners shown as the ids they stand for.
+func TestVMIsolation(t *testing.T) {
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in"), []byte("from the host"), 0o644)
+	rw := t.TempDir()
+	if os.Geteuid() == 0 {
+		os.Chown(rw, 1_000_000_000, 1_000_000_000) // the sandbox's root may write
+	}
+	inst := vmInstance(t, WithHostname("guest"), WithMemoryMB(768), WithCPUs(1),
+		WithMount(host, "/mnt/ro"), WithWritableMount(rw, "/mnt/rw"))
+
+	// Its own kernel: another boot, and (here) another release.
+	hostBoot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guestBoot, err := inst.ReadFile("proc/sys/kernel/random/boot_id")
+	if err != nil || len(guestBoot) == 0 || bytes.Equal(guestBoot, hostBoot) {
+		t.Errorf("guest boot id %q (%v), host's %q: not a kernel of its own", guestBoot, err, hostBoot)
+	}
+	hostRelease, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	if out := run(t, inst, "uname -r"); out == string(hostRelease) {
+		t.Logf("the guest runs the host's kernel release %s (a separate boot all the same)", strings.TrimSpace(out))
+	} else {
+		t.Logf("guest kernel %s, host kernel %s", strings.TrimSpace(out), strings.TrimSpace(string(hostRelease)))
+	}
+	if b, err := inst.ReadFile("proc/1/cmdline"); err != nil || !strings.HasPrefix(string(b), "/init") {
+		t.Errorf("PID 1 is %q (%v), want the agent as /init", b, err)
+	}
+	// The guest's limits are the machine's size.
+	if out := run(t, inst, "grep -c ^processor /proc/cpuinfo"); out != "1\n" {
+		t.Errorf("WithCPUs(1): %s CPUs", out)
+	}
+	if out := run(t, inst, "awk '/MemTotal/ {print $2}' /proc/meminfo"); out == "" {
+		t.Error("no MemTotal")
+	} else if kb, _ := strconv.Atoi(strings.TrimSpace(out)); kb > 768<<10 || kb < 512<<10 {
+		t.Errorf("WithMemoryMB(768): MemTotal %d kB", kb)
+	}
+	// None of the host's processes.
+	out := run(t, inst, "ls /proc | grep -c '^[0-9]'")
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 2 || n > 200 {
+		t.Errorf("%s processes visible in the guest", out)
+	}
+	if b, err := inst.ReadFile("proc/" + strconv.Itoa(os.Getpid()) + "/cmdline"); err == nil && bytes.Contains(b, []byte(filepath.Base(os.Args[0]))) {
+		t.Errorf("the host's test process is visible in the guest: %q", b)
+	}
+	// No network: only the loopback interface, and it is up.
+	if out := run(t, inst, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"); out != "lo\n" {
+		t.Errorf("interfaces: %q, want only lo", out)
+	}
+	if out := run(t, inst, "hostname; id -u; cat /mnt/ro/in"); out != "guest\n0\nfrom the host" {
+		t.Errorf("inside: %q", out)
+	}
+	// The layer's files belong to the sandbox's root, whatever host id
+	// stands for it; so do files written into a writable mount.
+	if out := run(t, inst, "stat -c %u:%g /etc/passwd /"); out != "0:0\n0:0\n" {
+		t.Errorf("owners in the guest: %q, want root", out)
+	}
+	if out, err := inst.Command("sh", "-c", "echo x > /mnt/ro/new").CombinedOutput(); err == nil {
+		t.Errorf("wrote to a read-only mount: %s", out)
+	}
+	run(t, inst, "echo written > /mnt/rw/new")
+	b, err := os.ReadFile(filepath.Join(rw, "new"))
+	if err != nil || string(b) != "written\n" {
+		t.Errorf("writable mount: %q %v", b, err)
+	}
+	if os.Geteuid() == 0 {
+		if fi, err := os.Stat(filepath.Join(rw, "new")); err == nil {
+			if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 1_000_000_000 {
+				t.Errorf("a file the guest's root wrote belongs to host uid %d, want 1000000000", uid)
+			}
+		}
+	}
+}
+
+// TestVMUnavailable: a host without QEMU or a guest kernel gets an error
+// matching ErrHypervisorUnavailable that names what is missing.
+func TestVMUnavailable(t *testing.T) {
+	t.Run("QEMU", func(t *testing.T) {
+		t.Setenv("CC_QEMU", "/nonexistent/qemu-system-x86_64")
+		_, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithBackend(BackendVM))
+		if !errors.Is(err, ErrHypervisorUnavailable) || !strings.Contains(err.Error(), "CC_QEMU") {
+			t.Errorf("New without QEMU: %v, want ErrHypervisorUnavailable naming CC_QEMU", err)
+		}
+	})
+	t.Run("Kernel", func(t *testing.T) {
+		dir := t.TempDir()
+		k := filepath.Join(dir, "boot", "vmlinuz-0.0.0-none")
+		os.MkdirAll(filepath.Dir(k), 0o755)
+		os.WriteFile(k, []byte("not a kernel"), 0o644)
+		_, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithBackend(BackendVM), WithKernel(k))
+		if !errors.Is(err, ErrHypervisorUnavailable) || !strings.Contains(err.Error(), "modules") {
+			t.Errorf("New with a kernel without modules: %v, want ErrHypervisorUnavailable naming its modules", err)
+		}
+	})
+	t.Run("Options", func(t *testing.T) {
+		if _, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithKernel("/nonexistent/vmlinuz")); err == nil {
+			t.Error("WithKernel of a missing file accepted")
+		}
+		if _, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithBackend(BackendNamespaces), WithKernel(t.TempDir())); err == nil ||
+			!strings.Contains(err.Error(), "WithKernel") {
+			t.Errorf("WithKernel on the namespace backend: %v", err)
+		}
+	})
+}
