@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
 
 // testCache is the layer store every test shares, so images are unpacked
@@ -76,4 +78,44 @@ func run(t testing.TB, inst *Instance, script string) string {
 		t.Fatalf("%s: %v\n%s", script, err, out)
 	}
 	return string(out)
+}
+
+var busyboxOnce struct {
+	sync.Once
+	img *Image
+	err error
+}
+
+// busyboxImage loads the busybox test image (Debian's busybox-static; see
+// internal/testutil/testimage) into the shared test store, once.
+func busyboxImage(t testing.TB) *Image {
+	t.Helper()
+	img, err := loadBusybox()
+	if err != nil {
+		t.Fatalf("the busybox test image: %v", err)
+	}
+	return img
+}
+
+// loadBusybox is busyboxImage for callers without a testing.TB.
+func loadBusybox() (*Image, error) {
+	busyboxOnce.Do(func() {
+		src, err := testimage.Busybox()
+		if err != nil {
+			busyboxOnce.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "busybox-layout-")
+		if err != nil {
+			busyboxOnce.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		if err := testimage.WriteLayout(dir, src, "busybox"); err != nil {
+			busyboxOnce.err = err
+			return
+		}
+		busyboxOnce.img, busyboxOnce.err = LoadOCILayout(context.Background(), dir, WithCacheDir(testCache))
+	})
+	return busyboxOnce.img, busyboxOnce.err
 }

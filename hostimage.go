@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,11 +11,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // HostSource is a Source made of the host's own programs: its /usr, /bin,
@@ -98,14 +101,20 @@ func (h *HostSource) rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec, 
 			return nil, fmt.Errorf("host image: %w", err)
 		}
 	}
+	rc := runConfig{
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Cmd:        []string{"/bin/sh"},
+		WorkingDir: "/",
+	}
+	cfg, _ := json.Marshal(&v1.ConfigFile{
+		Architecture: runtime.GOARCH, OS: "linux",
+		Config: v1.Config{Env: rc.Env, Cmd: rc.Cmd, WorkingDir: rc.WorkingDir},
+	})
 	return &rootfsSpec{
 		layers: []string{layer},
 		binds:  binds,
-		config: runConfig{
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			Cmd:        []string{"/bin/sh"},
-			WorkingDir: "/",
-		},
+		config: rc,
+		parent: snapshotParent{key: "host-" + key, host: key, config: cfg},
 	}, nil
 }
 

@@ -226,7 +226,9 @@ func (i *Image) rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec, error
 			return nil, fmt.Errorf("image %s: layer %s: %w", i.digest, id, &fs.PathError{Op: "open", Path: layers[k], Err: fs.ErrNotExist})
 		}
 	}
-	return &rootfsSpec{layers: layers, config: runConfigOf(cfg)}, nil
+	key := "image-" + i.digest.Hex
+	return &rootfsSpec{layers: layers, config: runConfigOf(cfg),
+		parent: snapshotParent{store: i.store, key: key, layers: slices.Clone(i.layers), config: i.raw}}, nil
 }
 
 // layersAndConfig returns what a sandbox is made of: the image's layer

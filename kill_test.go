@@ -52,6 +52,9 @@ func runChild(role string) int {
 		fmt.Printf("%d %d\n", hp, inst.eng.Pid())
 		select {}
 	}
+	if role == "snapshot" {
+		return snapshotChild()
+	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2
 }

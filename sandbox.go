@@ -32,6 +32,7 @@ type rootfsSpec struct {
 	layers []string  // lowest first
 	binds  []hv.Bind // host paths the source itself needs (HostImage)
 	config runConfig
+	parent snapshotParent // what a snapshot of the instance stands on
 }
 
 // Instance is a running sandbox: an isolated Linux environment with its own
@@ -46,7 +47,8 @@ type Instance struct {
 	fdOK   bool        // the client's answers can carry descriptors
 	ids    idmap.Map
 
-	defaults runConfig // the image's config with the options applied
+	defaults runConfig      // the image's config with the options applied
+	parent   snapshotParent // the source, for snapshots
 
 	closeOnce sync.Once
 	closeErr  error
@@ -295,6 +297,7 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 		fdOK:     eng.PassesFDs() && !o.noFDs,
 		ids:      idmap.Current(),
 		defaults: rs.config.withOptions(&o),
+		parent:   rs.parent,
 		opts:     o,
 		dialer:   o.dialer,
 	}

@@ -305,7 +305,9 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 			child = [3]*os.File{ptySlave, ptySlave, ptySlave}
 		}
 	}
-	if id.uid != 0 || id.gid != 0 || len(id.groups) > 1 {
+	// With one id mapped there are no supplementary groups to set (and
+	// setgroups is denied): root runs with its own group only.
+	if !a.cfg.SingleID && (id.uid != 0 || id.gid != 0 || len(id.groups) > 1) {
 		sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
 	}
 	attr := &os.ProcAttr{Dir: dir, Env: env, Files: child[:], Sys: sys}

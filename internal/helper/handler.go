@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,10 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
 )
 
 // handler serves one client: its instance's life, and everything else
@@ -85,6 +89,8 @@ func (h *handler) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bool(running).Build()}, nil
 	case ipc.MsgInstanceOpenLink:
 		return h.openLink(req)
+	case ipc.MsgFsSnapshot:
+		return h.snapshot(req)
 	}
 	return h.forward(req)
 }
@@ -169,6 +175,48 @@ func (h *handler) openLink(req *ipc.Request) (*ipc.Response, error) {
 		return nil, err
 	}
 	return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bool(true).Build(), Files: []*os.File{f}}, nil
+}
+
+// snapshot captures the instance's changes into the store (the helper
+// reads the writable layer; the client may not be able to). Request:
+// SnapshotOptions, then the parent (snapshot.Parent as JSON bytes).
+// Answer: the snapshot.Info as JSON bytes.
+func (h *handler) snapshot(req *ipc.Request) (*ipc.Response, error) {
+	closeFiles(req.Files)
+	inst, err := h.instance()
+	if err != nil {
+		return nil, err
+	}
+	dec := req.Decoder()
+	opts, err := ipc.DecodeSnapshotOptions(dec)
+	if err != nil {
+		return nil, err
+	}
+	pj, err := dec.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var parent snapshot.Parent
+	if err := json.Unmarshal(pj, &parent); err != nil {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "snapshot parent: " + err.Error()}
+	}
+	upper := inst.Sandbox().UpperDir()
+	if upper == "" {
+		return nil, fmt.Errorf("this backend keeps its writable layer out of reach: %w", errors.ErrUnsupported)
+	}
+	store, err := image.Open(opts.CacheDir, image.Options{Logger: h.log})
+	if err != nil {
+		return nil, err
+	}
+	info, err := snapshot.Capture(req.Context(), store, idmap.Current(), upper, snapshot.Generated, opts.Excludes, parent, h.log)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bytes(data).Build()}, nil
 }
 
 // forward passes a request to the agent and its answer back, descriptors

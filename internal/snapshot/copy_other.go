@@ -1,0 +1,35 @@
+//go:build !linux
+
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/ccsandbox/sandbox/internal/idmap"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// errUnsupported: snapshots copy Linux overlay directories.
+var errUnsupported = errors.New("snapshots need Linux")
+
+type inode struct{ dev, ino uint64 }
+
+type linked struct{ dst, p string }
+
+type copier struct {
+	ids     idmap.Map
+	exclude *matcher
+	log     *slog.Logger
+	links   map[inode]linked
+}
+
+func (c *copier) copyTree(ctx context.Context, src, dst string) (v1.Hash, int, error) {
+	return v1.Hash{}, 0, errUnsupported
+}
+
+// HashTree needs Linux.
+func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
+	return v1.Hash{}, 0, errUnsupported
+}
