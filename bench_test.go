@@ -57,6 +57,42 @@ func BenchmarkStartRunClose(b *testing.B) {
 	})
 }
 
+// BenchmarkStartHardening: New + Command("true").Run + Close with the
+// hardening on (seccomp filter, capability cut, masked paths), beside the
+// same with the filter and the capability cut off.
+func BenchmarkStartHardening(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opts []Option
+	}{{"sdk", nil}, {"floor", []Option{withoutConfinement()}}} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			opts := append([]Option{WithCacheDir(testCache)}, c.opts...)
+			for b.Loop() {
+				inst, err := New(ctx, HostImage(), opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := inst.Command("true").Run(); err != nil {
+					b.Fatal(err)
+				}
+				if err := inst.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// withoutConfinement starts a sandbox with no seccomp filter and no
+// capability cut, for measuring what they cost; tests only.
+func withoutConfinement() Option {
+	return instanceOption(func(o *newOptions) error {
+		o.unconfined = true
+		return nil
+	})
+}
+
 // BenchmarkCommandRoundTrip: Command("true").Run in a running sandbox,
 // beside exec.Command("true").Run on the host.
 func BenchmarkCommandRoundTrip(b *testing.B) {

@@ -19,4 +19,7 @@ var (
 	ErrInvalidHandle = ipc.ErrInvalidHandle
 	// ErrCancelled: the operation was cancelled.
 	ErrCancelled = ipc.ErrCancelled
+	// ErrOutOfMemory: the kernel killed the process (or the whole
+	// sandbox) for exceeding the memory limit of WithMemoryMB.
+	ErrOutOfMemory = ipc.ErrOutOfMemory
 )

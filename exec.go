@@ -95,6 +95,7 @@ type Cmd struct {
 
 	startCalled   atomic.Bool
 	released      atomic.Bool // the agent's handle is freed (after Wait)
+	oomBefore     int         // the sandbox's OOM kills at Start, under a memory limit
 	rows, cols    uint16
 	childIOFiles  []*os.File  // host ends handed to the process, closed after Start
 	parentIOPipes []io.Closer // our ends of the pipes, closed after Wait
@@ -311,6 +312,9 @@ func (c *Cmd) Start() error {
 		return errors.New("sandbox: malformed answer to a command start")
 	}
 	c.handle = h
+	if c.inst.opts.memoryMB > 0 {
+		c.oomBefore = c.inst.eng.OOMKills()
+	}
 	started = true
 	c.Process = &Process{Pid: int(pid), cmd: c}
 	if c.Tty && len(resp.Files) == 1 {
@@ -638,7 +642,9 @@ func (c *Cmd) watchCtx(resultc chan<- ctxResult) {
 }
 
 // Wait waits for the command to exit and for its stream copies to finish,
-// as exec.Cmd.Wait does. A failed exit gives an *ExitError; a sandbox that
+// as exec.Cmd.Wait does. A failed exit gives an *ExitError, which matches
+// ErrOutOfMemory (errors.Is) when the kernel killed the command, or a
+// child its exit status reports, for the memory limit; a sandbox that
 // stops under the command gives an error matching ErrNotRunning (or why it
 // stopped).
 func (c *Cmd) Wait() error {
@@ -650,7 +656,14 @@ func (c *Cmd) Wait() error {
 	}
 	state, err := c.waitProcess()
 	if err == nil && !state.Success() {
-		err = &ExitError{ProcessState: state}
+		ee := &ExitError{ProcessState: state}
+		// Killed, or a shell reporting a child killed (128+9), while the
+		// kernel's count of OOM kills in the sandbox went up.
+		killed := state.Signal() == syscall.SIGKILL || state.ExitCode() == 128+int(syscall.SIGKILL)
+		if killed && c.inst.opts.memoryMB > 0 && c.inst.eng.OOMKills() > c.oomBefore {
+			ee.oom = true
+		}
+		err = ee
 	}
 	c.ProcessState = state
 	if state == nil {

@@ -55,6 +55,9 @@ func runChild(role string) int {
 	if role == "snapshot" {
 		return snapshotChild()
 	}
+	if role == "probe" {
+		return probe()
+	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2
 }

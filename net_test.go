@@ -16,11 +16,19 @@ import (
 	"golang.org/x/net/nettest"
 )
 
+// netModes are the ways the network tests run: both I/O paths of the
+// namespace backend, and the VM backend (streamed: its connections carry
+// no descriptors).
+var netModes = append(ioModes[:len(ioModes):len(ioModes)], struct {
+	name string
+	opts []Option
+}{"vm", []Option{WithBackend(BackendVM)}})
+
 // TestNetConn runs golang.org/x/net/nettest.TestConn over connection pairs
 // made in a sandbox: one end dialed from inside with Dial, the other
 // accepted from a listener inside with Listen; on both I/O paths.
 func TestNetConn(t *testing.T) {
-	for _, mode := range ioModes {
+	for _, mode := range netModes {
 		t.Run(mode.name, func(t *testing.T) {
 			inst := hostInstance(t, mode.opts...)
 			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
@@ -50,7 +58,7 @@ func TestNetConn(t *testing.T) {
 }
 
 func TestListener(t *testing.T) {
-	for _, mode := range ioModes {
+	for _, mode := range netModes {
 		t.Run(mode.name, func(t *testing.T) {
 			inst := hostInstance(t, mode.opts...)
 			ln, err := inst.Listen("tcp", "127.0.0.1:0")
@@ -104,7 +112,7 @@ func TestListener(t *testing.T) {
 // inside the sandbox, and an http.Client dialing with inst.DialContext
 // fetches from a server run inside the sandbox.
 func TestHTTPBothWays(t *testing.T) {
-	for _, mode := range ioModes {
+	for _, mode := range netModes {
 		t.Run(mode.name, func(t *testing.T) {
 			inst := hostInstance(t, mode.opts...)
 			ln, err := inst.Listen("tcp", "127.0.0.1:8080")
@@ -160,7 +168,7 @@ func TestHTTPBothWays(t *testing.T) {
 }
 
 func TestPacketAndUnix(t *testing.T) {
-	for _, mode := range ioModes {
+	for _, mode := range netModes {
 		t.Run(mode.name, func(t *testing.T) {
 			inst := hostInstance(t, mode.opts...)
 			pc, err := inst.ListenPacket("udp", "127.0.0.1:9999")
@@ -211,7 +219,7 @@ func TestPacketAndUnix(t *testing.T) {
 }
 
 func TestExposeForward(t *testing.T) {
-	for _, mode := range ioModes {
+	for _, mode := range netModes {
 		t.Run(mode.name, func(t *testing.T) {
 			inst := hostInstance(t, mode.opts...)
 			// An echo server in the sandbox, exposed on a host port.

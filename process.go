@@ -133,7 +133,19 @@ type ExitError struct {
 	// Stderr holds a part of the standard error output of Cmd.Output when
 	// Cmd.Stderr was nil (its first and last 32 KiB).
 	Stderr []byte
+
+	oom bool // the kernel killed it for the sandbox's memory limit
 }
 
-// Error returns the state, "exit status N" or "signal: NAME".
-func (e *ExitError) Error() string { return e.ProcessState.String() }
+// Error returns the state, "exit status N" or "signal: NAME", and says
+// when the kernel killed the process for memory.
+func (e *ExitError) Error() string {
+	if e.oom {
+		return e.ProcessState.String() + " (out of memory)"
+	}
+	return e.ProcessState.String()
+}
+
+// Is reports whether target is ErrOutOfMemory for a process the kernel
+// killed for exceeding the sandbox's memory limit.
+func (e *ExitError) Is(target error) bool { return e.oom && target == ErrOutOfMemory }

@@ -177,6 +177,16 @@ func (r *remoteRunner) OpenLink(ifname string) (*os.File, error) {
 	return resp.Files[0], nil
 }
 
+// OOMKills asks the helper how many processes were killed for memory.
+func (r *remoteRunner) OOMKills() int {
+	resp, err := r.helper.Call(ipc.MsgInstanceStats, nil)
+	if err != nil {
+		return 0
+	}
+	n, _ := ipc.NewDecoder(resp[1:]).Uint32()
+	return int(n)
+}
+
 // Close stops the sandbox, then the helper.
 func (r *remoteRunner) Close() error {
 	r.closeOnce.Do(func() {

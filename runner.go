@@ -26,6 +26,8 @@ type runner interface {
 	OpenLink(ifname string) (*os.File, error)
 	// Pid is the host pid of the sandbox's agent.
 	Pid() int
+	// OOMKills returns how many processes the kernel killed for memory.
+	OOMKills() int
 }
 
 // localRunner runs an instance in this process.
@@ -46,3 +48,10 @@ func (r localRunner) OpenLink(ifname string) (*os.File, error) {
 }
 
 func (r localRunner) Pid() int { return r.Sandbox().Pid() }
+
+func (r localRunner) OOMKills() int {
+	if c, ok := r.Sandbox().(hv.OOMCounter); ok {
+		return c.OOMKills()
+	}
+	return 0
+}

@@ -76,9 +76,14 @@ type newOptions struct {
 	mounts   []hv.Bind
 	backend  Backend
 	kernel   string // WithKernel (vm_options.go)
-	network  bool
-	dialer   DialFunc
-	noFDs    bool // tests: use the streamed paths even where descriptors pass
+	pidsMax  int64
+	noFile   uint64
+	diskMB   uint64
+	// unconfined: no seccomp filter or capability bounding (benchmarks).
+	unconfined bool
+	network    bool
+	dialer     DialFunc
+	noFDs      bool // tests: use the streamed paths even where descriptors pass
 }
 
 // Backend names a way to isolate sandboxes.
@@ -132,6 +137,45 @@ func WithCPUs(n float64) Option {
 			return fmt.Errorf("WithCPUs: %v CPUs", n)
 		}
 		o.cpus = n
+		return nil
+	})
+}
+
+// WithPidsLimit bounds the number of processes and threads in the sandbox
+// (a fork bomb stays inside). New fails when the host has no cgroup pids
+// controller to enforce it.
+func WithPidsLimit(n int64) Option {
+	return instanceOption(func(o *newOptions) error {
+		if n <= 0 {
+			return fmt.Errorf("WithPidsLimit: %d", n)
+		}
+		o.pidsMax = n
+		return nil
+	})
+}
+
+// WithOpenFiles bounds the open files of every process in the sandbox
+// (RLIMIT_NOFILE). It cannot go above the host's own hard limit.
+func WithOpenFiles(n uint64) Option {
+	return instanceOption(func(o *newOptions) error {
+		if n == 0 {
+			return errors.New("WithOpenFiles: zero")
+		}
+		o.noFile = n
+		return nil
+	})
+}
+
+// WithDiskMB bounds the size of the sandbox's writable layer. Backends
+// that cannot enforce it (the namespace backend on a file system without
+// project quotas) make New fail with an error wrapping
+// errors.ErrUnsupported.
+func WithDiskMB(mb uint64) Option {
+	return instanceOption(func(o *newOptions) error {
+		if mb == 0 {
+			return errors.New("WithDiskMB: zero")
+		}
+		o.diskMB = mb
 		return nil
 	})
 }
@@ -265,23 +309,30 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 			StateRoot: filepath.Join(o.cacheDir, "instances"),
 			Backend:   name,
 			CPUsMilli: uint32(o.cpus * 1000),
+			PidsMax:   o.pidsMax,
+			NoFile:    o.noFile,
+			DiskMB:    o.diskMB,
 			Kernel:    o.kernel,
 			CacheDir:  o.cacheDir,
 		})
 	} else {
 		var e *engine.Instance
 		e, err = engine.Start(ctx, engine.Spec{
-			Backend:   backend,
-			Layers:    rs.layers,
-			Binds:     append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
-			Hostname:  o.hostname,
-			MemoryMB:  o.memoryMB,
-			CPUs:      o.cpus,
-			Timeout:   o.timeout,
-			StateRoot: filepath.Join(o.cacheDir, "instances"),
-			CacheDir:  o.cacheDir,
-			Kernel:    o.kernel,
-			Logger:    o.logger,
+			Backend:    backend,
+			Layers:     rs.layers,
+			Binds:      append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
+			Hostname:   o.hostname,
+			MemoryMB:   o.memoryMB,
+			CPUs:       o.cpus,
+			PidsMax:    o.pidsMax,
+			NoFile:     o.noFile,
+			DiskMB:     o.diskMB,
+			Timeout:    o.timeout,
+			Unconfined: o.unconfined,
+			StateRoot:  filepath.Join(o.cacheDir, "instances"),
+			CacheDir:   o.cacheDir,
+			Kernel:     o.kernel,
+			Logger:     o.logger,
 		})
 		if e != nil {
 			eng = localRunner{e}

@@ -125,11 +125,24 @@ func TestMemoryLimit(t *testing.T) {
 		t.Skipf("limits unavailable here: %v", err) // the error above is the check
 	}
 	defer inst.Close()
-	// tail -n 1 keeps all of a newline-free input: far beyond 64 MiB, it dies.
-	err = inst.Command("sh", "-c", "head -c 300000000 /dev/zero | tail -n 1 >/dev/null").Run()
+	// dd's 128 MiB block is twice the limit: the kernel kills it.
+	err = inst.Command("dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1").Run()
 	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Signal() != syscall.SIGKILL && ee.ExitCode() != 137 {
-		t.Fatalf("a 300 MB hog under a 64 MB limit: %v, want a kill", err)
+	if !errors.As(err, &ee) || ee.Signal() != syscall.SIGKILL || !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("a 128 MiB hog under a 64 MiB limit: %v, want an out-of-memory kill", err)
+	}
+	// A shell reports its child's kill as status 137: still out of memory.
+	// tail -n 1 keeps all of a newline-free input.
+	err = inst.Command("sh", "-c", "head -c 300000000 /dev/zero | tail -n 1 >/dev/null").Run()
+	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "out of memory") {
+		t.Fatalf("a 300 MB hog in a shell: %v, want out of memory", err)
+	}
+	// A plain failure is not.
+	if err := inst.Command("sh", "-c", "kill -9 $$").Run(); err == nil || errors.Is(err, ErrOutOfMemory) {
+		t.Errorf("a shell killing itself: %v, want a kill that is not out of memory", err)
+	}
+	if err := inst.Err(); err != nil {
+		t.Errorf("the sandbox after its commands' OOM kills: %v", err)
 	}
 	id := inst.ID()
 	if err := inst.Close(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
@@ -71,9 +70,9 @@ func WithExcludes(patterns ...string) SnapshotOption {
 // renamed, modes and owners changed) as a new snapshot of its filesystem.
 // The sandbox keeps running; changes made while the snapshot is taken may
 // or may not be in it. The cost grows with the bytes changed, not with the
-// image. It returns ErrNotRunning once the sandbox has stopped, and an
-// error wrapping errors.ErrUnsupported for a backend whose writable layer
-// the SDK cannot read yet.
+// image. On the VM backend the guest sends its changes as a layer tar,
+// which is checked as any untrusted layer is. It returns ErrNotRunning
+// once the sandbox has stopped.
 func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snapshot, error) {
 	var o snapshotOptions
 	for _, opt := range opts {
@@ -93,11 +92,7 @@ func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snaps
 	var info *snapshot.Info
 	switch r := i.eng.(type) {
 	case localRunner:
-		upper := r.Sandbox().UpperDir()
-		if upper == "" {
-			return nil, fmt.Errorf("Snapshot: this backend keeps its writable layer out of reach: %w", errors.ErrUnsupported)
-		}
-		info, err = snapshot.Capture(ctx, store, idmap.Current(), upper, snapshot.Generated, o.excludes, parent, i.opts.logger)
+		info, err = r.Instance.Snapshot(ctx, store, o.excludes, parent, i.opts.logger)
 	case *remoteRunner:
 		info, err = r.snapshot(ctx, i.opts.cacheDir, o.excludes, parent)
 	}

@@ -65,8 +65,9 @@ func TestVMIsolation(t *testing.T) {
 	if os.Geteuid() == 0 {
 		os.Chown(rw, 1_000_000_000, 1_000_000_000) // the sandbox's root may write
 	}
-	inst := vmInstance(t, WithHostname("guest"), WithMemoryMB(768), WithCPUs(1),
+	inst := vmInstance(t, WithHostname("guest"), WithMemoryMB(768), WithCPUs(1), WithDiskMB(64),
 		WithMount(host, "/mnt/ro"), WithWritableMount(rw, "/mnt/rw"))
+	t.Run("probe", func(t *testing.T) { checkIsolation(t, inst) })
 
 	// Its own kernel: another boot, and (here) another release.
 	hostBoot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
@@ -95,6 +96,12 @@ func TestVMIsolation(t *testing.T) {
 	} else if kb, _ := strconv.Atoi(strings.TrimSpace(out)); kb > 768<<10 || kb < 512<<10 {
 		t.Errorf("WithMemoryMB(768): MemTotal %d kB", kb)
 	}
+	// WithDiskMB(64) is the writable disk's size.
+	if out, err := inst.Command("dd", "if=/dev/zero", "of=/big", "bs=1M", "count=100").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "No space left") {
+		t.Errorf("100 MB written under WithDiskMB(64): %v %s", err, out)
+	}
+	inst.Remove("/big")
 	// None of the host's processes.
 	out := run(t, inst, "ls /proc | grep -c '^[0-9]'")
 	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 2 || n > 200 {
@@ -161,4 +168,47 @@ func TestVMUnavailable(t *testing.T) {
 			t.Errorf("WithKernel on the namespace backend: %v", err)
 		}
 	})
+}
+
+// TestVMSnapshot: the guest's agent sends a VM's changes, read from its
+// disk, and they make a snapshot like any other: forked on the namespace
+// backend it shows every change, and the same changes made on the
+// namespace backend give the same key.
+func TestVMSnapshot(t *testing.T) {
+	ctx := context.Background()
+	base := busyboxImage(t)
+	inst := vmInstanceOf(t, base)
+	changeFiles(t, inst)
+	snap, err := inst.Snapshot(ctx, WithExcludes("/tmp/**", "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	run(t, inst, "echo still here") // the VM keeps running
+
+	fork := newInstance(t, snap)
+	if os.Geteuid() == 0 {
+		checkChanges(t, fork)
+	}
+	out := run(t, fork, "ls /tmp /data; cat /data/sub/file")
+	if strings.Contains(out, "scratch") || strings.Contains(out, "app.log") || !strings.Contains(out, "hello") {
+		t.Errorf("excludes not honoured, or changes lost:\n%s", out)
+	}
+
+	same := newInstance(t, base)
+	changeFiles(t, same)
+	nsSnap, err := same.Snapshot(ctx, WithExcludes("/tmp/**", "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsSnap.Close()
+	if nsSnap.CacheKey() != snap.CacheKey() {
+		t.Errorf("the same changes: key %s on the VM, %s on the namespace backend", snap.CacheKey(), nsSnap.CacheKey())
+	}
+}
+
+// vmInstanceOf starts a VM sandbox of src for a test.
+func vmInstanceOf(t *testing.T, src Source) *Instance {
+	t.Helper()
+	return newInstance(t, src, WithBackend(BackendVM))
 }

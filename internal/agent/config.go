@@ -34,6 +34,12 @@ type Config struct {
 	// SingleID: only container id 0 is mapped (unprivileged host user), so
 	// commands cannot switch to other users.
 	SingleID bool
+	// Unconfined leaves out the seccomp filter, the capability bounding
+	// and no_new_privs (benchmarks compare with it; nothing else sets it).
+	Unconfined bool
+	// NoFile, when not zero, limits the open files of every process
+	// (RLIMIT_NOFILE).
+	NoFile uint64
 
 	received []int // every descriptor the host sent, closed after setup
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"os"
 	"context"
 	"errors"
 	"log/slog"
@@ -19,6 +20,10 @@ type agent struct {
 
 	tun    int   // an O_PATH descriptor of /dev/net/tun, or -1
 	tunErr error // why tun is -1
+
+	// upper is the writable layer's directory when the host cannot reach
+	// it (a VM's disk), for snapshots; nil otherwise.
+	upper *os.File
 }
 
 func newAgent(cfg *Config, log *slog.Logger) *agent {
@@ -29,6 +34,7 @@ func newAgent(cfg *Config, log *slog.Logger) *agent {
 	a.registerCommands()
 	a.registerNet()
 	a.registerNetConfig()
+	a.registerSnapshot()
 	return a
 }
 

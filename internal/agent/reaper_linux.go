@@ -20,6 +20,7 @@ type reaper struct {
 	sigs    chan os.Signal
 	stop    chan struct{}
 	stopped chan struct{}
+	thread  *spawnThread // where processes are forked; nil: any thread
 }
 
 // proc is a process the agent started.
@@ -46,7 +47,9 @@ func newReaper() *reaper {
 func (r *reaper) start(fork func() (int, error)) (*proc, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pid, err := fork()
+	var pid int
+	var err error
+	r.thread.run(func() { pid, err = fork() })
 	if err != nil {
 		return nil, err
 	}

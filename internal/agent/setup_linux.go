@@ -39,6 +39,9 @@ func setupRoot(cfg *Config, enter func(rootfd int) error) error {
 	if err := r.mountDev(); err != nil {
 		return err
 	}
+	if err := r.maskPaths(); err != nil {
+		return err
+	}
 	if err := enter(rootfd); err != nil {
 		return err
 	}
@@ -235,6 +238,62 @@ func (r *rootFS) mountProc() error {
 
 func (r *rootFS) mountSys() {
 	r.mountOn("sys", makeDir, "sysfs", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+}
+
+// maskedPaths are hidden from the sandbox, as runc hides them: files show
+// the null device, directories an empty read-only tmpfs.
+var maskedPaths = []string{
+	"proc/acpi", "proc/asound", "proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
+	"proc/timer_stats", "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
+}
+
+// readonlyPaths are made read-only, as runc makes them.
+var readonlyPaths = []string{"proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"}
+
+// maskPaths hides maskedPaths and freezes readonlyPaths. Paths the kernel
+// does not have are skipped.
+func (r *rootFS) maskPaths() error {
+	for _, p := range maskedPaths {
+		fd, err := r.openIn(p, mustExist)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		target := fdPath(fd)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = unix.Mount("tmpfs", target, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=555")
+		} else if err == nil {
+			err = unix.Mount("/dev/null", target, "", unix.MS_BIND, "")
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("masking /%s: %w", p, err)
+		}
+	}
+	for _, p := range readonlyPaths {
+		fd, err := r.openIn(p, mustExist)
+		if err != nil {
+			continue
+		}
+		target := fdPath(fd)
+		err = unix.Mount(target, target, "", unix.MS_BIND|unix.MS_REC, "")
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("making /%s read-only: %w", p, err)
+		}
+		// The bind is a new mount: remount it, through a fresh descriptor.
+		fd, err = r.openIn(p, mustExist)
+		if err != nil {
+			return err
+		}
+		err = unix.Mount("", fdPath(fd), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("making /%s read-only: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // devNodes are the host device nodes bound into the sandbox's /dev.

@@ -65,12 +65,21 @@ func bootVM() error {
 		tv := unix.NsecToTimeval(cfg.UnixNano)
 		unix.Settimeofday(&tv) // best effort: the RTC is close already
 	}
-	if err := buildVMRoot(cfg); err != nil {
+	upper, err := buildVMRoot(cfg)
+	if err != nil {
 		fmt.Fprintf(port, "%s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return err
+	}
+	// The VM's agent powers the machine off at the end: it keeps reboot.
+	spawn, err := harden("reboot")
+	if err != nil {
+		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
 	a := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	a.reaper.thread = spawn
+	a.upper = upper
 	if _, err := port.WriteString(VMOK + "\n"); err != nil {
 		a.shutdown()
 		return err
@@ -186,8 +195,10 @@ func mount9p(tag, dir string, writable bool) error {
 }
 
 // buildVMRoot mounts what cfg names and makes the sandbox's root of it with
-// the namespace agent's setup, entering it with moveRoot.
-func buildVMRoot(cfg *VMConfig) error {
+// the namespace agent's setup, entering it with moveRoot. It returns the
+// overlay's upper directory, which the new root no longer reaches, for
+// snapshots.
+func buildVMRoot(cfg *VMConfig) (*os.File, error) {
 	var fds []int
 	defer func() {
 		for _, fd := range fds {
@@ -207,46 +218,51 @@ func buildVMRoot(cfg *VMConfig) error {
 	for i, tag := range layers {
 		dir := filepath.Join(vmRun, "layer", strconv.Itoa(i))
 		if err := mount9p(tag, dir, false); err != nil {
-			return err
+			return nil, err
 		}
 		fd, err := open(dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.Layers = append(c.Layers, fd)
 	}
 	if len(layers) == 0 { // overlayfs needs a lower layer
 		dir := filepath.Join(vmRun, "empty")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		fd, err := open(dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.Layers = append(c.Layers, fd)
 	}
 	upper, work, err := mountUpper(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.Upper, err = open(upper); err != nil {
-		return err
+		return nil, err
 	}
+	keep, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: upper, Err: err}
+	}
+	kept := os.NewFile(uintptr(keep), "upper")
 	if c.Work, err = open(work); err != nil {
-		return err
+		return nil, err
 	}
 	root := filepath.Join(vmRun, "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	if c.Rootfs, err = open(root); err != nil {
-		return err
+		return nil, err
 	}
 	for i, b := range cfg.Binds {
 		dir := filepath.Join(vmRun, "bind", strconv.Itoa(i))
 		if err := mount9p(b.Tag, dir, b.Writable); err != nil {
-			return err
+			return nil, err
 		}
 		src := dir
 		if b.File != "" {
@@ -254,11 +270,15 @@ func buildVMRoot(cfg *VMConfig) error {
 		}
 		fd, err := open(src)
 		if err != nil {
-			return fmt.Errorf("mount source: %w", err)
+			return nil, fmt.Errorf("mount source: %w", err)
 		}
 		c.Binds = append(c.Binds, Bind{Source: fd, Dir: b.File == "", Path: b.Path, Writable: b.Writable})
 	}
-	return setupRoot(c, moveRoot)
+	if err := setupRoot(c, moveRoot); err != nil {
+		kept.Close()
+		return nil, err
+	}
+	return kept, nil
 }
 
 // mountUpper mounts the writable disk and returns the overlay's upper and

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -136,7 +137,41 @@ type muxConn struct {
 	mu       sync.Mutex
 	closed   bool // guarded by mu: Close was called
 	peerGone bool // guarded by mu: the peer closed the stream
+
+	// The deadlines set, in Unix nanoseconds (0: none). yamux checks a
+	// deadline only when it has to wait; a socket fails at once once its
+	// deadline has passed, and so does muxConn.
+	readDeadline, writeDeadline atomic.Int64
 }
+
+// SetDeadline sets both deadlines, as a socket's does.
+func (c *muxConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline, as a socket's does.
+func (c *muxConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline.Store(unixNano(t))
+	return c.Stream.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline, as a socket's does.
+func (c *muxConn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.Store(unixNano(t))
+	return c.Stream.SetWriteDeadline(t)
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// expired reports whether a deadline (Unix nanoseconds) has passed.
+func expired(d int64) bool { return d != 0 && time.Now().UnixNano() >= d }
 
 // peerClosed fails writes from now on, interrupting one that waits.
 func (c *muxConn) peerClosed() {
@@ -154,6 +189,9 @@ func (c *muxConn) Write(b []byte) (int, error) {
 	if gone {
 		return 0, c.opError("write", syscall.EPIPE)
 	}
+	if expired(c.writeDeadline.Load()) {
+		return 0, c.opError("write", os.ErrDeadlineExceeded)
+	}
 	n, err := c.Stream.Write(b)
 	if err != nil {
 		c.mu.Lock()
@@ -170,6 +208,14 @@ func (c *muxConn) Write(b []byte) (int, error) {
 // Read reads, with yamux's errors mapped to the socket's; after Close it
 // fails with net.ErrClosed.
 func (c *muxConn) Read(b []byte) (int, error) {
+	if expired(c.readDeadline.Load()) {
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if !closed {
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		}
+	}
 	n, err := c.Stream.Read(b)
 	if err != nil && err != io.EOF {
 		c.mu.Lock()

@@ -32,6 +32,10 @@ type Spec struct {
 	MemoryMB uint64
 	CPUs     float64
 	PidsMax  int64
+	NoFile   uint64
+	DiskMB   uint64
+	// Unconfined: no seccomp filter or capability bounding (benchmarks).
+	Unconfined bool
 	Timeout  time.Duration // 0: none
 	Kernel   string        // the guest kernel, for backends that boot one
 	// StateRoot holds the instances' state directories; it must be on the
@@ -98,7 +102,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	}
 	sb, err := backend.Start(ctx, &hv.Config{
 		ID: id, StateDir: stateDir, Layers: spec.Layers, Binds: spec.Binds, Hostname: hostname,
-		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
+		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
 	})
 	if err != nil {
 		lock.Close()

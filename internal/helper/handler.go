@@ -14,7 +14,6 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
-	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
@@ -91,6 +90,17 @@ func (h *handler) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 		return h.openLink(req)
 	case ipc.MsgFsSnapshot:
 		return h.snapshot(req)
+	case ipc.MsgInstanceStats:
+		closeFiles(req.Files)
+		inst, err := h.instance()
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		if c, ok := inst.Sandbox().(hv.OOMCounter); ok {
+			n = c.OOMKills()
+		}
+		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Uint32(uint32(n)).Build()}, nil
 	}
 	return h.forward(req)
 }
@@ -122,6 +132,8 @@ func (h *handler) newInstance(req *ipc.Request) (*ipc.Response, error) {
 		MemoryMB:  opts.MemoryMB,
 		CPUs:      float64(spec.CPUsMilli) / 1000,
 		PidsMax:   spec.PidsMax,
+		NoFile:    spec.NoFile,
+		DiskMB:    spec.DiskMB,
 		Timeout:   time.Duration(opts.TimeoutSecs * float64(time.Second)),
 		StateRoot: spec.StateRoot,
 		Kernel:    spec.Kernel,
@@ -200,15 +212,11 @@ func (h *handler) snapshot(req *ipc.Request) (*ipc.Response, error) {
 	if err := json.Unmarshal(pj, &parent); err != nil {
 		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "snapshot parent: " + err.Error()}
 	}
-	upper := inst.Sandbox().UpperDir()
-	if upper == "" {
-		return nil, fmt.Errorf("this backend keeps its writable layer out of reach: %w", errors.ErrUnsupported)
-	}
 	store, err := image.Open(opts.CacheDir, image.Options{Logger: h.log})
 	if err != nil {
 		return nil, err
 	}
-	info, err := snapshot.Capture(req.Context(), store, idmap.Current(), upper, snapshot.Generated, opts.Excludes, parent, h.log)
+	info, err := inst.Snapshot(req.Context(), store, opts.Excludes, parent, h.log)
 	if err != nil {
 		return nil, err
 	}

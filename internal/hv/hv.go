@@ -61,6 +61,11 @@ type Config struct {
 	MemoryMB uint64  // 0: no limit (a VM: the backend's default size)
 	CPUs     float64 // 0: no limit (a VM: the backend's default count)
 	PidsMax  int64   // 0: no limit
+	NoFile   uint64  // open files per process; 0: the host's limit
+	DiskMB   uint64  // the writable layer's size; 0: no limit
+	// Unconfined leaves out the seccomp filter and the capability
+	// bounding (benchmarks compare with it).
+	Unconfined bool
 
 	// CacheDir is where a backend may keep files across sandboxes (the
 	// VM's generated initramfs); "" means the SDK's default cache
@@ -112,6 +117,12 @@ type NetworkLinker interface {
 	// ethernet frames, removed when the descriptor is closed. It returns
 	// ErrLinkViaAgent when only the agent can create it.
 	OpenLink(ifname string) (*os.File, error)
+}
+
+// OOMCounter is implemented by sandboxes that can tell how many of their
+// processes the kernel killed for memory.
+type OOMCounter interface {
+	OOMKills() int
 }
 
 // Channeler is implemented by sandboxes whose agent is reached through an

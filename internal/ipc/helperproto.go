@@ -10,12 +10,14 @@ package ipc
 //	MsgInstanceID         → id
 //	MsgInstanceIsRunning  → bool
 //	MsgInstanceOpenLink   ifname → created bool [+ the TAP device when created] (false: the agent must create it)
+//	MsgInstanceStats      → oomKills u32 (processes the kernel killed for memory)
 //
 // With the channel (an ipc channel end, see NewChannelDialer), the client
 // opens its own connections to the agent and its file, command and network
 // calls bypass the helper; without it, the helper forwards them.
 const (
 	MsgInstanceOpenLink uint16 = 0x0108
+	MsgInstanceStats    uint16 = 0x0109
 )
 
 // InstanceSpec is the part of a new instance's description the seed's
@@ -29,6 +31,8 @@ type InstanceSpec struct {
 	Backend   string // "" (default), "ns" or "vm"
 	CPUsMilli uint32 // CPU limit in thousandths of a CPU; 0: none
 	PidsMax   int64
+	NoFile    uint64 // open files per process; 0: the host's limit
+	DiskMB    uint64 // the writable layer's size; 0: no limit
 	Kernel    string // the VM backend's kernel, "" for its default
 	CacheDir  string // the SDK's cache directory
 	WantFD    bool   // the client can receive descriptors (the channel)
@@ -42,6 +46,8 @@ func EncodeInstanceSpec(enc *Encoder, s InstanceSpec) {
 	enc.String(s.Backend)
 	enc.Uint32(s.CPUsMilli)
 	enc.Int64(s.PidsMax)
+	enc.Uint64(s.NoFile)
+	enc.Uint64(s.DiskMB)
 	enc.String(s.Kernel)
 	enc.String(s.CacheDir)
 	enc.Bool(s.WantFD)
@@ -67,6 +73,12 @@ func DecodeInstanceSpec(dec *Decoder) (InstanceSpec, error) {
 		return s, err
 	}
 	if s.PidsMax, err = dec.Int64(); err != nil {
+		return s, err
+	}
+	if s.NoFile, err = dec.Uint64(); err != nil {
+		return s, err
+	}
+	if s.DiskMB, err = dec.Uint64(); err != nil {
 		return s, err
 	}
 	if s.Kernel, err = dec.String(); err != nil {

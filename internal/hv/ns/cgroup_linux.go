@@ -236,9 +236,12 @@ func (cg *cgroup) add(pid int) error {
 }
 
 // oomKilled reports whether the kernel killed a process for memory.
-func (cg *cgroup) oomKilled() bool {
-	if cg.memory == "" {
-		return false
+func (cg *cgroup) oomKilled() bool { return cg.oomKills() > 0 }
+
+// oomKills returns how many processes the kernel killed for memory.
+func (cg *cgroup) oomKills() int {
+	if cg == nil || cg.memory == "" {
+		return 0
 	}
 	file := "memory.oom_control"
 	if cg.v2mem {
@@ -246,16 +249,20 @@ func (cg *cgroup) oomKilled() bool {
 	}
 	b, err := os.ReadFile(filepath.Join(cg.memory, file))
 	if err != nil {
-		return false
+		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" {
 			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
+			return n
 		}
 	}
-	return false
+	return 0
 }
+
+// OOMKills returns how many processes of the sandbox the kernel killed for
+// memory (0 without a memory limit).
+func (s *sandbox) OOMKills() int { return s.cgroup.oomKills() }
 
 // remove deletes the cgroup directories once they are empty.
 func (cg *cgroup) remove() {

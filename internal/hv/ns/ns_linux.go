@@ -41,6 +41,9 @@ func (b Backend) Start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) 
 	if err := checkHost(); err != nil {
 		return nil, err
 	}
+	if cfg.DiskMB > 0 {
+		return nil, fmt.Errorf("WithDiskMB: the namespace backend keeps the writable layer on the host's file system, which gives it no size limit here (it would need project quotas): %w", errors.ErrUnsupported)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -288,7 +291,7 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 		}
 		return nil, nil, err
 	}
-	c := &agent.Config{Hostname: s.cfg.Hostname, SingleID: s.cfg.IDMap.Single()}
+	c := &agent.Config{Hostname: s.cfg.Hostname, SingleID: s.cfg.IDMap.Single(), NoFile: s.cfg.NoFile, Unconfined: s.cfg.Unconfined}
 	layers := s.cfg.Layers
 	if len(layers) == 0 {
 		layers = []string{filepath.Join(s.cfg.StateDir, "empty")}

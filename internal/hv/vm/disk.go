@@ -9,10 +9,10 @@ import (
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
-// upperDiskSize is the size of the sparse disk image that holds a guest's
-// writable layer: the most a sandbox can write. Only what is written takes
-// space on the host.
-const upperDiskSize = 8 << 30
+// defaultUpperDiskMB is the size of the sparse disk image that holds a
+// guest's writable layer when WithDiskMB does not set it: the most a
+// sandbox can write. Only what is written takes space on the host.
+const defaultUpperDiskMB = 8 << 10
 
 // findMkfs returns mkfs.ext4, which may be outside an unprivileged user's
 // PATH.
@@ -28,11 +28,12 @@ func findMkfs() (string, error) {
 	return "", fmt.Errorf("%w: mkfs.ext4 is not installed (the VM's writable layer is an ext4 disk): apt-get install e2fsprogs", ipc.ErrHypervisorUnavailable)
 }
 
-// makeUpperDisk creates an empty ext4 file system in a sparse file at p.
+// makeUpperDisk creates an empty ext4 file system of sizeMB MiB (the
+// default when 0) in a sparse file at p.
 // ext4 rather than the guest's tmpfs: Linux 6.1's tmpfs cannot hold the
 // user.* extended attributes overlayfs needs (with userxattr) for opaque
 // directories, and a disk keeps the writable layer out of guest memory.
-func makeUpperDisk(p string) error {
+func makeUpperDisk(p string, sizeMB uint64) error {
 	mkfs, err := findMkfs()
 	if err != nil {
 		return err
@@ -41,7 +42,10 @@ func makeUpperDisk(p string) error {
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(upperDiskSize)
+	if sizeMB == 0 {
+		sizeMB = defaultUpperDiskMB
+	}
+	err = f.Truncate(int64(sizeMB) << 20)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

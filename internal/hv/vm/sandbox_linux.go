@@ -165,7 +165,7 @@ func (s *sandbox) prepare(l *launch, k *kernel, initrd string) error {
 	}
 	l.spec.Initrd = "/proc/self/fd/" + strconv.Itoa(fd)
 	disk := filepath.Join(cfg.StateDir, "upper.img")
-	if err := makeUpperDisk(disk); err != nil {
+	if err := makeUpperDisk(disk, cfg.DiskMB); err != nil {
 		return err
 	}
 	for i, mode := range []int{os.O_RDONLY, os.O_RDWR} {

@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// The seccomp filter every process of a sandbox runs under. It is written
+// here with x/net/bpf rather than taken from a library: the rules need
+// argument checks (clone and unshare may not make user namespaces; clone3,
+// whose flags sit in memory a filter cannot read, answers ENOSYS so libc
+// falls back to clone), and the whole policy fits in one readable table.
+//
+// Denied with EPERM, as Docker's default profile denies them (and more):
+// loading kernels and modules, bpf, perf_event_open, userfaultfd, the
+// kernel keyring, open_by_handle_at, every way to mount, pivot_root, swap,
+// reboot, setns, setting clocks and time, acct, quotactl, port I/O and the
+// obsolete module and vm86 calls; so is mknod of a block device. A syscall from another ABI (x32) is
+// denied outright.
+
+// deniedNames are the syscalls the filter denies, by name; arch files map
+// them to numbers (a name the architecture lacks is skipped).
+var deniedNames = []string{
+	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+	"create_module", "get_kernel_syms", "query_module",
+	"bpf", "perf_event_open", "userfaultfd",
+	"keyctl", "add_key", "request_key",
+	"open_by_handle_at", "name_to_handle_at",
+	"mount", "umount2", "umount", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig",
+	"fsmount", "fspick", "mount_setattr",
+	"swapon", "swapoff", "reboot", "setns",
+	"settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex",
+	"acct", "quotactl", "quotactl_fd", "lookup_dcookie", "nfsservctl", "uselib",
+	"iopl", "ioperm", "vm86", "vm86old",
+}
+
+// seccomp_data offsets.
+const (
+	offNr   = 0
+	offArch = 4
+	offArg0 = 16 // the low 32 bits on little-endian machines
+)
+
+// seccomp return values.
+const (
+	retAllow = 0x7fff0000 // SECCOMP_RET_ALLOW
+	retErrno = 0x00050000 // SECCOMP_RET_ERRNO | errno
+	retKill  = 0x80000000 // SECCOMP_RET_KILL_PROCESS
+	x32Bit   = 0x40000000 // __X32_SYSCALL_BIT
+	newUser  = uint32(unix.CLONE_NEWUSER)
+)
+
+// filterProgram builds the filter for this machine's architecture; allowed
+// names are left out of the denied list (a VM's agent powers its machine
+// off with reboot).
+func filterProgram(allowed ...string) ([]bpf.RawInstruction, error) {
+	arch, numbers, ok := archSyscalls()
+	if !ok {
+		return nil, fmt.Errorf("no seccomp policy for %s", runtime.GOARCH)
+	}
+	errno := func(e unix.Errno) bpf.Instruction { return bpf.RetConstant{Val: retErrno | uint32(e)} }
+	var prog []bpf.Instruction
+	prog = append(prog,
+		bpf.LoadAbsolute{Off: offArch, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: arch, SkipTrue: 1},
+		bpf.RetConstant{Val: retKill}, // another architecture's calls: never
+		bpf.LoadAbsolute{Off: offNr, Size: 4},
+	)
+	if runtime.GOARCH == "amd64" {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32Bit, SkipFalse: 1},
+			errno(unix.EPERM),
+		)
+	}
+	for _, name := range deniedNames {
+		if slices.Contains(allowed, name) {
+			continue
+		}
+		if nr, ok := numbers[name]; ok {
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, errno(unix.EPERM))
+		}
+	}
+	// clone3: ENOSYS, so libc uses clone, whose flags the filter can see.
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: numbers["clone3"], SkipFalse: 1}, errno(unix.ENOSYS))
+	// clone and unshare: no new user namespace.
+	for _, name := range []string{"clone", "unshare"} {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: numbers[name], SkipFalse: 4},
+			bpf.LoadAbsolute{Off: offArg0, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: newUser, SkipFalse: 1},
+			errno(unix.EPERM),
+			bpf.LoadAbsolute{Off: offNr, Size: 4}, // restore for the next checks
+		)
+	}
+	// mknod and mknodat: no block devices. Root in a VM's guest holds
+	// CAP_MKNOD in the guest's own namespace, where nothing else stops it.
+	for _, c := range []struct {
+		name string
+		arg  uint32 // the mode's argument
+	}{{"mknod", 1}, {"mknodat", 2}} {
+		nr, ok := numbers[c.name]
+		if !ok {
+			continue
+		}
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 5},
+			bpf.LoadAbsolute{Off: offArg0 + 8*c.arg, Size: 4},
+			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: unix.S_IFMT},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.S_IFBLK, SkipFalse: 1},
+			errno(unix.EPERM),
+			bpf.LoadAbsolute{Off: offNr, Size: 4},
+		)
+	}
+	prog = append(prog, bpf.RetConstant{Val: retAllow})
+	return bpf.Assemble(prog)
+}
+
+// installSeccomp sets no_new_privs and installs the filter on every thread
+// of the process; children inherit both.
+func installSeccomp(allowed ...string) error {
+	raw, err := filterProgram(allowed...)
+	if err != nil {
+		return err
+	}
+	filters := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filters[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("setting no_new_privs: %w", err)
+	}
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(filters)
+	if errno != 0 {
+		return fmt.Errorf("installing the seccomp filter: %w", errno)
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package agent
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// TestFilterProgram runs the seccomp filter in x/net/bpf's interpreter on
+// hand-made seccomp_data, checking each rule's verdict. (The interpreter
+// loads words big-endian where the kernel loads them in native order, so
+// the data is written big-endian here.) The isolation suite in the root
+// package checks the same filter in the kernel.
+func TestFilterProgram(t *testing.T) {
+	arch, nr, ok := archSyscalls()
+	if !ok {
+		t.Fatal("no policy for this architecture")
+	}
+	raw, err := filterProgram("reboot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insns := make([]bpf.Instruction, len(raw))
+	for i, r := range raw {
+		insns[i] = r.Disassemble()
+	}
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict := func(arch, nr uint32, args ...uint32) uint32 {
+		data := make([]byte, 64)
+		binary.BigEndian.PutUint32(data[0:], nr)
+		binary.BigEndian.PutUint32(data[4:], arch)
+		for i, a := range args {
+			binary.BigEndian.PutUint32(data[16+8*i:], a)
+		}
+		v, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uint32(v)
+	}
+	eperm := uint32(retErrno | uint32(unix.EPERM))
+	for _, tc := range []struct {
+		name string
+		nr   uint32
+		args []uint32
+		want uint32
+	}{
+		{"read", uint32(unix.SYS_READ), nil, retAllow},
+		{"mount", nr["mount"], nil, eperm},
+		{"bpf", nr["bpf"], nil, eperm},
+		{"kexec_load", nr["kexec_load"], nil, eperm},
+		{"setns", nr["setns"], nil, eperm},
+		{"reboot (allowed here)", nr["reboot"], nil, retAllow},
+		{"clone3", nr["clone3"], nil, retErrno | uint32(unix.ENOSYS)},
+		{"clone of a thread", nr["clone"], []uint32{unix.CLONE_VM | unix.CLONE_THREAD}, retAllow},
+		{"clone of a user namespace", nr["clone"], []uint32{unix.CLONE_NEWUSER | unix.CLONE_NEWNS}, eperm},
+		{"unshare of a mount namespace", nr["unshare"], []uint32{unix.CLONE_NEWNS}, retAllow},
+		{"unshare of a user namespace", nr["unshare"], []uint32{unix.CLONE_NEWUSER}, eperm},
+		{"mknodat of a FIFO", nr["mknodat"], []uint32{0, 0, unix.S_IFIFO | 0o644}, retAllow},
+		{"mknodat of a block device", nr["mknodat"], []uint32{0, 0, unix.S_IFBLK | 0o600}, eperm},
+	} {
+		if got := verdict(arch, tc.nr, tc.args...); got != tc.want {
+			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)
+		}
+	}
+	if got := verdict(arch^1, uint32(unix.SYS_READ)); got != retKill {
+		t.Errorf("another architecture: %#x, want a kill", got)
+	}
+	if full, _ := filterProgram(); len(full) <= len(raw) {
+		t.Errorf("allowing reboot did not shorten the program (%d, %d instructions)", len(full), len(raw))
+	}
+}
