@@ -1,10 +1,10 @@
 package agent
 
 import (
-	"os"
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"

@@ -36,8 +36,8 @@ type Spec struct {
 	DiskMB   uint64
 	// Unconfined: no seccomp filter or capability bounding (benchmarks).
 	Unconfined bool
-	Timeout  time.Duration // 0: none
-	Kernel   string        // the guest kernel, for backends that boot one
+	Timeout    time.Duration // 0: none
+	Kernel     string        // the guest kernel, for backends that boot one
 	// StateRoot holds the instances' state directories; it must be on the
 	// same file system as the layer store, so snapshots can move layers.
 	StateRoot string
