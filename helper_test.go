@@ -23,7 +23,7 @@ import (
 
 // withHelper runs fn with helper mode on (and, with proxy, every call
 // forwarded by the helper instead of going to the agent directly).
-func withHelper(t *testing.T, proxy bool) {
+func withHelper(t testing.TB, proxy bool) {
 	t.Helper()
 	t.Setenv("CC_USE_HELPER", "1")
 	ipc.ResetUseHelper()

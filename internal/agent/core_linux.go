@@ -35,6 +35,10 @@ func newAgent(cfg *Config, log *slog.Logger) *agent {
 	a.registerNet()
 	a.registerNetConfig()
 	a.registerSnapshot()
+	// An agent that answers is running: the cheapest call there is.
+	a.handle(ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Decoder) (*ipc.Response, error) {
+		return ok(func(e *ipc.Encoder) { e.Bool(true) }), nil
+	})
 	return a
 }
 
