@@ -1,0 +1,85 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// BenchmarkSnapshot: Snapshot of a running sandbox with 1 MB and 100 MB
+// of changes, on the small busybox image and on a large one (busybox with
+// 512 MB more in a layer below): the time follows the change, not the
+// image.
+func BenchmarkSnapshot(b *testing.B) {
+	ctx := context.Background()
+	small := Source(busyboxImage(b))
+	large := largeImage(b, 512)
+	defer large.Close()
+	for _, img := range []struct {
+		name string
+		src  Source
+	}{{"busybox", small}, {"large", large}} {
+		for _, mb := range []int{1, 100} {
+			b.Run(fmt.Sprintf("%s/%dMB", img.name, mb), func(b *testing.B) {
+				inst := newInstance(b, img.src)
+				// 1 MB files: a change of mb files.
+				run(b, inst, fmt.Sprintf("mkdir /changes && for i in $(seq %d); do head -c 1048576 /dev/urandom > /changes/$i; done", mb))
+				b.SetBytes(int64(mb) << 20)
+				for b.Loop() {
+					snap, err := inst.Snapshot(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					snap.Close()
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkNewFromSnapshot: New + Command("true").Run + Close from a
+// snapshot (busybox plus 1 MB of changes), beside the same from the image
+// it was taken of.
+func BenchmarkNewFromSnapshot(b *testing.B) {
+	ctx := context.Background()
+	img := busyboxImage(b)
+	inst := newInstance(b, img)
+	run(b, inst, "head -c 1048576 /dev/urandom > /changed")
+	snap, err := inst.Snapshot(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer snap.Close()
+	for _, c := range []struct {
+		name string
+		src  Source
+	}{{"sdk", snap}, {"floor", img}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				f, err := New(ctx, c.src, WithCacheDir(testCache))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Command("true").Run(); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// largeImage is busybox with mb MB of files in one more layer, as a
+// snapshot.
+func largeImage(b *testing.B, mb int) *Snapshot {
+	b.Helper()
+	inst := newInstance(b, busyboxImage(b))
+	run(b, inst, fmt.Sprintf("mkdir /bulk && for i in $(seq %d); do head -c 1048576 /dev/urandom > /bulk/$i; done", mb))
+	snap, err := inst.Snapshot(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return snap
+}
