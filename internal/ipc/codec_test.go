@@ -129,7 +129,8 @@ func TestInstanceOptionsTimeoutSaturates(t *testing.T) {
 	for _, tc := range []struct {
 		in   float64
 		want uint64
-	}{{-1, 0}, {math.NaN(), 0}, {math.Inf(1), math.MaxUint64}, {1e30, math.MaxUint64}, {0.000000001, 1}} {
+	}{{-1, 0}, {math.NaN(), 0}, {math.Inf(1), math.MaxUint64}, {1e30, math.MaxUint64}, {0.000000001, 1},
+		{1e6 + 0.0000001234, 1_000_000_000_000_000}, {2e9, math.MaxUint64}} {
 		if got := secondsToNanos(tc.in); got != tc.want {
 			t.Errorf("secondsToNanos(%v) = %d, want %d", tc.in, got, tc.want)
 		}

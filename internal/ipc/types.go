@@ -138,15 +138,24 @@ func EncodeInstanceOptions(enc *Encoder, opts InstanceOptions) {
 	}
 }
 
-// secondsToNanos converts seconds to whole nanoseconds, saturating.
+// secondsToNanos converts seconds to whole nanoseconds, saturating. The
+// conversion must be stable through the float64 seconds of the decoded
+// struct (decode then encode gives the same bytes): below 2^49 ns (6.5
+// days) whole nanoseconds survive the round trip; up to 1e18 ns (31
+// years) whole microseconds do, so longer timeouts are rounded to them;
+// beyond, the timeout is as good as none and saturates.
 func secondsToNanos(s float64) uint64 {
+	const exactNanos = 1 << 49
+	const limit = 1e18
 	switch ns := s * 1e9; {
 	case !(ns > 0): // also NaN
 		return 0
-	case ns >= math.MaxUint64:
+	case ns >= limit:
 		return math.MaxUint64
+	case ns < exactNanos:
+		return uint64(math.Round(ns))
 	default:
-		return uint64(math.Round(ns)) // exact for whole nanoseconds below 2^53
+		return uint64(math.Round(s*1e6)) * 1000
 	}
 }
 
