@@ -8,7 +8,7 @@ PKGS        := ./...
 
 # Debian packages the tests and benchmarks need on a fresh machine.
 DEB_TEST    := busybox-static skopeo docker-registry podman
-DEB_BENCH   := bubblewrap
+DEB_BENCH   := bubblewrap buildah
 
 .PHONY: all build test test-short lint bench fuzz deps deps-bench clean
 

@@ -20,6 +20,8 @@ func TestExamples(t *testing.T) {
 		"http":       "served from inside the sandbox",
 		"helper":     "closed: the helper has exited",
 		"vm":         "guest kernel:",
+		"dockerfile": "hello, world! (greet 1.0)",
+		"snapshot":   "reopened by key, the counter is still: 1",
 	}
 	dirs, err := os.ReadDir("examples")
 	if err != nil {

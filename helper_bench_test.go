@@ -73,4 +73,3 @@ func BenchmarkHelper(b *testing.B) {
 		})
 	}
 }
-

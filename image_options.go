@@ -35,10 +35,13 @@ type exportOptions struct {
 	tag string
 }
 
-// ImageOption is accepted by Pull, LoadOCILayout and LoadDockerArchive.
+// ImageOption is accepted by Pull, LoadOCILayout and LoadDockerArchive,
+// and by Build (for the images its FROM lines name, and the platform it
+// builds for).
 type ImageOption interface {
 	PullOption
 	LoadOption
+	BuildOption
 }
 
 // ExportOption configures Image.WriteOCILayout and Image.WriteDockerArchive.

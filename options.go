@@ -29,6 +29,7 @@ type StoreOption interface {
 	Option
 	PullOption
 	LoadOption
+	BuildOption
 }
 
 // storeOptions are the settings every store-using call shares.
@@ -40,9 +41,10 @@ type storeOptions struct {
 // storeOption is a StoreOption made of one function over storeOptions.
 type storeOption func(*storeOptions) error
 
-func (f storeOption) applyNew(o *newOptions) error   { return f(&o.storeOptions) }
-func (f storeOption) applyPull(o *pullOptions) error { return f(&o.storeOptions) }
-func (f storeOption) applyLoad(o *loadOptions) error { return f(&o.storeOptions) }
+func (f storeOption) applyNew(o *newOptions) error     { return f(&o.storeOptions) }
+func (f storeOption) applyPull(o *pullOptions) error   { return f(&o.storeOptions) }
+func (f storeOption) applyLoad(o *loadOptions) error   { return f(&o.storeOptions) }
+func (f storeOption) applyBuild(o *buildOptions) error { return f(&o.storeOptions) }
 
 // WithCacheDir sets the directory of the layer store, where images, layers
 // and snapshots are kept. The default is the CC_CACHE_DIR environment

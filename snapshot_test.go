@@ -261,3 +261,40 @@ func TestSnapshotExport(t *testing.T) {
 		t.Errorf("through skopeo: %q", out)
 	}
 }
+
+// TestSnapshotRedoneChange: a change undone and redone gives a layer the
+// snapshot's lineage holds already; the fork still starts (overlayfs takes
+// each layer once) and shows the latest state.
+func TestSnapshotRedoneChange(t *testing.T) {
+	ctx := context.Background()
+	step := func(src Source, script string) *Snapshot {
+		t.Helper()
+		inst := newInstance(t, src)
+		run(t, inst, script)
+		snap, err := inst.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { snap.Close() })
+		return snap
+	}
+	// The first snapshot of busybox holds the mount points the sandbox
+	// added; from there on a layer is /etc and /a alone.
+	base := step(busyboxImage(t), "true")
+	one := step(base, "echo 1 > /a")
+	two := step(one, "echo 2 > /a")
+	again := step(two, "echo 1 > /a")
+	if again.CacheKey() == one.CacheKey() {
+		t.Fatal("a redone change has its first snapshot's key")
+	}
+	top := func(s *Snapshot) string { return s.info.Layers[len(s.info.Layers)-1].String() }
+	if top(again) != top(one) {
+		t.Fatalf("the redone change made another layer (%s, first %s): this test needs the same", top(again), top(one))
+	}
+	if n := len(again.info.Layers); n != len(two.info.Layers) {
+		t.Errorf("the snapshot has %d layers, want %d: the lower copy dropped", n, len(two.info.Layers))
+	}
+	if out := run(t, newInstance(t, again), "cat /a"); out != "1\n" {
+		t.Errorf("/a in the fork: %q, want 1", out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -101,7 +102,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 		hostname = id
 	}
 	sb, err := backend.Start(ctx, &hv.Config{
-		ID: id, StateDir: stateDir, Layers: spec.Layers, Binds: spec.Binds, Hostname: hostname,
+		ID: id, StateDir: stateDir, Layers: highestOnly(spec.Layers), Binds: spec.Binds, Hostname: hostname,
 		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
 	})
 	if err != nil {
@@ -264,4 +265,20 @@ func sweepOnce(root string, log *slog.Logger) {
 		}
 		lock.Close()
 	}
+}
+
+// highestOnly drops every layer that appears again higher up: overlayfs
+// refuses a directory twice (ELOOP), and the higher copy decides every
+// path the lower one holds, so the merged tree is the same.
+func highestOnly(layers []string) []string {
+	seen := make(map[string]bool, len(layers))
+	out := make([]string, 0, len(layers))
+	for i := len(layers) - 1; i >= 0; i-- {
+		if !seen[layers[i]] {
+			seen[layers[i]] = true
+			out = append(out, layers[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }

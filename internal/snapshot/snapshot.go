@@ -112,6 +112,9 @@ func Capture(ctx context.Context, s *image.Store, ids idmap.Map, upperDir string
 // Commit adds dir (a layer in overlay format, made in a store TempDir) on
 // top of parent and records the snapshot; the layer's id is computed from
 // its content. It is how a build turns files it prepared into a step.
+// The key follows the parent's key and the content only: when a snapshot
+// of that key exists, it is returned with its own config, whatever
+// parent.Config says (record a new config with WithConfig).
 func Commit(ctx context.Context, s *image.Store, ids idmap.Map, dir string, parent Parent) (*Info, error) {
 	id, n, err := HashTree(ctx, dir)
 	if err != nil {
@@ -155,6 +158,10 @@ func commit(ctx context.Context, s *image.Store, dir string, id v1.Hash, parent 
 		if _, err := s.AddLayerDir(ctx, id, dir); err != nil {
 			return nil, err
 		}
+		// The same content lower down (a change redone) is dropped there:
+		// overlayfs takes each layer once, and the copy on top decides
+		// every path of it anyway.
+		layers = slices.DeleteFunc(layers, func(h v1.Hash) bool { return h == id })
 		layers = append(layers, id)
 		key = KeyOf(parent.Key, id)
 	}

@@ -1,0 +1,402 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+// builder is the state of one Build call.
+type builder struct {
+	ctx    context.Context
+	exec   Executor
+	opts   Options
+	lex    *shell.Lex
+	stages []*stage
+	ctxFS  srcFS
+	global []argValue      // the meta arguments (before the first FROM), with the platform's
+	used   map[string]bool // build arguments some ARG declared
+	images map[string]Ref  // images already resolved, by name
+	evMu   sync.Mutex      // serialises Progress calls
+}
+
+// stage is one FROM section of the Dockerfile.
+type stage struct {
+	index    int
+	def      instructions.Stage
+	label    string // the name, or "stage-N"
+	result   Ref
+	building bool
+}
+
+// argValue is a build argument in scope; value is nil for one declared
+// without a value.
+type argValue struct {
+	key   string
+	value *string
+}
+
+// Build runs the Dockerfile dockerfile with exec and returns the target
+// stage's result. Errors in the Dockerfile name its line.
+func Build(ctx context.Context, dockerfile []byte, exec Executor, opts Options) (Ref, error) {
+	if len(bytes.TrimSpace(dockerfile)) == 0 {
+		return nil, errors.New("the Dockerfile is empty")
+	}
+	if opts.Platform.OS == "" {
+		opts.Platform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	}
+	res, err := parser.Parse(bytes.NewReader(dockerfile))
+	if err != nil {
+		return nil, &Error{Err: locate(err)}
+	}
+	defs, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
+	if err != nil {
+		return nil, &Error{Err: err}
+	}
+	if len(defs) == 0 {
+		return nil, &Error{Err: errors.New("no FROM instruction: nothing to build")}
+	}
+	b := &builder{
+		ctx:    ctx,
+		exec:   exec,
+		opts:   opts,
+		lex:    shell.NewLex(res.EscapeToken),
+		ctxFS:  noContext{},
+		used:   map[string]bool{},
+		images: map[string]Ref{},
+	}
+	if opts.Context != "" {
+		if b.ctxFS, err = openContext(opts.Context); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.metaArgs(metaArgs); err != nil {
+		return nil, err
+	}
+	for i, d := range defs {
+		s := &stage{index: i, def: d, label: d.Name}
+		if s.label == "" {
+			s.label = "stage-" + strconv.Itoa(i)
+		}
+		b.stages = append(b.stages, s)
+	}
+	target := b.stages[len(b.stages)-1]
+	if opts.Target != "" {
+		target = b.stageByName(opts.Target)
+		if target == nil {
+			return nil, fmt.Errorf("target stage %q could not be found (stages: %s)", opts.Target, strings.Join(b.stageNames(), ", "))
+		}
+	}
+	ref, err := b.buildStage(target)
+	if err != nil {
+		return nil, err
+	}
+	b.warnUnused()
+	return ref, nil
+}
+
+// openContext opens the build context and its .dockerignore.
+func openContext(dir string) (*contextFS, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", dir)
+	}
+	var rules *ignoreRules
+	data, err := os.ReadFile(filepath.Join(abs, ".dockerignore"))
+	switch {
+	case err == nil:
+		if rules, err = parseDockerignore(data); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	return newContextFS(abs, rules), nil
+}
+
+// Error is an error of a Dockerfile, naming the line (when known) and
+// the instruction (when one is at fault).
+type Error struct {
+	Line        int    // 0 when not known
+	Instruction string // as written; "" when none
+	Err         error
+}
+
+// Error returns "Dockerfile:LINE: INSTRUCTION: what went wrong".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("Dockerfile")
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Instruction != "" {
+		b.WriteString(": " + e.Instruction)
+	}
+	b.WriteString(": " + e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// lineError blames an instruction for err, unless err blames one already
+// (in a stage this one needs).
+func lineError(line int, instr string, err error) error {
+	var de *Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return &Error{Line: line, Instruction: instr, Err: err}
+}
+
+// locate prefixes an error that carries a Dockerfile location with its
+// line.
+func locate(err error) error {
+	var le *parser.LocationError
+	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+		return fmt.Errorf("line %d: %w", le.Locations[0][0].Start.Line, err)
+	}
+	return err
+}
+
+func (b *builder) stageByName(name string) *stage {
+	for _, s := range b.stages {
+		if s.def.Name != "" && strings.EqualFold(s.def.Name, name) {
+			return s
+		}
+	}
+	return nil
+}
+
+func (b *builder) stageNames() []string {
+	var out []string
+	for _, s := range b.stages {
+		if s.def.Name != "" {
+			out = append(out, s.def.Name)
+		}
+	}
+	return out
+}
+
+// event reports e to the Progress function, if any.
+func (b *builder) event(e Event) {
+	if b.opts.Progress == nil {
+		return
+	}
+	b.evMu.Lock()
+	defer b.evMu.Unlock()
+	b.opts.Progress(e)
+}
+
+// warnUnused reports build arguments no ARG declared, as Docker does.
+func (b *builder) warnUnused() {
+	var unused []string
+	for k := range b.opts.Args {
+		if !b.used[k] && !predefinedArgs[k] {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		b.event(Event{Output: fmt.Sprintf("[Warning] one or more build arguments were not consumed: %s", strings.Join(unused, ", "))})
+	}
+}
+
+// buildStage builds s (and, first, the stages it needs) once.
+func (b *builder) buildStage(s *stage) (Ref, error) {
+	if s.result != nil {
+		return s.result, nil
+	}
+	if s.building {
+		return nil, &Error{Line: line(s.def.Location), Err: fmt.Errorf("stage %q depends on itself", s.label)}
+	}
+	s.building = true
+	defer func() { s.building = false }()
+	st, err := b.startStage(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, cmd := range st.commands {
+		if err := b.ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := st.dispatch(cmd); err != nil {
+			return nil, lineError(line(cmd.Location()), instructionText(cmd), err)
+		}
+	}
+	ref, err := st.finish()
+	if err != nil {
+		return nil, err
+	}
+	s.result = ref
+	return ref, nil
+}
+
+// line returns the first line of a location, 0 when unknown.
+func line(loc []parser.Range) int {
+	if len(loc) == 0 {
+		return 0
+	}
+	return loc[0].Start.Line
+}
+
+// instructionText returns an instruction as written, for errors.
+func instructionText(cmd instructions.Command) string {
+	if s, ok := cmd.(fmt.Stringer); ok {
+		t := s.String()
+		if i := strings.IndexByte(t, '\n'); i >= 0 {
+			t = t[:i] + " ..."
+		}
+		return t
+	}
+	return strings.ToUpper(cmd.Name())
+}
+
+// resolveImage returns the image a name (not a stage) refers to.
+func (b *builder) resolveImage(name string) (Ref, error) {
+	if r, ok := b.images[name]; ok {
+		return r, nil
+	}
+	r, err := b.exec.Resolve(b.ctx, name, b.opts.Platform)
+	if err != nil {
+		return nil, err
+	}
+	b.images[name] = r
+	return r, nil
+}
+
+// stageRef resolves a COPY --from value: a stage name or index (which
+// must come before the current stage) or an image.
+func (b *builder) stageRef(from string, cur *stage) (Ref, string, error) {
+	if strings.Contains(from, "$") {
+		return nil, "", errors.New("variable expansion is not supported for --from: define a stage with FROM using a global ARG instead")
+	}
+	var src *stage
+	if n, err := strconv.Atoi(from); err == nil {
+		if n < 0 || n >= len(b.stages) {
+			return nil, "", fmt.Errorf("invalid stage index %d", n)
+		}
+		src = b.stages[n]
+	} else {
+		src = b.stageByName(from)
+	}
+	if src == nil {
+		r, err := b.resolveImage(from)
+		return r, from, err
+	}
+	if src.index >= cur.index {
+		return nil, "", fmt.Errorf("cannot copy from stage %q, it needs to be defined before current stage %q", from, cur.label)
+	}
+	r, err := b.buildStage(src)
+	return r, src.label, err
+}
+
+// predefinedArgs are the build arguments Docker accepts without an ARG:
+// the proxy settings, which RUN sees but cache keys leave out.
+var predefinedArgs = map[string]bool{
+	"HTTP_PROXY": true, "http_proxy": true, "HTTPS_PROXY": true, "https_proxy": true,
+	"FTP_PROXY": true, "ftp_proxy": true, "NO_PROXY": true, "no_proxy": true,
+	"ALL_PROXY": true, "all_proxy": true,
+}
+
+// platformArgs are the automatic platform arguments of the global scope.
+func platformArgs(p v1.Platform) []argValue {
+	host := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	str := func(p v1.Platform) string {
+		s := p.OS + "/" + p.Architecture
+		if p.Variant != "" {
+			s += "/" + p.Variant
+		}
+		return s
+	}
+	kv := func(k, v string) argValue { return argValue{key: k, value: &v} }
+	return []argValue{
+		kv("BUILDPLATFORM", str(host)), kv("BUILDOS", host.OS), kv("BUILDARCH", host.Architecture), kv("BUILDVARIANT", ""),
+		kv("TARGETPLATFORM", str(p)), kv("TARGETOS", p.OS), kv("TARGETARCH", p.Architecture), kv("TARGETVARIANT", p.Variant),
+	}
+}
+
+// metaArgs evaluates the ARGs before the first FROM.
+func (b *builder) metaArgs(cmds []instructions.ArgCommand) error {
+	b.global = platformArgs(b.opts.Platform)
+	for _, c := range cmds {
+		for _, kv := range c.Args {
+			b.used[kv.Key] = true
+			var v *string
+			if bv, ok := b.opts.Args[kv.Key]; ok {
+				v = &bv
+			} else if kv.Value != nil {
+				w, _, err := b.lex.ProcessWord(*kv.Value, envGetter(b.global, nil))
+				if err != nil {
+					return &Error{Line: line(c.Location()), Instruction: c.String(), Err: err}
+				}
+				v = &w
+			}
+			b.global = setArg(b.global, kv.Key, v)
+		}
+	}
+	return nil
+}
+
+// setArg sets (or adds) key in args.
+func setArg(args []argValue, key string, v *string) []argValue {
+	for i := range args {
+		if args[i].key == key {
+			args[i].value = v
+			return args
+		}
+	}
+	return append(args, argValue{key: key, value: v})
+}
+
+// globalArg returns a meta argument's value.
+func (b *builder) globalArg(key string) (*string, bool) {
+	for _, a := range b.global {
+		if a.key == key {
+			return a.value, a.value != nil
+		}
+	}
+	return nil, false
+}
+
+// envGetter is the environment words expand in: build arguments with a
+// value, then env (KEY=value), which wins over an argument of the same
+// name.
+func envGetter(args []argValue, env []string) shell.EnvGetter {
+	return shell.EnvsFromSlice(mergeArgsEnv(args, env))
+}
+
+// mergeArgsEnv returns the environment of args and env, env winning.
+func mergeArgsEnv(args []argValue, env []string) []string {
+	out := make([]string, 0, len(args)+len(env))
+	for _, a := range args {
+		if a.value == nil || slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, a.key+"=") || kv == a.key }) {
+			continue
+		}
+		out = append(out, a.key+"="+*a.value)
+	}
+	return append(out, env...)
+}

@@ -1,0 +1,30 @@
+// Package build runs Dockerfiles: it parses them with BuildKit's parser
+// and instructions packages, expands words with BuildKit's shell package
+// (Docker's own rules), works out the stages a target needs, and turns
+// each instruction into a step over an Executor, which the public package
+// implements with sandboxes and snapshots.
+//
+// # Vocabulary
+//
+//   - ref: a root filesystem (overlay-format layer directories, lowest
+//     first) with an OCI image config: a base image or what a step made.
+//   - stage: the instructions from one FROM to the next; its result is
+//     the ref of its last step.
+//   - step: one instruction. Metadata steps (ENV, LABEL, USER, CMD, ...)
+//     change only the config kept in memory and never start a sandbox;
+//     filesystem steps (RUN, COPY, ADD, and WORKDIR when it must create
+//     the directory) make a new ref through the Executor.
+//   - key: a step's cache key: the previous step's key, the instruction
+//     after expansion and, for COPY and ADD, a hash of the names, modes
+//     and contents of exactly the files it reads (or the key of the stage
+//     or image it copies from); RUN's key holds its environment, the
+//     build arguments in scope included. An ARG adds only its name to the
+//     keys that follow: a value counts where it is used, in a word it
+//     expands into or in a RUN's environment. A stage's first key is that
+//     of its base ref (an image digest, never a tag). A filesystem step
+//     whose key the cache knows is not run again; the config it recorded
+//     is taken when it is the one the build has come to, times aside.
+//
+// Nothing here imports the public package: the Executor interface is the
+// whole contract.
+package build

@@ -1,0 +1,50 @@
+package build
+
+import (
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Options configure Build.
+type Options struct {
+	// Context is the build context directory; "" means none (COPY and
+	// ADD from the context then fail).
+	Context string
+	// Args are the build arguments (--build-arg).
+	Args map[string]string
+	// Target names the stage to build; "" means the last.
+	Target string
+	// NoCache makes every step run again; NoCacheStages only those of
+	// the named stages. Results are still recorded.
+	NoCache       bool
+	NoCacheStages []string
+	// Platform is the platform built for; zero means linux and the
+	// program's architecture.
+	Platform v1.Platform
+	// Progress, when set, receives the build's events, never two at once.
+	Progress func(Event)
+}
+
+// Event is one thing that happened during a build.
+type Event struct {
+	Step        int    // the step's number in its stage, from 1; 0 for build-wide messages
+	Total       int    // the filesystem steps of the stage (FROM included)
+	Stage       string // the stage's name, or "stage-N"
+	Instruction string // the instruction as run, after expansion
+	Cached      bool   // on the end event: the result came from the cache (or needed no work)
+	Done        bool   // the step has ended
+	Output      string // a line of output (or a warning when Step is 0)
+}
+
+func (o *Options) noCacheFor(stage string) bool {
+	if o.NoCache {
+		return true
+	}
+	for _, s := range o.NoCacheStages {
+		if strings.EqualFold(s, stage) {
+			return true
+		}
+	}
+	return false
+}
