@@ -76,6 +76,19 @@ func (i *Instance) SetNetworkEnabled(enabled bool) error {
 	if !enabled {
 		err := i.egress.Close()
 		i.egress = nil
+		// A device that outlives its descriptor (a VM's NIC) is taken
+		// down inside.
+		var e ipc.Encoder
+		e.Bool(false)
+		e.String(egressIfname)
+		e.String("")
+		e.String("")
+		e.String("")
+		e.Uint32(0)
+		e.Bool(false)
+		if _, cerr := i.client.Call(ipc.MsgInstanceSetNetwork, e.Bytes()); cerr != nil && err == nil {
+			err = i.remoteErr(cerr)
+		}
 		return err
 	}
 	st, err := i.startEgress()

@@ -312,6 +312,7 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 			PidsMax:   o.pidsMax,
 			NoFile:    o.noFile,
 			DiskMB:    o.diskMB,
+			Network:   o.network,
 			Kernel:    o.kernel,
 			CacheDir:  o.cacheDir,
 		})
@@ -329,6 +330,7 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 			DiskMB:     o.diskMB,
 			Timeout:    o.timeout,
 			Unconfined: o.unconfined,
+			Network:    o.network,
 			StateRoot:  filepath.Join(o.cacheDir, "instances"),
 			CacheDir:   o.cacheDir,
 			Kernel:     o.kernel,

@@ -3,8 +3,13 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,6 +107,10 @@ func TestVMIsolation(t *testing.T) {
 		t.Errorf("100 MB written under WithDiskMB(64): %v %s", err, out)
 	}
 	inst.Remove("/big")
+	// Started without WithNetwork, a VM has no NIC to enable later.
+	if err := inst.SetNetworkEnabled(true); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("enabling egress on a VM started without it: %v, want ErrUnsupported", err)
+	}
 	// None of the host's processes.
 	out := run(t, inst, "ls /proc | grep -c '^[0-9]'")
 	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 2 || n > 200 {
@@ -211,4 +220,57 @@ func TestVMSnapshot(t *testing.T) {
 func vmInstanceOf(t *testing.T, src Source) *Instance {
 	t.Helper()
 	return newInstance(t, src, WithBackend(BackendVM))
+}
+
+// TestVMEgress: a VM started WithNetwork reaches the host through its NIC,
+// the user-space stack and the dialer: small and large transfers, DNS,
+// refusal by the dialer, and egress turned off and on again.
+func TestVMEgress(t *testing.T) {
+	addr, hits := hostServer(t)
+	_, port, _ := net.SplitHostPort(addr)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
+	bulk, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(big) })}
+	go srv.Serve(bulk)
+	defer srv.Close()
+	_, bulkPort, _ := net.SplitHostPort(bulk.Addr().String())
+	allow := DefaultDialer(netip.MustParsePrefix("127.0.0.1/32"))
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a == "192.0.2.11:"+bulkPort {
+			a = bulk.Addr().String()
+		}
+		return rewrite(addr, allow)(ctx, network, a)
+	}
+	inst := vmInstance(t, WithNetwork(), WithDialer(dial))
+	url := "http://192.0.2.10:" + port + "/"
+	if out := run(t, inst, "busybox wget -q -O - "+url); out != "hello from the host" {
+		t.Errorf("fetch from the VM: %q", out)
+	}
+	if hits.Load() != 1 {
+		t.Errorf("%d requests reached the host server", hits.Load())
+	}
+	if out := run(t, inst, "busybox wget -q -O - http://192.0.2.11:"+bulkPort+"/ | md5sum"); !strings.HasPrefix(out, fmt.Sprintf("%x", md5.Sum(big))) {
+		t.Errorf("8 MiB through the VM's NIC: md5 %q", out)
+	}
+	if out := run(t, inst, "busybox nslookup localhost 10.0.2.2"); !strings.Contains(out, "127.0.0.1") {
+		t.Errorf("DNS through the host: %q", out)
+	}
+	if out, err := inst.Command("busybox", "nc", "-w", "5", "169.254.169.254", "80").CombinedOutput(); err == nil {
+		t.Errorf("reached the metadata address: %q", out)
+	}
+	if err := inst.SetNetworkEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := inst.Command("busybox", "wget", "-q", "-T", "5", "-O", "-", url).CombinedOutput(); err == nil {
+		t.Errorf("fetched with egress off: %q", out)
+	}
+	if err := inst.SetNetworkEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, inst, "busybox wget -q -O - "+url); out != "hello from the host" {
+		t.Errorf("fetch after turning egress on again: %q", out)
+	}
 }

@@ -67,7 +67,12 @@ func (a *agent) registerNetConfig() {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
 		}
 		if !c.enabled {
-			return ok(nil), nil // the host closing the device removes it
+			// The host closing a TAP removes it; a device that stays (a
+			// VM's NIC) goes down, which drops its routes.
+			if err := setLinkDown(c.ifname); err != nil && !errors.Is(err, unix.ENODEV) {
+				return nil, err
+			}
+			return ok(nil), nil
 		}
 		var tap *os.File
 		if c.createTap {
@@ -224,6 +229,27 @@ func addDefaultRoute(gw netip.Addr) error {
 		if code := int32(binary.NativeEndian.Uint32(buf[unix.SizeofNlMsghdr:])); code != 0 {
 			return fmt.Errorf("adding the default route: %w", syscall.Errno(-code))
 		}
+	}
+	return nil
+}
+
+// setLinkDown takes the interface ifname down.
+func setLinkDown(ifname string) error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(ifname)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() &^ unix.IFF_UP)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("taking %s down: %w", ifname, err)
 	}
 	return nil
 }

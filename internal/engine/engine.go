@@ -37,6 +37,7 @@ type Spec struct {
 	DiskMB   uint64
 	// Unconfined: no seccomp filter or capability bounding (benchmarks).
 	Unconfined bool
+	Network    bool          // see hv.Config.Network
 	Timeout    time.Duration // 0: none
 	Kernel     string        // the guest kernel, for backends that boot one
 	// StateRoot holds the instances' state directories; it must be on the
@@ -103,7 +104,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	}
 	sb, err := backend.Start(ctx, &hv.Config{
 		ID: id, StateDir: stateDir, Layers: highestOnly(spec.Layers), Binds: spec.Binds, Hostname: hostname,
-		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
+		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Network: spec.Network, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
 	})
 	if err != nil {
 		lock.Close()

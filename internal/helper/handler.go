@@ -134,6 +134,7 @@ func (h *handler) newInstance(req *ipc.Request) (*ipc.Response, error) {
 		PidsMax:   spec.PidsMax,
 		NoFile:    spec.NoFile,
 		DiskMB:    spec.DiskMB,
+		Network:   spec.Network,
 		Timeout:   time.Duration(opts.TimeoutSecs * float64(time.Second)),
 		StateRoot: spec.StateRoot,
 		Kernel:    spec.Kernel,

@@ -66,6 +66,10 @@ type Config struct {
 	// Unconfined leaves out the seccomp filter and the capability
 	// bounding (benchmarks compare with it).
 	Unconfined bool
+	// Network says the sandbox may get egress. Backends whose network
+	// device must exist from the start (a VM's NIC) attach one, down and
+	// unconfigured; others ignore it.
+	Network bool
 
 	// CacheDir is where a backend may keep files across sandboxes (the
 	// VM's generated initramfs); "" means the SDK's default cache

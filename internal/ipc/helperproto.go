@@ -36,6 +36,7 @@ type InstanceSpec struct {
 	Kernel    string // the VM backend's kernel, "" for its default
 	CacheDir  string // the SDK's cache directory
 	WantFD    bool   // the client can receive descriptors (the channel)
+	Network   bool   // the sandbox may get egress (hv.Config.Network)
 }
 
 // EncodeInstanceSpec encodes an InstanceSpec field by field.
@@ -51,6 +52,7 @@ func EncodeInstanceSpec(enc *Encoder, s InstanceSpec) {
 	enc.String(s.Kernel)
 	enc.String(s.CacheDir)
 	enc.Bool(s.WantFD)
+	enc.Bool(s.Network)
 }
 
 // DecodeInstanceSpec decodes an InstanceSpec.
@@ -87,6 +89,9 @@ func DecodeInstanceSpec(dec *Decoder) (InstanceSpec, error) {
 	if s.CacheDir, err = dec.String(); err != nil {
 		return s, err
 	}
-	s.WantFD, err = dec.Bool()
+	if s.WantFD, err = dec.Bool(); err != nil {
+		return s, err
+	}
+	s.Network, err = dec.Bool()
 	return s, err
 }

@@ -165,6 +165,7 @@ var guestModules = []string{
 	"virtio_blk", "crc32c_generic", "ext4", // the writable layer's disk (ext4 checksums need crc32c)
 	"9pnet_virtio", "9p", // the layers and mounts
 	"overlay",
+	"virtio_net", // egress, when asked for
 }
 
 // moduleHints explain missing modules.

@@ -27,7 +27,14 @@ type qemuSpec struct {
 	// handed over with -add-fd; DiskSerial names it to the guest.
 	DiskFDs    [2]int
 	DiskSerial string
+	// NetFD, when not 0, is QEMU's end of a datagram socket pair that
+	// carries the guest NIC's ethernet frames, one per datagram; the
+	// host's end goes to the egress stack.
+	NetFD int
 }
+
+// guestMAC is the guest NIC's address (QEMU's usual prefix).
+const guestMAC = "52:54:00:12:34:56"
 
 // qemuShare is a host directory shared over virtio-9p.
 type qemuShare struct {
@@ -54,7 +61,7 @@ func qemuArgs(s qemuSpec) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("unknown machine %q", s.Machine)
 	}
-	if n := 2 + len(s.Shares); n > maxDevices[s.Machine] {
+	if n := s.devices(); n > maxDevices[s.Machine] {
 		return nil, fmt.Errorf("%d layers and mounts need %d virtio devices; the %s machine has %d", len(s.Shares), n, s.Machine, maxDevices[s.Machine])
 	}
 	if s.MemoryMB == 0 || s.CPUs < 1 {
@@ -90,6 +97,11 @@ func qemuArgs(s qemuSpec) ([]string, error) {
 		"-drive", "file=/dev/fdset/1,if=none,id=upper,format=raw,cache=unsafe,discard=unmap",
 		"-device", "virtio-blk" + dev + ",drive=upper,serial=" + s.DiskSerial,
 	}
+	if s.NetFD != 0 {
+		args = append(args,
+			"-netdev", "dgram,id=net0,local.type=fd,local.str="+strconv.Itoa(s.NetFD),
+			"-device", "virtio-net"+dev+",netdev=net0,mac="+guestMAC)
+	}
 	for i, sh := range s.Shares {
 		fsdev := "local,id=fs" + strconv.Itoa(i) + ",path=" + qemuEscape(sh.Path) + ",security_model=passthrough"
 		if sh.ReadOnly {
@@ -98,6 +110,16 @@ func qemuArgs(s qemuSpec) ([]string, error) {
 		args = append(args, "-fsdev", fsdev, "-device", "virtio-9p"+dev+",fsdev=fs"+strconv.Itoa(i)+",mount_tag="+qemuEscape(sh.Tag))
 	}
 	return args, nil
+}
+
+// devices is the number of virtio devices s needs: the agent's port, the
+// disk, the NIC and one per share.
+func (s qemuSpec) devices() int {
+	n := 2 + len(s.Shares)
+	if s.NetFD != 0 {
+		n++
+	}
+	return n
 }
 
 // qemuEscape escapes a value inside a QEMU option list (commas double).

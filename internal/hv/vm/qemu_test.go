@@ -51,6 +51,21 @@ func TestQEMUArgs(t *testing.T) {
 		if slices.Contains(args, "-daemonize") {
 			t.Error("QEMU must stay our child")
 		}
+		if strings.Contains(line, "-netdev") {
+			t.Errorf("%s/%s: a NIC without NetFD", tc.accel, tc.machine)
+		}
+		s.NetFD = 9
+		args, _ = qemuArgs(s)
+		line = strings.Join(args, " ")
+		nic := "-device virtio-net-device,netdev=net0,mac=" + guestMAC
+		if tc.machine == "q35" {
+			nic = "-device virtio-net-pci,netdev=net0,mac=" + guestMAC
+		}
+		for _, w := range []string{"-netdev dgram,id=net0,local.type=fd,local.str=9", nic} {
+			if !strings.Contains(line, w) {
+				t.Errorf("%s/%s with a NIC: %q missing from\n%s", tc.accel, tc.machine, w, line)
+			}
+		}
 	}
 }
 

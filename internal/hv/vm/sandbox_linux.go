@@ -42,6 +42,10 @@ type sandbox struct {
 	cmd   *exec.Cmd
 	con   *console
 	sess  *agent.VMMux // nil until the agent serves
+	// link is the host's end of the NIC's frames (nil without
+	// cfg.Network); OpenLink hands out duplicates, and it is closed once
+	// QEMU has exited.
+	link *os.File
 
 	done     chan struct{} // closed when QEMU has been waited for
 	waitErr  error         // set before done closes
@@ -112,6 +116,15 @@ func start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
 		ctl.Close()
 		return nil, err
 	}
+	if cfg.Network {
+		host, guest, err := frameSocket()
+		if err != nil {
+			ctl.Close()
+			return nil, err
+		}
+		s.link = host
+		l.spec.NetFD = l.add(guest)
+	}
 	if l.spec.Accel, err = accelerator(qemu, kvmOpen(cfg.IDMap)); err != nil {
 		ctl.Close()
 		return nil, err
@@ -120,7 +133,7 @@ func start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
 	if ok, err := hasMachine(qemu, "microvm"); err != nil {
 		ctl.Close()
 		return nil, err
-	} else if ok && 2+len(l.spec.Shares) <= maxDevices["microvm"] && os.Getenv("CC_VM_MACHINE") != "q35" {
+	} else if ok && l.spec.devices() <= maxDevices["microvm"] && os.Getenv("CC_VM_MACHINE") != "q35" {
 		l.spec.Machine = "microvm"
 	}
 	l.spec.Cmdline = kernelCmdline(l.spec.Accel, l.spec.Machine, plan.Dynamic)
@@ -131,6 +144,9 @@ func start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
 	}
 	if err := s.spawn(qemu, args, l); err != nil {
 		ctl.Close()
+		if s.link != nil {
+			s.link.Close()
+		}
 		return nil, err
 	}
 	if err := s.handshake(ctx, ctl, &l.guest); err != nil {
@@ -356,6 +372,9 @@ func (s *sandbox) spawn(qemu string, args []string, l *launch) error {
 	go func() {
 		s.waitErr = s.cmd.Wait()
 		<-logDone
+		if s.link != nil {
+			s.link.Close()
+		}
 		close(s.done)
 	}()
 	return nil
@@ -529,4 +548,53 @@ func kvmOpen(m idmap.Map) bool {
 		return unix.Access("/dev/kvm", unix.R_OK|unix.W_OK) == nil
 	}
 	return st.Mode&0o006 == 0o006 || st.Mode&0o060 == 0o060
+}
+
+// frameSocket returns a connected pair of datagram sockets for the guest
+// NIC's frames: the host's end (non-blocking, for the egress stack's
+// poller) and QEMU's. Large buffers keep bursts of 64 KB frames flowing.
+func frameSocket() (host, guest *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm backend: the NIC's socket: %w", err)
+	}
+	for _, fd := range fds {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "vm-nic"), os.NewFile(uintptr(fds[1]), "vm-nic-guest"), nil
+}
+
+// OpenLink returns a duplicate of the host's end of the guest NIC, which
+// the guest knows as eth0; the NIC exists only when the sandbox was
+// started with cfg.Network. Closing the duplicate leaves the NIC in
+// place (a VM cannot lose it), so disabling egress takes the link down
+// in the guest instead.
+func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
+	if s.link == nil {
+		return nil, fmt.Errorf("the VM backend attaches its network device at boot: start the sandbox with WithNetwork to enable egress later: %w", errors.ErrUnsupported)
+	}
+	if ifname != "eth0" {
+		return nil, fmt.Errorf("the VM's network device is eth0, not %q", ifname)
+	}
+	// Through the raw descriptor: File.Fd would make the shared file
+	// description blocking, and the egress stack polls it.
+	rc, err := s.link.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	cerr := rc.Control(func(raw uintptr) { fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) })
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "vm-nic"), nil
 }
