@@ -2,8 +2,10 @@ package ipc
 
 import (
 	"bytes"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -203,18 +205,18 @@ func FuzzServer(f *testing.F) {
 		tm := newTestMux(nil)
 		close(tm.release) // blocking handlers return at once
 		srv := NewServerListener(newPipeListener(), tm)
-		client, server := net.Pipe()
+		client, server := socketPair(t)
 		served := make(chan struct{})
 		go func() { srv.ServeConn(server); close(served) }()
 
+		// The client sends everything, then half-closes: the server sees
+		// the end of its input after the last byte, answers what it
+		// could parse, and closes, which ends the client's read.
 		out := make(chan []byte, 1)
 		go func() { b, _ := io.ReadAll(client); out <- b }()
 		go func() {
 			client.Write(in)
-			// Half-close is not available on a pipe: give the server
-			// time to answer what it could parse, then hang up.
-			time.Sleep(time.Millisecond)
-			client.Close()
+			client.CloseWrite()
 		}()
 		select {
 		case <-served:
@@ -223,10 +225,26 @@ func FuzzServer(f *testing.F) {
 		}
 		srv.Close()
 		answers := <-out
-		for r := bytes.NewReader(answers); r.Len() > 0; {
+		client.Close()
+		// Answers come in request order. A successful msgStream hands the
+		// connection over to a raw echo: what follows its answer is
+		// stream data, not answers.
+		streamAt := -1
+		for r, k := bytes.NewReader(in), 0; r.Len() > 0; k++ {
+			h, err := ReadHeader(r)
+			if err != nil || h.Length > MaxMessageSize || int64(h.Length) > int64(r.Len()) {
+				break
+			}
+			if h.Type == msgStream {
+				streamAt = k
+				break
+			}
+			r.Seek(int64(h.Length), io.SeekCurrent)
+		}
+		for r, k := bytes.NewReader(answers), 0; r.Len() > 0; k++ {
 			h, err := ReadHeader(r)
 			if err != nil {
-				t.Fatalf("malformed answer header: %v", err)
+				t.Fatalf("malformed answer header: %v (answers %x)", err, answers)
 			}
 			if h.Type != MsgResponse && h.Type != MsgError {
 				t.Fatalf("answer of type 0x%04x", h.Type)
@@ -240,9 +258,32 @@ func FuzzServer(f *testing.F) {
 					t.Fatalf("malformed error answer %x: %v", p, err)
 				}
 			}
+			if k == streamAt && h.Type == MsgResponse {
+				break // the rest is the stream
+			}
 		}
 		for len(tm.entered) > 0 {
 			<-tm.entered
 		}
 	})
+}
+
+// socketPair returns the two ends of a connected Unix stream socket pair,
+// which, unlike net.Pipe, can be half-closed.
+func socketPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]*net.UnixConn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c.(*net.UnixConn)
+	}
+	return conns[0], conns[1]
 }
