@@ -199,3 +199,40 @@ func TestBackendChoice(t *testing.T) {
 	inst := hostInstance(t, WithBackend(BackendNamespaces))
 	run(t, inst, "true")
 }
+
+// TestUserFollowsPasswd: a command's user is looked up in the sandbox's
+// /etc/passwd as it is when the command starts, however often it changes.
+// Unprivileged, only root is mapped: alice is found, then refused.
+func TestUserFollowsPasswd(t *testing.T) {
+	inst := hostInstance(t)
+	b, err := inst.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idOf := func() (string, error) {
+		cmd := inst.Command("id", "-u")
+		cmd.User = "alice"
+		out, err := cmd.Output()
+		return string(out), err
+	}
+	if out, err := idOf(); err == nil {
+		t.Fatalf("alice ran before she existed: %q", out)
+	}
+	for _, uid := range []string{"1234", "1235", "1236"} {
+		// Same size each time, written at once: only the contents change.
+		entry := append(append([]byte{}, b...), "alice:x:"+uid+":"+uid+"::/:/bin/sh\n"...)
+		if err := inst.WriteFile("/etc/passwd", entry, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := idOf()
+		if os.Geteuid() != 0 {
+			if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), uid) {
+				t.Errorf("alice (uid %s) in a one-id sandbox: %q %v", uid, out, err)
+			}
+			continue
+		}
+		if err != nil || out != uid+"\n" {
+			t.Errorf("alice with uid %s: %q %v", uid, out, err)
+		}
+	}
+}

@@ -258,16 +258,11 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	for i, st := range spec.Stdio {
 		switch st.Mode {
 		case ipc.StdioNull:
-			flag := os.O_WRONLY
-			if i == 0 {
-				flag = os.O_RDONLY
-			}
-			f, err := os.OpenFile(os.DevNull, flag, 0)
+			f, err := a.devNull()
 			if err != nil {
 				return nil, err
 			}
 			child[i] = f
-			closeAfter = append(closeAfter, f)
 		case ipc.StdioFile:
 			child[i] = c.files[st.FileIndex]
 		case ipc.StdioStream:
@@ -330,6 +325,15 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 		c.pty = nil
 	}
 	return resp, nil
+}
+
+// devNull returns the agent's null device, opened for reading and writing
+// on first use and shared by every command whose stream is discarded.
+func (a *agent) devNull() (*os.File, error) {
+	a.nullOnce.Do(func() {
+		a.null, a.nullErr = os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	})
+	return a.null, a.nullErr
 }
 
 // startError makes the error of a failed start say what failed.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -24,6 +25,10 @@ type agent struct {
 	// upper is the writable layer's directory when the host cannot reach
 	// it (a VM's disk), for snapshots; nil otherwise.
 	upper *os.File
+
+	nullOnce sync.Once
+	null     *os.File // see devNull
+	nullErr  error
 }
 
 func newAgent(cfg *Config, log *slog.Logger) *agent {

@@ -6,6 +6,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // identity is who a command runs as.
@@ -90,11 +94,67 @@ func parseID(s string) uint32 {
 	return uint32(n)
 }
 
-// readColonFile reads a passwd-style file into its fields, or nil.
+// colonFiles caches the parsed /etc/passwd and /etc/group: every command
+// start resolves its user, and re-reading both files through the overlay
+// cost more than the rest of the start's preparation.
+var colonFiles struct {
+	mu      sync.Mutex
+	entries map[string]colonFile
+}
+
+// colonFile is a parsed file and the identity of the version it came from.
+type colonFile struct {
+	key    fileVersion
+	fields [][]string
+}
+
+// fileVersion identifies one version of a file: any write or replacement
+// changes its inode, size, or modification or change time.
+type fileVersion struct {
+	dev, ino   uint64
+	size       int64
+	mtim, ctim unix.Timespec
+}
+
+// racyWindow is how recently changed a file may be for its version to be
+// trusted: timestamps are coarser than writes, so a file rewritten in
+// place with the same size within this window may keep its version.
+const racyWindow = 2 * time.Second
+
+// readColonFile returns the fields of a passwd-style file, or nil when it
+// cannot be read. It parses a file again only when its version changed,
+// or when it changed too recently for its version to tell (racyWindow).
 func readColonFile(path string) [][]string {
-	f, err := os.Open(path)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil
+	}
+	if time.Since(time.Unix(st.Ctim.Unix())) < racyWindow {
+		fields, _ := parseColonFile(path)
+		return fields
+	}
+	key := fileVersion{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}
+	colonFiles.mu.Lock()
+	defer colonFiles.mu.Unlock()
+	if e, ok := colonFiles.entries[path]; ok && e.key == key {
+		return e.fields
+	}
+	fields, err := parseColonFile(path)
 	if err != nil {
 		return nil
+	}
+	if colonFiles.entries == nil {
+		colonFiles.entries = map[string]colonFile{}
+	}
+	colonFiles.entries[path] = colonFile{key: key, fields: fields}
+	return fields
+}
+
+// parseColonFile reads a passwd-style file into its fields.
+func parseColonFile(path string) ([][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	var out [][]string
@@ -106,5 +166,5 @@ func readColonFile(path string) [][]string {
 		}
 		out = append(out, strings.Split(line, ":"))
 	}
-	return out
+	return out, sc.Err()
 }
