@@ -51,6 +51,7 @@ func run() error {
 		return err // the host is gone
 	}
 	status.Close()
+	go a.warmUp() // while the host connects
 	err = srv.ServeOne()
 	a.shutdown()
 	return err
