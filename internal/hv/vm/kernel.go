@@ -182,11 +182,23 @@ type moduleFile struct {
 // moduleCache remembers the resolved module lists by modules directory.
 var moduleCache sync.Map // ModDir → []moduleFile
 
-// modules returns the modules to load in order, dependencies first.
+// modules returns the guest's modules (guestModules) to load in order,
+// dependencies first.
 func (k *kernel) modules() ([]moduleFile, error) {
 	if v, ok := moduleCache.Load(k.ModDir); ok {
 		return v.([]moduleFile), nil
 	}
+	order, err := k.modulesFor(guestModules)
+	if err != nil {
+		return nil, err
+	}
+	moduleCache.Store(k.ModDir, order)
+	return order, nil
+}
+
+// modulesFor returns the named modules and what they depend on, in the
+// order to load them, leaving out those built into the kernel.
+func (k *kernel) modulesFor(names []string) ([]moduleFile, error) {
 	paths := map[string]string{} // name → file
 	err := filepath.WalkDir(filepath.Join(k.ModDir, "kernel"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -248,12 +260,11 @@ func (k *kernel) modules() ([]moduleFile, error) {
 		order = append(order, moduleFile{Name: name, Path: p})
 		return nil
 	}
-	for _, m := range guestModules {
+	for _, m := range names {
 		if err := visit(m, ""); err != nil {
 			return nil, err
 		}
 	}
-	moduleCache.Store(k.ModDir, order)
 	return order, nil
 }
 
