@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 )
 
 // The network API of an Instance. A sandbox has a network of its own (only
@@ -425,23 +426,7 @@ func (f *forwarder) serve(a net.Conn) {
 		return
 	}
 	defer f.remove(b)
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-			src.Close()
-		}
-		done <- struct{}{}
-	}
-	go pipe(b, a)
-	go pipe(a, b)
-	<-done
-	<-done
-	a.Close()
-	b.Close()
+	netutil.Splice(a, b)
 }
 
 func (f *forwarder) add(c net.Conn) bool {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/netutil"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
@@ -200,23 +201,7 @@ func (st *Stack) splice(a, b net.Conn) {
 		return
 	}
 	defer st.untrack(b)
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-			src.Close()
-		}
-		done <- struct{}{}
-	}
-	go pipe(a, b)
-	go pipe(b, a)
-	<-done
-	<-done
-	a.Close()
-	b.Close()
+	netutil.Splice(a, b)
 }
 
 // handleUDP serves a new UDP flow from the sandbox: DNS for the gateway,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 )
 
@@ -253,7 +253,7 @@ func (h *handler) forward(req *ipc.Request) (*ipc.Response, error) {
 	}
 	out := &ipc.Response{Payload: resp.Payload, Files: resp.Files}
 	if conn != nil {
-		out.Hijack = func(client net.Conn) { go splice(client, conn) }
+		out.Hijack = func(client net.Conn) { go netutil.Splice(client, conn) }
 	}
 	return out, nil
 }
@@ -276,27 +276,6 @@ func streams(req uint16, resp ipc.Message) bool {
 		return len(resp.Files) == 0
 	}
 	return false
-}
-
-// splice copies both ways between the client's and the agent's stream.
-func splice(a, b net.Conn) {
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-			src.Close()
-		}
-		done <- struct{}{}
-	}
-	go pipe(a, b)
-	go pipe(b, a)
-	<-done
-	<-done
-	a.Close()
-	b.Close()
 }
 
 // shutdown stops the instance when the client has gone.

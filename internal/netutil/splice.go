@@ -1,0 +1,32 @@
+// Package netutil holds small connection helpers the SDK's packages share.
+package netutil
+
+import (
+	"io"
+	"net"
+)
+
+// Splice copies between a and b both ways until both directions have
+// ended, then closes both. When one side reaches EOF, the other is
+// half-closed (CloseWrite) where it can be, so the peer sees the end of
+// the data and may still answer; an error in either direction, or a side
+// that cannot half-close, closes both at once.
+func Splice(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, err := io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+			src.Close()
+		}
+		done <- struct{}{}
+	}
+	go pipe(a, b)
+	go pipe(b, a)
+	<-done
+	<-done
+	a.Close()
+	b.Close()
+}
