@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // ignoreRules are the patterns of a .dockerignore file, applied as Docker
@@ -69,37 +71,11 @@ func (r *ignoreRules) excluded(rel string) bool {
 			continue // cannot change the outcome
 		}
 		for n := len(elems); n >= 1; n-- { // the path itself, then its parents
-			if globElems(p.elems, elems[:n]) {
+			if fsutil.MatchElems(p.elems, elems[:n]) {
 				excluded = !p.exception
 				break
 			}
 		}
 	}
 	return excluded
-}
-
-// globElems matches path elements against pattern elements, "**"
-// matching zero or more elements.
-func globElems(pat, elems []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			if len(pat) == 1 {
-				return true
-			}
-			for i := 0; i <= len(elems); i++ {
-				if globElems(pat[1:], elems[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(elems) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], elems[0]); !ok {
-			return false
-		}
-		pat, elems = pat[1:], elems[1:]
-	}
-	return len(elems) == 0
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // matcher tells whether a path of the sandbox is excluded. A pattern with
@@ -36,35 +38,9 @@ func (m *matcher) match(p string) bool {
 		if !strings.HasPrefix(pat, "/") {
 			pat = "/" + pat
 		}
-		if globMatch(strings.Split(strings.TrimPrefix(pat, "/"), "/"), strings.Split(strings.TrimPrefix(p, "/"), "/")) {
+		if fsutil.MatchElems(strings.Split(strings.TrimPrefix(pat, "/"), "/"), strings.Split(strings.TrimPrefix(p, "/"), "/")) {
 			return true
 		}
 	}
 	return false
-}
-
-// globMatch matches path elements against pattern elements, "**" matching
-// zero or more elements.
-func globMatch(pat, elems []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			if len(pat) == 1 {
-				return true
-			}
-			for i := 0; i <= len(elems); i++ {
-				if globMatch(pat[1:], elems[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(elems) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], elems[0]); !ok {
-			return false
-		}
-		pat, elems = pat[1:], elems[1:]
-	}
-	return len(elems) == 0
 }
