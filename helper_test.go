@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -235,26 +234,7 @@ func TestHelperKilled(t *testing.T) {
 // TestClientKilled: when the client process dies, its helper and sandbox
 // exit.
 func TestClientKilled(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command(exe)
-	child.Env = append(os.Environ(), childRoleEnv+"=helper-then-hang", "CC_CACHE_DIR="+testCache)
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || strings.HasPrefix(line, "error") {
-		child.Process.Kill()
-		child.Wait()
-		t.Fatalf("child: %q %v", line, err)
-	}
+	child, line := startChild(t, "helper-then-hang")
 	var pids []int
 	for _, f := range strings.Fields(line) {
 		p, _ := strconv.Atoi(f)
@@ -262,19 +242,16 @@ func TestClientKilled(t *testing.T) {
 	}
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		alive := 0
+	alive := func() []int {
+		var out []int
 		for _, p := range pids {
 			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil && !strings.Contains(string(b), ") Z ") {
-				alive++
+				out = append(out, p)
 			}
 		}
-		if alive == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("helper or sandbox (pids %v) outlived the client", pids)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return out
+	}
+	if left := waitGone(alive); left != nil {
+		t.Fatalf("helper or sandbox (pids %v) outlived the client", left)
 	}
 }

@@ -65,12 +65,36 @@ func runChild(role string) int {
 // TestHostKilled: when the host process dies by SIGKILL, no process of its
 // sandboxes survives it.
 func TestHostKilled(t *testing.T) {
+	child, line := startChild(t, "sandbox-then-hang")
+	fields := strings.Fields(line)
+	agentPid, _ := strconv.Atoi(fields[0])
+	pidNS := fields[1]
+	if members := pidsInNamespace(pidNS); len(members) < 2 {
+		t.Fatalf("the sandbox has %d processes before the kill, want the agent and sleep", len(members))
+	}
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	if left := waitGone(func() []int { return pidsInNamespace(pidNS) }); left != nil {
+		t.Fatalf("processes of the sandbox survived their host: %v (agent %d)", left, agentPid)
+	}
+}
+
+// childCommand returns a command that runs this test binary in role (see
+// childRoleEnv), with the tests' cache directory.
+func childCommand(t *testing.T, role string) *exec.Cmd {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	child := exec.Command(exe)
-	child.Env = append(os.Environ(), childRoleEnv+"=sandbox-then-hang", "CC_CACHE_DIR="+testCache)
+	child.Env = append(os.Environ(), childRoleEnv+"="+role, "CC_CACHE_DIR="+testCache)
+	return child
+}
+
+// startChild starts this test binary in role and returns it with the
+// first line it prints; a line starting with "error" fails the test.
+func startChild(t *testing.T, role string) (*exec.Cmd, string) {
+	child := childCommand(t, role)
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -85,22 +109,20 @@ func TestHostKilled(t *testing.T) {
 		child.Wait()
 		t.Fatalf("child: %q %v", line, err)
 	}
-	fields := strings.Fields(line)
-	agentPid, _ := strconv.Atoi(fields[0])
-	pidNS := fields[1]
-	if members := pidsInNamespace(pidNS); len(members) < 2 {
-		t.Fatalf("the sandbox has %d processes before the kill, want the agent and sleep", len(members))
-	}
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
+	return child, line
+}
+
+// waitGone calls left until it returns nothing, for up to 10 s, and
+// returns what it returned last: nil once everything is gone.
+func waitGone(left func() []int) []int {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		left := pidsInNamespace(pidNS)
-		if len(left) == 0 {
-			break
+		l := left()
+		if len(l) == 0 {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("processes of the sandbox survived their host: %v (agent %d)", left, agentPid)
+			return l
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -170,10 +170,7 @@ func TestSnapshotKeys(t *testing.T) {
 // opens here by its key.
 func TestSnapshotReopenAcrossProcesses(t *testing.T) {
 	busyboxImage(t) // the child loads it into the same store
-	exe, _ := os.Executable()
-	child := exec.Command(exe)
-	child.Env = append(os.Environ(), childRoleEnv+"=snapshot", "CC_CACHE_DIR="+testCache)
-	out, err := child.Output()
+	out, err := childCommand(t, "snapshot").Output()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
