@@ -78,20 +78,7 @@ func (a *agent) registerCommands() {
 		resp.Payload = append(e.Bytes(), resp.Payload[1:]...)
 		return resp, nil
 	})
-	cmdOp := func(msg uint16, fn func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error)) {
-		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-			h, err := dec.Uint64()
-			if err != nil {
-				return nil, err
-			}
-			c, err := lookup[*command](a.handles, h)
-			if err != nil {
-				return nil, err
-			}
-			return fn(req, c, dec)
-		})
-	}
-	cmdOp(ipc.MsgCmdStart, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+	handleOn(a, ipc.MsgCmdStart, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
 		return a.start(req, c)
 	})
 	a.handle(ipc.MsgCmdWait, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
@@ -122,7 +109,7 @@ func (a *agent) registerCommands() {
 		}
 		return ok(func(e *ipc.Encoder) { ipc.EncodeExitStatus(e, p.status) }), nil
 	})
-	cmdOp(ipc.MsgCmdKill, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+	handleOn(a, ipc.MsgCmdKill, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
 		sig, err := dec.Int32()
 		if err != nil {
 			return nil, err
@@ -153,26 +140,18 @@ func (a *agent) registerCommands() {
 		}
 		return ok(nil), nil
 	})
-	a.handle(ipc.MsgCmdFree, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
-		if err != nil {
-			return nil, err
-		}
-		c, err := take[*command](a.handles, h)
-		if err != nil {
-			return nil, err
-		}
+	handleOn(a, ipc.MsgCmdFree, take[*command], func(_ *ipc.Request, c *command, _ *ipc.Decoder) (*ipc.Response, error) {
 		c.release()
 		return ok(nil), nil
 	})
-	cmdOp(ipc.MsgCmdAttach, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+	handleOn(a, ipc.MsgCmdAttach, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
 		stream, err := dec.Uint8()
 		if err != nil {
 			return nil, err
 		}
 		return c.attach(stream)
 	})
-	cmdOp(ipc.MsgCmdSetConsoleSize, func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
+	handleOn(a, ipc.MsgCmdSetConsoleSize, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
 		rows, err := dec.Uint16()
 		if err != nil {
 			return nil, err

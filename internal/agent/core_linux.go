@@ -64,6 +64,22 @@ func (a *agent) handle(msgType uint16, fn handlerFunc) {
 	}))
 }
 
+// handleOn registers fn for msgType, whose payload starts with the handle
+// of a T: get (lookup, or take to remove it) finds the object fn is given.
+func handleOn[T any](a *agent, msgType uint16, get func(*handleTable, uint64) (T, error), fn func(req *ipc.Request, v T, dec *ipc.Decoder) (*ipc.Response, error)) {
+	a.handle(msgType, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		h, err := dec.Uint64()
+		if err != nil {
+			return nil, err
+		}
+		v, err := get(a.handles, h)
+		if err != nil {
+			return nil, err
+		}
+		return fn(req, v, dec)
+	})
+}
+
 // ok returns a success answer built by fill (which may be nil).
 func ok(fill func(*ipc.Encoder)) *ipc.Response {
 	rb := ipc.NewResponseBuilder().Success()

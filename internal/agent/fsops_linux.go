@@ -302,27 +302,11 @@ func (a *agent) open(req *ipc.Request, p string, flag int, perm fs.FileMode, wan
 
 func (a *agent) registerFiles() {
 	fileOp := func(msg uint16, fn func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error)) {
-		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-			h, err := dec.Uint64()
-			if err != nil {
-				return nil, err
-			}
-			f, err := lookup[*os.File](a.handles, h)
-			if err != nil {
-				return nil, err
-			}
+		handleOn(a, msg, lookup[*os.File], func(_ *ipc.Request, f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
 			return fn(f, dec)
 		})
 	}
-	a.handle(ipc.MsgFileClose, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
-		if err != nil {
-			return nil, err
-		}
-		f, err := take[*os.File](a.handles, h)
-		if err != nil {
-			return nil, err
-		}
+	handleOn(a, ipc.MsgFileClose, take[*os.File], func(_ *ipc.Request, f *os.File, _ *ipc.Decoder) (*ipc.Response, error) {
 		return ok(nil), f.Close()
 	})
 	fileOp(ipc.MsgFileRead, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {

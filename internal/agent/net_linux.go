@@ -46,15 +46,7 @@ func (a *agent) registerNet() {
 		h := a.handles.add(&netListener{ln: ln})
 		return ok(func(e *ipc.Encoder) { e.Uint64(h); e.String(local) }), nil
 	})
-	a.handle(ipc.MsgListenerAccept, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
-		if err != nil {
-			return nil, err
-		}
-		l, err := lookup[*netListener](a.handles, h)
-		if err != nil {
-			return nil, err
-		}
+	handleOn(a, ipc.MsgListenerAccept, lookup[*netListener], func(req *ipc.Request, l *netListener, _ *ipc.Decoder) (*ipc.Response, error) {
 		ctx := req.Context()
 		type result struct {
 			c   net.Conn
@@ -82,26 +74,10 @@ func (a *agent) registerNet() {
 		}
 		return streamResponse(r.c), nil
 	})
-	a.handle(ipc.MsgListenerClose, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
-		if err != nil {
-			return nil, err
-		}
-		l, err := take[*netListener](a.handles, h)
-		if err != nil {
-			return nil, err
-		}
+	handleOn(a, ipc.MsgListenerClose, take[*netListener], func(req *ipc.Request, l *netListener, _ *ipc.Decoder) (*ipc.Response, error) {
 		return ok(nil), l.ln.Close()
 	})
-	a.handle(ipc.MsgListenerAddr, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
-		if err != nil {
-			return nil, err
-		}
-		l, err := lookup[*netListener](a.handles, h)
-		if err != nil {
-			return nil, err
-		}
+	handleOn(a, ipc.MsgListenerAddr, lookup[*netListener], func(req *ipc.Request, l *netListener, _ *ipc.Decoder) (*ipc.Response, error) {
 		return ok(func(e *ipc.Encoder) { e.String(l.ln.Addr().String()) }), nil
 	})
 	a.handle(ipc.MsgNetDial, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
