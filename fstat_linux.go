@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,39 +35,10 @@ func (i *Instance) fstat(f *os.File, name string) (fs.FileInfo, error) {
 	return &fileInfo{
 		name: name,
 		size: st.Size,
-		mode: unixMode(st.Mode),
+		mode: fsutil.FileMode(st.Mode),
 		stat: FileStat{
 			Uid: uid, Gid: gid, Nlink: uint64(st.Nlink), Ino: st.Ino, Dev: st.Dev, Rdev: st.Rdev, Blocks: st.Blocks,
 			Atime: time.Unix(st.Atim.Unix()), Mtime: time.Unix(st.Mtim.Unix()), Ctime: time.Unix(st.Ctim.Unix()),
 		},
 	}, nil
-}
-
-// unixMode converts a st_mode into an fs.FileMode, as the os package does.
-func unixMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }

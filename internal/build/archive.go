@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -114,7 +115,7 @@ func (w *layerWriter) merge(src, rel string) error {
 					return err
 				}
 				uid, gid := ownerOf(w.ids, s, &st)
-				w.dirs[child] = dirMeta{mode: unixMode(st.Mode), uid: uid, gid: gid, mtime: timeOf(st.Mtim)}
+				w.dirs[child] = dirMeta{mode: fsutil.FileMode(st.Mode), uid: uid, gid: gid, mtime: timeOf(st.Mtim)}
 			}
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,40 +122,11 @@ func (noContext) readDir(string) ([]string, error) { return nil, nil }
 // entryOf converts a stat result; ownership is left at root.
 func entryOf(st *unix.Stat_t, host string) *entry {
 	return &entry{
-		mode:  unixMode(st.Mode),
+		mode:  fsutil.FileMode(st.Mode),
 		size:  st.Size,
 		mtime: timeOf(st.Mtim),
 		host:  host,
 	}
-}
-
-// unixMode converts st_mode to an fs.FileMode.
-func unixMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }
 
 // unixPerm converts the permission bits of an fs.FileMode to st_mode's.
