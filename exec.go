@@ -239,6 +239,12 @@ func dedupEnv(env []string) ([]string, error) {
 // successful Start, call Wait to release the command's resources. A name
 // not found in PATH gives an *exec.Error wrapping exec.ErrNotFound.
 func (c *Cmd) Start() error {
+	return c.start(false)
+}
+
+// start starts the command. With atOnce (see Run) it also waits for the
+// exit, in one exchange with the agent, and sets ProcessState.
+func (c *Cmd) start(atOnce bool) error {
 	if c.startCalled.Swap(true) {
 		return errors.New("exec: already started")
 	}
@@ -300,6 +306,13 @@ func (c *Cmd) Start() error {
 
 	var e ipc.Encoder
 	ipc.EncodeCmdSpec(&e, spec)
+	if c.inst.opts.memoryMB > 0 {
+		c.oomBefore = c.inst.eng.OOMKills()
+	}
+	if atOnce {
+		started = true
+		return c.runExchange(e.Bytes(), files)
+	}
 	resp, err := c.inst.client.Exchange(context.Background(), ipc.Message{Type: ipc.MsgCmdSpawn, Payload: e.Bytes(), Files: files})
 	if err != nil {
 		return c.startErr(err)
@@ -312,9 +325,6 @@ func (c *Cmd) Start() error {
 		return errors.New("sandbox: malformed answer to a command start")
 	}
 	c.handle = h
-	if c.inst.opts.memoryMB > 0 {
-		c.oomBefore = c.inst.eng.OOMKills()
-	}
 	started = true
 	c.Process = &Process{Pid: int(pid), cmd: c}
 	if c.Tty && len(resp.Files) == 1 {
@@ -655,6 +665,12 @@ func (c *Cmd) Wait() error {
 		return errors.New("exec: Wait was already called")
 	}
 	state, err := c.waitProcess()
+	return c.finish(state, err)
+}
+
+// finish completes Wait once the process's exit is known (state) or
+// waiting for it failed (err).
+func (c *Cmd) finish(state *ProcessState, err error) error {
 	if err == nil && !state.Success() {
 		ee := &ExitError{ProcessState: state}
 		// Killed, or a shell reporting a child killed (128+9), while the
@@ -740,10 +756,66 @@ func (c *Cmd) awaitGoroutines(timer *time.Timer) error {
 
 // Run starts the command and waits for it to complete.
 func (c *Cmd) Run() error {
+	if c.runsAtOnce() {
+		return c.start(true)
+	}
 	if err := c.Start(); err != nil {
 		return err
 	}
 	return c.Wait()
+}
+
+// runsAtOnce reports whether Run can start the command and wait for it in
+// a single exchange with the agent (MsgCmdRun), which answers at the exit:
+// on the descriptor path, without a pty (whose master comes with the start)
+// or a context that could cancel the run (which needs the process's handle
+// to kill it), and without a goroutine feeding stdin, which could block a
+// failed start.
+func (c *Cmd) runsAtOnce() bool {
+	if c.inst == nil || !c.inst.fdOK || c.Tty || (c.ctx != nil && c.ctx.Done() != nil) {
+		return false
+	}
+	if c.Stdin == nil {
+		return true
+	}
+	_, isFile := c.Stdin.(*os.File)
+	return isFile
+}
+
+// runExchange sends MsgCmdRun with the copying goroutines already running
+// (the output pipes fill while the process runs) and finishes as Wait
+// does once the agent answers with the exit.
+func (c *Cmd) runExchange(payload []byte, files []*os.File) error {
+	c.startGoroutines()
+	resp, err := c.inst.client.ExchangeWaiting(ipc.Message{Type: ipc.MsgCmdRun, Payload: payload, Files: files})
+	closeFiles(c.childIOFiles) // the process holds them, or never will
+	c.childIOFiles = nil
+	c.released.Store(true) // the agent keeps no handle
+	var pid int32
+	var st ipc.ExitStatus
+	if err != nil {
+		err = c.startErr(err)
+	} else {
+		closeFiles(resp.Files)
+		dec := ipc.NewDecoder(resp.Payload[1:])
+		pid, err = dec.Int32()
+		if err == nil {
+			st, err = ipc.DecodeExitStatus(dec)
+		}
+		if err != nil {
+			err = errors.New("sandbox: malformed answer to a command run")
+		}
+	}
+	if err != nil {
+		if c.goroutineErr != nil {
+			closeAll(c.parentIOPipes)
+			<-c.goroutineErr
+		}
+		c.parentIOPipes = nil
+		return err
+	}
+	c.Process = &Process{Pid: int(pid), cmd: c}
+	return c.finish(&ProcessState{status: st}, nil)
 }
 
 // Output runs the command and returns its standard output. When Stderr is

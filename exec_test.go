@@ -311,6 +311,30 @@ func testOrderingErrors(t *testing.T, inst *Instance) {
 	if err := (&Cmd{inst: inst}).Run(); err == nil || err.Error() != "exec: no command" {
 		t.Errorf("empty Cmd: %v", err)
 	}
+	// Run starts and waits in one exchange where it can: the state after
+	// it is still that of Start and Wait.
+	cmd = inst.Command("sh", "-c", "exit 3")
+	var ee *ExitError
+	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("Run of exit 3: %v", err)
+	}
+	if cmd.Process == nil || cmd.Process.Pid <= 1 || cmd.ProcessState == nil || cmd.ProcessState.Pid() != cmd.Process.Pid {
+		t.Errorf("after Run: Process %v, ProcessState %v", cmd.Process, cmd.ProcessState)
+	}
+	if err := cmd.Wait(); err == nil || err.Error() != "exec: Wait was already called" {
+		t.Errorf("Wait after Run: %v", err)
+	}
+	if err := cmd.Run(); err == nil || err.Error() != "exec: already started" {
+		t.Errorf("second Run: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal after Run: %v", err)
+	}
+	cmd = inst.Command("no-such-program")
+	cmd.Run()
+	if err := cmd.Wait(); err == nil || err.Error() != "exec: not started" {
+		t.Errorf("Wait after a Run that could not start: %v", err)
+	}
 }
 
 // procs lists the commands of the sandbox's processes, from its /proc.

@@ -219,3 +219,32 @@ func checkIsolation(t *testing.T, inst *Instance) {
 		t.Errorf("effective capabilities %s beyond the bounding set", got["status_CapEff"])
 	}
 }
+
+// TestCapabilityCutOnEveryThread: the agent cuts the capabilities of each
+// thread it forks on, the first time it forks there; commands started at
+// once land on several threads, and every one of them must run with the
+// cut sets.
+func TestCapabilityCutOnEveryThread(t *testing.T) {
+	inst := hostInstance(t)
+	want := fmt.Sprintf("CapInh:\t0000000000000000\nCapBnd:\t%016x\nCapAmb:\t0000000000000000\n", agent.CapBound())
+	const n = 40
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			out, err := inst.Command("grep", "-E", "^Cap(Inh|Bnd|Amb):", "/proc/self/status").Output()
+			switch {
+			case err != nil:
+				errs <- err
+			case string(out) != want:
+				errs <- fmt.Errorf("capabilities of a command:\n%s\nwant\n%s", out, want)
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

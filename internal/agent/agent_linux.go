@@ -33,12 +33,12 @@ func run() error {
 	if err != nil {
 		return fail(err)
 	}
-	spawn, err := confine(cfg)
+	caps, err := confine(cfg)
 	if err != nil {
 		return fail(err)
 	}
 	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	a.reaper.thread = spawn
+	a.reaper.caps = caps
 	a.tun, a.tunErr = tun, tunErr
 	ln, err := ipc.NewChannelListener(os.NewFile(FdChannel, "channel"))
 	if err != nil {
@@ -66,9 +66,9 @@ func (c *Config) closeHostFds() {
 }
 
 // confine applies the limits and the confinement every process of the
-// sandbox inherits from the agent, and returns the thread to fork them on
-// (nil when cfg.Unconfined).
-func confine(cfg *Config) (*spawnThread, error) {
+// sandbox inherits from the agent, and returns the capability cut to fork
+// them under (nil when cfg.Unconfined).
+func confine(cfg *Config) (*capCut, error) {
 	if cfg.NoFile > 0 {
 		lim := unix.Rlimit{Cur: cfg.NoFile, Max: cfg.NoFile}
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {

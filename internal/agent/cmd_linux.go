@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,6 +79,30 @@ func (a *agent) registerCommands() {
 		resp.Payload = append(e.Bytes(), resp.Payload[1:]...)
 		return resp, nil
 	})
+	a.handle(ipc.MsgCmdRun, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+		c, err := newCommand(req, dec)
+		if err != nil {
+			return nil, err
+		}
+		defer c.release()
+		if c.spec.Pty {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "run: a pty needs MsgCmdSpawn"}
+		}
+		if _, err := a.start(req, c); err != nil {
+			return nil, err
+		}
+		p := c.proc
+		if err := a.reaper.await(req, p); err != nil {
+			// The client is gone: nothing can wait for or kill the
+			// process any more.
+			killTree(p.pid, syscall.SIGKILL)
+			return nil, err
+		}
+		return ok(func(e *ipc.Encoder) {
+			e.Int32(int32(p.pid))
+			ipc.EncodeExitStatus(e, p.status)
+		}), nil
+	})
 	handleOn(a, ipc.MsgCmdStart, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
 		return a.start(req, c)
 	})
@@ -97,10 +122,8 @@ func (a *agent) registerCommands() {
 		if p == nil {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "wait: not started"}
 		}
-		select {
-		case <-p.exited:
-		case <-req.Context().Done():
-			return nil, req.Context().Err()
+		if err := a.reaper.await(req, p); err != nil {
+			return nil, err
 		}
 		if flags&ipc.WaitRelease != 0 {
 			if c, err := take[*command](a.handles, h); err == nil {
@@ -284,18 +307,17 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	if !a.cfg.SingleID && (id.uid != 0 || id.gid != 0 || len(id.groups) > 1) {
 		sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
 	}
-	attr := &os.ProcAttr{Dir: dir, Env: env, Files: child[:], Sys: sys}
-	p, err := a.reaper.start(func() (int, error) {
-		proc, err := os.StartProcess(path, spec.Args, attr)
-		if err != nil {
-			return 0, err
-		}
-		pid := proc.Pid
-		proc.Release() // the reaper, not os.Process, waits for it
-		return pid, nil
+	// syscall.ForkExec rather than os.StartProcess: the reaper, not an
+	// os.Process, waits for the process, and os.StartProcess would stat the
+	// directory and duplicate the pidfd on every start.
+	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}, Sys: sys}
+	p, err := a.reaper.start(func(pidfd *int) (int, error) {
+		sys.PidFD = pidfd
+		return syscall.ForkExec(path, spec.Args, attr)
 	})
+	runtime.KeepAlive(child)
 	if err != nil {
-		return nil, startError(err, spec.Path, dir)
+		return nil, startError(err, spec.Path, path, dir)
 	}
 	c.proc = p
 	resp := ok(func(e *ipc.Encoder) { e.Int32(int32(p.pid)) })
@@ -316,13 +338,17 @@ func (a *agent) devNull() (*os.File, error) {
 }
 
 // startError makes the error of a failed start say what failed.
-func startError(err error, name, dir string) error {
+// A missing working directory is named as os.StartProcess names it.
+func startError(err error, name, path, dir string) error {
 	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Op == "chdir" {
+	if _, serr := os.Stat(dir); errors.As(serr, &pe) {
 		return &fs.PathError{Op: "chdir", Path: dir, Err: pe.Err}
 	}
 	if errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("exec %s: %w (is the user mapped in this sandbox?)", name, err)
+	}
+	if _, ok := err.(syscall.Errno); ok {
+		return &fs.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
 	return err
 }

@@ -19,6 +19,18 @@
 // host sends. Otherwise the handle-based messages and streams serve the
 // same operations.
 //
+// # How a command's exit reaches the host
+//
+// A command costs about as much as process creation itself, so its path
+// has as few thread wake-ups as the design allows: the process is forked
+// on whichever thread handles the request (each thread has its
+// capabilities cut the first time it forks, see harden); MsgCmdRun starts
+// it and answers at its exit in one exchange; and the handler's own thread
+// waits for the exit on the process's pidfd (ipc.Request.AwaitReadable),
+// where SIGCHLD would pass through the runtime's signal goroutine and the
+// reaper first. SIGCHLD still reaps orphans, and whichever sees an exit
+// first reaps the process.
+//
 // The agent exits when its host's control connection closes, which takes
 // every process of the sandbox with it.
 package agent

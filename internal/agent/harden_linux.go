@@ -1,10 +1,10 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -35,12 +35,13 @@ func CapBound() uint64 {
 // its /proc entries), and no_new_privs and the seccomp filter apply to
 // every thread and every future child. Per thread: capabilities belong to
 // a thread, and a child inherits those of the thread that forked it, so
-// harden returns a spawnThread whose bounding set is cut to keptCaps and
-// whose ambient and inheritable sets are empty; every sandboxed process
-// must be forked on it. The agent's other threads keep what they need.
-// harden runs after setup; allowed syscalls stay allowed.
-func harden(allowed ...string) (*spawnThread, error) {
-	t, err := newSpawnThread()
+// harden returns a capCut that cuts the bounding set of a thread to
+// keptCaps, and empties its ambient and inheritable sets, before any
+// sandboxed process is forked on it. harden runs after setup; allowed
+// syscalls stay allowed. It returns why the capabilities cannot be cut or
+// the filter cannot be installed.
+func harden(allowed ...string) (*capCut, error) {
+	c, err := newCapCut()
 	if err != nil {
 		return nil, err
 	}
@@ -50,72 +51,69 @@ func harden(allowed ...string) (*spawnThread, error) {
 	if err := installSeccomp(allowed...); err != nil {
 		return nil, err
 	}
-	return t, nil
+	return c, nil
 }
 
-// spawnThread is the one OS thread that sandboxed processes are forked
-// from, with its capabilities cut (see harden). It lives as long as the
-// agent.
-type spawnThread struct{ calls chan func() }
-
-// newSpawnThread starts the thread and cuts its capabilities; it returns
-// why they could not be cut.
-func newSpawnThread() (*spawnThread, error) {
-	t := &spawnThread{calls: make(chan func())}
-	errc := make(chan error)
-	go func() {
-		// Never unlocked: should the goroutine end, the thread ends too,
-		// and no other goroutine runs with its credentials.
-		runtime.LockOSThread()
-		if err := dropCaps(); err != nil {
-			errc <- err
-			return
-		}
-		errc <- nil
-		for f := range t.calls {
-			f()
-		}
-	}()
-	if err := <-errc; err != nil {
-		return nil, err
-	}
-	return t, nil
+// capCut cuts the capabilities of the threads that sandboxed processes
+// are forked on, each thread the first time one is forked on it: handing
+// every fork to one dedicated thread would cost two thread wake-ups per
+// command. A cut changes nothing for the agent itself: only the bounding,
+// ambient and inheritable sets shrink, and those act at exec, which the
+// agent never does. A cut cannot be undone, so a cut thread stays cut for
+// whatever goroutine runs on it later.
+type capCut struct {
+	// drop lists the capabilities to take out of a thread's bounding set.
+	// Every thread starts with the same set, so the last one (dropped
+	// last) is still there exactly on the threads not yet cut.
+	drop []int
 }
 
-// run runs f on the thread and returns when it has returned. A nil
-// thread (an unconfined agent) runs f on the caller's.
-func (t *spawnThread) run(f func()) {
-	if t == nil {
-		f()
-		return
-	}
-	done := make(chan struct{})
-	t.calls <- func() {
-		defer close(done)
-		f()
-	}
-	<-done
-}
-
-// dropCaps cuts the calling thread's bounding set to keptCaps and clears
-// its ambient and inheritable capabilities.
-func dropCaps() error {
+// newCapCut finds what to cut and cuts the calling thread, so that a
+// missing privilege shows at start rather than at the first command.
+func newCapCut() (*capCut, error) {
 	last, err := lastCap()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	keep := map[int]bool{}
-	for _, c := range keptCaps {
-		keep[c] = true
-	}
-	for c := 0; c <= last; c++ {
-		if keep[c] {
+	c := &capCut{}
+	for n := 0; n <= last; n++ {
+		if slices.Contains(keptCaps, n) {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
+		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && in == 1 {
+			c.drop = append(c.drop, n)
 		}
 	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return c, c.cutThread()
+}
+
+// fork runs f, which forks, on the calling goroutine's thread, cut first.
+// A nil capCut (an unconfined agent) runs f as it is. It returns why the
+// thread could not be cut; f has not run then.
+func (c *capCut) fork(f func()) error {
+	if c == nil {
+		f()
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := c.cutThread(); err != nil {
+		return err
+	}
+	f()
+	return nil
+}
+
+// cutThread cuts the calling thread, unless it is cut already; the caller
+// has locked its goroutine to the thread.
+func (c *capCut) cutThread() error {
+	if c.isCut() {
+		return nil
+	}
+	// Ambient and inheritable first, the bounding set last: a thread whose
+	// last bounding capability is gone is cut entirely.
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
@@ -124,11 +122,34 @@ func dropCaps() error {
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("reading capabilities: %w", err)
 	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("clearing inheritable capabilities: %w", err)
+	if data[0].Inheritable|data[1].Inheritable != 0 {
+		data[0].Inheritable, data[1].Inheritable = 0, 0
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("clearing inheritable capabilities: %w", err)
+		}
+	}
+	for _, n := range c.drop {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(n), 0, 0, 0); err != nil {
+			return fmt.Errorf("dropping capability %d from the bounding set: %w", n, err)
+		}
 	}
 	return nil
+}
+
+// isCut reports whether the calling thread has been cut: with something to
+// drop, whether the last of it is gone (one syscall); otherwise whether the
+// inheritable set, and with it the ambient set, is empty.
+func (c *capCut) isCut() bool {
+	if len(c.drop) > 0 {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c.drop[len(c.drop)-1]), 0, 0, 0)
+		return err == nil && in == 0
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[0].Inheritable|data[1].Inheritable == 0
 }
 
 // lastCap returns the highest capability this kernel knows.

@@ -20,7 +20,8 @@ type reaper struct {
 	sigs    chan os.Signal
 	stop    chan struct{}
 	stopped chan struct{}
-	thread  *spawnThread // where processes are forked; nil: any thread
+	caps    *capCut // cuts the thread a process is forked on; nil: no cut
+	pidfds  bool    // the kernel gives pidfds that waitid accepts
 }
 
 // proc is a process the agent started.
@@ -28,6 +29,7 @@ type proc struct {
 	pid    int
 	exited chan struct{} // closed when reaped; status is set before
 	status ipc.ExitStatus
+	pidfd  *os.File // readable once the process exits; nil without pidfds
 }
 
 func newReaper() *reaper {
@@ -36,26 +38,113 @@ func newReaper() *reaper {
 		sigs:    make(chan os.Signal, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		pidfds:  pidfdsWork(),
 	}
 	signal.Notify(r.sigs, unix.SIGCHLD)
 	go r.loop()
 	return r
 }
 
-// start runs fork (which starts a process and returns its pid) so that the
-// reaper cannot reap the new process before it is registered.
-func (r *reaper) start(fork func() (int, error)) (*proc, error) {
+// start runs fork, which starts a process and returns its pid, so that
+// the reaper cannot reap the new process before it is registered. Where
+// pidfds work, fork is given somewhere to store one (for
+// syscall.SysProcAttr.PidFD), for await.
+func (r *reaper) start(fork func(pidfd *int) (int, error)) (*proc, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var pid int
 	var err error
-	r.thread.run(func() { pid, err = fork() })
+	pidfd := -1
+	var pidfdp *int
+	if r.pidfds {
+		pidfdp = &pidfd
+	}
+	if cutErr := r.caps.fork(func() { pid, err = fork(pidfdp) }); cutErr != nil {
+		return nil, cutErr
+	}
 	if err != nil {
 		return nil, err
 	}
 	p := &proc{pid: pid, exited: make(chan struct{})}
+	if pidfd >= 0 {
+		p.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
+	}
 	r.waiting[pid] = p
 	return p, nil
+}
+
+// await returns once p has been reaped, or the error of req's context
+// when the client hangs up first. With a pidfd, the handler's own thread
+// waits for the exit and reaps p itself: SIGCHLD would reach it through
+// the runtime's signal goroutine and the reaper loop, two thread wake-ups
+// later. SIGCHLD still reaps orphans, and whichever comes first reaps p.
+func (r *reaper) await(req *ipc.Request, p *proc) error {
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	if p.pidfd != nil {
+		if rc, err := p.pidfd.SyscallConn(); err == nil {
+			var werr error
+			// Control fails once the reaper has closed the pidfd: p is reaped.
+			if rc.Control(func(fd uintptr) { werr = req.AwaitReadable(int(fd)) }) == nil {
+				if werr != nil {
+					return werr
+				}
+				r.collect(p)
+			}
+		}
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-req.Context().Done():
+		return req.Context().Err()
+	}
+}
+
+// collect reaps p if it has exited.
+func (r *reaper) collect(p *proc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	// p is registered and not reaped, so its pid is still its own.
+	var ws unix.WaitStatus
+	var ru unix.Rusage
+	pid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, &ru)
+	if err != nil || pid != p.pid {
+		return // not yet; SIGCHLD reaps it
+	}
+	r.reaped(p, ws, &ru)
+}
+
+// reaped records the exit of p, reaped; r.mu is held.
+func (r *reaper) reaped(p *proc, ws unix.WaitStatus, ru *unix.Rusage) {
+	delete(r.waiting, p.pid)
+	p.status = exitStatus(p.pid, ws, ru)
+	if p.pidfd != nil {
+		p.pidfd.Close()
+	}
+	close(p.exited)
+}
+
+// pidfdsWork reports whether this kernel gives a pidfd and lets waitid
+// use one (Linux 5.4): waitid on a pidfd of the agent itself answers
+// ECHILD, where an older kernel answers EINVAL.
+func pidfdsWork() bool {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var info unix.Siginfo
+	err = unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WNOHANG, nil)
+	return err == unix.ECHILD
 }
 
 func (r *reaper) loop() {
@@ -92,9 +181,7 @@ func (r *reaper) reap() {
 		if !ok {
 			continue // an orphan
 		}
-		delete(r.waiting, pid)
-		p.status = exitStatus(pid, ws, &ru)
-		close(p.exited)
+		r.reaped(p, ws, &ru)
 	}
 }
 
@@ -116,9 +203,16 @@ func exitStatus(pid int, ws unix.WaitStatus, ru *unix.Rusage) ipc.ExitStatus {
 	return s
 }
 
-// close stops the reaper loop.
+// close stops the reaper loop and closes the pidfds.
 func (r *reaper) close() {
 	signal.Stop(r.sigs)
 	close(r.stop)
 	<-r.stopped
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.waiting {
+		if p.pidfd != nil {
+			p.pidfd.Close()
+		}
+	}
 }

@@ -71,14 +71,14 @@ func bootVM() error {
 		return err
 	}
 	// The VM's agent powers the machine off at the end: it keeps reboot.
-	spawn, err := harden("reboot")
+	caps, err := harden("reboot")
 	if err != nil {
 		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
 	a := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	a.reaper.thread = spawn
+	a.reaper.caps = caps
 	a.upper = upper
 	if _, err := port.WriteString(VMOK + "\n"); err != nil {
 		a.shutdown()

@@ -43,6 +43,8 @@ package ipc
 //	MsgCmdStart                 handle                    → pid i32 [+ the pty master, when the spec asked for a pty and wantFD]
 //	MsgCmdSpawn                 CmdSpec [+ the files its stdio names] → handle u64, pid i32 [+ the pty master]: New and Start in one
 //	MsgCmdWait                  handle, [flags u8]        → ExitStatus (blocks until exit; flag 1: then forget the handle)
+//	MsgCmdRun                   CmdSpec [+ the files its stdio names] → pid i32, ExitStatus: Spawn and Wait in one,
+//	                            answered at the exit; no handle is kept, and no pty (a client that hangs up kills the process tree)
 //	MsgCmdKill                  handle, signal i32, tree bool → (tree: the process group and every descendant)
 //	MsgCmdFree                  handle                    → (forgets the handle; the process runs on)
 //	MsgCmdAttach                handle, stream u8         → then the connection is the stream's raw bytes

@@ -84,7 +84,7 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
 	var enc Encoder
 	enc.String(HelloMagic)
 	enc.Uint32(ProtocolVersion)
-	resp, err := c.roundTrip(mc, Message{Type: MsgHello, Payload: enc.Bytes()})
+	resp, err := c.roundTrip(mc, Message{Type: MsgHello, Payload: enc.Bytes()}, nil)
 	if err == nil {
 		err = c.readHello(resp)
 	}
@@ -255,13 +255,17 @@ func (c *Client) release(mc *msgConn) {
 	c.mu.Unlock()
 }
 
-// roundTrip writes req on mc and reads the answer.
-func (c *Client) roundTrip(mc *msgConn, req Message) (Message, error) {
+// roundTrip writes req on mc and reads the answer, after await when it is
+// not nil.
+func (c *Client) roundTrip(mc *msgConn, req Message, await func(*msgConn)) (Message, error) {
 	if err := mc.writeMsg(req); err != nil {
 		if errors.Is(err, ErrNoDescriptorPassing) || errors.Is(err, ErrMessageTooLarge) {
 			return Message{}, err
 		}
 		return Message{}, &TransportError{Op: "write", Err: err}
+	}
+	if await != nil {
+		await(mc)
 	}
 	resp, err := mc.readMsg()
 	if err != nil {
@@ -273,12 +277,13 @@ func (c *Client) roundTrip(mc *msgConn, req Message) (Message, error) {
 // exchange performs one call. With hijack, a successful call's connection is
 // handed to the caller instead of going back to the pool.
 func (c *Client) exchange(ctx context.Context, req Message, hijack bool) (Message, net.Conn, error) {
-	return c.exchangeIf(ctx, req, func(Message) bool { return hijack })
+	return c.exchangeIf(ctx, req, func(Message) bool { return hijack }, nil)
 }
 
 // exchangeIf is exchange where hijack decides, from a successful answer,
-// whether its connection goes to the caller.
-func (c *Client) exchangeIf(ctx context.Context, req Message, hijack func(Message) bool) (Message, net.Conn, error) {
+// whether its connection goes to the caller. A non-nil await is called
+// between writing the request and reading the answer.
+func (c *Client) exchangeIf(ctx context.Context, req Message, hijack func(Message) bool, await func(*msgConn)) (Message, net.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return Message{}, nil, err
 	}
@@ -290,7 +295,7 @@ func (c *Client) exchangeIf(ctx context.Context, req Message, hijack func(Messag
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { mc.c.SetDeadline(aLongTimeAgo) })
 	}
-	resp, err := c.roundTrip(mc, req)
+	resp, err := c.roundTrip(mc, req, await)
 	if stop != nil && !stop() {
 		// The context ended the call: the connection's state is unknown,
 		// and closing it tells the server to cancel the handler.
@@ -378,7 +383,24 @@ func (c *Client) CallContext(ctx context.Context, msgType uint16, payload []byte
 // are those of [Client.CallContext]; ErrNoDescriptorPassing when req has
 // files and the connection cannot carry them.
 func (c *Client) Exchange(ctx context.Context, req Message) (Message, error) {
-	resp, _, err := c.exchange(ctx, req, false)
+	return c.exchangeChecked(ctx, req, nil)
+}
+
+// ExchangeWaiting is Exchange, without a context, for a call whose answer
+// comes only after a long wait in its handler, such as a command's exit
+// (extension). Where it can, the calling goroutine's own thread waits for
+// the answer in the kernel, so the answer wakes that thread directly
+// rather than the runtime's network poller, which would hand the goroutine
+// on to a thread of its own; the client closing or its peer going still
+// ends the wait.
+func (c *Client) ExchangeWaiting(req Message) (Message, error) {
+	return c.exchangeChecked(context.Background(), req, c.awaitAnswer)
+}
+
+// exchangeChecked performs a call with exchangeIf and turns a failure
+// answer into its error.
+func (c *Client) exchangeChecked(ctx context.Context, req Message, await func(*msgConn)) (Message, error) {
+	resp, _, err := c.exchangeIf(ctx, req, func(Message) bool { return false }, await)
 	if err != nil {
 		return Message{}, err
 	}
@@ -411,7 +433,7 @@ func (c *Client) Hijack(ctx context.Context, req Message) (Message, net.Conn, er
 // answer whether the server took the connection over (a proxy). Otherwise
 // conn is nil. Ownership is as for Hijack and Exchange.
 func (c *Client) HijackIf(ctx context.Context, req Message, hijack func(Message) bool) (Message, net.Conn, error) {
-	resp, conn, err := c.exchangeIf(ctx, req, hijack)
+	resp, conn, err := c.exchangeIf(ctx, req, hijack, nil)
 	if err != nil {
 		return Message{}, nil, err
 	}

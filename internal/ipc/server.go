@@ -29,6 +29,8 @@ type Server struct {
 	conns  map[net.Conn]struct{} // guarded by mu
 	closed bool                  // guarded by mu
 	wg     sync.WaitGroup        // one per connection goroutine
+
+	closeEv *os.File // guarded by mu: readable once closed (see Request.AwaitReadable); nil until used
 }
 
 // NewServer creates a new IPC server listening on the given Unix socket path.
@@ -176,6 +178,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	// First: closing a connection waits for a handler polling it in
+	// AwaitReadable, which this wakes.
+	s.signalClose()
 	for c := range s.conns {
 		c.Close()
 	}
@@ -183,6 +188,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	err := s.ln.Close()
 	s.wg.Wait()
+	if s.closeEv != nil {
+		s.closeEv.Close()
+	}
 	if s.socketPath != "" {
 		os.Remove(s.socketPath)
 	}
