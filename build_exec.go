@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/ccsandbox/sandbox/internal/build"
+	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
@@ -99,7 +100,7 @@ func (e *buildExec) imageRef(img *Image) *buildRef {
 // lower layers, and the lower copy changes nothing the higher one does
 // not decide again.
 func (e *buildExec) infoRef(info *snapshot.Info) *buildRef {
-	if layers := topmostLayers(info.Layers); len(layers) != len(info.Layers) {
+	if layers := engine.HighestOnly(info.Layers); len(layers) != len(info.Layers) {
 		clone := *info
 		clone.Layers = layers
 		info = &clone
@@ -109,21 +110,6 @@ func (e *buildExec) infoRef(info *snapshot.Info) *buildRef {
 		r.dirs = append(r.dirs, e.store.LayerDir(id))
 	}
 	return r
-}
-
-// topmostLayers returns layers (lowest first) with each repeated layer
-// kept at its highest place only.
-func topmostLayers(layers []v1.Hash) []v1.Hash {
-	seen := map[v1.Hash]bool{}
-	var out []v1.Hash
-	for i := len(layers) - 1; i >= 0; i-- {
-		if !seen[layers[i]] {
-			seen[layers[i]] = true
-			out = append(out, layers[i])
-		}
-	}
-	slices.Reverse(out)
-	return out
 }
 
 // close stops the kept sandbox.

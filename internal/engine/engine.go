@@ -103,7 +103,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 		hostname = id
 	}
 	sb, err := backend.Start(ctx, &hv.Config{
-		ID: id, StateDir: stateDir, Layers: highestOnly(spec.Layers), Binds: spec.Binds, Hostname: hostname,
+		ID: id, StateDir: stateDir, Layers: HighestOnly(spec.Layers), Binds: spec.Binds, Hostname: hostname,
 		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Network: spec.Network, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
 	})
 	if err != nil {
@@ -268,12 +268,13 @@ func sweepOnce(root string, log *slog.Logger) {
 	}
 }
 
-// highestOnly drops every layer that appears again higher up: overlayfs
-// refuses a directory twice (ELOOP), and the higher copy decides every
-// path the lower one holds, so the merged tree is the same.
-func highestOnly(layers []string) []string {
-	seen := make(map[string]bool, len(layers))
-	out := make([]string, 0, len(layers))
+// HighestOnly returns layers (lowest first) without every layer that
+// appears again higher up: overlayfs refuses a directory twice (ELOOP),
+// and the higher copy decides every path the lower one holds, so the
+// merged tree is the same. It serves layer directories and layer digests.
+func HighestOnly[T comparable](layers []T) []T {
+	seen := make(map[T]bool, len(layers))
+	out := make([]T, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- {
 		if !seen[layers[i]] {
 			seen[layers[i]] = true
