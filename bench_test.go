@@ -21,20 +21,7 @@ import (
 // same root (the host's /usr, read-only).
 func BenchmarkStartRunClose(b *testing.B) {
 	b.Run("sdk", func(b *testing.B) {
-		ctx := context.Background()
-		src := HostImage()
-		for b.Loop() {
-			inst, err := New(ctx, src, WithCacheDir(testCache))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := inst.Command("true").Run(); err != nil {
-				b.Fatal(err)
-			}
-			if err := inst.Close(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		startRunClose(b, HostImage(), WithCacheDir(testCache))
 	})
 	b.Run("floor", func(b *testing.B) {
 		bwrap, err := exec.LookPath("bwrap")
@@ -66,21 +53,28 @@ func BenchmarkStartHardening(b *testing.B) {
 		opts []Option
 	}{{"sdk", nil}, {"floor", []Option{withoutConfinement()}}} {
 		b.Run(c.name, func(b *testing.B) {
-			ctx := context.Background()
 			opts := append([]Option{WithCacheDir(testCache)}, c.opts...)
-			for b.Loop() {
-				inst, err := New(ctx, HostImage(), opts...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := inst.Command("true").Run(); err != nil {
-					b.Fatal(err)
-				}
-				if err := inst.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			startRunClose(b, HostImage(), opts...)
 		})
+	}
+}
+
+// startRunClose is the loop of the start benchmarks: New(src, opts...),
+// Command("true").Run and Close, b.N times.
+func startRunClose(b *testing.B, src Source, opts ...Option) {
+	b.Helper()
+	ctx := context.Background()
+	for b.Loop() {
+		inst, err := New(ctx, src, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := inst.Command("true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		if err := inst.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -55,18 +55,7 @@ func BenchmarkNewFromSnapshot(b *testing.B) {
 		src  Source
 	}{{"sdk", snap}, {"floor", img}} {
 		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				f, err := New(ctx, c.src, WithCacheDir(testCache))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := f.Command("true").Run(); err != nil {
-					b.Fatal(err)
-				}
-				if err := f.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			startRunClose(b, c.src, WithCacheDir(testCache))
 		})
 	}
 }

@@ -1,9 +1,6 @@
 package sandbox
 
-import (
-	"context"
-	"testing"
-)
+import "testing"
 
 // VM benchmarks: "sdk" is the VM backend, "floor" the namespace backend
 // doing the same work in the same run (scripts/benchratio prints the
@@ -17,19 +14,7 @@ func BenchmarkVMBootToCommand(b *testing.B) {
 		backend Backend
 	}{{"sdk", BackendVM}, {"floor", BackendNamespaces}} {
 		b.Run(bc.name, func(b *testing.B) {
-			ctx := context.Background()
-			for b.Loop() {
-				inst, err := New(ctx, HostImage(), WithCacheDir(testCache), WithBackend(bc.backend))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := inst.Command("true").Run(); err != nil {
-					b.Fatal(err)
-				}
-				if err := inst.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			startRunClose(b, HostImage(), WithCacheDir(testCache), WithBackend(bc.backend))
 		})
 	}
 }
