@@ -423,12 +423,10 @@ func pump(conn net.Conn, f *os.File, stream uint8) {
 }
 
 // warmUp does once, ahead of the first command, what the first command
-// would otherwise pay for: Go's check that pidfds work (it forks a
-// throwaway child), the parse of the user files, the null device.
+// would otherwise pay for: the check that pidfds work, the parse of the
+// user files, the null device.
 func (a *agent) warmUp() {
-	if p, err := os.FindProcess(os.Getpid()); err == nil {
-		p.Release()
-	}
+	pidfdsWork()
 	resolveUser("")
 	a.devNull()
 }

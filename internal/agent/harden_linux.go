@@ -80,7 +80,7 @@ func newCapCut() (*capCut, error) {
 		if slices.Contains(keptCaps, n) {
 			continue
 		}
-		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && in == 1 {
+		if in, err := inBounding(n); err == nil && in {
 			c.drop = append(c.drop, n)
 		}
 	}
@@ -117,14 +117,13 @@ func (c *capCut) cutThread() error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("reading capabilities: %w", err)
+	hdr, data, err := capSets()
+	if err != nil {
+		return err
 	}
 	if data[0].Inheritable|data[1].Inheritable != 0 {
 		data[0].Inheritable, data[1].Inheritable = 0, 0
-		if err := unix.Capset(&hdr, &data[0]); err != nil {
+		if err := unix.Capset(hdr, &data[0]); err != nil {
 			return fmt.Errorf("clearing inheritable capabilities: %w", err)
 		}
 	}
@@ -141,15 +140,28 @@ func (c *capCut) cutThread() error {
 // inheritable set, and with it the ambient set, is empty.
 func (c *capCut) isCut() bool {
 	if len(c.drop) > 0 {
-		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c.drop[len(c.drop)-1]), 0, 0, 0)
-		return err == nil && in == 0
+		in, err := inBounding(c.drop[len(c.drop)-1])
+		return err == nil && !in
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	_, data, err := capSets()
+	return err == nil && data[0].Inheritable|data[1].Inheritable == 0
+}
+
+// inBounding reports whether capability n is in the calling thread's
+// bounding set.
+func inBounding(n int) (bool, error) {
+	in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0)
+	return in == 1, err
+}
+
+// capSets reads the calling thread's capability sets, for Capset.
+func capSets() (*unix.CapUserHeader, *[2]unix.CapUserData, error) {
+	hdr := &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false
+	if err := unix.Capget(hdr, &data[0]); err != nil {
+		return nil, nil, fmt.Errorf("reading capabilities: %w", err)
 	}
-	return data[0].Inheritable|data[1].Inheritable == 0
+	return hdr, &data, nil
 }
 
 // lastCap returns the highest capability this kernel knows.

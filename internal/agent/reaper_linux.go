@@ -21,7 +21,6 @@ type reaper struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	caps    *capCut // cuts the thread a process is forked on; nil: no cut
-	pidfds  bool    // the kernel gives pidfds that waitid accepts
 }
 
 // proc is a process the agent started.
@@ -38,7 +37,6 @@ func newReaper() *reaper {
 		sigs:    make(chan os.Signal, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
-		pidfds:  pidfdsWork(),
 	}
 	signal.Notify(r.sigs, unix.SIGCHLD)
 	go r.loop()
@@ -56,7 +54,7 @@ func (r *reaper) start(fork func(pidfd *int) (int, error)) (*proc, error) {
 	var err error
 	pidfd := -1
 	var pidfdp *int
-	if r.pidfds {
+	if pidfdsWork() {
 		pidfdp = &pidfd
 	}
 	if cutErr := r.caps.fork(func() { pid, err = fork(pidfdp) }); cutErr != nil {
@@ -135,8 +133,9 @@ func (r *reaper) reaped(p *proc, ws unix.WaitStatus, ru *unix.Rusage) {
 
 // pidfdsWork reports whether this kernel gives a pidfd and lets waitid
 // use one (Linux 5.4): waitid on a pidfd of the agent itself answers
-// ECHILD, where an older kernel answers EINVAL.
-func pidfdsWork() bool {
+// ECHILD, where an older kernel answers EINVAL. It asks once, at the
+// first command or in warmUp, not while the sandbox starts.
+var pidfdsWork = sync.OnceValue(func() bool {
 	fd, err := unix.PidfdOpen(os.Getpid(), 0)
 	if err != nil {
 		return false
@@ -145,7 +144,7 @@ func pidfdsWork() bool {
 	var info unix.Siginfo
 	err = unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WNOHANG, nil)
 	return err == unix.ECHILD
-}
+})
 
 func (r *reaper) loop() {
 	defer close(r.stopped)
