@@ -39,10 +39,7 @@ func (r *Request) AwaitReadable(fd int) error {
 			{Fd: int32(wake), Events: unix.POLLIN},
 		}
 		for {
-			if _, err := unix.Poll(fds, -1); err != nil {
-				if err == unix.EINTR {
-					continue
-				}
+			if _, err := poll(fds, -1); err != nil {
 				return // treated as a hang-up
 			}
 			if fds[0].Revents != 0 {
@@ -87,12 +84,7 @@ func (r *Request) awaitThroughContext(fd int) error {
 	go func() {
 		defer close(done)
 		defer unix.Close(dup)
-		fds := []unix.PollFd{{Fd: int32(dup), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-				return
-			}
-		}
+		poll([]unix.PollFd{{Fd: int32(dup), Events: unix.POLLIN}}, -1)
 	}()
 	select {
 	case <-done:
@@ -146,8 +138,7 @@ func (c *Client) awaitAnswer(mc *msgConn) {
 	rc.Control(func(fd uintptr) {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
 		for {
-			n, err := unix.Poll(fds, int(awaitPeriod/time.Millisecond))
-			if (err != nil && err != unix.EINTR) || n > 0 {
+			if n, err := poll(fds, int(awaitPeriod/time.Millisecond)); err != nil || n > 0 {
 				return
 			}
 			// Not c.Err: markDead holds c.mu while it closes mc, which
@@ -159,4 +150,14 @@ func (c *Client) awaitAnswer(mc *msgConn) {
 			}
 		}
 	})
+}
+
+// poll is unix.Poll, resumed when a signal interrupts it.
+func poll(fds []unix.PollFd, timeout int) (int, error) {
+	for {
+		n, err := unix.Poll(fds, timeout)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }

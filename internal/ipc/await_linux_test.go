@@ -55,17 +55,24 @@ func startAwaitServer(t *testing.T) *awaitServer {
 	return as
 }
 
-// TestAwaitReadable: the handler's wait ends when the descriptor turns
-// readable, and the call is answered; ExchangeWaiting gets the answer.
-func TestAwaitReadable(t *testing.T) {
-	leakcheck.Check(t, ownSockets)
-	as := startAwaitServer(t)
+// exchangeWaiting sends msgAwait with ExchangeWaiting and returns, once
+// the handler waits, where the call's error will come.
+func (as *awaitServer) exchangeWaiting() <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		_, err := as.client.ExchangeWaiting(Message{Type: msgAwait})
 		done <- err
 	}()
 	<-as.entered
+	return done
+}
+
+// TestAwaitReadable: the handler's wait ends when the descriptor turns
+// readable, and the call is answered; ExchangeWaiting gets the answer.
+func TestAwaitReadable(t *testing.T) {
+	leakcheck.Check(t, ownSockets)
+	as := startAwaitServer(t)
+	done := as.exchangeWaiting()
 	as.w.Write([]byte{1})
 	if err := <-as.results; err != nil {
 		t.Fatalf("AwaitReadable with the descriptor readable: %v", err)
@@ -95,13 +102,9 @@ func TestAwaitReadableHangUp(t *testing.T) {
 	if err := <-as.results; !errors.Is(err, context.Canceled) {
 		t.Fatalf("AwaitReadable after the client hung up: %v", err)
 	}
-	go func() {
-		_, err := as.client.ExchangeWaiting(Message{Type: msgAwait})
-		done <- err
-	}()
-	<-as.entered
+	later := as.exchangeWaiting()
 	as.w.Write([]byte{1})
-	if err := <-done; err != nil {
+	if err := <-later; err != nil {
 		t.Fatalf("a call after the hang-up: %v", err)
 	}
 	<-as.results
@@ -113,12 +116,7 @@ func TestAwaitReadableHangUp(t *testing.T) {
 func TestAwaitReadableServerClose(t *testing.T) {
 	leakcheck.Check(t, ownSockets)
 	as := startAwaitServer(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := as.client.ExchangeWaiting(Message{Type: msgAwait})
-		done <- err
-	}()
-	<-as.entered
+	done := as.exchangeWaiting()
 	as.srv.Close()
 	if err := <-as.results; err == nil {
 		t.Fatal("AwaitReadable returned nil when the server closed")
@@ -133,12 +131,7 @@ func TestAwaitReadableServerClose(t *testing.T) {
 func TestExchangeWaitingClientClose(t *testing.T) {
 	leakcheck.Check(t, ownSockets)
 	as := startAwaitServer(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := as.client.ExchangeWaiting(Message{Type: msgAwait})
-		done <- err
-	}()
-	<-as.entered
+	done := as.exchangeWaiting()
 	as.client.Close()
 	if err := <-done; err == nil {
 		t.Fatal("ExchangeWaiting succeeded on a closed client")
