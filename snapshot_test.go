@@ -106,13 +106,13 @@ func TestSnapshotForksAreIsolated(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for k, f := range forks {
+	for _, f := range forks {
 		if f != nil {
 			defer f.Close()
 		}
-		if errs[k] != nil {
-			t.Fatal(errs[k])
-		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	for k, f := range forks {
 		run(t, f, fmt.Sprintf("echo %d > /mine; echo changed-%d > /shared", k, k))

@@ -6,8 +6,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	_ "github.com/ccsandbox/sandbox/internal/agent" // the agent is this binary, re-executed
@@ -87,15 +84,8 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	sweepOnce(spec.StateRoot, log)
 	id := newID()
 	stateDir := filepath.Join(spec.StateRoot, id)
-	if err := os.MkdirAll(spec.StateRoot, 0o755); err != nil {
-		return nil, fmt.Errorf("creating the instance state directory: %w", err)
-	}
-	if err := os.Mkdir(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the instance state directory: %w", err)
-	}
-	lock, err := lockDir(stateDir)
+	lock, err := createStateDir(spec.StateRoot, id)
 	if err != nil {
-		fsutil.RemoveAll(stateDir)
 		return nil, err
 	}
 	hostname := spec.Hostname
@@ -220,52 +210,6 @@ func (i *Instance) Close() error {
 	}
 	i.lock.Close()
 	return err
-}
-
-// newID returns a fresh instance id.
-func newID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// lockDir takes an exclusive lock on dir itself, held while the returned
-// file is open, so that other processes see the directory is in use.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", dir, err)
-	}
-	return f, nil
-}
-
-var swept sync.Map // state root → struct{}
-
-// sweepOnce removes, once per state root and process, the state directories
-// that processes which died without closing their instances left behind.
-func sweepOnce(root string, log *slog.Logger) {
-	if _, loaded := swept.LoadOrStore(root, struct{}{}); loaded {
-		return
-	}
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		dir := filepath.Join(root, e.Name())
-		lock, err := lockDir(dir)
-		if err != nil {
-			continue // in use, or not ours
-		}
-		if err := fsutil.RemoveAll(dir); err != nil {
-			log.Warn("removing a stale sandbox state directory", "dir", dir, "err", err)
-		}
-		lock.Close()
-	}
 }
 
 // HighestOnly returns layers (lowest first) without every layer that

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
+)
+
+// Every instance has a state directory under a state root, flocked while
+// the instance runs. A process that dies without closing its instances
+// leaves their directories behind unlocked, and the first Start in a later
+// process sweeps them away. Several processes (helpers, other programs)
+// share one root, so a sweep must never take a directory that another
+// process has made but not locked yet: creators hold the root's lock
+// shared from mkdir to flock, and a sweep holds it exclusive.
+
+// newID returns a fresh instance id.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// createStateDir makes root/id and returns it open and locked; closing the
+// file releases it. It returns an error if the directory cannot be made or
+// locked.
+func createStateDir(root, id string) (*os.File, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the instance state directory: %w", err)
+	}
+	rootLock, err := lockPath(root, syscall.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer rootLock.Close()
+	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the instance state directory: %w", err)
+	}
+	lock, err := lockPath(dir, syscall.LOCK_EX|syscall.LOCK_NB)
+	if err != nil {
+		fsutil.RemoveAll(dir)
+		return nil, err
+	}
+	return lock, nil
+}
+
+// lockPath opens path and flocks it with how, held while the returned file
+// is open. It returns an error if path cannot be opened or, with
+// LOCK_NB, is locked already.
+func lockPath(path string, how int) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return f, nil
+}
+
+var swept sync.Map // state root → struct{}
+
+// sweepOnce runs sweep once per state root and process.
+func sweepOnce(root string, log *slog.Logger) {
+	if _, loaded := swept.LoadOrStore(root, struct{}{}); loaded {
+		return
+	}
+	sweep(root, log)
+}
+
+// sweep removes the state directories under root that no instance holds.
+func sweep(root string, log *slog.Logger) {
+	rootLock, err := lockPath(root, syscall.LOCK_EX)
+	if err != nil {
+		return // no root yet: nothing to sweep
+	}
+	defer rootLock.Close()
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		lock, err := lockPath(dir, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != nil {
+			continue // in use, or not ours
+		}
+		if err := fsutil.RemoveAll(dir); err != nil {
+			log.Warn("removing a stale sandbox state directory", "dir", dir, "err", err)
+		}
+		lock.Close()
+	}
+}

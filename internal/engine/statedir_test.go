@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// A sweep running in another process while instances start must take
+// neither a directory that is being made nor one that is held; it must
+// take one that nothing holds. Here the sweeps run on goroutines, which
+// flock tells apart as well as processes.
+func TestSweepSparesStartingInstances(t *testing.T) {
+	root := t.TempDir()
+	stale := filepath.Join(root, "stale")
+	if err := os.Mkdir(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	sweeper := make(chan struct{})
+	go func() {
+		defer close(sweeper)
+		for !stop.Load() {
+			sweep(root, slog.New(slog.DiscardHandler))
+		}
+	}()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var held []*os.File
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 300 {
+				lock, err := createStateDir(root, newID())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				held = append(held, lock)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	<-sweeper
+	sweep(root, slog.New(slog.DiscardHandler))
+	for _, lock := range held {
+		if _, err := os.Stat(lock.Name()); err != nil {
+			t.Errorf("a held state directory was swept: %v", err)
+		}
+		lock.Close()
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the unheld directory survived the sweep: %v", err)
+	}
+}
