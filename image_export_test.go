@@ -13,22 +13,22 @@ import (
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
-	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/image/imagetest"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-// layerTars returns each layer of img as WriteLayerTar writes it.
+// layerTars returns each layer of img as layertar.Write writes it.
 func layerTars(t *testing.T, img *Image) [][]byte {
 	t.Helper()
 	layers, _ := img.layersAndConfig()
 	var out [][]byte
 	for _, l := range layers {
 		var buf bytes.Buffer
-		if err := image.WriteLayerTar(context.Background(), &buf, l, idmap.Current(), nil); err != nil {
+		if err := layertar.Write(context.Background(), &buf, l, idmap.Current(), nil); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, buf.Bytes())

@@ -8,8 +8,8 @@ import (
 	"net"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
-	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 )
 
 // guestIDs is the identity: in a VM the guest's ids are the sandbox's.
@@ -37,7 +37,7 @@ func (a *agent) snapshotUpper(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response
 	resp.Hijack = func(conn net.Conn) {
 		go func() {
 			defer conn.Close()
-			if err := image.WriteLayerTar(context.Background(), conn, dir, guestIDs, a.log); err != nil {
+			if err := layertar.Write(context.Background(), conn, dir, guestIDs, a.log); err != nil {
 				a.log.Warn("snapshot: writing the layer", "err", err)
 			}
 		}()

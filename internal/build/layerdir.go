@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +21,7 @@ import (
 // parents of those files copy the base's directory of the same name
 // (mode, owner, times), so the layer changes nothing but what the step
 // writes. Ownership is stored as the store stores it: shifted by the id
-// map as root, in xattrOwner in unprivileged mode.
+// map as root, in layertar.XattrOwner in unprivileged mode.
 type layerWriter struct {
 	root string
 	ids  idmap.Map
@@ -176,18 +177,18 @@ func (w *layerWriter) chown(p string, isLink bool, uid, gid int) error {
 			return nil // symlinks cannot carry user xattrs: lost, as the store loses them
 		}
 		v := strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
-		if err := unix.Lsetxattr(p, xattrOwner, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+		if err := unix.Lsetxattr(p, layertar.XattrOwner, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
 			return &fs.PathError{Op: "setxattr", Path: p, Err: err}
 		}
 		return nil
 	}
 	hu, ok := w.ids.HostUID(uint32(uid))
 	if !ok || uid < 0 {
-		hu, _ = w.ids.HostUID(overflowID)
+		hu, _ = w.ids.HostUID(layertar.OverflowID)
 	}
 	hg, ok := w.ids.HostGID(uint32(gid))
 	if !ok || gid < 0 {
-		hg, _ = w.ids.HostGID(overflowID)
+		hg, _ = w.ids.HostGID(layertar.OverflowID)
 	}
 	if err := unix.Lchown(p, int(hu), int(hg)); err != nil {
 		return &fs.PathError{Op: "lchown", Path: p, Err: err}

@@ -11,18 +11,14 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
 
-// The store's conventions for layer directories (see internal/image):
+// The store's conventions for layer directories (see internal/layertar):
 // a whiteout is a 0/0 character device, an opaque directory carries
-// xattrOpaque, and in unprivileged mode a file's container owner is kept
-// in xattrOwner ("uid:gid", absent for 0:0).
-const (
-	xattrOpaque = "user.overlay.opaque"
-	xattrOwner  = "user.cc.owner"
-	overflowID  = 65534 // nobody: host ids the mapping cannot express
-)
+// layertar.XattrOpaque, and in unprivileged mode a file's container owner
+// is kept in layertar.XattrOwner ("uid:gid", absent for 0:0).
 
 // layerFS is the merged view of layer directories in overlay format, as
 // an overlay mount would show it: the highest layer that has a name
@@ -117,7 +113,7 @@ func isWhiteout(st *unix.Stat_t) bool {
 
 func opaque(p string) bool {
 	var b [1]byte
-	n, err := unix.Lgetxattr(p, xattrOpaque, b[:])
+	n, err := unix.Lgetxattr(p, layertar.XattrOpaque, b[:])
 	return err == nil && n == 1 && b[0] == 'y'
 }
 
@@ -140,7 +136,7 @@ func (l *layerFS) lstat(rel string) (*entry, error) {
 func ownerOf(ids idmap.Map, host string, st *unix.Stat_t) (int, int) {
 	if ids.Single() {
 		var b [64]byte
-		n, err := unix.Lgetxattr(host, xattrOwner, b[:])
+		n, err := unix.Lgetxattr(host, layertar.XattrOwner, b[:])
 		if err != nil {
 			return 0, 0
 		}
@@ -151,11 +147,11 @@ func ownerOf(ids idmap.Map, host string, st *unix.Stat_t) (int, int) {
 	}
 	uid, ok := ids.ContainerUID(st.Uid)
 	if !ok {
-		uid = overflowID
+		uid = layertar.OverflowID
 	}
 	gid, ok := ids.ContainerGID(st.Gid)
 	if !ok {
-		gid = overflowID
+		gid = layertar.OverflowID
 	}
 	return int(uid), int(gid)
 }

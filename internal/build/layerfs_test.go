@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +23,7 @@ func TestLayerFS(t *testing.T) {
 	if err := unix.Mknod(filepath.Join(l1, "gone"), unix.S_IFCHR, 0); err != nil {
 		t.Skipf("cannot make a whiteout here: %v", err)
 	}
-	if err := unix.Lsetxattr(filepath.Join(l1, "opq"), xattrOpaque, []byte("y"), 0); err != nil {
+	if err := unix.Lsetxattr(filepath.Join(l1, "opq"), layertar.XattrOpaque, []byte("y"), 0); err != nil {
 		t.Skipf("no user xattrs here: %v", err)
 	}
 	os.Mkdir(filepath.Join(l2, "opq"), 0o755)

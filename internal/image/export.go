@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -41,7 +42,7 @@ func (e *Exported) Close() error {
 // Export makes an OCI image of the layer directories (lowest first) and
 // the config blob rawConfig, whose rootfs is replaced by the new layers'
 // diffIDs (everything else is kept). Each layer is written once with
-// WriteLayerTar and gzipped into a store TempDir; the image's digest is
+// layertar.Write and gzipped into a store TempDir; the image's digest is
 // therefore that of the re-created layers, not the source's. The caller
 // closes the result.
 func (s *Store) Export(ctx context.Context, layerDirs []string, rawConfig []byte) (*Exported, error) {
@@ -107,7 +108,7 @@ func (s *Store) exportLayer(ctx context.Context, dir, path string) (*exportLayer
 		return nil, v1.Hash{}, err
 	}
 	tarHash := &hashWriter{h: sha256.New(), w: zw}
-	if err := WriteLayerTar(ctx, tarHash, dir, s.ids, s.log); err != nil {
+	if err := layertar.Write(ctx, tarHash, dir, s.ids, s.log); err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("exporting layer %s: %w", dir, err)
 	}
 	if err := zw.Close(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 )
 
 // fuzzLimits keep one fuzz input small.
@@ -47,7 +48,7 @@ func fuzzUnpack(t *testing.T, base string, data []byte) {
 		return
 	}
 	var out bytes.Buffer
-	if err := WriteLayerTar(context.Background(), &out, layer, idmap.Current(), nil); err != nil {
+	if err := layertar.Write(context.Background(), &out, layer, idmap.Current(), nil); err != nil {
 		if idmap.Current().Single() && errors.Is(err, fs.ErrPermission) {
 			return // a file its owner may not read: see the package doc
 		}

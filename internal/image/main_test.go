@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 )
 
 // childEnv makes the test binary act as a child process of a test (see
@@ -51,7 +52,7 @@ func runChild(what string) int {
 		if err == nil {
 			var w *os.File
 			if w, err = os.Create(os.Getenv("CC_EXPORT")); err == nil {
-				err = WriteLayerTar(ctx, w, os.Getenv("CC_DIR"), idmap.Current(), nil)
+				err = layertar.Write(ctx, w, os.Getenv("CC_DIR"), idmap.Current(), nil)
 				w.Close()
 			}
 		}

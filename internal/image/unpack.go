@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
 
@@ -186,7 +187,7 @@ func (u *unpacker) entry(hdr *tar.Header, data io.Reader) error {
 		return u.dirEntry(hdr, "", "", "")
 	}
 	parent, base := splitName(name)
-	if strings.HasPrefix(base, whPrefix) {
+	if strings.HasPrefix(base, layertar.WhPrefix) {
 		return u.whiteout(hdr, name, parent, base)
 	}
 	switch hdr.Typeflag {
@@ -503,21 +504,21 @@ func (u *unpacker) whiteout(hdr *tar.Header, name, parent, base string) error {
 	if err := u.openParent(hdr.Name, parent, hdr.ModTime); err != nil {
 		return err
 	}
-	if base == whOpaque {
+	if base == layertar.WhOpaque {
 		if u.opaque[parent] {
 			return entryErr(hdr.Name, ErrUnsafeEntry, "duplicate entry")
 		}
 		return u.markOpaque(hdr.Name, parent)
 	}
-	if strings.HasPrefix(base, whMeta) {
+	if strings.HasPrefix(base, layertar.WhMeta) {
 		u.skip(hdr, "AUFS metadata")
 		return nil
 	}
-	target := base[len(whPrefix):]
+	target := base[len(layertar.WhPrefix):]
 	if target == "" || target == "." || target == ".." {
 		return entryErr(hdr.Name, ErrInvalidEntry, "whiteout of %q", target)
 	}
-	tname := joinName(parent, target)
+	tname := layertar.JoinName(parent, target)
 	switch prev := u.nodes[tname]; {
 	case prev == kindWhiteout:
 		return entryErr(hdr.Name, ErrUnsafeEntry, "duplicate entry")
@@ -551,7 +552,7 @@ func (u *unpacker) markOpaque(entry, name string) error {
 		return u.sysErr(entry, "open", err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Lsetxattr(fdPath(fd, "."), xattrOpaque, []byte("y"), 0); err != nil {
+	if err := unix.Lsetxattr(fdPath(fd, "."), layertar.XattrOpaque, []byte("y"), 0); err != nil {
 		return u.sysErr(entry, "mark opaque", err)
 	}
 	if u.opaque == nil {
@@ -573,7 +574,7 @@ func (u *unpacker) hostIDs(entry string, uid, gid int) (int, int) {
 			u.firstOverID = entry
 		}
 		u.overflowIDs++
-		hid, _ := conv(defaultOverflowID)
+		hid, _ := conv(layertar.OverflowID)
 		return int(hid)
 	}
 	return h(uid, u.ids.HostUID), h(gid, u.ids.HostGID)
@@ -598,18 +599,18 @@ func (u *unpacker) owner(hdr *tar.Header, fd int, p string) error {
 		return nil
 	}
 	v := []byte(strconv.Itoa(hdr.Uid) + ":" + strconv.Itoa(hdr.Gid))
-	return u.setXattr(hdr.Name, fd, p, xattrOwner, v)
+	return u.setXattr(hdr.Name, fd, p, layertar.XattrOwner, v)
 }
 
 // xattrs copies an entry's PAX xattrs, less the overlay's and the store's
 // own, onto fd or else the path p.
 func (u *unpacker) xattrs(hdr *tar.Header, fd int, p string) error {
 	for k, v := range hdr.PAXRecords {
-		name, ok := strings.CutPrefix(k, paxXattrPrefix)
+		name, ok := strings.CutPrefix(k, layertar.PaxXattrPrefix)
 		if !ok {
 			continue
 		}
-		if internalXattr(name) {
+		if layertar.InternalXattr(name) {
 			u.log.Debug("layer entry xattr dropped", "entry", hdr.Name, "xattr", name)
 			continue
 		}
@@ -675,7 +676,7 @@ func (u *unpacker) finishDirs() error {
 			}
 		} else if d.uid != 0 || d.gid != 0 {
 			v := []byte(strconv.Itoa(d.uid) + ":" + strconv.Itoa(d.gid))
-			if err := u.setXattr(d.name+"/", -1, u.rootPathOf(rel), xattrOwner, v); err != nil {
+			if err := u.setXattr(d.name+"/", -1, u.rootPathOf(rel), layertar.XattrOwner, v); err != nil {
 				return err
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
 
@@ -112,7 +113,7 @@ func TestUnpackBenign(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("etc: %v %v, want mode 0700 from its second entry", fi, err)
 	}
-	if v := getXattr(t, filepath.Join(layer, "gone"), xattrOpaque); v != "y" {
+	if v := getXattr(t, filepath.Join(layer, "gone"), layertar.XattrOpaque); v != "y" {
 		t.Errorf("gone/ made and whited out in one layer: opaque = %q, want y", v)
 	}
 	if fi, err := os.Stat(filepath.Join(layer, "usr/lib/deep")); err != nil || fi.Mode().Perm() != 0o755 {
@@ -222,14 +223,14 @@ func TestUnpackFaithful(t *testing.T) {
 	if v := getXattr(t, notes, "user.overlay.redirect"); v != "" {
 		t.Errorf("an archive set the overlay's own xattr: %q", v)
 	}
-	if v := getXattr(t, filepath.Join(layer, "var/cache"), xattrOpaque); v != "y" {
+	if v := getXattr(t, filepath.Join(layer, "var/cache"), layertar.XattrOpaque); v != "y" {
 		t.Errorf("var/cache opaque = %q", v)
 	}
 
 	// Back out: the tar has container ids, whiteouts and the opaque marker
 	// again, and no device node.
 	var out bytes.Buffer
-	if err := WriteLayerTar(context.Background(), &out, layer, ids, nil); err != nil {
+	if err := layertar.Write(context.Background(), &out, layer, ids, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := readTar(t, out.Bytes())
@@ -269,7 +270,7 @@ func TestUnpackFaithful(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out2 bytes.Buffer
-	if err := WriteLayerTar(context.Background(), &out2, again, ids, nil); err != nil {
+	if err := layertar.Write(context.Background(), &out2, again, ids, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Bytes(), out2.Bytes()) {
@@ -301,7 +302,7 @@ func readTar(t testing.TB, data []byte) map[string]string {
 		}
 		var xs []string
 		for k, v := range h.PAXRecords {
-			if x, ok := strings.CutPrefix(k, paxXattrPrefix); ok {
+			if x, ok := strings.CutPrefix(k, layertar.PaxXattrPrefix); ok {
 				xs = append(xs, x+"="+v)
 			}
 		}

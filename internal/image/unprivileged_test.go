@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,8 +97,8 @@ func TestUnpackUnprivileged(t *testing.T) {
 		if int(s.Uid) != nobody {
 			t.Errorf("%s: owned by %d, want the user %d", c.name, s.Uid, nobody)
 		}
-		if got := getXattr(t, p, xattrOwner); got != c.owner {
-			t.Errorf("%s: %s = %q, want %q", c.name, xattrOwner, got, c.owner)
+		if got := getXattr(t, p, layertar.XattrOwner); got != c.owner {
+			t.Errorf("%s: %s = %q, want %q", c.name, layertar.XattrOwner, got, c.owner)
 		}
 	}
 	var s unix.Stat_t
@@ -113,7 +114,7 @@ func TestUnpackUnprivileged(t *testing.T) {
 	if s.Mode&unix.S_IFMT != unix.S_IFCHR || s.Rdev != 0 {
 		t.Errorf("gone: not a 0/0 whiteout (mode %o rdev %d)", s.Mode, s.Rdev)
 	}
-	if v := getXattr(t, filepath.Join(layer, "opq"), xattrOpaque); v != "y" {
+	if v := getXattr(t, filepath.Join(layer, "opq"), layertar.XattrOpaque); v != "y" {
 		t.Errorf("opq: opaque = %q", v)
 	}
 	if v := getXattr(t, filepath.Join(layer, "home/user/f"), "user.keep"); v != "k" {

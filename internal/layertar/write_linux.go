@@ -1,6 +1,9 @@
 //go:build linux
 
-package image
+// Package layertar writes a layer directory in overlay format as an OCI
+// layer tar. It stands apart from the layer store so that the agent, which
+// writes a VM's layers from inside, needs none of the store's dependencies.
+package layertar
 
 import (
 	"archive/tar"
@@ -18,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WriteLayerTar writes the layer directory dir, in overlay format, to w as
+// Write writes the layer directory dir, in overlay format, to w as
 // an OCI layer tar: a 0/0 character device becomes a .wh.NAME whiteout, an
 // opaque directory (user.overlay.opaque or trusted.overlay.opaque = y) is
 // followed by its .wh..wh..opq, owners are turned back into container ids
@@ -30,7 +33,7 @@ import (
 // skipped and logged. dir is walked through descriptors that never follow
 // a symlink, so a tree that changes meanwhile cannot lead the walk outside
 // it. Errors are *fs.PathError values naming the entry, or w's errors.
-func WriteLayerTar(ctx context.Context, w io.Writer, dir string, ids idmap.Map, log *slog.Logger) error {
+func Write(ctx context.Context, w io.Writer, dir string, ids idmap.Map, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -96,7 +99,7 @@ func readDirNames(dirfd int) ([]string, error) {
 }
 
 func (t *tarWriter) entry(dirfd int, parent, base string) error {
-	name := joinName(parent, base)
+	name := JoinName(parent, base)
 	fail := func(op string, err error) error {
 		return &os.PathError{Op: "export", Path: name, Err: fmt.Errorf("%s: %w", op, err)}
 	}
@@ -115,11 +118,11 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 	}
 	hdr.Uid, hdr.Gid = t.owner(&st, xattrs)
 	for k, v := range xattrs {
-		if !internalXattr(k) {
+		if !InternalXattr(k) {
 			if hdr.PAXRecords == nil {
 				hdr.PAXRecords = make(map[string]string)
 			}
-			hdr.PAXRecords[paxXattrPrefix+k] = v
+			hdr.PAXRecords[PaxXattrPrefix+k] = v
 		}
 	}
 	switch st.Mode & unix.S_IFMT {
@@ -128,7 +131,7 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 			t.log.Warn("layer export: device node skipped", "entry", name)
 			return nil
 		}
-		wh := &tar.Header{Name: joinName(parent, whPrefix+base), Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime}
+		wh := &tar.Header{Name: JoinName(parent, WhPrefix+base), Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime}
 		if err := t.tw.WriteHeader(wh); err != nil {
 			return fail("write", err)
 		}
@@ -138,8 +141,8 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 		if err := t.tw.WriteHeader(hdr); err != nil {
 			return fail("write", err)
 		}
-		if xattrs[xattrOpaque] == "y" || xattrs[xattrTrustedOpq] == "y" {
-			opq := &tar.Header{Name: name + "/" + whOpaque, Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime}
+		if xattrs[XattrOpaque] == "y" || xattrs[XattrTrustedOpaque] == "y" {
+			opq := &tar.Header{Name: name + "/" + WhOpaque, Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime}
 			if err := t.tw.WriteHeader(opq); err != nil {
 				return fail("write", err)
 			}
@@ -202,7 +205,7 @@ func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fa
 // owner returns an entry's container owner.
 func (t *tarWriter) owner(st *unix.Stat_t, xattrs map[string]string) (int, int) {
 	if t.single {
-		u, g, ok := strings.Cut(xattrs[xattrOwner], ":")
+		u, g, ok := strings.Cut(xattrs[XattrOwner], ":")
 		uid, err1 := strconv.Atoi(u)
 		gid, err2 := strconv.Atoi(g)
 		if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 {
@@ -216,10 +219,10 @@ func (t *tarWriter) owner(st *unix.Stat_t, xattrs map[string]string) (int, int) 
 		t.overflow++
 	}
 	if !ok1 {
-		uid = defaultOverflowID
+		uid = OverflowID
 	}
 	if !ok2 {
-		gid = defaultOverflowID
+		gid = OverflowID
 	}
 	return int(uid), int(gid)
 }
@@ -282,4 +285,11 @@ func readlinkat(dirfd int, base string) (string, error) {
 			return string(b[:n]), nil
 		}
 	}
+}
+
+// fdPath names the entry base of the directory descriptor dirfd for the
+// path-only xattr calls; the l* calls that use it never follow the final
+// component.
+func fdPath(dirfd int, base string) string {
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base
 }
