@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/testutil/dockerfilecases"
-	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
 
 // TestDockerfileConformance runs the Dockerfile conformance cases (40
@@ -63,32 +62,14 @@ var rootlessLimits = map[string]string{
 	"29-user-switching": "RUN as other users needs their ids; a rootless sandbox has root's only",
 }
 
-var conformanceBB struct {
-	sync.Once
-	img *Image
-	err error
-}
-
 // conformanceBusybox loads the cases' "busybox" (the test busybox with
-// their passwd and group) into the test store, once.
+// their passwd and group) into the test store, as a fresh build base.
 func conformanceBusybox(t *testing.T, dir string) *Image {
-	conformanceBB.Do(func() {
-		img, err := dockerfilecases.Busybox(dir)
-		if err != nil {
-			conformanceBB.err = err
-			return
-		}
-		layout := t.TempDir()
-		if err := testimage.WriteLayout(layout, img, "busybox"); err != nil {
-			conformanceBB.err = err
-			return
-		}
-		conformanceBB.img, conformanceBB.err = LoadOCILayout(context.Background(), layout, WithCacheDir(testCache))
-	})
-	if conformanceBB.err != nil {
-		t.Fatalf("the conformance busybox: %v", conformanceBB.err)
+	img, err := dockerfilecases.Busybox(dir)
+	if err != nil {
+		t.Fatalf("the conformance busybox: %v", err)
 	}
-	return conformanceBB.img
+	return buildBase(t, img)
 }
 
 // confRun is one case being run: its context copy and the images its

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
 
 // dfCase is one case of the Dockerfile table: a Dockerfile over the
@@ -242,10 +244,15 @@ func rootful() bool { return os.Geteuid() == 0 }
 // instruction, multi-stage builds, .dockerignore and the cache rules,
 // offline over the busybox test image.
 func TestBuildDockerfile(t *testing.T) {
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := buildBase(t, src)
 	for _, c := range dockerfileTable {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := writeContext(t, c.files)
-			b, err := buildDockerfile(t, c.df, ctx, c.opts...)
+			b, err := buildDockerfile(t, c.df, ctx, append([]BuildOption{WithBuildSource("busybox", base)}, c.opts...)...)
 			if len(c.rootlessErr) > 0 && !rootful() {
 				t.Logf("rootless: a sandbox has root's id only; the build must fail clearly")
 				c.wantErr, c.check = c.rootlessErr, nil

@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
@@ -118,4 +123,28 @@ func loadBusybox() (*Image, error) {
 		busyboxOnce.img, busyboxOnce.err = LoadOCILayout(context.Background(), dir, WithCacheDir(testCache))
 	})
 	return busyboxOnce.img, busyboxOnce.err
+}
+
+// buildBases counts the bases buildBase has made in this process.
+var buildBases atomic.Int64
+
+// buildBase loads into the shared test store a copy of src that differs
+// from every earlier one of this process in its creation time alone, and
+// so in its digest: builds over it find nothing that an earlier run of the
+// same test (go test -count) left in the build cache.
+func buildBase(t testing.TB, src v1.Image) *Image {
+	t.Helper()
+	img, err := mutate.CreatedAt(src, v1.Time{Time: time.Unix(buildBases.Add(1), 0).UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := t.TempDir()
+	if err := testimage.WriteLayout(layout, img, "busybox"); err != nil {
+		t.Fatal(err)
+	}
+	base, err := LoadOCILayout(context.Background(), layout, WithCacheDir(testCache))
+	if err != nil {
+		t.Fatalf("loading a build base: %v", err)
+	}
+	return base
 }
