@@ -3,7 +3,6 @@ package image
 import (
 	"errors"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,13 +63,6 @@ func openBeneathWalk(dirfd int, rel string) (int, error) {
 		cur = next
 	}
 	return cur, nil
-}
-
-// fdPath names the entry base of the directory descriptor dirfd for the
-// path-only calls (xattrs on non-regular files); the final component is
-// never followed by the l* calls that use it.
-func fdPath(dirfd int, base string) string {
-	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base
 }
 
 // xattrUnsupported reports whether a setxattr error means the filesystem

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
@@ -364,7 +365,7 @@ func (u *unpacker) dirEntry(hdr *tar.Header, name, parent, base string) error {
 		return u.sysErr(hdr.Name, "open", err)
 	}
 	defer unix.Close(fd)
-	return u.xattrs(hdr, -1, fdPath(fd, "."))
+	return u.xattrs(hdr, -1, fsutil.FDPath(fd, "."))
 }
 
 func (u *unpacker) fileEntry(hdr *tar.Header, name, base string, data io.Reader) error {
@@ -443,7 +444,7 @@ func (u *unpacker) symlinkEntry(hdr *tar.Header, name, base string) error {
 	}); err != nil {
 		return err
 	}
-	p := fdPath(u.parentFD, base)
+	p := fsutil.FDPath(u.parentFD, base)
 	if err := u.owner(hdr, -1, p); err != nil {
 		return err
 	}
@@ -485,7 +486,7 @@ func (u *unpacker) fifoEntry(hdr *tar.Header, name, base string) error {
 	if err := unix.Fchmodat(u.parentFD, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
 		return u.sysErr(hdr.Name, "chmod", err)
 	}
-	p := fdPath(u.parentFD, base)
+	p := fsutil.FDPath(u.parentFD, base)
 	if err := u.owner(hdr, -1, p); err != nil {
 		return err
 	}
@@ -552,7 +553,7 @@ func (u *unpacker) markOpaque(entry, name string) error {
 		return u.sysErr(entry, "open", err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Lsetxattr(fdPath(fd, "."), layertar.XattrOpaque, []byte("y"), 0); err != nil {
+	if err := unix.Lsetxattr(fsutil.FDPath(fd, "."), layertar.XattrOpaque, []byte("y"), 0); err != nil {
 		return u.sysErr(entry, "mark opaque", err)
 	}
 	if u.opaque == nil {
@@ -693,7 +694,7 @@ func (u *unpacker) finishDirs() error {
 }
 
 // rootPathOf names rel below the root descriptor for path-only calls.
-func (u *unpacker) rootPathOf(rel string) string { return fdPath(u.rootFD, rel) }
+func (u *unpacker) rootPathOf(rel string) string { return fsutil.FDPath(u.rootFD, rel) }
 
 func (u *unpacker) skip(hdr *tar.Header, what string) {
 	u.stats.Skipped++

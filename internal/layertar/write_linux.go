@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"golang.org/x/sys/unix"
 )
@@ -107,7 +108,7 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fail("stat", err)
 	}
-	xattrs, err := readXattrs(fdPath(dirfd, base))
+	xattrs, err := readXattrs(fsutil.FDPath(dirfd, base))
 	if err != nil {
 		return fail("xattrs", err)
 	}
@@ -285,11 +286,4 @@ func readlinkat(dirfd int, base string) (string, error) {
 			return string(b[:n]), nil
 		}
 	}
-}
-
-// fdPath names the entry base of the directory descriptor dirfd for the
-// path-only xattr calls; the l* calls that use it never follow the final
-// component.
-func fdPath(dirfd int, base string) string {
-	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base
 }
