@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
+	"golang.org/x/sys/unix"
 )
 
 // Every instance has a state directory under a state root, flocked while
@@ -35,7 +35,7 @@ func createStateDir(root, id string) (*os.File, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the instance state directory: %w", err)
 	}
-	rootLock, err := lockPath(root, syscall.LOCK_SH)
+	rootLock, err := lockPath(root, unix.LOCK_SH)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func createStateDir(root, id string) (*os.File, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the instance state directory: %w", err)
 	}
-	lock, err := lockPath(dir, syscall.LOCK_EX|syscall.LOCK_NB)
+	lock, err := lockPath(dir, unix.LOCK_EX|unix.LOCK_NB)
 	if err != nil {
 		fsutil.RemoveAll(dir)
 		return nil, err
@@ -60,13 +60,7 @@ func lockPath(path string, how int) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := fsutil.Flock(f, how); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
@@ -85,7 +79,7 @@ func sweepOnce(root string, log *slog.Logger) {
 
 // sweep removes the state directories under root that no instance holds.
 func sweep(root string, log *slog.Logger) {
-	rootLock, err := lockPath(root, syscall.LOCK_EX)
+	rootLock, err := lockPath(root, unix.LOCK_EX)
 	if err != nil {
 		return // no root yet: nothing to sweep
 	}
@@ -96,7 +90,7 @@ func sweep(root string, log *slog.Logger) {
 	}
 	for _, e := range entries {
 		dir := filepath.Join(root, e.Name())
-		lock, err := lockPath(dir, syscall.LOCK_EX|syscall.LOCK_NB)
+		lock, err := lockPath(dir, unix.LOCK_EX|unix.LOCK_NB)
 		if err != nil {
 			continue // in use, or not ours
 		}

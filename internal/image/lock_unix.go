@@ -5,6 +5,7 @@ package image
 import (
 	"os"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,13 +20,7 @@ func tryLockFile(path string, exclusive bool) (*fileLock, error) {
 	if exclusive {
 		how = unix.LOCK_EX
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := fsutil.Flock(f, how|unix.LOCK_NB); err != nil {
 		f.Close()
 		if err == unix.EWOULDBLOCK {
 			return nil, errLocked
