@@ -86,15 +86,7 @@ func busyboxInStore(b *testing.B, cache string) *Image {
 	if err != nil {
 		b.Fatal(err)
 	}
-	layout := b.TempDir()
-	if err := testimage.WriteLayout(layout, src, "busybox"); err != nil {
-		b.Fatal(err)
-	}
-	img, err := LoadOCILayout(context.Background(), layout, WithCacheDir(cache))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return img
+	return loadInStore(b, src, cache)
 }
 
 // buildahFloor runs buildah with its storage and config in a temporary

@@ -138,13 +138,20 @@ func buildBase(t testing.TB, src v1.Image) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return loadInStore(t, img, testCache)
+}
+
+// loadInStore loads img, as "busybox", into the layer store at cache
+// through an OCI layout in a temporary directory.
+func loadInStore(t testing.TB, img v1.Image, cache string) *Image {
+	t.Helper()
 	layout := t.TempDir()
 	if err := testimage.WriteLayout(layout, img, "busybox"); err != nil {
 		t.Fatal(err)
 	}
-	base, err := LoadOCILayout(context.Background(), layout, WithCacheDir(testCache))
+	loaded, err := LoadOCILayout(context.Background(), layout, WithCacheDir(cache))
 	if err != nil {
-		t.Fatalf("loading a build base: %v", err)
+		t.Fatalf("loading an image into %s: %v", cache, err)
 	}
-	return base
+	return loaded
 }
