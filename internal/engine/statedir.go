@@ -19,7 +19,8 @@ import (
 // process sweeps them away. Several processes (helpers, other programs)
 // share one root, so a sweep must never take a directory that another
 // process has made but not locked yet: creators hold the root's lock
-// shared from mkdir to flock, and a sweep holds it exclusive.
+// shared from mkdir to flock, and a sweep holds it exclusive while it
+// lists and locks the directories it will remove.
 
 // newID returns a fresh instance id.
 func newID() string {
@@ -78,25 +79,36 @@ func sweepOnce(root string, log *slog.Logger) {
 }
 
 // sweep removes the state directories under root that no instance holds.
+// It holds the root's lock only while it lists and locks them, so that
+// starts elsewhere wait for the listing, not for the removals.
 func sweep(root string, log *slog.Logger) {
+	for _, lock := range claimStale(root) {
+		if err := fsutil.RemoveAll(lock.Name()); err != nil {
+			log.Warn("removing a stale sandbox state directory", "dir", lock.Name(), "err", err)
+		}
+		lock.Close()
+	}
+}
+
+// claimStale locks, under the root's exclusive lock, every directory in
+// root that no instance holds, and returns them locked.
+func claimStale(root string) []*os.File {
 	rootLock, err := lockPath(root, unix.LOCK_EX)
 	if err != nil {
-		return // no root yet: nothing to sweep
+		return nil // no root yet: nothing to sweep
 	}
 	defer rootLock.Close()
 	entries, err := os.ReadDir(root)
 	if err != nil {
-		return
+		return nil
 	}
+	var stale []*os.File
 	for _, e := range entries {
-		dir := filepath.Join(root, e.Name())
-		lock, err := lockPath(dir, unix.LOCK_EX|unix.LOCK_NB)
+		lock, err := lockPath(filepath.Join(root, e.Name()), unix.LOCK_EX|unix.LOCK_NB)
 		if err != nil {
 			continue // in use, or not ours
 		}
-		if err := fsutil.RemoveAll(dir); err != nil {
-			log.Warn("removing a stale sandbox state directory", "dir", dir, "err", err)
-		}
-		lock.Close()
+		stale = append(stale, lock)
 	}
+	return stale
 }
