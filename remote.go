@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -185,6 +186,14 @@ func (r *remoteRunner) OOMKills() int {
 	}
 	n, _ := ipc.NewDecoder(resp[1:]).Uint32()
 	return int(n)
+}
+
+// SetTimeout asks the helper to stop the sandbox d from now.
+func (r *remoteRunner) SetTimeout(d time.Duration) error {
+	var e ipc.Encoder
+	e.Int64(int64(d))
+	_, err := r.helper.Call(ipc.MsgInstanceSetTimeout, e.Bytes())
+	return err
 }
 
 // Close stops the sandbox, then the helper.

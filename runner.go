@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"os"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -21,6 +22,9 @@ type runner interface {
 	Done() <-chan struct{}
 	Err() error
 	Close() error
+	// SetTimeout stops the sandbox d from now, with a reason matching
+	// ErrTimeout; it replaces any earlier timeout.
+	SetTimeout(d time.Duration) error
 	// OpenLink creates the egress device (see hv.NetworkLinker); it
 	// returns hv.ErrLinkViaAgent when the agent must create it.
 	OpenLink(ifname string) (*os.File, error)

@@ -56,12 +56,12 @@ type Instance struct {
 	log      *slog.Logger
 
 	done    chan struct{} // closed when the instance has stopped
-	timer   *time.Timer
 	watched chan struct{} // closed when the watch goroutine has ended
 
 	mu     sync.Mutex
-	reason error // guarded by mu: why it stopped, set before done closes
-	closed bool  // guarded by mu
+	reason error       // guarded by mu: why it stopped, set before done closes
+	closed bool        // guarded by mu
+	timer  *time.Timer // guarded by mu: WithTimeout's, nil when none
 }
 
 // Start starts an instance and connects to its agent.
@@ -113,7 +113,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 		done: make(chan struct{}), watched: make(chan struct{}),
 	}
 	if spec.Timeout > 0 {
-		inst.timer = time.AfterFunc(spec.Timeout, func() { inst.stop(ipc.ErrTimeout) })
+		inst.SetTimeout(spec.Timeout) // cannot fail: nothing has stopped it yet
 	}
 	go inst.watch()
 	log.Debug("sandbox started", "id", id, "backend", backend.Name(), "layers", len(spec.Layers))
@@ -166,12 +166,37 @@ func (i *Instance) watch() {
 			i.reason = fmt.Errorf("sandbox %s: %w", i.id, ipc.ErrNotRunning)
 		}
 	}
-	i.mu.Unlock()
 	if i.timer != nil {
 		i.timer.Stop()
 	}
+	i.mu.Unlock()
 	i.client.Close()
 	close(i.done)
+}
+
+// SetTimeout stops the instance d from now, with a reason matching
+// ipc.ErrTimeout; it replaces any timeout set before. It returns an error
+// matching ipc.ErrNotRunning when the instance has already stopped or been
+// closed.
+func (i *Instance) SetTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("engine: timeout %v", d)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	select {
+	case <-i.done:
+		return fmt.Errorf("sandbox %s: %w", i.id, ipc.ErrNotRunning)
+	default:
+	}
+	if i.closed || i.reason != nil {
+		return fmt.Errorf("sandbox %s: %w", i.id, ipc.ErrNotRunning)
+	}
+	if i.timer != nil {
+		i.timer.Stop()
+	}
+	i.timer = time.AfterFunc(d, func() { i.stop(ipc.ErrTimeout) })
+	return nil
 }
 
 // stop ends the sandbox with reason.

@@ -101,6 +101,20 @@ func (h *handler) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 			n = c.OOMKills()
 		}
 		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Uint32(uint32(n)).Build()}, nil
+	case ipc.MsgInstanceSetTimeout:
+		closeFiles(req.Files)
+		inst, err := h.instance()
+		if err != nil {
+			return nil, err
+		}
+		ns, err := req.Decoder().Int64()
+		if err != nil {
+			return nil, err
+		}
+		if ns <= 0 {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("timeout of %d ns", ns)}
+		}
+		return success(), inst.SetTimeout(time.Duration(ns))
 	}
 	return h.forward(req)
 }

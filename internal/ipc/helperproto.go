@@ -11,13 +11,15 @@ package ipc
 //	MsgInstanceIsRunning  → bool
 //	MsgInstanceOpenLink   ifname → created bool [+ the TAP device when created] (false: the agent must create it)
 //	MsgInstanceStats      → oomKills u32 (processes the kernel killed for memory)
+//	MsgInstanceSetTimeout nanoseconds i64 → (stops the sandbox that long from now, as InstanceOptions.TimeoutSecs does from its start)
 //
 // With the channel (an ipc channel end, see NewChannelDialer), the client
 // opens its own connections to the agent and its file, command and network
 // calls bypass the helper; without it, the helper forwards them.
 const (
-	MsgInstanceOpenLink uint16 = 0x0108
-	MsgInstanceStats    uint16 = 0x0109
+	MsgInstanceOpenLink   uint16 = 0x0108
+	MsgInstanceStats      uint16 = 0x0109
+	MsgInstanceSetTimeout uint16 = 0x010A
 )
 
 // InstanceSpec is the part of a new instance's description the seed's
