@@ -14,7 +14,9 @@
 //   - network: Instance.Listen and Instance.Dial return real net.Listener and
 //     net.Conn values bound inside the sandbox's own network;
 //   - state: Instance.Snapshot freezes the filesystem; new sandboxes fork
-//     from the snapshot; Build runs Dockerfiles over snapshots.
+//     from the snapshot; Build runs Dockerfiles over snapshots;
+//   - start latency: a [Pool] keeps sandboxes started ahead of need, so its
+//     New hands one out at once.
 //
 // # Architecture
 //

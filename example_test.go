@@ -62,3 +62,31 @@ func ExampleInstance_Command() {
 	// SHOUT
 	// exit status 3
 }
+
+// A warm pool keeps sandboxes started ahead of need: its New hands one out
+// at once and starts a replacement in the background.
+func ExamplePool() {
+	ctx := context.Background()
+	pool, err := sandbox.NewPool(ctx, sandbox.HostImage(), 2, sandbox.WithHostname("pooled"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close() // stops the spares; each sandbox handed out is closed by its owner
+
+	for range 3 {
+		inst, err := pool.New(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		out, err := inst.Command("hostname").Output()
+		inst.Close()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Print(string(out))
+	}
+	// Output:
+	// pooled
+	// pooled
+	// pooled
+}

@@ -277,15 +277,26 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 	if source == nil {
 		return nil, errors.New("sandbox.New: nil source")
 	}
+	o, err := resolveNewOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return start(ctx, source, o)
+}
+
+// resolveNewOptions applies opts over the defaults.
+func resolveNewOptions(opts []Option) (newOptions, error) {
 	var o newOptions
 	for _, opt := range opts {
 		if err := opt.applyNew(&o); err != nil {
-			return nil, err
+			return o, err
 		}
 	}
-	if err := o.setDefaults(); err != nil {
-		return nil, err
-	}
+	return o, o.setDefaults()
+}
+
+// start starts a sandbox from source as o says; New and Pool share it.
+func start(ctx context.Context, source Source, o newOptions) (*Instance, error) {
 	name := string(o.backend)
 	if name == "" {
 		name = os.Getenv("CC_BACKEND")

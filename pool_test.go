@@ -1,0 +1,188 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// newPool starts a pool for a test and checks, once the test has closed
+// it and everything it handed out, that nothing outlives them.
+func newPool(t *testing.T, size int, opts ...Option) *Pool {
+	t.Helper()
+	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid()))
+	opts = append([]Option{WithCacheDir(testCache)}, opts...)
+	p, err := NewPool(context.Background(), HostImage(), size, opts...)
+	if err != nil {
+		t.Fatalf("NewPool: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Pool.Close: %v", err)
+		}
+	})
+	return p
+}
+
+func TestPool(t *testing.T) {
+	p := newPool(t, 2, WithHostname("pooled"), WithEnv("FROM_POOL=yes"))
+	// More than the pool holds, taken at once: the last ones wait for
+	// replacements.
+	const n = 5
+	insts := make([]*Instance, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for k := range n {
+		wg.Go(func() { insts[k], errs[k] = p.New(context.Background()) })
+	}
+	wg.Wait()
+	for k, inst := range insts {
+		if inst != nil {
+			defer inst.Close()
+		}
+		if errs[k] != nil {
+			t.Fatalf("Pool.New %d: %v", k, errs[k])
+		}
+	}
+	ids := map[string]bool{}
+	for k, inst := range insts {
+		if ids[inst.ID()] {
+			t.Fatalf("two sandboxes handed out with id %s", inst.ID())
+		}
+		ids[inst.ID()] = true
+		if got := run(t, inst, "hostname; echo $FROM_POOL"); got != "pooled\nyes\n" {
+			t.Errorf("sandbox %d: hostname and env %q", k, got)
+		}
+		if err := inst.WriteFile("/tmp/mark", []byte(inst.ID()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, inst := range insts {
+		b, err := inst.ReadFile("tmp/mark")
+		if err != nil || string(b) != inst.ID() {
+			t.Errorf("sandbox %d reads its own mark as %q, %v: pooled sandboxes share files", k, b, err)
+		}
+	}
+	// Closing one handed out leaves the others and the pool running.
+	if err := insts[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, insts[1], "echo still"); got != "still\n" {
+		t.Errorf("after closing a sibling: %q", got)
+	}
+	inst, err := p.New(context.Background())
+	if err != nil {
+		t.Fatalf("Pool.New after a Close: %v", err)
+	}
+	defer inst.Close()
+	if ids[inst.ID()] {
+		t.Errorf("id %s handed out twice", inst.ID())
+	}
+
+	if err := p.Close(); err != nil {
+		t.Fatalf("Pool.Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Pool.Close: %v", err)
+	}
+	if _, err := p.New(context.Background()); !errors.Is(err, ErrAlreadyClosed) {
+		t.Errorf("Pool.New after Close: %v, want ErrAlreadyClosed", err)
+	}
+	if p.Ready() != 0 {
+		t.Errorf("Ready after Close: %d", p.Ready())
+	}
+	// What the pool handed out outlives it, until its owner closes it.
+	if got := run(t, inst, "echo mine"); got != "mine\n" {
+		t.Errorf("a handed-out sandbox after Pool.Close: %q", got)
+	}
+}
+
+func TestPoolErrors(t *testing.T) {
+	ctx := context.Background()
+	if _, err := NewPool(ctx, HostImage(), 0, WithCacheDir(testCache)); err == nil {
+		t.Error("NewPool of size 0 succeeded")
+	}
+	if _, err := NewPool(ctx, nil, 1); err == nil {
+		t.Error("NewPool of a nil source succeeded")
+	}
+	if _, err := NewPool(ctx, HostImage(), 1, WithTimeout(-1)); err == nil {
+		t.Error("NewPool with a bad option succeeded")
+	}
+	if _, err := NewPool(ctx, HostImage(), 1, WithCacheDir(testCache), WithBackend("nonesuch")); err == nil {
+		t.Error("NewPool with an unknown backend succeeded")
+	}
+	p := newPool(t, 1)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if inst, err := p.New(cancelled); !errors.Is(err, context.Canceled) {
+		if inst != nil {
+			inst.Close()
+		}
+		t.Errorf("Pool.New with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// TestPoolTimeout checks that WithTimeout counts from the hand-out: a
+// sandbox that waited in the pool longer than its timeout is handed out
+// alive, and its timeout stops it afterwards.
+func TestPoolTimeout(t *testing.T) {
+	const timeout = time.Second
+	p := newPool(t, 1, WithTimeout(timeout))
+	time.Sleep(timeout + timeout/2)
+	inst, err := p.New(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	// The age of the sandbox's init, from the host's boot clock that
+	// /proc shows inside: it waited through the sleep above.
+	out := run(t, inst, "cat /proc/uptime /proc/1/stat")
+	lines := strings.SplitN(out, "\n", 2)
+	uptime, err := strconv.ParseFloat(strings.Fields(lines[0])[0], 64)
+	if err != nil {
+		t.Fatalf("uptime in %q: %v", out, err)
+	}
+	_, stat, ok := strings.Cut(lines[1], ") ")
+	fields := strings.Fields(stat)
+	if !ok || len(fields) < 20 {
+		t.Fatalf("no start time in %q", lines[1])
+	}
+	ticks, err := strconv.ParseFloat(fields[19], 64)
+	if err != nil {
+		t.Fatalf("start time in %q: %v", lines[1], err)
+	}
+	if age := uptime - ticks/100; age < timeout.Seconds() {
+		t.Errorf("the sandbox handed out is %.2fs old: the one that waited in the pool longer than its timeout was not handed out", age)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := inst.Wait(ctx); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Wait: %v, want ErrTimeout", err)
+	}
+}
+
+// TestSetTimeoutAfterStop checks the runner's SetTimeout, which Pool.New
+// uses, on a sandbox that has stopped on its own: in this process and
+// through a helper, it reports ErrNotRunning.
+func TestSetTimeoutAfterStop(t *testing.T) {
+	inst := hostInstance(t)
+	if err := inst.eng.SetTimeout(-time.Second); err == nil {
+		t.Error("SetTimeout of a negative duration succeeded")
+	}
+	if err := syscall.Kill(inst.eng.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-inst.Done()
+	if err := inst.eng.SetTimeout(time.Second); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SetTimeout on a stopped sandbox: %v, want ErrNotRunning", err)
+	}
+}
