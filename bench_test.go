@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -23,25 +24,69 @@ func BenchmarkStartRunClose(b *testing.B) {
 	b.Run("sdk", func(b *testing.B) {
 		startRunClose(b, HostImage(), WithCacheDir(testCache))
 	})
-	b.Run("floor", func(b *testing.B) {
-		bwrap, err := exec.LookPath("bwrap")
+	b.Run("floor", bwrapTrue)
+}
+
+// bwrapTrue is the floor of the start benchmarks: bwrap --unshare-all
+// running /bin/true on a root like HostImage's, b.N times.
+func bwrapTrue(b *testing.B) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Fatalf("bwrap is missing (make bench installs Debian's bubblewrap): %v", err)
+	}
+	args := []string{"--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+		"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"}
+	for _, d := range hostDirs[1:] {
+		if target, err := os.Readlink("/" + d); err == nil {
+			args = append(args, "--symlink", target, "/"+d)
+		}
+	}
+	args = append(args, "/bin/true")
+	for b.Loop() {
+		if out, err := exec.Command(bwrap, args...).CombinedOutput(); err != nil {
+			b.Fatalf("bwrap: %v\n%s", err, out)
+		}
+	}
+}
+
+// BenchmarkPoolStartRunClose: Pool.New + Command("true").Run + Close from
+// a warm pool of two, beside bwrap. "sdk" takes sandboxes back to back, so
+// the pool's refills compete with the loop for the CPUs; "paced" waits,
+// off the clock, until the pool is full again before each iteration, as a
+// caller that does not start sandboxes faster than the pool refills sees
+// it.
+func BenchmarkPoolStartRunClose(b *testing.B) {
+	const size = 2
+	pooled := func(b *testing.B, paced bool) {
+		ctx := context.Background()
+		p, err := NewPool(ctx, HostImage(), size, WithCacheDir(testCache))
 		if err != nil {
-			b.Fatalf("bwrap is missing (make bench installs Debian's bubblewrap): %v", err)
+			b.Fatal(err)
 		}
-		args := []string{"--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
-			"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"}
-		for _, d := range hostDirs[1:] {
-			if target, err := os.Readlink("/" + d); err == nil {
-				args = append(args, "--symlink", target, "/"+d)
+		defer p.Close()
+		for i := 0; i < b.N; i++ {
+			if paced {
+				b.StopTimer()
+				for p.Ready() < size {
+					time.Sleep(100 * time.Microsecond)
+				}
+				b.StartTimer()
+			}
+			inst, err := p.New(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := inst.Command("true").Run(); err != nil {
+				b.Fatal(err)
+			}
+			if err := inst.Close(); err != nil {
+				b.Fatal(err)
 			}
 		}
-		args = append(args, "/bin/true")
-		for b.Loop() {
-			if out, err := exec.Command(bwrap, args...).CombinedOutput(); err != nil {
-				b.Fatalf("bwrap: %v\n%s", err, out)
-			}
-		}
-	})
+	}
+	b.Run("sdk", func(b *testing.B) { pooled(b, false) })
+	b.Run("paced", func(b *testing.B) { pooled(b, true) })
+	b.Run("floor", bwrapTrue)
 }
 
 // BenchmarkStartHardening: New + Command("true").Run + Close with the
