@@ -72,14 +72,7 @@ func BenchmarkPoolStartRunClose(b *testing.B) {
 				}
 				b.StartTimer()
 			}
-			inst, err := p.New(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := inst.Command("true").Run(); err != nil {
-				b.Fatal(err)
-			}
-			if err := inst.Close(); err != nil {
+			if err := runTrueAndClose(p.New(ctx)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -110,17 +103,23 @@ func startRunClose(b *testing.B, src Source, opts ...Option) {
 	b.Helper()
 	ctx := context.Background()
 	for b.Loop() {
-		inst, err := New(ctx, src, opts...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := inst.Command("true").Run(); err != nil {
-			b.Fatal(err)
-		}
-		if err := inst.Close(); err != nil {
+		if err := runTrueAndClose(New(ctx, src, opts...)); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// runTrueAndClose runs Command("true") in the sandbox a New call returned
+// and closes it; it returns the first error, New's included.
+func runTrueAndClose(inst *Instance, err error) error {
+	if err != nil {
+		return err
+	}
+	err = inst.Command("true").Run()
+	if cerr := inst.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // withoutConfinement starts a sandbox with no seccomp filter and no
