@@ -80,6 +80,9 @@ func (p *Pool) fill(ctx context.Context, first *Instance) {
 	for {
 		if next.inst == nil && next.err == nil {
 			next.inst, next.err = start(ctx, p.source, p.opts)
+			if next.err != nil && ctx.Err() == nil {
+				p.opts.logger.Warn("sandbox pool: a spare sandbox did not start; the next Pool.New returns why", "err", next.err)
+			}
 		}
 		if ctx.Err() != nil {
 			p.discard(next.inst)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -184,5 +185,54 @@ func TestSetTimeoutAfterStop(t *testing.T) {
 	<-inst.Done()
 	if err := inst.eng.SetTimeout(time.Second); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("SetTimeout on a stopped sandbox: %v, want ErrNotRunning", err)
+	}
+}
+
+// flakySource starts sandboxes from the host image the first good times,
+// then fails.
+type flakySource struct {
+	good  atomic.Int32
+	inner Source
+}
+
+var errFlakySource = errors.New("the test source fails from now on")
+
+func (s *flakySource) rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec, error) {
+	if s.good.Add(-1) < 0 {
+		return nil, errFlakySource
+	}
+	return s.inner.rootfs(ctx, o)
+}
+
+// TestPoolStartFails checks that a start that fails in the background
+// reaches the next Pool.New as its error, and the pool goes on.
+func TestPoolStartFails(t *testing.T) {
+	src := &flakySource{inner: HostImage()}
+	src.good.Store(1)
+	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid()))
+	p, err := NewPool(context.Background(), src, 1, WithCacheDir(testCache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Pool.Close: %v", err)
+		}
+	}()
+	inst, err := p.New(context.Background())
+	if err != nil {
+		t.Fatalf("the sandbox NewPool started: %v", err)
+	}
+	defer inst.Close()
+	for range 2 {
+		if inst, err := p.New(context.Background()); !errors.Is(err, errFlakySource) {
+			if inst != nil {
+				inst.Close()
+			}
+			t.Fatalf("Pool.New after a failed start: %v, want the start's error", err)
+		}
+	}
+	if got := run(t, inst, "echo ok"); got != "ok\n" {
+		t.Errorf("the sandbox handed out before: %q", got)
 	}
 }
