@@ -7,9 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
@@ -23,6 +27,46 @@ import (
 func BenchmarkStartRunClose(b *testing.B) {
 	b.Run("sdk", func(b *testing.B) {
 		startRunClose(b, HostImage(), WithCacheDir(testCache))
+	})
+	b.Run("floor", bwrapTrue)
+}
+
+// BenchmarkAgentStart: what every sandbox pays before it does anything,
+// beside bwrap's whole New + Run + Close: this binary started again as the
+// agent in a sandbox's namespaces (fork, exec, loader, Go runtime, package
+// inits), finding no configuration and exiting. It is the floor of
+// BenchmarkStartRunClose that re-executing the host program sets.
+func BenchmarkAgentStart(b *testing.B) {
+	b.Run("sdk", func(b *testing.B) {
+		ids := idmap.Current()
+		maps := func(rs []idmap.Range) []syscall.SysProcIDMap {
+			var m []syscall.SysProcIDMap
+			for _, r := range rs {
+				m = append(m, syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)})
+			}
+			return m
+		}
+		for b.Loop() {
+			var stderr bytes.Buffer
+			cmd := &exec.Cmd{
+				Path:   "/proc/self/exe",
+				Args:   []string{"cc-agent"},
+				Env:    []string{agent.EnvMarker + "=" + agent.ModeNamespaces},
+				Stderr: &stderr,
+				SysProcAttr: &syscall.SysProcAttr{
+					Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
+						syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
+					UidMappings:                maps(ids.UIDs),
+					GidMappings:                maps(ids.GIDs),
+					GidMappingsEnableSetgroups: !ids.Single(),
+					Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: ids.Single()},
+				},
+			}
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "cc agent: reading the configuration") {
+				b.Fatalf("the agent without a configuration: %v\n%s", err, stderr.String())
+			}
+		}
 	})
 	b.Run("floor", bwrapTrue)
 }
