@@ -88,13 +88,17 @@ func (p *Pool) fill(ctx context.Context, first *Instance) {
 			p.discard(next.inst)
 			return
 		}
-		p.waiting.Add(1)
+		var counted int32 // what this filler adds to Ready
+		if next.inst != nil {
+			counted = 1
+		}
+		p.waiting.Add(counted)
 		select {
 		case p.ready <- next:
-			p.waiting.Add(-1)
+			p.waiting.Add(-counted)
 			next = poolStart{}
 		case <-ctx.Done():
-			p.waiting.Add(-1)
+			p.waiting.Add(-counted)
 			p.discard(next.inst)
 			return
 		}
