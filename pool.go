@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,9 @@ func (p *Pool) fill(ctx context.Context, first *Instance) {
 		case p.ready <- next:
 			p.waiting.Add(-counted)
 			next = poolStart{}
+			// A caller blocked in New was made runnable on this thread's
+			// queue: let it run before the next start keeps the thread.
+			runtime.Gosched()
 		case <-ctx.Done():
 			p.waiting.Add(-counted)
 			p.discard(next.inst)
