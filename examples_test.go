@@ -22,6 +22,7 @@ func TestExamples(t *testing.T) {
 		"vm":         "guest kernel:",
 		"dockerfile": "hello, world! (greet 1.0)",
 		"snapshot":   "reopened by key, the counter is still: 1",
+		"pool":       "3 tool calls ran, each in a fresh sandbox",
 	}
 	dirs, err := os.ReadDir("examples")
 	if err != nil {
