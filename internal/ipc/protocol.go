@@ -101,8 +101,11 @@ const (
 )
 
 // ProtocolVersion is the version of this package's protocol, exchanged in
-// [MsgHello]. It changes whenever a message changes shape.
-const ProtocolVersion uint32 = 1
+// [MsgHello]. It changes whenever a message changes shape or one is added,
+// so that a helper installed from an older build fails the handshake
+// clearly rather than meeting a message it does not know. Version 2 added
+// MsgInstanceSetTimeout.
+const ProtocolVersion uint32 = 2
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.
