@@ -195,7 +195,16 @@ func (i *Instance) SetTimeout(d time.Duration) error {
 	if i.timer != nil {
 		i.timer.Stop()
 	}
-	i.timer = time.AfterFunc(d, func() { i.stop(ipc.ErrTimeout) })
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		i.mu.Lock()
+		current := i.timer == t // not replaced after it fired
+		i.mu.Unlock()
+		if current {
+			i.stop(ipc.ErrTimeout)
+		}
+	})
+	i.timer = t
 	return nil
 }
 
