@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
 // Pool keeps sandboxes started ahead of need, all from one source with one
@@ -73,8 +75,8 @@ func NewPool(ctx context.Context, source Source, size int, opts ...Option) (*Poo
 }
 
 // fill keeps one sandbox waiting for New, starting the next when one is
-// taken, until ctx ends. first, when not nil, is handed out before any it
-// starts.
+// taken or the waiting one dies, until ctx ends. first, when not nil, is
+// handed out before any it starts.
 func (p *Pool) fill(ctx context.Context, first *Instance) {
 	defer p.fillers.Done()
 	next := poolStart{inst: first}
@@ -86,12 +88,13 @@ func (p *Pool) fill(ctx context.Context, first *Instance) {
 			}
 		}
 		if ctx.Err() != nil {
-			p.discard(next.inst)
+			p.closeSpare(next.inst)
 			return
 		}
-		var counted int32 // what this filler adds to Ready
+		var counted int32        // what this filler adds to Ready
+		var died <-chan struct{} // nil, so never ready, for a failed start
 		if next.inst != nil {
-			counted = 1
+			counted, died = 1, next.inst.Done()
 		}
 		p.waiting.Add(counted)
 		select {
@@ -101,16 +104,21 @@ func (p *Pool) fill(ctx context.Context, first *Instance) {
 			// A caller blocked in New was made runnable on this thread's
 			// queue: let it run before the next start keeps the thread.
 			runtime.Gosched()
+		case <-died:
+			p.waiting.Add(-counted)
+			p.dropDead(next.inst)
+			next = poolStart{}
 		case <-ctx.Done():
 			p.waiting.Add(-counted)
-			p.discard(next.inst)
+			p.closeSpare(next.inst)
 			return
 		}
 	}
 }
 
-// discard closes a spare sandbox the pool no longer hands out.
-func (p *Pool) discard(inst *Instance) {
+// closeSpare closes a spare sandbox as the pool closes, keeping the first
+// error for Close.
+func (p *Pool) closeSpare(inst *Instance) {
 	if inst == nil {
 		return
 	}
@@ -121,6 +129,16 @@ func (p *Pool) discard(inst *Instance) {
 		}
 		p.errMu.Unlock()
 	}
+}
+
+// dropDead closes a spare sandbox that stopped while it waited, and logs
+// why it stopped.
+func (p *Pool) dropDead(inst *Instance) {
+	reason := inst.Err()
+	if err := inst.Close(); err != nil {
+		p.opts.logger.Warn("sandbox pool: closing a spare sandbox that had stopped", "id", inst.ID(), "err", err)
+	}
+	p.opts.logger.Warn("sandbox pool: a spare sandbox stopped while it waited; starting another", "id", inst.ID(), "reason", reason)
 }
 
 // New hands out a started sandbox: a waiting one at once, or else the next
@@ -150,24 +168,26 @@ func (p *Pool) New(ctx context.Context) (*Instance, error) {
 		}
 		inst := r.inst
 		if inst.alive() != nil {
-			p.discard(inst) // it ended while it waited: take the next
+			p.dropDead(inst) // it stopped on its way here: take the next
 			continue
 		}
 		if p.timeout > 0 {
 			if err := inst.eng.SetTimeout(p.timeout); err != nil {
-				p.discard(inst)
-				if errors.Is(err, ErrNotRunning) {
+				// Stopped just now (or its helper went): take the next.
+				if errors.Is(err, ErrNotRunning) || errors.Is(err, ipc.ErrTransport) {
+					p.dropDead(inst)
 					continue
 				}
+				inst.Close()
 				return nil, fmt.Errorf("sandbox.Pool.New: %w", err)
 			}
-			inst.opts.timeout = p.timeout
 		}
 		return inst, nil
 	}
 }
 
-// Ready returns how many started sandboxes are waiting for New.
+// Ready returns how many started sandboxes are waiting for New: a snapshot,
+// which may still count one being handed out or one that has just stopped.
 func (p *Pool) Ready() int { return int(p.waiting.Load()) }
 
 // Close stops the sandboxes still waiting (or starting) in the pool and

@@ -34,8 +34,60 @@ func newPool(t *testing.T, size int, opts ...Option) *Pool {
 	return p
 }
 
+// waitFor polls cond until it holds, failing the test after 30 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// agentPids returns the pids of the sandbox agents this test process
+// started, directly or through helpers.
+func agentPids(t *testing.T) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int]int{}
+	var agents []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		if f := strings.Fields(rest); len(f) > 1 {
+			parent[pid], _ = strconv.Atoi(f[1])
+		}
+		if cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); strings.HasPrefix(string(cmdline), "cc-agent\x00") {
+			agents = append(agents, pid)
+		}
+	}
+	var mine []int
+	for _, pid := range agents {
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == os.Getpid() {
+				mine = append(mine, pid)
+				break
+			}
+		}
+	}
+	return mine
+}
+
 func TestPool(t *testing.T) {
 	p := newPool(t, 2, WithHostname("pooled"), WithEnv("FROM_POOL=yes"))
+	waitFor(t, "two spares", func() bool { return p.Ready() == 2 })
 	// More than the pool holds, taken at once: the last ones wait for
 	// replacements.
 	const n = 5
@@ -98,9 +150,6 @@ func TestPool(t *testing.T) {
 	if _, err := p.New(context.Background()); !errors.Is(err, ErrAlreadyClosed) {
 		t.Errorf("Pool.New after Close: %v, want ErrAlreadyClosed", err)
 	}
-	if p.Ready() != 0 {
-		t.Errorf("Ready after Close: %d", p.Ready())
-	}
 	// What the pool handed out outlives it, until its owner closes it.
 	if got := run(t, inst, "echo mine"); got != "mine\n" {
 		t.Errorf("a handed-out sandbox after Pool.Close: %q", got)
@@ -136,9 +185,10 @@ func TestPoolErrors(t *testing.T) {
 // sandbox that waited in the pool longer than its timeout is handed out
 // alive, and its timeout stops it afterwards.
 func TestPoolTimeout(t *testing.T) {
-	const timeout = time.Second
+	const timeout = 2 * time.Second
 	p := newPool(t, 1, WithTimeout(timeout))
 	time.Sleep(timeout + timeout/2)
+	handedOut := time.Now() // before New arms the timeout
 	inst, err := p.New(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +218,9 @@ func TestPoolTimeout(t *testing.T) {
 	defer cancel()
 	if err := inst.Wait(ctx); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Wait: %v, want ErrTimeout", err)
+	}
+	if d := time.Since(handedOut); d < timeout {
+		t.Errorf("stopped %v after the hand-out, before its %v timeout", d, timeout)
 	}
 }
 
@@ -234,5 +287,80 @@ func TestPoolStartFails(t *testing.T) {
 	}
 	if got := run(t, inst, "echo ok"); got != "ok\n" {
 		t.Errorf("the sandbox handed out before: %q", got)
+	}
+	// Once starts work again, so does the pool; a failure started before
+	// may still be waiting to be reported first.
+	src.good.Store(1 << 20)
+	var again *Instance
+	for range 3 {
+		if again, err = p.New(context.Background()); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("Pool.New once the source works again: %v", err)
+	}
+	defer again.Close()
+	if got := run(t, again, "echo again"); got != "again\n" {
+		t.Errorf("the sandbox after recovery: %q", got)
+	}
+}
+
+// TestPoolSpareDies checks that a spare that stops while it waits is
+// replaced, and never handed out.
+func TestPoolSpareDies(t *testing.T) {
+	p := newPool(t, 1)
+	waitFor(t, "a spare", func() bool { return p.Ready() == 1 })
+	pids := agentPids(t)
+	if len(pids) != 1 {
+		t.Fatalf("agents of this process: %v, want the spare's alone", pids)
+	}
+	dead := pids[0]
+	if err := syscall.Kill(dead, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new spare in place of the dead one", func() bool {
+		pids := agentPids(t)
+		return p.Ready() == 1 && len(pids) == 1 && pids[0] != dead
+	})
+	inst, err := p.New(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	if inst.eng.Pid() == dead {
+		t.Fatal("the dead spare was handed out")
+	}
+	if got := run(t, inst, "echo alive"); got != "alive\n" {
+		t.Errorf("the replacement: %q", got)
+	}
+}
+
+// TestPoolCloseWhileWaiting closes a pool while a New waits for a start:
+// the New returns (a sandbox or ErrAlreadyClosed) and nothing is left.
+func TestPoolCloseWhileWaiting(t *testing.T) {
+	p := newPool(t, 1)
+	first, err := p.New(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	type result struct {
+		inst *Instance
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		inst, err := p.New(context.Background())
+		got <- result{inst, err}
+	}()
+	if err := p.Close(); err != nil {
+		t.Errorf("Pool.Close: %v", err)
+	}
+	r := <-got
+	if r.err == nil {
+		r.inst.Close() // the start finished before Close: it is the caller's
+	} else if !errors.Is(r.err, ErrAlreadyClosed) {
+		t.Errorf("Pool.New during Close: %v, want ErrAlreadyClosed", r.err)
 	}
 }

@@ -180,8 +180,9 @@ func WithDiskMB(mb uint64) Option {
 	})
 }
 
-// WithTimeout stops the sandbox d after it starts; Wait then returns, and
-// Err reports, an error matching ErrTimeout.
+// WithTimeout stops the sandbox d after it starts (for a Pool's sandboxes,
+// d after Pool.New hands them out); Wait then returns, and Err reports, an
+// error matching ErrTimeout.
 func WithTimeout(d time.Duration) Option {
 	return instanceOption(func(o *newOptions) error {
 		if d <= 0 {
