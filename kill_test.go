@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
 // childRoleEnv makes the test binary play a part in another test: it then
@@ -76,6 +78,12 @@ func TestHostKilled(t *testing.T) {
 	child.Wait()
 	if left := waitGone(func() []int { return pidsInNamespace(pidNS) }); left != nil {
 		t.Fatalf("processes of the sandbox survived their host: %v (agent %d)", left, agentPid)
+	}
+	// With a helper, its socket file is left behind; the next helper start
+	// anywhere sweeps it away (ipc.RemoveStaleSockets).
+	ipc.RemoveStaleSockets()
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("cc-%d-*", child.Process.Pid))); len(left) > 0 {
+		t.Errorf("files of the killed host left after a sweep: %v", left)
 	}
 }
 

@@ -30,6 +30,7 @@ type Client struct {
 	dial       DialFunc
 	socketPath string    // the server's socket, when it has one
 	ownSocket  bool      // remove socketPath on Close (spawned helper)
+	socketLock *os.File  // held while the spawned helper's socket is in use (socketlock_linux.go)
 	cmd        *exec.Cmd // the spawned helper, or nil
 	info       string    // the server's self-description from the handshake
 
@@ -488,6 +489,7 @@ func (c *Client) Close() error {
 	c.wg.Wait()
 	if c.ownSocket && c.socketPath != "" {
 		os.Remove(c.socketPath)
+		unlockSocket(c.socketPath, c.socketLock)
 	}
 	return nil
 }

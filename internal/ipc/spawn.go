@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -113,16 +114,26 @@ func SpawnHelper(libPath string) (*Client, error) {
 	return StartHelper(context.Background(), exec.Command(path))
 }
 
+// sweepSockets runs RemoveStaleSockets once, before this process's first
+// helper start.
+var sweepSockets sync.Once
+
 // StartHelper starts cmd as a helper and connects to it (extension): it adds
 // the arguments "-socket PATH" for a new socket path, starts the process so
 // that it dies with this one where the platform allows, waits for it to
 // listen, and performs the handshake. The returned client owns the process:
 // Close stops it. cmd.Stderr is left as the caller set it.
 func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
+	sweepSockets.Do(RemoveStaleSockets)
 	socketPath := SocketPath()
+	lock, err := lockSocket(socketPath)
+	if err != nil {
+		return nil, fmt.Errorf("the helper socket's lock file: %w", err)
+	}
 	cmd.Args = append(cmd.Args, "-socket", socketPath)
 	setDieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
+		unlockSocket(socketPath, lock)
 		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	procDone := make(chan struct{})
@@ -135,6 +146,7 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		cmd.Process.Kill()
 		<-procDone
 		os.Remove(socketPath)
+		unlockSocket(socketPath, lock)
 		return nil, err
 	}
 
@@ -153,6 +165,7 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		select {
 		case <-procDone:
 			os.Remove(socketPath)
+			unlockSocket(socketPath, lock)
 			return nil, fmt.Errorf("helper %s exited before listening: %v", cmd.Path, waitErr)
 		case <-ctx.Done():
 			return fail(fmt.Errorf("helper %s did not listen on %s: %w", cmd.Path, socketPath, ctx.Err()))
@@ -161,7 +174,7 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 	}
 
 	c := &Client{dial: dial, deadCh: make(chan struct{}), busy: make(map[*msgConn]struct{}),
-		socketPath: socketPath, ownSocket: true, cmd: cmd, procDone: procDone}
+		socketPath: socketPath, ownSocket: true, socketLock: lock, cmd: cmd, procDone: procDone}
 	if err := c.handshake(ctx, conn); err != nil {
 		return fail(err)
 	}
