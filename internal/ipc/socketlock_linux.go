@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // A spawned helper's socket file outlives a client killed with SIGKILL:
@@ -26,7 +28,7 @@ func lockSocket(socketPath string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flockNB(f); err != nil {
+	if err := fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		os.Remove(tmp)
 		return nil, err
@@ -78,7 +80,7 @@ func removeIfStale(lock string) {
 	if unix.Fstat(int(f.Fd()), &st) != nil || int(st.Uid) != os.Geteuid() {
 		return
 	}
-	if flockNB(f) != nil {
+	if fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
 		return // held: its client runs
 	}
 	socket := strings.TrimSuffix(lock, socketLockSuffix)
@@ -87,14 +89,4 @@ func removeIfStale(lock string) {
 		removeStaleSocket(socket)
 	}
 	os.Remove(lock)
-}
-
-// flockNB takes f's exclusive flock without waiting.
-func flockNB(f *os.File) error {
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err != unix.EINTR {
-			return err
-		}
-	}
 }
