@@ -26,12 +26,11 @@ type Pool struct {
 	ready   chan poolStart // a started sandbox, or why a start failed
 	waiting atomic.Int32   // fillers blocked handing a sandbox to ready
 	stop    context.CancelFunc
-	closed  chan struct{} // closed by Close
+	closed  <-chan struct{} // the fillers' context's Done: closed by Close
 	fillers sync.WaitGroup
 
-	closeOnce sync.Once
-	errMu     sync.Mutex
-	closeErr  error // guarded by errMu: the first error closing a spare
+	errMu    sync.Mutex
+	closeErr error // guarded by errMu: the first error closing a spare
 }
 
 // poolStart is what a filler hands over: a sandbox, or why none started.
@@ -58,14 +57,14 @@ func NewPool(ctx context.Context, source Source, size int, opts ...Option) (*Poo
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{source: source, opts: o, timeout: o.timeout, ready: make(chan poolStart), closed: make(chan struct{})}
+	fillCtx, cancel := context.WithCancel(context.Background())
+	p := &Pool{source: source, opts: o, timeout: o.timeout, ready: make(chan poolStart), stop: cancel, closed: fillCtx.Done()}
 	p.opts.timeout = 0
 	first, err := start(ctx, source, p.opts)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	fillCtx, cancel := context.WithCancel(context.Background())
-	p.stop = cancel
 	p.fillers.Add(size)
 	go p.fill(fillCtx, first)
 	for range size - 1 {
@@ -195,11 +194,8 @@ func (p *Pool) Ready() int { return int(p.waiting.Load()) }
 // owners. Later calls to New fail with ErrAlreadyClosed. Close is safe to
 // call more than once and returns the first error met closing a spare.
 func (p *Pool) Close() error {
-	p.closeOnce.Do(func() {
-		close(p.closed)
-		p.stop()
-		p.fillers.Wait()
-	})
+	p.stop()
+	p.fillers.Wait()
 	p.errMu.Lock()
 	defer p.errMu.Unlock()
 	return p.closeErr
