@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,13 +17,14 @@ import (
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
-// newPool starts a pool for a test and checks, once the test has closed
-// it and everything it handed out, that nothing outlives them.
-func newPool(t *testing.T, size int, opts ...Option) *Pool {
+// newPool starts a pool of src for a test, closes it in cleanup, and
+// checks, once the test has closed it and everything it handed out, that
+// nothing outlives them.
+func newPool(t *testing.T, src Source, size int, opts ...Option) *Pool {
 	t.Helper()
 	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid()))
 	opts = append([]Option{WithCacheDir(testCache)}, opts...)
-	p, err := NewPool(context.Background(), HostImage(), size, opts...)
+	p, err := NewPool(context.Background(), src, size, opts...)
 	if err != nil {
 		t.Fatalf("NewPool: %v", err)
 	}
@@ -47,46 +49,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // agentPids returns the pids of the sandbox agents this test process
-// started, directly or through helpers.
-func agentPids(t *testing.T) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent := map[int]int{}
+// started, directly or through helpers: the descendants whose argv[0] is
+// cc-agent, found through /proc/PID/task/*/children as leakcheck does.
+func agentPids() []int {
 	var agents []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		_, rest, _ := strings.Cut(string(stat), ") ")
-		if f := strings.Fields(rest); len(f) > 1 {
-			parent[pid], _ = strconv.Atoi(f[1])
-		}
-		if cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); strings.HasPrefix(string(cmdline), "cc-agent\x00") {
-			agents = append(agents, pid)
-		}
-	}
-	var mine []int
-	for _, pid := range agents {
-		for p := parent[pid]; p > 1; p = parent[p] {
-			if p == os.Getpid() {
-				mine = append(mine, pid)
-				break
+	var walk func(pid int)
+	walk = func(pid int) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			for _, field := range strings.Fields(string(b)) {
+				child, err := strconv.Atoi(field)
+				if err != nil {
+					continue
+				}
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+				if strings.HasPrefix(string(cmdline), "cc-agent\x00") {
+					agents = append(agents, child) // below it: the sandbox's own
+				} else {
+					walk(child) // a helper
+				}
 			}
 		}
 	}
-	return mine
+	walk(os.Getpid())
+	return agents
 }
 
 func TestPool(t *testing.T) {
-	p := newPool(t, 2, WithHostname("pooled"), WithEnv("FROM_POOL=yes"))
+	p := newPool(t, HostImage(), 2, WithHostname("pooled"), WithEnv("FROM_POOL=yes"))
 	waitFor(t, "two spares", func() bool { return p.Ready() == 2 })
 	// More than the pool holds, taken at once: the last ones wait for
 	// replacements.
@@ -170,7 +161,7 @@ func TestPoolErrors(t *testing.T) {
 	if _, err := NewPool(ctx, HostImage(), 1, WithCacheDir(testCache), WithBackend("nonesuch")); err == nil {
 		t.Error("NewPool with an unknown backend succeeded")
 	}
-	p := newPool(t, 1)
+	p := newPool(t, HostImage(), 1)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	if inst, err := p.New(cancelled); !errors.Is(err, context.Canceled) {
@@ -186,7 +177,7 @@ func TestPoolErrors(t *testing.T) {
 // alive, and its timeout stops it afterwards.
 func TestPoolTimeout(t *testing.T) {
 	const timeout = 2 * time.Second
-	p := newPool(t, 1, WithTimeout(timeout))
+	p := newPool(t, HostImage(), 1, WithTimeout(timeout))
 	time.Sleep(timeout + timeout/2)
 	handedOut := time.Now() // before New arms the timeout
 	inst, err := p.New(context.Background())
@@ -262,16 +253,7 @@ func (s *flakySource) rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec,
 func TestPoolStartFails(t *testing.T) {
 	src := &flakySource{inner: HostImage()}
 	src.good.Store(1)
-	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid()))
-	p, err := NewPool(context.Background(), src, 1, WithCacheDir(testCache))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("Pool.Close: %v", err)
-		}
-	}()
+	p := newPool(t, src, 1)
 	inst, err := p.New(context.Background())
 	if err != nil {
 		t.Fatalf("the sandbox NewPool started: %v", err)
@@ -309,9 +291,9 @@ func TestPoolStartFails(t *testing.T) {
 // TestPoolSpareDies checks that a spare that stops while it waits is
 // replaced, and never handed out.
 func TestPoolSpareDies(t *testing.T) {
-	p := newPool(t, 1)
+	p := newPool(t, HostImage(), 1)
 	waitFor(t, "a spare", func() bool { return p.Ready() == 1 })
-	pids := agentPids(t)
+	pids := agentPids()
 	if len(pids) != 1 {
 		t.Fatalf("agents of this process: %v, want the spare's alone", pids)
 	}
@@ -320,7 +302,7 @@ func TestPoolSpareDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "a new spare in place of the dead one", func() bool {
-		pids := agentPids(t)
+		pids := agentPids()
 		return p.Ready() == 1 && len(pids) == 1 && pids[0] != dead
 	})
 	inst, err := p.New(context.Background())
@@ -339,7 +321,7 @@ func TestPoolSpareDies(t *testing.T) {
 // TestPoolCloseWhileWaiting closes a pool while a New waits for a start:
 // the New returns (a sandbox or ErrAlreadyClosed) and nothing is left.
 func TestPoolCloseWhileWaiting(t *testing.T) {
-	p := newPool(t, 1)
+	p := newPool(t, HostImage(), 1)
 	first, err := p.New(context.Background())
 	if err != nil {
 		t.Fatal(err)
