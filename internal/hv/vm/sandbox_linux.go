@@ -389,8 +389,8 @@ func (s *sandbox) spawn(qemu string, args []string, l *launch) error {
 func qemuProcAttr(m idmap.Map, accel string) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{
 		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-		UidMappings:                idMappings(m.UIDs),
-		GidMappings:                idMappings(m.GIDs),
+		UidMappings:                idmap.SysProcIDMaps(m.UIDs),
+		GidMappings:                idmap.SysProcIDMaps(m.GIDs),
 		GidMappingsEnableSetgroups: !m.Single(),
 		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
 		Pdeathsig:                  syscall.SIGKILL,
@@ -409,14 +409,6 @@ func qemuProcAttr(m idmap.Map, accel string) *syscall.SysProcAttr {
 		}
 	}
 	return attr
-}
-
-func idMappings(rs []idmap.Range) []syscall.SysProcIDMap {
-	out := make([]syscall.SysProcIDMap, len(rs))
-	for i, r := range rs {
-		out[i] = syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)}
-	}
-	return out
 }
 
 // handshake runs the agent's start exchange (see agent.VMHello) on the
