@@ -8,11 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/hv/ns"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -38,30 +37,10 @@ func BenchmarkStartRunClose(b *testing.B) {
 // BenchmarkStartRunClose that re-executing the host program sets.
 func BenchmarkAgentStart(b *testing.B) {
 	b.Run("sdk", func(b *testing.B) {
-		ids := idmap.Current()
-		maps := func(rs []idmap.Range) []syscall.SysProcIDMap {
-			var m []syscall.SysProcIDMap
-			for _, r := range rs {
-				m = append(m, syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)})
-			}
-			return m
-		}
 		for b.Loop() {
 			var stderr bytes.Buffer
-			cmd := &exec.Cmd{
-				Path:   "/proc/self/exe",
-				Args:   []string{"cc-agent"},
-				Env:    []string{agent.EnvMarker + "=" + agent.ModeNamespaces},
-				Stderr: &stderr,
-				SysProcAttr: &syscall.SysProcAttr{
-					Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
-						syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
-					UidMappings:                maps(ids.UIDs),
-					GidMappings:                maps(ids.GIDs),
-					GidMappingsEnableSetgroups: !ids.Single(),
-					Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: ids.Single()},
-				},
-			}
+			cmd := ns.AgentCommand(idmap.Current())
+			cmd.Stderr = &stderr
 			err := cmd.Run()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "cc agent: reading the configuration") {
 				b.Fatalf("the agent without a configuration: %v\n%s", err, stderr.String())

@@ -188,25 +188,9 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	}
 	childEnds = append(childEnds, logW)
 
-	s.cmd = &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"cc-agent"},
-		Env:        []string{agent.EnvMarker + "=1"},
-		Stderr:     logW,
-		ExtraFiles: []*os.File{remote, cfgChild, statusW}, // fds 3, 4, 5: see agent.Fd*
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
-				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
-			UidMappings:                idMappings(s.cfg.IDMap.UIDs),
-			GidMappings:                idMappings(s.cfg.IDMap.GIDs),
-			GidMappingsEnableSetgroups: !s.cfg.IDMap.Single(),
-			// Become the sandbox's root: the host's own ids are not mapped
-			// when running as root, and an unmapped process has no
-			// capabilities after exec.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: s.cfg.IDMap.Single()},
-			Pdeathsig:  syscall.SIGKILL,
-		},
-	}
+	s.cmd = AgentCommand(s.cfg.IDMap)
+	s.cmd.Stderr = logW
+	s.cmd.ExtraFiles = []*os.File{remote, cfgChild, statusW} // fds 3, 4, 5: see agent.Fd*
 	err = s.cmd.Start()
 	closeChildEnds()
 	if err != nil {
@@ -265,6 +249,30 @@ func (s *sandbox) spawn(ctx context.Context) error {
 		return stop(err)
 	}
 	return nil
+}
+
+// AgentCommand returns the command that starts a sandbox's agent: this
+// program again, in new namespaces with the id mapping m, as the sandbox's
+// root. The caller adds its stderr and descriptors 3 to 5 (see agent.Fd*);
+// without them the agent exits at once with status 1.
+func AgentCommand(m idmap.Map) *exec.Cmd {
+	return &exec.Cmd{
+		Path: "/proc/self/exe",
+		Args: []string{"cc-agent"},
+		Env:  []string{agent.EnvMarker + "=" + agent.ModeNamespaces},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
+				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
+			UidMappings:                idmap.SysProcIDMaps(m.UIDs),
+			GidMappings:                idmap.SysProcIDMaps(m.GIDs),
+			GidMappingsEnableSetgroups: !m.Single(),
+			// Become the sandbox's root: the host's own ids are not mapped
+			// when running as root, and an unmapped process has no
+			// capabilities after exec.
+			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
 }
 
 // agentConfig returns what the agent needs to build the root, and the host
@@ -379,14 +387,6 @@ func (s *sandbox) Stop() error {
 	case <-time.After(hv.StopGrace):
 		return fmt.Errorf("sandbox %s: agent pid %d did not exit after SIGKILL", s.cfg.ID, s.cmd.Process.Pid)
 	}
-}
-
-func idMappings(rs []idmap.Range) []syscall.SysProcIDMap {
-	out := make([]syscall.SysProcIDMap, len(rs))
-	for i, r := range rs {
-		out[i] = syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)}
-	}
-	return out
 }
 
 // spawnError explains the usual reasons a namespace clone fails.
