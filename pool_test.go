@@ -36,8 +36,9 @@ func newPool(t *testing.T, src Source, size int, opts ...Option) *Pool {
 	return p
 }
 
-// waitFor polls cond until it holds, failing the test after 30 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond until it holds, failing the test or benchmark after
+// 30 seconds.
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
