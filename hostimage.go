@@ -14,9 +14,9 @@ import (
 	"runtime"
 	"slices"
 
-	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -127,7 +127,7 @@ func buildHostLayer(dir string, links [][2]string, mountDirs, mountFiles []strin
 	if err != nil {
 		return err
 	}
-	defer fsutil.RemoveAll(tmp)
+	defer untrusted.RemoveAll(tmp)
 	root := filepath.Join(tmp, "fs")
 	mkdir := func(name string, mode fs.FileMode) error {
 		p := filepath.Join(root, name)

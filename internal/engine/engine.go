@@ -15,8 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/untrusted"
+
 	_ "github.com/ccsandbox/sandbox/internal/agent" // the agent is this binary, re-executed
-	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -98,14 +99,14 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	})
 	if err != nil {
 		lock.Close()
-		fsutil.RemoveAll(stateDir)
+		untrusted.RemoveAll(stateDir)
 		return nil, err
 	}
 	client, err := ipc.Connect(ctx, sb.Dial)
 	if err != nil {
 		sb.Stop()
 		lock.Close()
-		fsutil.RemoveAll(stateDir)
+		untrusted.RemoveAll(stateDir)
 		return nil, fmt.Errorf("connecting to the sandbox agent: %w", err)
 	}
 	inst := &Instance{
@@ -234,11 +235,11 @@ func (i *Instance) Close() error {
 	// caught by the second removal once it is gone.
 	i.sb.Kill()
 	removed := make(chan error, 1)
-	go func() { removed <- fsutil.RemoveAll(i.stateDir) }()
+	go func() { removed <- untrusted.RemoveAll(i.stateDir) }()
 	err := i.sb.Stop()
 	<-i.watched
 	if rerr := <-removed; rerr != nil {
-		if rerr = fsutil.RemoveAll(i.stateDir); rerr != nil && err == nil {
+		if rerr = untrusted.RemoveAll(i.stateDir); rerr != nil && err == nil {
 			err = fmt.Errorf("removing the state of sandbox %s: %w", i.id, rerr)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/ccsandbox/sandbox/internal/untrusted"
+
 	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
@@ -47,7 +49,7 @@ func createStateDir(root, id string) (*os.File, error) {
 	}
 	lock, err := lockPath(dir, unix.LOCK_EX|unix.LOCK_NB)
 	if err != nil {
-		fsutil.RemoveAll(dir)
+		untrusted.RemoveAll(dir)
 		return nil, err
 	}
 	return lock, nil
@@ -83,7 +85,7 @@ func sweepOnce(root string, log *slog.Logger) {
 // starts elsewhere wait for the listing, not for the removals.
 func sweep(root string, log *slog.Logger) {
 	for _, lock := range claimStale(root) {
-		if err := fsutil.RemoveAll(lock.Name()); err != nil {
+		if err := untrusted.RemoveAll(lock.Name()); err != nil {
 			log.Warn("removing a stale sandbox state directory", "dir", lock.Name(), "err", err)
 		}
 		lock.Close()

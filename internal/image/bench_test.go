@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/untrusted"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -106,7 +108,7 @@ func benchUnpack(b *testing.B, syncFloor bool) {
 		b.SetBytes(fi.Size())
 		for b.Loop() {
 			b.StopTimer()
-			removeAll(s.layerPath(diffID))
+			untrusted.RemoveAll(s.layerPath(diffID))
 			syncFS(dir) // no writeback of earlier rounds left to compete
 			b.StartTimer()
 			src := LayerSource{DiffID: diffID, Open: func() (io.ReadCloser, error) { return os.Open(tarPath) }}
@@ -120,7 +122,7 @@ func benchUnpack(b *testing.B, syncFloor bool) {
 		b.SetBytes(fi.Size())
 		for b.Loop() {
 			b.StopTimer()
-			removeAll(out)
+			untrusted.RemoveAll(out)
 			os.Mkdir(out, 0o755)
 			syncFS(dir)
 			b.StartTimer()

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ccsandbox/sandbox/internal/untrusted"
+
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/layertar"
 )
@@ -30,7 +32,7 @@ func fuzzUnpack(t *testing.T, base string, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer removeAll(around)
+	defer untrusted.RemoveAll(around)
 	layer := filepath.Join(around, "layer")
 	if err := os.Mkdir(layer, 0o755); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -67,7 +68,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 		if err := os.Rename(s.layerPath(id), tmp); err != nil {
 			return rep, fmt.Errorf("pruning layer %s: %w", id, err)
 		}
-		if err := removeAll(tmp); err != nil {
+		if err := untrusted.RemoveAll(tmp); err != nil {
 			return rep, fmt.Errorf("pruning layer %s: %w", id, err)
 		}
 		os.Remove(s.path("locks", id.Hex+".lock"))
@@ -97,7 +98,7 @@ func (s *Store) pruneTemp() int {
 			continue // in use
 		}
 		if !isTempLock(name) {
-			if err := removeAll(s.path("tmp", name)); err != nil {
+			if err := untrusted.RemoveAll(s.path("tmp", name)); err != nil {
 				s.log.Warn("layer store: removing a leftover", "path", s.path("tmp", name), "err", err)
 				l.unlock()
 				continue

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 )
 
 // TempDir is a private directory under the store's tmp/, on the store's
@@ -46,33 +48,30 @@ func (s *Store) TempDir(ctx context.Context, prefix string) (*TempDir, error) {
 // Path returns the directory's path.
 func (t *TempDir) Path() string { return t.path }
 
+// Mkdir makes the directory name (one path element) in the TempDir, mode
+// 0700, and returns it open.
+func (t *TempDir) Mkdir(name string) (*os.File, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return nil, fmt.Errorf("layer store temp dir: bad name %q", name)
+	}
+	p := filepath.Join(t.path, name)
+	if err := os.Mkdir(p, 0o700); err != nil {
+		return nil, err
+	}
+	return os.Open(p)
+}
+
 // Remove deletes the directory and what is left in it, and releases its
 // lock. It is safe to call twice.
 func (t *TempDir) Remove() error {
 	if t.lock == nil {
 		return nil
 	}
-	err := removeAll(t.path)
+	err := untrusted.RemoveAll(t.path) // it may hold what a sandbox sent
 	os.Remove(t.path + ".lock")
 	t.lock.unlock()
 	t.lock = nil
 	return err
-}
-
-// removeAll removes a tree that may hold directories without write
-// permission (an unprivileged user's copy of a read-only directory).
-func removeAll(path string) error {
-	err := os.RemoveAll(path)
-	if err == nil || !os.IsPermission(err) {
-		return err
-	}
-	filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(path)
 }
 
 // isTempLock reports whether a tmp/ entry is a TempDir's lock file.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ccsandbox/sandbox/internal/untrusted"
+
 	"github.com/ccsandbox/sandbox/internal/layertar"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +41,7 @@ func TestUnpackUnprivileged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeAll(dir) }) // ro/ is read-only for a non-root run
+	t.Cleanup(func() { untrusted.RemoveAll(dir) }) // ro/ is read-only for a non-root run
 	os.Chmod(dir, 0o755)
 	exe, _ := os.Executable()
 	bin := filepath.Join(dir, "image.test")
