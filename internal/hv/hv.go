@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 )
 
 // Backend starts sandboxes.
@@ -43,7 +44,7 @@ type Capabilities struct {
 	// descriptors, so files, pipes and sockets are used natively.
 	PassesDescriptors bool
 	// HostUpperDir: the writable layer is a host directory
-	// (Sandbox.UpperDir), readable directly for snapshots.
+	// (Sandbox.OpenUpper), read in place for snapshots.
 	HostUpperDir bool
 	// OwnKernel: the sandbox runs its own kernel.
 	OwnKernel bool
@@ -106,9 +107,12 @@ type Sandbox interface {
 	// Stop kills everything in the sandbox and waits until it is gone.
 	// It is safe to call more than once.
 	Stop() error
-	// UpperDir is the writable layer on the host, when the backend has
-	// one there (Capabilities.HostUpperDir), else "".
-	UpperDir() string
+	// OpenUpper opens the writable layer on the host, when the backend
+	// keeps it there (Capabilities.HostUpperDir), as an untrusted tree:
+	// the sandbox writes it, so the host reads it through descriptors
+	// only. Without the capability it returns an error wrapping
+	// errors.ErrUnsupported.
+	OpenUpper() (*untrusted.Dir, error)
 	// Pid is the host pid of the sandbox's first process, or 0.
 	Pid() int
 }

@@ -9,14 +9,14 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
-	"path/filepath"
-	"slices"
 	"strings"
 
-	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/fsutil"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 )
@@ -25,24 +25,35 @@ import (
 // its path, type, permission bits, owner, size, content digest, link
 // target, device numbers and the extended attributes a layer keeps. Times
 // do not count, so equal changes made at different times hash alike.
+//
+// The source is a tree the sandbox may write (see internal/untrusted): it
+// is read through descriptors only. The destination is a store temp
+// directory, written through descriptors too, relative to its root.
+
+// maxDepth bounds how deep a snapshot goes: each level holds two
+// descriptors open, and a sandbox can nest directories without end.
+const maxDepth = 2048
+
+// errTooDeep matches the error of a tree nested deeper than maxDepth.
+var errTooDeep = fmt.Errorf("directories nested deeper than %d levels", maxDepth)
 
 // inode identifies a file, to keep hard links linked.
 type inode struct{ dev, ino uint64 }
 
 // linked is the first copy of a multiply linked file.
 type linked struct {
-	dst string // where it was copied ("" when only hashing)
+	rel string // its path below the destination's root ("" when only hashing)
 	p   string // its path in the layer
 }
 
 // copier copies an upper directory into a layer directory.
 type copier struct {
-	ids     idmap.Map
 	exclude *matcher
 	log     *slog.Logger
 	links   map[inode]linked // first copy of each multiply linked file
 	h       hash.Hash
 	n       int // entries copied
+	dstRoot int // the destination's root directory, or -1 to only hash
 }
 
 // keptXattr reports whether a layer keeps an extended attribute: overlayfs's
@@ -55,21 +66,39 @@ func keptXattr(name string) bool {
 	return strings.HasPrefix(name, "user.") || strings.HasPrefix(name, "security.") && name != "security.selinux"
 }
 
-// copyTree copies src into a new directory dst and returns the content
-// hash of what it copied and how many entries.
-func (c *copier) copyTree(ctx context.Context, src, dst string) (v1.Hash, int, error) {
+// copyTree copies the tree src into dst, an empty directory, and returns
+// the content hash of what it copied and how many entries.
+func (c *copier) copyTree(ctx context.Context, src *untrusted.Dir, dst *os.File) (v1.Hash, int, error) {
 	c.h = sha256.New()
-	if err := c.copyDir(ctx, src, dst, "/"); err != nil {
+	c.dstRoot = int(dst.Fd())
+	if err := c.copyDir(ctx, src, dst, 0); err != nil {
+		return v1.Hash{}, 0, err
+	}
+	st, err := src.Stat()
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	xattrs, err := src.Xattrs(keptXattr)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	if err := c.finishFd(int(dst.Fd()), st, xattrs); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
 }
 
-// HashTree returns the content hash of a layer directory and its number of
-// entries (the root itself not counted).
+// HashTree returns the content hash of a layer directory (one the host
+// made; it is read as carefully as a sandbox's) and its number of entries
+// (the root itself not counted).
 func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
-	c := &copier{exclude: &matcher{}, links: map[inode]linked{}, h: sha256.New()}
-	if err := c.copyDir(ctx, dir, "", "/"); err != nil {
+	src, err := untrusted.Open(dir)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	defer src.Close()
+	c := &copier{exclude: &matcher{}, links: map[inode]linked{}, h: sha256.New(), dstRoot: -1}
+	if err := c.copyDir(ctx, src, nil, 0); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
@@ -100,134 +129,145 @@ func (c *copier) record(p string, st *unix.Stat_t, target string, digest []byte,
 	c.h.Write(b)
 }
 
-// copyDir copies the entries of the directory src into dst (created here;
-// "" only hashes), p being src's path inside the layer.
-func (c *copier) copyDir(ctx context.Context, src, dst, p string) error {
+// copyDir copies the entries of src into dst (nil: only hash); depth is
+// src's depth below the tree's root.
+func (c *copier) copyDir(ctx context.Context, src *untrusted.Dir, dst *os.File, depth int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(src, &st); err != nil {
-		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	if depth >= maxDepth {
+		return &fs.PathError{Op: "snapshot", Path: src.Path(), Err: errTooDeep}
 	}
-	names, err := readDirNames(src, &st)
+	names, err := src.Names()
 	if err != nil {
 		return err
 	}
-	if dst != "" {
-		if err := os.Mkdir(dst, 0o700); err != nil {
-			return err
-		}
-	}
 	for _, name := range names {
-		sp, dp, ep := filepath.Join(src, name), "", path.Join(p, name)
-		if dst != "" {
-			dp = filepath.Join(dst, name)
-		}
-		if c.exclude.match(ep) {
+		if c.exclude.match(path.Join(src.Path(), name)) {
 			continue
 		}
-		if err := c.copyEntry(ctx, sp, dp, ep); err != nil {
+		if err := c.copyEntry(ctx, src, dst, name, depth); err != nil {
 			return err
 		}
-	}
-	if dst != "" {
-		return c.finish(src, dst, &st)
 	}
 	return nil
 }
 
-// readDirNames lists a directory sorted, opening it up for the owner for
-// the read when its mode forbids (a sandbox may chmod 000 its own
-// directories; without root the copy runs as their owner).
-func readDirNames(dir string, st *unix.Stat_t) ([]string, error) {
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrPermission) && os.Geteuid() != 0 {
-		if cerr := unix.Chmod(dir, st.Mode&0o7777|0o700); cerr == nil {
-			defer unix.Chmod(dir, st.Mode&0o7777)
-			f, err = os.Open(dir)
-		}
+// copyEntry copies the entry name of src into dst.
+func (c *copier) copyEntry(ctx context.Context, src *untrusted.Dir, dst *os.File, name string, depth int) error {
+	n, err := src.Lookup(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed while we copied (a sandbox the host cannot freeze)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	slices.Sort(names)
-	return names, err
-}
-
-// copyEntry copies one entry.
-func (c *copier) copyEntry(ctx context.Context, src, dst, p string) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(src, &st); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil // removed while we copied
-		}
-		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	defer n.Close()
+	st := n.Stat()
+	p := n.Path()
+	xattrs, err := n.Xattrs(keptXattr)
+	if err != nil {
+		return err
 	}
-	c.n++
-	xattrs := listXattrs(src)
-	switch st.Mode & unix.S_IFMT {
+	dfd := -1
+	if dst != nil {
+		dfd = int(dst.Fd())
+	}
+	switch n.Type() {
 	case unix.S_IFDIR:
-		c.record(p, &st, "", nil, xattrs)
-		return c.copyDir(ctx, src, dst, p)
-	case unix.S_IFREG:
-		return c.copyFile(src, dst, p, &st, xattrs)
-	case unix.S_IFLNK:
-		target, err := os.Readlink(src)
+		c.n++
+		c.record(p, st, "", nil, xattrs)
+		sub, err := n.OpenDir()
 		if err != nil {
 			return err
 		}
-		c.record(p, &st, target, nil, xattrs)
-		if dst == "" {
-			return nil
+		defer sub.Close()
+		var subDst *os.File
+		if dst != nil {
+			if subDst, err = c.mkdir(dfd, name); err != nil {
+				return err
+			}
+			defer subDst.Close()
 		}
-		if err := os.Symlink(target, dst); err != nil {
+		if err := c.copyDir(ctx, sub, subDst, depth+1); err != nil {
 			return err
 		}
-		return c.finish(src, dst, &st)
+		if dst == nil {
+			return nil
+		}
+		return c.finishFd(int(subDst.Fd()), st, xattrs)
+	case unix.S_IFREG:
+		c.n++
+		return c.copyFile(n, dfd, name, xattrs)
+	case unix.S_IFLNK:
+		c.n++
+		target, err := n.Readlink()
+		if err != nil {
+			return err
+		}
+		c.record(p, st, target, nil, xattrs)
+		if dst == nil {
+			return nil
+		}
+		if err := unix.Symlinkat(target, dfd, name); err != nil {
+			return &fs.PathError{Op: "symlink", Path: p, Err: err}
+		}
+		return c.finishAt(dfd, name, st, xattrs)
 	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
-		if st.Mode&unix.S_IFMT != unix.S_IFIFO && st.Rdev != 0 {
+		if n.Type() != unix.S_IFIFO && st.Rdev != 0 {
 			c.log.Warn("snapshot: device node left out", "path", p)
-			c.n--
 			return nil
 		}
-		c.record(p, &st, "", nil, xattrs) // a whiteout (0/0) or a fifo
-		if dst == "" {
+		c.n++
+		c.record(p, st, "", nil, xattrs) // a whiteout (0/0) or a fifo
+		if dst == nil {
 			return nil
 		}
-		if err := unix.Mknod(dst, st.Mode&(unix.S_IFMT|0o7777), int(st.Rdev)); err != nil {
-			return &os.PathError{Op: "mknod", Path: dst, Err: err}
+		if err := unix.Mknodat(dfd, name, st.Mode&(unix.S_IFMT|0o7777), int(st.Rdev)); err != nil {
+			return &fs.PathError{Op: "mknod", Path: p, Err: err}
 		}
-		return c.finish(src, dst, &st)
+		return c.finishAt(dfd, name, st, xattrs)
 	default: // sockets do not outlive their sandbox
-		c.n--
 		return nil
 	}
 }
 
-// copyFile copies a regular file, as a hard link to an earlier copy when
-// src is one of several links.
-func (c *copier) copyFile(src, dst, p string, st *unix.Stat_t, xattrs [][2]string) error {
+// mkdir makes the directory name in dfd, private until finished, and
+// opens it.
+func (c *copier) mkdir(dfd int, name string) (*os.File, error) {
+	if err := unix.Mkdirat(dfd, name, 0o700); err != nil {
+		return nil, &fs.PathError{Op: "mkdir", Path: name, Err: err}
+	}
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// copyFile copies the regular file n as name in dfd (-1: only hash), as a
+// hard link to an earlier copy when it is one of several links.
+func (c *copier) copyFile(n *untrusted.Node, dfd int, name string, xattrs [][2]string) error {
+	st, p := n.Stat(), n.Path()
+	rel := ""
+	if dfd >= 0 {
+		rel = strings.TrimPrefix(p, "/")
+	}
 	if st.Nlink > 1 {
 		key := inode{st.Dev, st.Ino}
 		if first, ok := c.links[key]; ok {
 			c.record(p, st, "=>"+first.p, nil, nil)
-			if dst == "" {
+			if dfd < 0 {
 				return nil
 			}
-			return os.Link(first.dst, dst)
+			if err := unix.Linkat(c.dstRoot, first.rel, dfd, name, 0); err != nil {
+				return &fs.PathError{Op: "link", Path: p, Err: err}
+			}
+			return nil
 		}
-		defer func() { c.links[key] = linked{dst: dst, p: p} }()
+		defer func() { c.links[key] = linked{rel: rel, p: p} }()
 	}
-	in, err := os.Open(src)
-	if errors.Is(err, os.ErrPermission) && os.Geteuid() != 0 {
-		if cerr := unix.Chmod(src, st.Mode&0o7777|0o400); cerr == nil {
-			in, err = os.Open(src)
-			unix.Chmod(src, st.Mode&0o7777)
-		}
-	}
+	in, err := n.Open()
 	if err != nil {
 		return err
 	}
@@ -235,82 +275,72 @@ func (c *copier) copyFile(src, dst, p string, st *unix.Stat_t, xattrs [][2]strin
 	sum := sha256.New()
 	var w io.Writer = sum
 	var out *os.File
-	if dst != "" {
-		if out, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err != nil {
-			return err
+	if dfd >= 0 {
+		fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return &fs.PathError{Op: "create", Path: p, Err: err}
 		}
+		out = os.NewFile(uintptr(fd), name)
 		defer out.Close()
 		w = io.MultiWriter(out, sum)
 	}
-	if _, err := io.Copy(w, in); err != nil {
+	// The size recorded is what was read: a file the sandbox writes while
+	// it cannot be frozen hashes as copied.
+	size, err := io.Copy(w, in)
+	if err != nil {
 		return fmt.Errorf("copying %s: %w", p, err)
 	}
-	c.record(p, st, "", sum.Sum(nil), xattrs)
-	if dst == "" {
+	copied := *st
+	copied.Size = size
+	c.record(p, &copied, "", sum.Sum(nil), xattrs)
+	if out == nil {
 		return nil
 	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return c.finish(src, dst, st)
+	return c.finishFd(int(out.Fd()), st, xattrs)
 }
 
-// finish gives dst the owner, mode, extended attributes and times of src.
-func (c *copier) finish(src, dst string, st *unix.Stat_t) error {
+// finishFd gives the open file or directory fd the owner, mode, extended
+// attributes and times of st.
+func (c *copier) finishFd(fd int, st *unix.Stat_t, xattrs [][2]string) error {
 	if os.Geteuid() == 0 {
-		if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
-			return &os.PathError{Op: "lchown", Path: dst, Err: err}
+		if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
+			return os.NewSyscallError("fchown", err)
 		}
 	}
-	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
-	if !isLink {
-		if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
-			return &os.PathError{Op: "chmod", Path: dst, Err: err}
+	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
+		return os.NewSyscallError("fchmod", err)
+	}
+	for _, x := range xattrs {
+		if err := unix.Fsetxattr(fd, x[0], []byte(x[1]), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			c.log.Warn("snapshot: extended attribute lost", "name", x[0], "err", err)
 		}
 	}
-	for _, x := range listXattrs(src) {
-		if err := unix.Lsetxattr(dst, x[0], []byte(x[1]), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
-			c.log.Warn("snapshot: extended attribute lost", "path", dst, "name", x[0], "err", err)
-		}
-	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimes", Path: dst, Err: err}
+	if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{st.Atim, st.Mtim}, unix.AT_EMPTY_PATH); err != nil {
+		return os.NewSyscallError("utimensat", err)
 	}
 	return nil
 }
 
-// listXattrs returns the extended attributes of p that a layer keeps,
-// sorted by name.
-func listXattrs(p string) [][2]string {
-	buf := make([]byte, 1024)
-	n, err := unix.Llistxattr(p, buf)
-	if errors.Is(err, unix.ERANGE) {
-		if n, err = unix.Llistxattr(p, nil); err == nil {
-			buf = make([]byte, n)
-			n, err = unix.Llistxattr(p, buf)
+// finishAt does what finishFd does for the entry name of dfd that cannot
+// be opened (a symlink, a device node, a fifo), which this copy made.
+func (c *copier) finishAt(dfd int, name string, st *unix.Stat_t, xattrs [][2]string) error {
+	if os.Geteuid() == 0 {
+		if err := unix.Fchownat(dfd, name, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &fs.PathError{Op: "lchown", Path: name, Err: err}
 		}
 	}
-	if err != nil || n == 0 {
-		return nil
-	}
-	var out [][2]string
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if !keptXattr(name) {
-			continue
-		}
-		v := make([]byte, 256)
-		k, err := unix.Lgetxattr(p, name, v)
-		if errors.Is(err, unix.ERANGE) {
-			if k, err = unix.Lgetxattr(p, name, nil); err == nil {
-				v = make([]byte, k)
-				k, err = unix.Lgetxattr(p, name, v)
-			}
-		}
-		if err == nil {
-			out = append(out, [2]string{name, string(v[:k])})
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Fchmodat(dfd, name, st.Mode&0o7777, 0); err != nil {
+			return &fs.PathError{Op: "chmod", Path: name, Err: err}
 		}
 	}
-	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
-	return out
+	for _, x := range xattrs {
+		if err := unix.Lsetxattr(fsutil.FDPath(dfd, name), x[0], []byte(x[1]), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			c.log.Warn("snapshot: extended attribute lost", "path", name, "name", x[0], "err", err)
+		}
+	}
+	if err := unix.UtimesNanoAt(dfd, name, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "utimes", Path: name, Err: err}
+	}
+	return nil
 }

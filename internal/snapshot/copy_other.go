@@ -6,8 +6,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 
-	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -16,16 +17,15 @@ var errUnsupported = errors.New("snapshots need Linux")
 
 type inode struct{ dev, ino uint64 }
 
-type linked struct{ dst, p string }
+type linked struct{ rel, p string }
 
 type copier struct {
-	ids     idmap.Map
 	exclude *matcher
 	log     *slog.Logger
 	links   map[inode]linked
 }
 
-func (c *copier) copyTree(ctx context.Context, src, dst string) (v1.Hash, int, error) {
+func (c *copier) copyTree(ctx context.Context, src *untrusted.Dir, dst *os.File) (v1.Hash, int, error) {
 	return v1.Hash{}, 0, errUnsupported
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -79,12 +80,14 @@ func put(ctx context.Context, s *image.Store, info *Info) error {
 	return s.PutRecord(ctx, image.Record{Kind: recordKind, Name: info.Key, Layers: info.Layers, Data: data})
 }
 
-// Capture copies a sandbox's upper directory (its changes) into the store
-// as a layer on top of parent, leaving out generated files and what
-// excludes match, and records the snapshot. The sandbox may keep running;
-// what it changes during the copy may or may not be in the snapshot. A
-// snapshot without changes has its parent's layers and a key of its own.
-func Capture(ctx context.Context, s *image.Store, ids idmap.Map, upperDir string, skip []string, excludes []string, parent Parent, log *slog.Logger) (*Info, error) {
+// Capture copies a sandbox's upper directory (its changes), open as an
+// untrusted tree, into the store as a layer on top of parent, leaving out
+// generated files and what excludes match, and records the snapshot. The
+// caller freezes the sandbox where it can; where it cannot, what the
+// sandbox changes during the copy may or may not be in the snapshot, but
+// nothing outside upper ever is. A snapshot without changes has its
+// parent's layers and a key of its own.
+func Capture(ctx context.Context, s *image.Store, upper *untrusted.Dir, skip []string, excludes []string, parent Parent, log *slog.Logger) (*Info, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -97,16 +100,20 @@ func Capture(ctx context.Context, s *image.Store, ids idmap.Map, upperDir string
 		return nil, err
 	}
 	defer td.Remove()
-	dst := td.Path() + "/fs"
-	c := &copier{ids: ids, exclude: m, log: log, links: map[inode]linked{}}
-	id, n, err := c.copyTree(ctx, upperDir, dst)
+	dst, err := td.Mkdir("fs")
+	if err != nil {
+		return nil, err
+	}
+	defer dst.Close()
+	c := &copier{exclude: m, log: log, links: map[inode]linked{}}
+	id, n, err := c.copyTree(ctx, upper, dst)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: copying the changes: %w", err)
 	}
 	if n == 0 {
 		return commit(ctx, s, "", v1.Hash{}, parent)
 	}
-	return commit(ctx, s, dst, id, parent)
+	return commit(ctx, s, dst.Name(), id, parent)
 }
 
 // Commit adds dir (a layer in overlay format, made in a store TempDir) on
@@ -115,7 +122,7 @@ func Capture(ctx context.Context, s *image.Store, ids idmap.Map, upperDir string
 // The key follows the parent's key and the content only: when a snapshot
 // of that key exists, it is returned with its own config, whatever
 // parent.Config says (record a new config with WithConfig).
-func Commit(ctx context.Context, s *image.Store, ids idmap.Map, dir string, parent Parent) (*Info, error) {
+func Commit(ctx context.Context, s *image.Store, _ idmap.Map, dir string, parent Parent) (*Info, error) {
 	id, n, err := HashTree(ctx, dir)
 	if err != nil {
 		return nil, err

@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 )
 
 // CaptureTar is Capture for a writable layer the host cannot read in place
@@ -23,12 +22,19 @@ func CaptureTar(ctx context.Context, s *image.Store, ids idmap.Map, r io.Reader,
 		return nil, err
 	}
 	defer td.Remove()
-	dir := filepath.Join(td.Path(), "upper")
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	f, err := td.Mkdir("upper")
+	if err != nil {
 		return nil, err
 	}
+	dir := f.Name()
+	f.Close()
 	if _, err := image.Unpack(ctx, r, dir, image.UnpackOptions{IDs: ids, Logger: log}); err != nil {
 		return nil, fmt.Errorf("snapshot: reading the sandbox's changes: %w", err)
 	}
-	return Capture(ctx, s, ids, dir, skip, excludes, parent, log)
+	upper, err := untrusted.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer upper.Close()
+	return Capture(ctx, s, upper, skip, excludes, parent, log)
 }

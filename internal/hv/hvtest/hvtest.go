@@ -205,20 +205,47 @@ func testDescriptors(t *testing.T, h Harness) {
 
 func testUpperDir(t *testing.T, h Harness) {
 	sb, c := start(t, h, nil)
+	upper, err := sb.OpenUpper()
 	if !h.Backend.Capabilities().HostUpperDir {
-		if sb.UpperDir() != "" {
-			t.Errorf("UpperDir %q without the capability", sb.UpperDir())
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("OpenUpper without the capability: %v, want ErrUnsupported", err)
 		}
 		return
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upper.Close()
 	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/new"); e.WriteBytes([]byte("x")); e.Uint32(0o644) }); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(sb.UpperDir(), "new"))
-	if err != nil || string(b) != "x" {
-		t.Errorf("a write does not show in UpperDir: %q %v", b, err)
+	n, err := upper.Lookup("new")
+	if err != nil {
+		t.Fatalf("a write does not show in the upper directory: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(sb.UpperDir(), "bin", "busybox")); err == nil {
+	defer n.Close()
+	f, err := n.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if b, err := io.ReadAll(f); err != nil || string(b) != "x" {
+		t.Errorf("a write does not show in the upper directory: %q %v", b, err)
+	}
+	// An unchanged lower file is not copied up: the upper has no bin, or
+	// no busybox in it.
+	bin, err := upper.Lookup("bin")
+	if err != nil {
+		return
+	}
+	defer bin.Close()
+	d, err := bin.OpenDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if b, err := d.Lookup("busybox"); err == nil {
+		b.Close()
 		t.Error("an unchanged lower file was copied up")
 	}
 }

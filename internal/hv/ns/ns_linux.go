@@ -20,6 +20,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,8 +85,10 @@ type sandbox struct {
 func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx) }
 func (s *sandbox) Channel() (*os.File, error)                 { return s.dialer.File() }
 func (s *sandbox) Done() <-chan struct{}                      { return s.done }
-func (s *sandbox) UpperDir() string                           { return s.upper }
 func (s *sandbox) Pid() int                                   { return s.cmd.Process.Pid }
+
+// OpenUpper opens the writable layer as an untrusted tree.
+func (s *sandbox) OpenUpper() (*untrusted.Dir, error) { return untrusted.Open(s.upper) }
 
 // Err reports why the sandbox ended: nil when Stop ended it.
 func (s *sandbox) Err() error {

@@ -22,6 +22,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"golang.org/x/sys/unix"
 )
 
@@ -480,8 +481,10 @@ func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) {
 }
 
 func (s *sandbox) Done() <-chan struct{} { return s.done }
-func (s *sandbox) UpperDir() string      { return "" }
-func (s *sandbox) Pid() int              { return s.cmd.Process.Pid }
+func (s *sandbox) OpenUpper() (*untrusted.Dir, error) {
+	return nil, fmt.Errorf("a VM keeps its writable layer on its own disk: %w", errors.ErrUnsupported)
+}
+func (s *sandbox) Pid() int { return s.cmd.Process.Pid }
 
 // Err reports why the VM stopped: nil when Stop or Kill stopped it.
 func (s *sandbox) Err() error {
