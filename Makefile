@@ -27,6 +27,9 @@ deps-bench:
 	@./scripts/ensure-debs.sh $(DEB_TEST) $(DEB_BENCH)
 	@./scripts/ensure-vm-deps.sh
 
+# Packages that read trees a sandbox can write: descriptors only (treelint).
+TREE_PKGS   := internal/untrusted internal/snapshot
+
 # Packages whose tests also run as an unprivileged user (rootless mode).
 ROOTLESS_PKGS := . ./internal/hv/ns
 
@@ -47,6 +50,7 @@ lint:
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) run ./internal/tools/treelint $(TREE_PKGS)
 
 ## bench: every benchmark, each printed beside the floor it is compared with.
 ## The unpack benchmarks take about a second per round: a time-based
