@@ -60,6 +60,9 @@ func runChild(role string) int {
 	if role == "probe" {
 		return probe()
 	}
+	if role == "swapper" {
+		return swapper()
+	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2
 }
