@@ -35,7 +35,7 @@ func newID() string {
 // file releases it. It returns an error if the directory cannot be made or
 // locked.
 func createStateDir(root, id string) (*os.File, error) {
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the instance state directory: %w", err)
 	}
 	rootLock, err := lockPath(root, unix.LOCK_SH)

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -71,20 +70,11 @@ func Open(root string, opts Options) (*Store, error) {
 	info := s.path("store.json")
 	b, err := os.ReadFile(info)
 	if errors.Is(err, fs.ErrNotExist) {
-		// The path to the layers is searchable by others, so that a
-		// sandbox's user namespace can reach its lower directories; the
-		// rest is private.
 		for _, d := range []string{"layers/sha256", "locks", "records", "leases", "tmp"} {
-			mode := os.FileMode(0o700)
-			if strings.HasPrefix(d, "layers") {
-				mode = 0o755
-			}
-			if err := os.MkdirAll(s.path(d), mode); err != nil {
+			if err := os.MkdirAll(s.path(d), 0o700); err != nil {
 				return nil, fmt.Errorf("creating layer store: %w", err)
 			}
 		}
-		os.Chmod(s.root, 0o755)
-		os.Chmod(s.path("layers"), 0o755)
 		b, _ = json.Marshal(storeInfo{Version: storeVersion, Mode: mode})
 		if err := writeFileAtomic(s, info, b); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating layer store: %w", err)
@@ -93,6 +83,9 @@ func Open(root string, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening layer store: %w", err)
+	}
+	if err := s.makePrivate(); err != nil {
+		return nil, err
 	}
 	var si storeInfo
 	if err := json.Unmarshal(b, &si); err != nil {
@@ -260,4 +253,24 @@ func syncDir(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// makePrivate makes the store's root 0700, whoever made it: layers keep
+// the setuid and setgid bits of their images (a sandbox needs them), and
+// sandboxes' writable layers live below it too, so no other host user may
+// reach any of it. Sandboxes and VMs reach their layers through
+// descriptors the host opens, never by walking these directories.
+func (s *Store) makePrivate() error {
+	fi, err := os.Stat(s.root)
+	if err != nil {
+		return fmt.Errorf("opening layer store: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(s.root, 0o700); err != nil {
+		return fmt.Errorf("opening layer store: %s is open to other users (%v) and cannot be made private: %w", s.root, fi.Mode().Perm(), err)
+	}
+	s.log.Info("layer store made private to its owner", "dir", s.root, "was", fi.Mode().Perm())
+	return nil
 }

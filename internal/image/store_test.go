@@ -295,3 +295,36 @@ func TestOpenOtherMode(t *testing.T) {
 		t.Error("Open of a future format succeeded")
 	}
 }
+
+// TestStorePrivate: a store is 0700, and one someone opened up to others
+// is made private again when it is opened.
+func TestStorePrivate(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	if _, err := Open(root, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	mode := func() os.FileMode {
+		fi, err := os.Stat(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if m := mode(); m != 0o700 {
+		t.Fatalf("new store: mode %v, want 0700", m)
+	}
+	for _, d := range []string{"layers", "layers/sha256", "records", "tmp"} {
+		if fi, err := os.Stat(filepath.Join(root, d)); err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: %v %v, want private", d, fi.Mode(), err)
+		}
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(root, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(); m != 0o700 {
+		t.Fatalf("reopened store: mode %v, want 0700", m)
+	}
+}
