@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+func TestRunExitCodeAndOutput(t *testing.T) {
+	leakcheck.Check(t)
+	r := runCC(t, nil, "run", "host", "sh", "-c", "echo hi; echo oops >&2; exit 3")
+	r.want(t, 3, "hi\n")
+	if r.stderr != "oops\n" {
+		t.Errorf("stderr = %q, want the command's own %q", r.stderr, "oops\n")
+	}
+	// Flags after IMAGE are the command's.
+	runCC(t, nil, "run", "host", "echo", "-n", "--network").want(t, 0, "--network")
+	// As docker run's: 127 not found, 128+N for a signal.
+	if r := runCC(t, nil, "run", "host", "no-such-program"); r.code != 127 || !strings.Contains(r.stderr, "no-such-program") {
+		t.Errorf("a missing program: %s; want exit 127 naming it", r)
+	}
+	runCC(t, nil, "run", "host", "sh", "-c", "kill -9 $$").want(t, 137, "")
+	noSandboxLeft(t, testCache)
+}
+
+func TestRunStdin(t *testing.T) {
+	leakcheck.Check(t)
+	runCC(t, strings.NewReader("data\nmore\n"), "run", "-i", "host", "cat").want(t, 0, "data\nmore\n")
+	// Without -i, as with docker run, the command reads nothing.
+	runCC(t, strings.NewReader("data\n"), "run", "host", "cat").want(t, 0, "")
+	// A file as stdin, and the combined short flags docker users type.
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(strings.Repeat("x", 1<<20))
+	f.Seek(0, 0)
+	defer f.Close()
+	runCC(t, f, "run", "-i", "host", "wc", "-c").want(t, 0, "1048576\n")
+}
+
+func TestRunVolumes(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	// The sandbox's root is not the host's: let it write here.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCC(t, nil, "run", "-v", dir+":/data:ro", "host", "cat", "/data/in").want(t, 0, "from the host\n")
+	if r := runCC(t, nil, "run", "-v", dir+":/data:ro", "host", "sh", "-c", "echo x > /data/out"); r.code == 0 {
+		t.Errorf("writing to a :ro volume succeeded: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Error("a write to a :ro volume reached the host")
+	}
+	runCC(t, nil, "run", "-v", dir+":/data", "host", "sh", "-c", "echo written > /data/out").want(t, 0, "")
+	if b, err := os.ReadFile(filepath.Join(dir, "out")); err != nil || string(b) != "written\n" {
+		t.Errorf("the host reads %q, %v from a writable volume; want %q", b, err, "written\n")
+	}
+	r := runCC(t, nil, "run", "-v", filepath.Join(dir, "missing")+":/data", "host", "true")
+	if r.code != exitOwn || !strings.Contains(r.stderr, "missing") {
+		t.Errorf("a volume of a missing path: %s; want exit 125 naming it", r)
+	}
+}
+
+func TestRunFlags(t *testing.T) {
+	leakcheck.Check(t)
+	t.Setenv("CC_TEST_PASSED", "through")
+	runCC(t, nil, "run", "-e", "A=1", "-e", "CC_TEST_PASSED", "-w", "/tmp", "-u", "nobody", "host",
+		"sh", "-c", `echo "$A $CC_TEST_PASSED $(pwd) $(id -u)"`).want(t, 0, "1 through /tmp 65534\n")
+
+	for _, args := range [][]string{
+		{"run", "--no-such-flag", "host", "true"},
+		{"run"},
+		{"run", "--memory", "lots", "host", "true"},
+		{"run", "-v", "nocolon", "host", "true"},
+		{"run", "-w", "relative", "host", "true"},
+		{"nosuchcommand"},
+	} {
+		if r := runCC(t, nil, args...); r.code != exitOwn || !strings.HasPrefix(r.stderr, "cc: ") || r.stdout != "" {
+			t.Errorf("cc %s: %s; want exit 125 and an error on stderr", strings.Join(args, " "), r)
+		}
+	}
+	if r := runCC(t, nil, "run", "--help"); r.code != 0 || !strings.Contains(r.stdout, "--memory") || !strings.Contains(r.stdout, "IMAGE [COMMAND") {
+		t.Errorf("cc run --help: %s", r)
+	}
+	for _, sub := range []string{"build", "pull", "images", "rmi", "prune", "df", "mcp"} {
+		if r := runCC(t, nil, sub, "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("cc %s --help: %s", sub, r)
+		}
+	}
+	if r := runCC(t, nil, "run", "--timeout", "1s", "host", "sleep", "1000"); r.code != exitOwn || !strings.Contains(r.stderr, "time limit") {
+		t.Errorf("a command outliving --timeout: %s; want exit 125 and a word on the time limit", r)
+	}
+	if r := runCC(t, nil, "run", "./no-such-layout"); r.code != exitOwn || !strings.Contains(r.stderr, "no-such-layout") {
+		t.Errorf("an image that cannot be had: %s; want exit 125 naming it", r)
+	}
+	noSandboxLeft(t, testCache)
+}
+
+// TestRunInterrupt sends cc run SIGINT, as Ctrl-C does, while the command
+// runs: the sandbox stops, everything in it ends, and cc exits 130.
+func TestRunInterrupt(t *testing.T) {
+	leakcheck.Check(t)
+	cache := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := ccCommand(ctx, cache, "run", "host", "sh", "-c", "echo started; sleep 1000")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "started\n" {
+		t.Fatalf("read %q, %v; want the command's first line", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("cc run exited %d after SIGINT, want 130", code)
+	}
+	noSandboxLeft(t, cache)
+}
