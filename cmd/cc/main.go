@@ -62,6 +62,8 @@ func execute(args []string) int {
 	err := root.ExecuteContext(sig.ctx)
 	var ee *exitError
 	switch {
+	case err == nil && sig.received() != 0:
+		return 128 + int(sig.received()) // it ended the work, if only just
 	case err == nil:
 		return 0
 	case errors.As(err, &ee):

@@ -62,7 +62,7 @@ type createIn struct {
 	PidsLimit      int64    `json:"pids_limit,omitempty" jsonschema:"the most processes and threads"`
 	TimeoutSeconds float64  `json:"timeout_seconds,omitempty" jsonschema:"stop the sandbox this many seconds after it starts"`
 	Network        bool     `json:"network,omitempty" jsonschema:"give the sandbox outbound network access (only if the server allows it)"`
-	Env            []string `json:"env,omitempty" jsonschema:"KEY=value variables for every command"`
+	Env            []string `json:"env,omitempty" jsonschema:"variables for every command, each KEY=value"`
 	Workdir        string   `json:"workdir,omitempty" jsonschema:"the absolute directory commands start in"`
 }
 
@@ -174,7 +174,7 @@ type runIn struct {
 	Stdin          string   `json:"stdin,omitempty" jsonschema:"text for the program's standard input"`
 	TimeoutSeconds float64  `json:"timeout_seconds,omitempty" jsonschema:"kill the program after this many seconds; default and most: the server's command timeout"`
 	Workdir        string   `json:"workdir,omitempty" jsonschema:"the absolute directory to run in"`
-	Env            []string `json:"env,omitempty" jsonschema:"KEY=value variables added to the environment"`
+	Env            []string `json:"env,omitempty" jsonschema:"variables added to the environment, each KEY=value"`
 }
 
 type runOut struct {

@@ -53,10 +53,15 @@ func newImagesCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			switch {
 			case asJSON:
-				if list == nil {
-					list = []sandbox.ImageInfo{}
+				js := []imageJSON{}
+				for _, im := range list {
+					refs := im.References
+					if refs == nil {
+						refs = []string{}
+					}
+					js = append(js, imageJSON{im.Digest, refs, im.Platform, im.Created, im.Layers, im.Size})
 				}
-				return writeJSON(out, list)
+				return writeJSON(out, js)
 			case quiet:
 				for _, im := range list {
 					fmt.Fprintln(out, im.Digest)
@@ -151,7 +156,7 @@ func newDfCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return writeJSON(out, u)
+				return writeJSON(out, usageJSON{u.Dir, u.Images, u.Layers, u.Bytes, u.Reclaimable, u.Temp})
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
 			fmt.Fprintf(tw, "store\t%s\n", u.Dir)
@@ -164,6 +169,26 @@ func newDfCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
 	return c
+}
+
+// imageJSON is an image as cc images --json prints it.
+type imageJSON struct {
+	Digest     string    `json:"digest"`
+	References []string  `json:"references"`
+	Platform   string    `json:"platform"`
+	Created    time.Time `json:"created"`
+	Layers     int       `json:"layers"`
+	Size       int64     `json:"size"`
+}
+
+// usageJSON is the store's use as cc df --json prints it.
+type usageJSON struct {
+	Dir         string `json:"dir"`
+	Images      int    `json:"images"`
+	Layers      int    `json:"layers"`
+	Bytes       int64  `json:"bytes"`
+	Reclaimable int64  `json:"reclaimable"`
+	Temp        int64  `json:"temp"`
 }
 
 func writeJSON(w io.Writer, v any) error {
