@@ -31,7 +31,7 @@ deps-bench:
 TREE_PKGS   := internal/untrusted internal/snapshot
 
 # Packages whose tests also run as an unprivileged user (rootless mode).
-ROOTLESS_PKGS := . ./internal/hv/ns
+ROOTLESS_PKGS := . ./internal/hv/ns ./cmd/cc
 
 ## test: everything CI checks: formatting, vet, staticcheck, the race-enabled
 ## suite, the public suite again through the helper (CC_USE_HELPER=1), and

@@ -12,6 +12,7 @@ for pkg in "$@"; do
 	go test -c -race -o "$dir/$name.test" "$pkg"
 done
 go build -o "$dir/cc-helper" ./cmd/cc-helper # for TestHelperBinary
+go build -race -o "$dir/cc" ./cmd/cc # for cmd/cc's tests, which run it
 mkdir "$dir/examples" # for TestExamples: this user cannot build them
 for ex in examples/*/; do
 	go build -o "$dir/examples/$(basename "$ex")" "./$ex"
@@ -53,7 +54,7 @@ for pkg in "$@"; do
 		src="$copy${src#"$root"}"
 	fi
 	echo "== rootless: $pkg"
-	if ! run "cd '$src' && HOME='$home' XDG_CACHE_HOME='$home/.cache' CC_TEST_HELPER_BIN='$dir/cc-helper' CC_TEST_EXAMPLES_BIN='$dir/examples' GORACE=atexit_sleep_ms=0 '$dir/$name.test' -test.count=1 -test.timeout=15m; rc=\$?; exit \$rc"; then
+	if ! run "cd '$src' && HOME='$home' XDG_CACHE_HOME='$home/.cache' CC_TEST_HELPER_BIN='$dir/cc-helper' CC_TEST_EXAMPLES_BIN='$dir/examples' CC_TEST_CC_BIN='$dir/cc' GORACE=atexit_sleep_ms=0 '$dir/$name.test' -test.count=1 -test.timeout=15m; rc=\$?; exit \$rc"; then
 		status=1
 	fi
 done

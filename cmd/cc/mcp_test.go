@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -26,16 +27,17 @@ func startMCP(t *testing.T, cache string, flags ...string) (*mcp.ClientSession, 
 	client := mcp.NewClient(&mcp.Implementation{Name: "cc-test", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// A generous grace: the transport's SIGTERM would hide a slow close.
+	session, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Minute}, nil)
+	if err != nil {
+		t.Fatalf("connecting to cc mcp: %v\n%s", err, stderr)
+	}
 	t.Cleanup(func() {
+		session.Close() // a second time, after a test that failed early
 		if t.Failed() {
 			t.Logf("cc mcp's stderr:\n%s", stderr)
 		}
 	})
-	// A generous grace: the transport's SIGTERM would hide a slow close.
-	session, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Minute}, nil)
-	if err != nil {
-		t.Fatalf("connecting to cc mcp: %v", err)
-	}
 	return session, func() int { return cmd.Process.Pid }
 }
 
@@ -236,12 +238,35 @@ func TestMCP(t *testing.T) {
 	noSandboxLeft(t, cache)
 }
 
-// TestMCPLimitsAndSignal checks the server's limits and network flag, and
-// that SIGTERM closes the sandboxes before the server exits.
+// createOrMissing calls create_sandbox with args. As root it must
+// succeed; unprivileged, the host may lack what the sandbox needs, and then
+// the error must name it (missing, one of the strings in missing).
+func createOrMissing(t *testing.T, s *mcp.ClientSession, args m, missing ...string) (createOut, bool) {
+	t.Helper()
+	res := call(t, s, "create_sandbox", args)
+	if res.IsError {
+		msg := text(res)
+		named := slices.ContainsFunc(missing, func(w string) bool { return strings.Contains(msg, w) })
+		if os.Geteuid() == 0 || !named {
+			t.Fatalf("create_sandbox(%v): %s", args, msg)
+		}
+		t.Logf("this host cannot: %s", msg)
+		return createOut{}, false
+	}
+	var out createOut
+	b, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out, true
+}
+
+// TestMCPLimitsAndSignal checks the server's limits, and that SIGTERM
+// closes the sandboxes before the server exits.
 func TestMCPLimitsAndSignal(t *testing.T) {
 	leakcheck.Check(t)
 	cache := t.TempDir()
-	s, pid := startMCP(t, cache, "--allow-network", "--timeout", "10m", "--pids", "100", "--memory", "256", "--cpus", "1")
+	s, pid := startMCP(t, cache, "--timeout", "10m", "--pids", "100", "--memory", "256", "--cpus", "1")
 	for _, c := range []struct {
 		args m
 		want string
@@ -253,23 +278,20 @@ func TestMCPLimitsAndSignal(t *testing.T) {
 	} {
 		callErr(t, s, "create_sandbox", c.args, c.want)
 	}
-	var created createOut
-	// Limits the host may not enforce (rootless without cgroups) are left
-	// to the server's defaults' own test: ask only for the network here.
-	res := call(t, s, "create_sandbox", m{"network": true})
-	if res.IsError {
-		// The server's default limits need cgroups; say so clearly.
-		if !strings.Contains(text(res), "cgroup") && !strings.Contains(text(res), "limit") {
-			t.Fatalf("create_sandbox with network: %s", text(res))
-		}
-		t.Logf("this host cannot enforce the server's default limits: %s", text(res))
-	} else {
-		b, _ := json.Marshal(res.StructuredContent)
-		json.Unmarshal(b, &created)
-		if !created.Network {
-			t.Errorf("create_sandbox with network: %+v", created)
+	// The server's limits apply to a sandbox that asks for none; without
+	// cgroups to enforce them (unprivileged), the error says which.
+	if created, ok := createOrMissing(t, s, m{}, "limit"); ok {
+		var ran runOut
+		callOK(t, s, "run_command", m{"id": created.ID, "command": []string{"true"}}, &ran)
+	}
+	if created, ok := createOrMissing(t, s, m{"memory_mb": 128, "timeout_seconds": 60, "env": []string{"A=1"}, "workdir": "/tmp"}, "limit"); ok {
+		var ran runOut
+		callOK(t, s, "run_command", m{"id": created.ID, "command": []string{"sh", "-c", "echo $A $(pwd)"}}, &ran)
+		if ran.Stdout != "1 /tmp\n" {
+			t.Errorf("a sandbox made with env and workdir: %+v", ran)
 		}
 	}
+
 	if err := syscall.Kill(pid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +304,39 @@ func TestMCPLimitsAndSignal(t *testing.T) {
 	err := s.Close()
 	if err == nil || !strings.Contains(err.Error(), "143") {
 		t.Errorf("cc mcp after SIGTERM: %v; want exit status 143", err)
+	}
+	noSandboxLeft(t, cache)
+}
+
+// TestMCPNetwork checks that a server started with --allow-network gives
+// a sandbox that asks for it a network device besides lo.
+func TestMCPNetwork(t *testing.T) {
+	leakcheck.Check(t)
+	cache := t.TempDir()
+	s, _ := startMCP(t, cache, "--allow-network")
+	var plain createOut
+	callOK(t, s, "create_sandbox", m{}, &plain)
+	created, ok := createOrMissing(t, s, m{"network": true}, "/dev/net/tun")
+	for _, c := range []struct {
+		id   string
+		want bool
+	}{{plain.ID, false}, {created.ID, true}} {
+		if c.id == "" {
+			continue
+		}
+		var ran runOut
+		callOK(t, s, "run_command", m{"id": c.id, "command": []string{"sh", "-c", "tail -n +3 /proc/net/dev | grep -v '^ *lo:' | wc -l"}}, &ran)
+		if has := strings.TrimSpace(ran.Stdout) != "0"; has != c.want {
+			t.Errorf("sandbox %s: a device besides lo: %v, want %v (%+v)", c.id, has, c.want, ran)
+		}
+	}
+	var open listSandboxesOut
+	callOK(t, s, "list_sandboxes", m{}, &open)
+	if n := len(open.Sandboxes); ok && (n != 2 || open.Sandboxes[1].ID != created.ID || !open.Sandboxes[1].Network) {
+		t.Errorf("list_sandboxes: %+v", open)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("cc mcp exited with %v after the client disconnected", err)
 	}
 	noSandboxLeft(t, cache)
 }

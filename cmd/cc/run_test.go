@@ -76,8 +76,14 @@ func TestRunVolumes(t *testing.T) {
 func TestRunFlags(t *testing.T) {
 	leakcheck.Check(t)
 	t.Setenv("CC_TEST_PASSED", "through")
-	runCC(t, nil, "run", "-e", "A=1", "-e", "CC_TEST_PASSED", "-w", "/tmp", "-u", "nobody", "host",
-		"sh", "-c", `echo "$A $CC_TEST_PASSED $(pwd) $(id -u)"`).want(t, 0, "1 through /tmp 65534\n")
+	runCC(t, nil, "run", "-e", "A=1", "-e", "CC_TEST_PASSED", "-e", "CC_TEST_UNSET", "-w", "/tmp", "host",
+		"sh", "-c", `echo "$A $CC_TEST_PASSED ${CC_TEST_UNSET-unset} $(pwd)"`).want(t, 0, "1 through unset /tmp\n")
+	if os.Geteuid() == 0 {
+		runCC(t, nil, "run", "-u", "nobody", "host", "id", "-u").want(t, 0, "65534\n")
+	} else if r := runCC(t, nil, "run", "-u", "nobody", "host", "id", "-u"); r.code != exitOwn || !strings.Contains(r.stderr, "maps only its root user") {
+		// Unprivileged, a sandbox has one user: -u names what is missing.
+		t.Errorf("cc run -u nobody, unprivileged: %s; want exit 125 and the reason", r)
+	}
 
 	for _, args := range [][]string{
 		{"run", "--no-such-flag", "host", "true"},
