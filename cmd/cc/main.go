@@ -90,7 +90,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.cacheDir, "cache-dir", "", "the layer store's directory (default $CC_CACHE_DIR, or the user's cache directory)/cc")
+	root.PersistentFlags().StringVar(&g.cacheDir, "cache-dir", "", "the layer store's directory (default: $CC_CACHE_DIR, or cc in the user's cache directory)")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log what the SDK does on standard error")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitOwn, msg: fmt.Sprintf("%v\nSee '%s --help'.", err, c.CommandPath())}

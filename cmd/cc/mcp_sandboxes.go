@@ -171,20 +171,18 @@ func (s *sandboxSet) list() []*openSandbox {
 	return out
 }
 
-// closeAll refuses new calls, cancels those under way and waits for them,
-// then closes every sandbox. It returns the first error of a Close.
+// closeAll refuses new calls, cancels those under way, closes every
+// sandbox (so that no call waits on one), and waits for the calls to
+// return. It returns the errors of the Closes.
 func (s *sandboxSet) closeAll() error {
 	s.mu.Lock()
 	s.closed = true
-	s.mu.Unlock()
-	s.cancel()
-	s.calls.Wait()
-	s.mu.Lock()
 	var all []*openSandbox
 	for id := range s.byID {
 		all = append(all, s.detachLocked(id, "the server shut down"))
 	}
 	s.mu.Unlock()
+	s.cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(all))
 	for k, sb := range all {
@@ -195,6 +193,7 @@ func (s *sandboxSet) closeAll() error {
 		})
 	}
 	wg.Wait()
+	s.calls.Wait()
 	return errors.Join(errs...)
 }
 

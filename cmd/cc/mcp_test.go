@@ -177,7 +177,9 @@ func TestMCP(t *testing.T) {
 		t.Errorf("list_files /work: %+v", listed.Entries)
 	}
 
-	// Bad calls get error results.
+	// Bad calls get error results; files code in the sandbox made to trap
+	// the server (a FIFO whose open waits, an endless device) too.
+	callOK(t, s, "run_command", m{"id": id, "command": []string{"sh", "-c", "mkfifo /work/fifo && head -c 2000000 /dev/zero > /work/big"}}, &ran)
 	zero := "sha256:" + strings.Repeat("0", 64)
 	for _, c := range []struct {
 		tool string
@@ -204,6 +206,10 @@ func TestMCP(t *testing.T) {
 		{"read_file", m{"id": id, "path": "/no/such/file"}, "no such file"},
 		{"read_file", m{"id": id, "path": "/work"}, "directory"},
 		{"list_files", m{"id": id, "path": "/work/bin"}, "not a directory"},
+		{"read_file", m{"id": id, "path": "/work/fifo"}, "not a regular file"},
+		{"write_file", m{"id": id, "path": "/work/fifo", "content": "x"}, "/work/fifo"},
+		{"read_file", m{"id": id, "path": "/dev/zero"}, "not a regular file"},
+		{"read_file", m{"id": id, "path": "/work/big"}, "larger than"},
 		{"close_sandbox", m{"id": "no-such-sandbox"}, "no-such-sandbox"},
 	} {
 		callErr(t, s, c.tool, c.args, c.want)

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -280,7 +282,21 @@ func (t *tools) writeFile(ctx context.Context, in writeIn) (writeOut, error) {
 	if err := sb.inst.MkdirAll(path.Dir(p), 0o755); err != nil {
 		return writeOut{}, err
 	}
-	if err := sb.inst.WriteFile(p, data, mode); err != nil {
+	// O_NONBLOCK: code in the sandbox may have put a FIFO there, whose
+	// open would wait for a reader; only a regular file is written.
+	f, err := sb.inst.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NONBLOCK, mode)
+	if err != nil {
+		return writeOut{}, err
+	}
+	if err := regularFile(f, p); err != nil {
+		f.Close()
+		return writeOut{}, err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return writeOut{}, err
 	}
 	if in.Mode != "" { // WriteFile's mode passes the umask and applies only to new files
@@ -311,17 +327,14 @@ func (t *tools) readFile(ctx context.Context, in readIn) (readOut, error) {
 	if err != nil {
 		return readOut{}, err
 	}
-	f, err := sb.inst.Open(p)
+	// O_NONBLOCK: a FIFO must not make the call wait for a writer.
+	f, err := sb.inst.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return readOut{}, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	if err := regularFile(f, p); err != nil {
 		return readOut{}, err
-	}
-	if fi.IsDir() {
-		return readOut{}, fmt.Errorf("%s is a directory: list_files lists it", p)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, int64(t.f.maxOutput)+1))
 	if err != nil {
@@ -434,6 +447,20 @@ func (t *tools) closeSandbox(ctx context.Context, in closeIn) (closeOut, error) 
 		return closeOut{}, err
 	}
 	return closeOut{Closed: in.ID}, nil
+}
+
+// regularFile returns an error unless f, opened as p, is a regular file.
+func regularFile(f *sandbox.File, p string) error {
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory: list_files lists it", p)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file (%v)", p, fi.Mode().Type())
+	}
+	return nil
 }
 
 // absPath checks that p is an absolute path in the sandbox and cleans it.
