@@ -20,6 +20,10 @@ import (
 // exiting, to learn whether its sandbox stopped.
 const stopGrace = 2 * time.Second
 
+// outputGrace is how long cc run copies output, after the command exits,
+// that processes it left in the background hold open.
+const outputGrace = 500 * time.Millisecond
+
 // runFlags are cc run's flags.
 type runFlags struct {
 	network     bool
@@ -173,6 +177,9 @@ func runRun(ctx context.Context, g *globals, f *runFlags, image string, args []s
 	}()
 
 	c := inst.EntrypointCommand(args...)
+	// As with docker run, the run ends with the command: output that
+	// processes it left in the background still hold open is cut then.
+	c.WaitDelay = outputGrace
 	var follower *sizeFollower
 	if f.tty {
 		c.Tty = true
@@ -258,8 +265,8 @@ func exitOf(g *globals, inst *sandbox.Instance, f *runFlags, err error) error {
 		}
 	}
 	switch {
-	case err == nil:
-		return nil
+	case err == nil, errors.Is(err, sandbox.ErrWaitDelay):
+		return nil // the command succeeded; see outputGrace
 	case errors.As(err, &ee) && ee.Exited():
 		return &exitError{code: ee.ExitCode()}
 	case errors.As(err, &ee) && ee.Signaled():

@@ -142,3 +142,26 @@ while :; do sleep 0.05; done`
 		t.Errorf("the terminal showed %q; want on-a-tty and got-int", out)
 	}
 }
+
+// TestRunBackgroundOnTTY checks that cc run ends with its command, as
+// docker run does, though a process the command left in the background
+// still holds the terminal: with -t, and without (where cc copies the
+// output rather than hand the sandbox its terminal).
+func TestRunBackgroundOnTTY(t *testing.T) {
+	leakcheck.Check(t)
+	for _, c := range []struct {
+		code int
+		args []string
+	}{
+		{4, []string{"run", "host", "sh", "-c", "sleep 1000 & echo started; exit 4"}},
+		{0, []string{"run", "host", "sh", "-c", "sleep 1000 & echo started"}},
+		{4, []string{"run", "-t", "host", "sh", "-c", "sleep 1000 & echo started; exit 4"}},
+		{0, []string{"run", "-t", "host", "sh", "-c", "sleep 1000 & echo started"}},
+	} {
+		p, wait := startOnPTY(t, 24, 80, c.args...)
+		p.waitFor(t, "started")
+		if code := wait(); code != c.code {
+			t.Errorf("cc %s exited %d, want %d; the terminal showed %q", strings.Join(c.args, " "), code, c.code, p.output())
+		}
+	}
+}
