@@ -30,8 +30,10 @@
 // cannot be run, 127 when it is not found; and 125 when cc itself fails
 // (a bad flag, an image that cannot be had, a sandbox that cannot start, a
 // sandbox stopped by --timeout). Errors are printed on standard error.
-// Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the sandbox and everything in
-// it; cc then exits with 128 plus the signal's number. With -t the
+// The run ends with the command, as docker run's does: processes it left
+// in the background stop with the sandbox. Ctrl-C (SIGINT), SIGTERM and
+// SIGHUP stop the sandbox and everything in it; cc then exits with 128
+// plus the signal's number. With -t the
 // terminal is in raw mode and Ctrl-C goes to the command, as with docker
 // run -it.
 //
