@@ -47,7 +47,7 @@ func (c *Cmd) kill(sig syscall.Signal, tree bool) error {
 		if errors.Is(err, os.ErrProcessDone) {
 			return os.ErrProcessDone
 		}
-		if aerr := c.inst.alive(); aerr != nil {
+		if aerr := c.inst.stoppedErr(err); aerr != nil {
 			return os.ErrProcessDone // the sandbox, and the process with it, is gone
 		}
 		var ie *ipc.IPCError
