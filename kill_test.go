@@ -54,6 +54,9 @@ func runChild(role string) int {
 		fmt.Printf("%d %d\n", hp, inst.eng.Pid())
 		select {}
 	}
+	if code, ok := cgroupChild(role); ok {
+		return code
+	}
 	if role == "snapshot" {
 		return snapshotChild()
 	}

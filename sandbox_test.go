@@ -144,13 +144,13 @@ func TestMemoryLimit(t *testing.T) {
 	if err := inst.Err(); err != nil {
 		t.Errorf("the sandbox after its commands' OOM kills: %v", err)
 	}
-	id := inst.ID()
+	dirs := []string{sandboxCgroup(t, inst, "memory"), sandboxCgroup(t, inst, "cpu")}
 	if err := inst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(d, "cc-sandbox", id)); err == nil {
-			t.Errorf("cgroup %s left behind", filepath.Join(d, "cc-sandbox", id))
+	for _, d := range dirs {
+		if dirExists(d) {
+			t.Errorf("cgroup %s left behind", d)
 		}
 	}
 }
