@@ -62,6 +62,7 @@ const (
 	cgroupAuto    cgroupMode = iota
 	cgroupV1Only             // as on a host without cgroup v2
 	cgroupV2Split            // v2 gets a workload cgroup even when it holds no limit
+	cgroupNone               // no cgroup but for limits (what the always-on cgroup costs)
 )
 
 // cgroup is the control group of one sandbox.
@@ -87,7 +88,8 @@ type cgroup struct {
 
 // newCgroup creates the cgroup of the sandbox cfg describes. A limit this
 // host cannot enforce is an error naming the missing controller; a missing
-// freezer is not an error (Freeze reports it).
+// freezer is not an error (Freeze reports it). An unconfined sandbox
+// without limits gets none.
 func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 	var want []string
 	if cfg.MemoryMB > 0 {
@@ -100,6 +102,12 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 		want = append(want, "pids")
 	}
 	cg := &cgroup{cfg: cfg}
+	if len(want) == 0 && (mode == cgroupNone || cfg.Unconfined) {
+		// Unconfined sandboxes are the floor benchmarks measure the
+		// hardening against, the cgroup included.
+		cg.noFreezer = errors.New("the sandbox is unconfined: it has no cgroup")
+		return cg, nil
+	}
 	hs, err := hierarchies()
 	if err != nil {
 		if len(want) > 0 {
