@@ -138,10 +138,10 @@ type ExitError struct {
 }
 
 // Error returns the state, "exit status N" or "signal: NAME", and says
-// when the kernel killed the process for memory.
+// when the kernel killed the process for the sandbox's memory limit.
 func (e *ExitError) Error() string {
 	if e.oom {
-		return e.ProcessState.String() + " (out of memory)"
+		return e.ProcessState.String() + " (out of memory: the sandbox's WithMemoryMB limit)"
 	}
 	return e.ProcessState.String()
 }

@@ -134,7 +134,7 @@ func TestMemoryLimit(t *testing.T) {
 	// A shell reports its child's kill as status 137: still out of memory.
 	// tail -n 1 keeps all of a newline-free input.
 	err = inst.Command("sh", "-c", "head -c 300000000 /dev/zero | tail -n 1 >/dev/null").Run()
-	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "out of memory") {
+	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "out of memory") || !strings.Contains(err.Error(), "WithMemoryMB") {
 		t.Fatalf("a 300 MB hog in a shell: %v, want out of memory", err)
 	}
 	// A plain failure is not.

@@ -111,7 +111,7 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 	hs, err := hierarchies()
 	if err != nil {
 		if len(want) > 0 {
-			return nil, fmt.Errorf("%s limit: reading the cgroup hierarchies: %w", optionName(want[0]), err)
+			return nil, fmt.Errorf("%s (cgroup %s controller): reading the cgroup hierarchies: %w", optionName(want[0]), want[0], err)
 		}
 		cg.noFreezer = err
 		return cg, nil
@@ -123,7 +123,7 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 	name := cgroupName(cfg.ID)
 	fail := func(ctrl string, err error) (*cgroup, error) {
 		cg.remove()
-		return nil, fmt.Errorf("%s limit: %w", optionName(ctrl), err)
+		return nil, fmt.Errorf("%s (cgroup %s controller): %w", optionName(ctrl), ctrl, err)
 	}
 	byHierarchy := map[*hierarchy][]string{}
 	var order []*hierarchy
@@ -152,7 +152,7 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 			if len(ctrls) > 0 {
 				return fail(ctrls[0], err)
 			}
-			cg.noFreezer = err
+			cg.noFreezer = fmt.Errorf("cgroup v2: %w", err)
 		} else {
 			cg.v2Top = top
 			cg.freezer, cg.freezerV2 = top, true
@@ -253,11 +253,11 @@ func (cg *cgroup) v1Freezer(hs []hierarchy, name string) {
 	}
 	top := filepath.Join(h.caller, name)
 	if err := cg.mkdir(top); err != nil {
+		err = fmt.Errorf("cgroup v1 freezer: %w", err)
 		if cg.noFreezer != nil {
-			cg.noFreezer = fmt.Errorf("%v; and %v", cg.noFreezer, err)
-		} else {
-			cg.noFreezer = err
+			err = fmt.Errorf("%v; %w", cg.noFreezer, err)
 		}
+		cg.noFreezer = err
 		return
 	}
 	cg.v1Top = append(cg.v1Top, top)

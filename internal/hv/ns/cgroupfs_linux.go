@@ -180,7 +180,7 @@ func writeCgroupFile(dir, file, value string) error {
 // cgroupMkdirError explains a failed mkdir in a cgroup hierarchy.
 func cgroupMkdirError(dir string, err error) error {
 	if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
-		return fmt.Errorf("cannot create a cgroup under %s (%v): run as root or give this user a delegated cgroup", filepath.Dir(dir), err)
+		return fmt.Errorf("this user cannot create cgroups under %s (%v): run as root or give it a delegated cgroup", filepath.Dir(dir), errors.Unwrap(err))
 	}
 	return err
 }

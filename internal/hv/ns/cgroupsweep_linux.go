@@ -62,37 +62,40 @@ func cgroupOwner(name string) (pid int, start uint64, ok bool) {
 	return pid, start, err1 == nil && err2 == nil && pid > 0
 }
 
-// ownerAlive reports whether process pid runs and started at start.
+// ownerAlive reports whether process pid runs (a zombie is dead: its
+// parent, killed too, may leave it unreaped for a while) and started at
+// start.
 func ownerAlive(pid int, start uint64) bool {
-	got, err := startTime(pid)
-	return err == nil && got == start
+	got, state, err := startTime(pid)
+	return err == nil && got == start && state != "Z" && state != "X"
 }
 
 // ownStart returns this process's start time (see startTime).
 var ownStart = sync.OnceValue(func() uint64 {
-	t, _ := startTime(os.Getpid())
+	t, _, _ := startTime(os.Getpid())
 	return t
 })
 
 // startTime returns when process pid started, in clock ticks after boot
-// (field 22 of /proc/PID/stat): with the pid, it names one process for
-// good, where a pid alone may be reused.
-func startTime(pid int) (uint64, error) {
+// (field 22 of /proc/PID/stat; with the pid, it names one process for
+// good, where a pid alone may be reused), and its state (field 3).
+func startTime(pid int) (start uint64, state string, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	// The command name, field 2, may hold spaces and parentheses: the
 	// fields after it start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed stat")
+		return 0, "", errors.New("malformed stat")
 	}
 	fields := strings.Fields(string(b[i+1:]))
 	if len(fields) < 20 {
-		return 0, errors.New("malformed stat")
+		return 0, "", errors.New("malformed stat")
 	}
-	return strconv.ParseUint(fields[19], 10, 64) // field 22: the 20th after the name
+	start, err = strconv.ParseUint(fields[19], 10, 64) // field 22: the 20th after the name
+	return start, fields[0], err
 }
 
 // removeCgroupTree removes a cgroup directory and the cgroups below it,

@@ -29,7 +29,7 @@ func (s *sandbox) Freeze(ctx context.Context) error {
 		if why == nil {
 			why = errors.New("no freezer cgroup")
 		}
-		return fmt.Errorf("freezing sandbox %s: %v: %w", s.cfg.ID, why, errors.ErrUnsupported)
+		return fmt.Errorf("freezing sandbox %s: no freezer cgroup: %v: %w", s.cfg.ID, why, errors.ErrUnsupported)
 	}
 	var err error
 	if cg.freezerV2 {

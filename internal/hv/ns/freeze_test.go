@@ -16,15 +16,10 @@ import (
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
-// startBusybox starts a sandbox over the busybox layer with mutate's
-// changes to its config, and connects to its agent; both end in cleanup.
-func startBusybox(t *testing.T, mutate func(*hv.Config)) (*sandbox, *ipc.Client) {
-	t.Helper()
-	return startWith(t, Backend{}, mutate)
-}
-
-// startWith is startBusybox on backend b. With limits, where this user can
-// have no cgroups, it checks that Start says so and returns nils.
+// startWith starts a sandbox of backend b over the busybox layer, with
+// mutate's changes to its config, and connects to its agent; both end in
+// cleanup. With limits, where this user can have no cgroups, it checks
+// that Start says so and skips the test.
 func startWith(t *testing.T, b Backend, mutate func(*hv.Config)) (*sandbox, *ipc.Client) {
 	t.Helper()
 	leakcheck.Check(t)
