@@ -118,18 +118,23 @@ func (cg *cgroup) workload(add func(*os.File) int) (*agent.Workload, error) {
 		return nil, nil
 	}
 	w := &agent.Workload{PidsMax: cg.cfg.PidsMax, MemoryMB: cg.cfg.MemoryMB}
-	for i := range work {
-		for _, p := range []string{work[i], back[i]} {
-			f, err := os.OpenFile(p, os.O_WRONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return nil, err
-			}
-			if p == work[i] {
-				w.Join = append(w.Join, add(f))
-			} else {
-				w.Back = append(w.Back, add(f))
-			}
+	open := func(p string) (int, error) {
+		f, err := os.OpenFile(p, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
 		}
+		return add(f), nil
+	}
+	for i := range work {
+		j, err := open(work[i])
+		if err != nil {
+			return nil, err
+		}
+		b, err := open(back[i])
+		if err != nil {
+			return nil, err
+		}
+		w.Join, w.Back = append(w.Join, j), append(w.Back, b)
 	}
 	return w, nil
 }
