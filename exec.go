@@ -364,7 +364,7 @@ func (c *Cmd) startErr(err error) error {
 		}
 		return ie
 	}
-	if aerr := c.inst.alive(); aerr != nil {
+	if aerr := c.inst.stoppedErr(err); aerr != nil {
 		return aerr
 	}
 	return err
@@ -709,7 +709,7 @@ func (c *Cmd) waitProcess() (*ProcessState, error) {
 	resp, err := c.inst.client.CallContext(context.Background(), ipc.MsgCmdWait, e.Bytes())
 	c.released.Store(true) // the agent forgot the handle, or the sandbox is gone
 	if err != nil {
-		if aerr := c.inst.alive(); aerr != nil {
+		if aerr := c.inst.stoppedErr(err); aerr != nil {
 			return nil, fmt.Errorf("waiting for %s: %w", c.Path, aerr)
 		}
 		return nil, fmt.Errorf("waiting for %s: %w", c.Path, err)

@@ -104,10 +104,8 @@ func (i *Instance) remoteErr(err error) error {
 	if errors.As(err, &ie) {
 		return ie.Bare()
 	}
-	if errors.Is(err, ipc.ErrTransport) || errors.Is(err, ErrAlreadyClosed) {
-		if aerr := i.alive(); aerr != nil {
-			return aerr
-		}
+	if aerr := i.stoppedErr(err); aerr != nil {
+		return aerr
 	}
 	return err
 }

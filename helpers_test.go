@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
@@ -54,7 +56,7 @@ var ioModes = []struct {
 // that nothing it started outlives it.
 func newInstance(t testing.TB, src Source, opts ...Option) *Instance {
 	t.Helper()
-	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid())) // this process's sockets
+	leakcheck.Check(t, socketPrefix(os.Getpid())) // this process's sockets
 	opts = append([]Option{WithCacheDir(testCache)}, opts...)
 	inst, err := New(context.Background(), src, opts...)
 	if err != nil {
@@ -66,6 +68,16 @@ func newInstance(t testing.TB, src Source, opts ...Option) *Instance {
 		}
 	})
 	return inst
+}
+
+// socketPrefix is the path prefix of the helper sockets of process pid
+// (see ipc.SocketPath).
+func socketPrefix(pid int) string {
+	dir, err := ipc.SocketDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, fmt.Sprintf("cc-%d-", pid))
 }
 
 // hostInstance starts a sandbox of the host image.

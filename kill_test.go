@@ -54,6 +54,9 @@ func runChild(role string) int {
 		fmt.Printf("%d %d\n", hp, inst.eng.Pid())
 		select {}
 	}
+	if code, ok := cgroupChild(role); ok {
+		return code
+	}
 	if role == "snapshot" {
 		return snapshotChild()
 	}
@@ -85,7 +88,7 @@ func TestHostKilled(t *testing.T) {
 	// With a helper, its socket file is left behind; the next helper start
 	// anywhere sweeps it away (ipc.RemoveStaleSockets).
 	ipc.RemoveStaleSockets()
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("cc-%d-*", child.Process.Pid))); len(left) > 0 {
+	if left, _ := filepath.Glob(socketPrefix(child.Process.Pid) + "*"); len(left) > 0 {
 		t.Errorf("files of the killed host left after a sweep: %v", left)
 	}
 }

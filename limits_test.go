@@ -35,16 +35,8 @@ func limitedInstance(t *testing.T, controller string, opts ...Option) *Instance 
 func TestForkBomb(t *testing.T) {
 	const limit = 64
 	inst := limitedInstance(t, "pids", WithPidsLimit(limit))
-	pidsFile := func(name string) string {
-		for _, d := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-			p := filepath.Join(d, "cc-sandbox", inst.ID(), name)
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-		t.Fatalf("no %s for the sandbox", name)
-		return ""
-	}
+	pidsDir := workloadCgroup(t, inst, "pids")
+	pidsFile := func(name string) string { return filepath.Join(pidsDir, name) }
 	// pids.events counts the forks the limit refused.
 	refused := func() int {
 		b, _ := os.ReadFile(pidsFile("pids.events"))

@@ -267,7 +267,7 @@ func (l *streamListener) Close() error {
 		var e ipc.Encoder
 		e.Uint64(l.handle)
 		_, err = l.inst.client.Call(ipc.MsgListenerClose, e.Bytes())
-		if err != nil && l.inst.alive() != nil {
+		if err != nil && l.inst.stoppedErr(err) != nil {
 			err = nil // the sandbox, and the listener with it, is gone
 		}
 	})

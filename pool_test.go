@@ -22,7 +22,7 @@ import (
 // nothing outlives them.
 func newPool(t *testing.T, src Source, size int, opts ...Option) *Pool {
 	t.Helper()
-	leakcheck.Check(t, fmt.Sprintf("cc-%d-", os.Getpid()))
+	leakcheck.Check(t, socketPrefix(os.Getpid()))
 	opts = append([]Option{WithCacheDir(testCache)}, opts...)
 	p, err := NewPool(context.Background(), src, size, opts...)
 	if err != nil {

@@ -47,7 +47,7 @@ func (c *Cmd) kill(sig syscall.Signal, tree bool) error {
 		if errors.Is(err, os.ErrProcessDone) {
 			return os.ErrProcessDone
 		}
-		if aerr := c.inst.alive(); aerr != nil {
+		if aerr := c.inst.stoppedErr(err); aerr != nil {
 			return os.ErrProcessDone // the sandbox, and the process with it, is gone
 		}
 		var ie *ipc.IPCError
@@ -138,10 +138,10 @@ type ExitError struct {
 }
 
 // Error returns the state, "exit status N" or "signal: NAME", and says
-// when the kernel killed the process for memory.
+// when the kernel killed the process for the sandbox's memory limit.
 func (e *ExitError) Error() string {
 	if e.oom {
-		return e.ProcessState.String() + " (out of memory)"
+		return e.ProcessState.String() + " (out of memory: the sandbox's WithMemoryMB limit)"
 	}
 	return e.ProcessState.String()
 }

@@ -134,7 +134,7 @@ func TestMemoryLimit(t *testing.T) {
 	// A shell reports its child's kill as status 137: still out of memory.
 	// tail -n 1 keeps all of a newline-free input.
 	err = inst.Command("sh", "-c", "head -c 300000000 /dev/zero | tail -n 1 >/dev/null").Run()
-	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "out of memory") {
+	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "out of memory") || !strings.Contains(err.Error(), "WithMemoryMB") {
 		t.Fatalf("a 300 MB hog in a shell: %v, want out of memory", err)
 	}
 	// A plain failure is not.
@@ -144,13 +144,13 @@ func TestMemoryLimit(t *testing.T) {
 	if err := inst.Err(); err != nil {
 		t.Errorf("the sandbox after its commands' OOM kills: %v", err)
 	}
-	id := inst.ID()
+	dirs := []string{sandboxCgroup(t, inst, "memory"), sandboxCgroup(t, inst, "cpu")}
 	if err := inst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(d, "cc-sandbox", id)); err == nil {
-			t.Errorf("cgroup %s left behind", filepath.Join(d, "cc-sandbox", id))
+	for _, d := range dirs {
+		if dirExists(d) {
+			t.Errorf("cgroup %s left behind", d)
 		}
 	}
 }

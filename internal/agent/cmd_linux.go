@@ -313,11 +313,11 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}, Sys: sys}
 	p, err := a.reaper.start(func(pidfd *int) (int, error) {
 		sys.PidFD = pidfd
-		return syscall.ForkExec(path, spec.Args, attr)
+		return a.cfg.Workload.fork(func() (int, error) { return syscall.ForkExec(path, spec.Args, attr) })
 	})
 	runtime.KeepAlive(child)
 	if err != nil {
-		return nil, startError(err, spec.Path, path, dir)
+		return nil, startError(err, spec.Path, path, dir, a.cfg.Workload)
 	}
 	c.proc = p
 	resp := ok(func(e *ipc.Encoder) { e.Int32(int32(p.pid)) })
@@ -337,9 +337,10 @@ func (a *agent) devNull() (*os.File, error) {
 	return a.null, a.nullErr
 }
 
-// startError makes the error of a failed start say what failed.
-// A missing working directory is named as os.StartProcess names it.
-func startError(err error, name, path, dir string) error {
+// startError makes the error of a failed start say what failed, and which
+// of the sandbox's limits (w) refused it. A missing working directory is
+// named as os.StartProcess names it.
+func startError(err error, name, path, dir string, w *Workload) error {
 	var pe *fs.PathError
 	if _, serr := os.Stat(dir); errors.As(serr, &pe) {
 		return &fs.PathError{Op: "chdir", Path: dir, Err: pe.Err}
@@ -347,8 +348,8 @@ func startError(err error, name, path, dir string) error {
 	if errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("exec %s: %w (is the user mapped in this sandbox?)", name, err)
 	}
-	if _, ok := err.(syscall.Errno); ok {
-		return &fs.PathError{Op: "fork/exec", Path: path, Err: err}
+	if errno, ok := err.(syscall.Errno); ok {
+		return &fs.PathError{Op: "fork/exec", Path: path, Err: w.limitError(errno)}
 	}
 	return err
 }

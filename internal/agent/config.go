@@ -1,5 +1,7 @@
 package agent
 
+import "slices"
+
 // EnvMarker, when set in the environment, makes the process an agent.
 const EnvMarker = "CC_SANDBOX_AGENT"
 
@@ -40,8 +42,40 @@ type Config struct {
 	// NoFile, when not zero, limits the open files of every process
 	// (RLIMIT_NOFILE).
 	NoFile uint64
+	// Workload, when not nil, is where commands run: the cgroups that hold
+	// the sandbox's limits, below the agent's own.
+	Workload *Workload
 
-	received []int // every descriptor the host sent, closed after setup
+	received []int // every descriptor the host sent but Workload's, closed after setup
+}
+
+// Workload places the commands of a sandbox with limits in cgroups below
+// the agent's own, so that the limits bind the commands and not the agent:
+// a fork bomb exhausts the commands' pids budget, never the agent's
+// threads. Every command is born in them: the thread that forks it joins
+// them alone first and goes back after. The agent keeps these descriptors
+// (close-on-exec) for its whole life.
+type Workload struct {
+	// Join are the files through which a thread joins the workload's
+	// cgroups, one per hierarchy that holds a limit (v1 "tasks", v2
+	// "cgroup.threads" of a threaded cgroup), opened for writing by the
+	// host: the kernel checks such a write against whoever opened the
+	// file. Back are those of the agent's own cgroups, in the same order.
+	Join, Back []int
+	// The limits, for errors that name them: 0 where none is set.
+	PidsMax  int64
+	MemoryMB uint64
+}
+
+// keptFds returns the descriptors the host sent that the agent keeps for
+// its whole life (Workload's): whatever closes inherited descriptors must
+// spare them.
+func (c *Config) keptFds() []int {
+	w := c.Workload
+	if w == nil {
+		return nil
+	}
+	return append(slices.Clone(w.Join), w.Back...)
 }
 
 // Bind mounts a host path (an inherited descriptor) at Path inside the

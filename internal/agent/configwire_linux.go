@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,6 +109,23 @@ func (c *Config) resolveFds(fds []int) error {
 			return err
 		}
 	}
-	c.received = fds
+	if w := c.Workload; w != nil {
+		if len(w.Join) != len(w.Back) {
+			return fmt.Errorf("configuration names %d workload cgroups and %d to go back to", len(w.Join), len(w.Back))
+		}
+		for _, list := range [][]int{w.Join, w.Back} {
+			for i := range list {
+				if err := at(&list[i]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	kept := c.keptFds()
+	for _, fd := range fds {
+		if !slices.Contains(kept, fd) {
+			c.received = append(c.received, fd)
+		}
+	}
 	return nil
 }

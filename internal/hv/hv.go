@@ -133,6 +133,17 @@ type OOMCounter interface {
 	OOMKills() int
 }
 
+// Freezer is implemented by sandboxes whose processes the host can freeze.
+type Freezer interface {
+	// Freeze stops every process of the sandbox and returns once all are
+	// frozen. Where the host cannot (no freezer cgroup the caller may
+	// write), it returns an error wrapping errors.ErrUnsupported that
+	// names what is missing.
+	Freeze(ctx context.Context) error
+	// Thaw lets the sandbox's processes run again.
+	Thaw() error
+}
+
 // Channeler is implemented by sandboxes whose agent is reached through an
 // ipc channel (see ipc.NewChannel) that another process may share.
 type Channeler interface {

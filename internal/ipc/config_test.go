@@ -54,9 +54,14 @@ func TestSocketPath(t *testing.T) {
 		}
 		seen[p] = true
 	}
-	t.Setenv("TMPDIR", "/"+strings.Repeat("d", 120))
+	// With every preferred directory too long for sun_path, the socket
+	// goes to a private directory in /tmp.
+	long := "/" + strings.Repeat("d", 120)
+	t.Setenv("TMPDIR", long)
+	t.Setenv("XDG_RUNTIME_DIR", long)
+	t.Setenv("XDG_CACHE_HOME", long)
 	if p := SocketPath(); len(p) > maxSocketPath || !strings.HasPrefix(p, "/tmp/") {
-		t.Fatalf("with a long TMPDIR: %q", p)
+		t.Fatalf("with long preferred directories: %q", p)
 	}
 }
 

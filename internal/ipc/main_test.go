@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -20,6 +21,9 @@ const testServerEnv = "CC_IPC_TEST_SERVER"
 func TestMain(m *testing.M) {
 	if os.Getenv(testServerEnv) == "1" {
 		os.Exit(runTestServer())
+	}
+	if p := os.Getenv(testDialEnv); p != "" {
+		os.Exit(runTestDial(p))
 	}
 	os.Exit(m.Run())
 }
@@ -163,6 +167,12 @@ func (tm *testMux) waitEntered(t *testing.T, n int) {
 	}
 }
 
-// ownSockets is the name prefix of this process's socket files (see
+// ownSockets is the path prefix of this process's socket files (see
 // SocketPath), for the leak checks.
-var ownSockets = fmt.Sprintf("cc-%d-", os.Getpid())
+var ownSockets = func() string {
+	dir, err := SocketDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, fmt.Sprintf("cc-%d-", os.Getpid()))
+}()

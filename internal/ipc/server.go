@@ -17,7 +17,8 @@ import (
 // connection is served on its own goroutine; all share one handler.
 type Server struct {
 	ln         net.Listener
-	socketPath string // removed on Close; empty when the server does not own a path
+	socketPath string               // removed on Close; empty when the server does not own a path
+	checkPeer  func(net.Conn) error // refuses a connection before anything is read from it; nil: none
 	h          CallHandler
 	info       string
 	log        *slog.Logger
@@ -41,16 +42,42 @@ func NewServer(socketPath string, handler Handler) (*Server, error) {
 
 // Listen creates a server for h listening on a Unix socket at socketPath
 // (extension: it takes any [CallHandler], such as a [*Mux]). A stale socket
-// file at the path is replaced.
+// file at the path is replaced. The socket gets mode 0600 whatever the
+// umask, and the server closes every connection from a process that runs
+// as another user than this one (root excepted) before reading from it;
+// put the socket in a private directory (see [SocketPath]) so that others
+// cannot even connect.
 func Listen(socketPath string, h CallHandler) (*Server, error) {
 	removeStaleSocket(socketPath)
 	ln, err := net.Listen("unix", socketPath)
 	if err != nil {
 		return nil, fmt.Errorf("ipc: listening on %s: %w", socketPath, err)
 	}
+	if err := os.Chmod(socketPath, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("ipc: listening on %s: %w", socketPath, err)
+	}
 	s := NewServerListener(ln, h)
 	s.socketPath = socketPath
+	s.checkPeer = checkSameUser
 	return s, nil
+}
+
+// accept returns the next connection from a peer the server accepts,
+// closing those it refuses.
+func (s *Server) accept() (net.Conn, error) {
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil || s.checkPeer == nil {
+			return conn, err
+		}
+		if err := s.checkPeer(conn); err != nil {
+			s.log.Warn("ipc: refusing a connection", "err", err)
+			conn.Close()
+			continue
+		}
+		return conn, nil
+	}
 }
 
 // NewServerListener creates a server for h on an existing listener
@@ -90,7 +117,7 @@ func (s *Server) SocketPath() string {
 // This blocks until Close is called, and then returns nil.
 func (s *Server) Serve() error {
 	for {
-		conn, err := s.ln.Accept()
+		conn, err := s.accept()
 		if err != nil {
 			if s.isClosed() {
 				return nil
@@ -114,7 +141,7 @@ func (s *Server) Serve() error {
 // listener and socket file are gone when ServeOne returns. This is the
 // one-process-per-instance model: a helper or agent whose client died exits.
 func (s *Server) ServeOne() error {
-	conn, err := s.ln.Accept()
+	conn, err := s.accept()
 	if err != nil {
 		if s.isClosed() {
 			return nil

@@ -56,7 +56,7 @@ func unlockSocket(socketPath string, lock *os.File) {
 // paths only sockets. StartHelper calls it once per process.
 func RemoveStaleSockets() {
 	seen := map[string]bool{}
-	for _, dir := range socketDirs() {
+	for _, dir := range staleSocketDirs() {
 		if seen[dir] {
 			continue
 		}

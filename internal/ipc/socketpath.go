@@ -17,17 +17,29 @@ var socketCounter atomic.Uint64
 const maxSocketPath = 103
 
 // SocketPath returns a new platform-appropriate Unix domain socket path,
-// unique to this call. It lies in os.TempDir() when that leaves the path
-// short enough for sun_path, and in a shorter fallback directory otherwise.
+// unique to this call, in this user's private socket directory (see
+// [SocketDir]). When no private directory can be had, it returns a path in
+// os.TempDir() (the error then shows when a helper starts).
 func SocketPath() string {
-	name := fmt.Sprintf("cc-%d-%x-%d.sock", os.Getpid(), time.Now().UnixNano()&0xffffffff, socketCounter.Add(1))
-	for _, dir := range socketDirs() {
-		p := filepath.Join(dir, name)
-		if len(p) <= maxSocketPath {
-			return p
-		}
+	p, err := socketPath()
+	if err != nil {
+		return filepath.Join(os.TempDir(), socketName())
 	}
-	return name // relative to the working directory: the last resort
+	return p
+}
+
+// socketPath returns a new socket path in SocketDir, or why there is none.
+func socketPath() (string, error) {
+	dir, err := SocketDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, socketName()), nil
+}
+
+// socketName returns a new socket file name, unique in this process.
+func socketName() string {
+	return fmt.Sprintf("cc-%d-%x-%d.sock", os.Getpid(), time.Now().UnixNano()&0xffffffff, socketCounter.Add(1))
 }
 
 // removeStaleSocket removes a leftover socket file at path, so a new server

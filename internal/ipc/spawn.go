@@ -119,13 +119,17 @@ func SpawnHelper(libPath string) (*Client, error) {
 var sweepSockets sync.Once
 
 // StartHelper starts cmd as a helper and connects to it (extension): it adds
-// the arguments "-socket PATH" for a new socket path, starts the process so
+// the arguments "-socket PATH" for a new socket path in this user's private
+// socket directory (see [SocketDir]), starts the process so
 // that it dies with this one where the platform allows, waits for it to
 // listen, and performs the handshake. The returned client owns the process:
 // Close stops it. cmd.Stderr is left as the caller set it.
 func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 	sweepSockets.Do(RemoveStaleSockets)
-	socketPath := SocketPath()
+	socketPath, err := socketPath()
+	if err != nil {
+		return nil, err
+	}
 	lock, err := lockSocket(socketPath)
 	if err != nil {
 		return nil, fmt.Errorf("the helper socket's lock file: %w", err)
@@ -152,15 +156,28 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, helperStartTimeout)
 	defer cancel()
+	// Every connection must reach the helper itself, not whatever else
+	// might listen at the path.
 	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", socketPath)
+		conn, err := d.DialContext(ctx, "unix", socketPath)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPeerPid(conn, cmd.Process.Pid); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
 	}
 	var conn net.Conn
 	for {
 		var err error
 		if conn, err = dial(ctx); err == nil {
 			break // this first connection becomes the control connection
+		}
+		if errors.Is(err, ErrPeerRefused) {
+			return fail(fmt.Errorf("helper %s: %w", cmd.Path, err))
 		}
 		select {
 		case <-procDone:

@@ -1,11 +1,11 @@
 package ns
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,31 +14,83 @@ import (
 	"github.com/ccsandbox/sandbox/internal/hv"
 )
 
-// cgroupParent names the directory, in each hierarchy, that holds the
-// cgroups of sandboxes.
-const cgroupParent = "cc-sandbox"
+// Every namespace sandbox gets a cgroup, so that the host can freeze it
+// (see freeze_linux.go) and, when it has limits, bound it. The cgroup
+// nests under the caller's own cgroup in each hierarchy, so a sandbox
+// never escapes the limits of the container or systemd unit its caller
+// runs in. Hosts may have cgroup v2 (unified), v1 (one hierarchy per
+// controller) or both at once (hybrid): each controller is taken from v2
+// when v2 offers it, else from v1, and the freezer from v2 (cgroup.freeze)
+// when there is a v2 hierarchy this process may create cgroups in, else
+// from v1's freezer controller.
+//
+// Layout, with S = <caller's cgroup>/cc-sandbox.PID.START.ID in each
+// hierarchy used (PID and START name the process that made it, its owner,
+// so that a later sweep can tell a leftover from a live sandbox): the
+// agent in S; without limits every command in S too; with limits the
+// commands in S/workload, which holds the limits, so that the agent is
+// outside their budget and a fork bomb cannot starve it of threads.
+//
+// In v2, a cgroup with processes may enable no controllers for its
+// children (the no-internal-processes rule) unless they are threaded, and
+// threads of one process may sit in different cgroups only in a threaded
+// subtree. So S/workload is a threaded cgroup, for the threaded
+// controllers (pids, cpu), and the memory limit, a domain controller's,
+// is set on S itself and covers the agent too. runc and crun put a
+// container's processes in one leaf instead, and systemd asks a delegated
+// unit to keep its own processes in a leaf and its workloads in siblings;
+// neither keeps a supervisor outside the workload's pids budget, which is
+// what this layout is for. The caller's own cgroup must enable the
+// controllers for S: when the caller's process is in it, the caller moves
+// into a leaf below it first (see enableIn).
+//
+// Nothing pays a process migration (it takes a process-wide lock that
+// costs milliseconds): the agent starts in S through CLONE_INTO_CGROUP in
+// v2 and, in v1, by forking it from a thread that joined S's "tasks"
+// alone; commands start in S/workload the same way, forked on an agent's
+// thread that joined the workload alone (v1 "tasks", v2 "cgroup.threads";
+// see agent.Workload). The agent's cgroup namespace is rooted at S.
 
-// cgroup is the control group of one sandbox with limits. Hosts may have
-// cgroup v2 (unified), v1 (one hierarchy per controller) or both at once
-// (hybrid): each controller is taken from v2 when v2 offers it, else v1.
+// cgroupPrefix starts the name of every sandbox's cgroup directory.
+const cgroupPrefix = "cc-sandbox."
+
+// cgroupMode says how sandboxes use cgroups: as this host allows, or, for
+// tests, as another kind of host would.
+type cgroupMode int
+
+const (
+	cgroupAuto    cgroupMode = iota
+	cgroupV1Only             // as on a host without cgroup v2
+	cgroupV2Split            // v2 gets a workload cgroup even when it holds no limit
+	cgroupNone               // no cgroup but for limits (what the always-on cgroup costs)
+)
+
+// cgroup is the control group of one sandbox.
 type cgroup struct {
-	dirs    []string // created directories, removed in reverse order
-	memory  string   // the directory with the memory controller, or ""
-	v2mem   bool     // memory is a v2 directory
-	procsIn []string // directories whose cgroup.procs gets the pid
+	dirs []string // created directories, removed in reverse order
+
+	v2Top      string // S in the v2 hierarchy, or ""
+	v2Workload string // v2Top/workload (threaded) when v2 holds pids or cpu limits, else ""
+
+	v1Top      []string // S in each v1 hierarchy used: the agent's cgroups
+	v1Workload []string // S/workload in each v1 hierarchy that holds a limit
+
+	freezer   string // the directory the freezer acts on, or ""
+	freezerV2 bool   // freezer is a v2 directory (cgroup.freeze)
+	noFreezer error  // why there is no freezer
+
+	memory string // the directory with the memory limit, or ""
+	v2mem  bool   // memory is a v2 directory
+	pids   string // the directory with the pids limit, or ""
+
+	cfg *hv.Config
 }
 
-// hierarchy is one mounted cgroup hierarchy.
-type hierarchy struct {
-	mount       string
-	v2          bool
-	controllers map[string]bool
-}
-
-// newCgroup creates the cgroup for cfg's limits, or returns nil when cfg
-// sets none. A limit this host cannot enforce is an error naming the
-// missing controller.
-func newCgroup(cfg *hv.Config) (*cgroup, error) {
+// newCgroup creates the cgroup of the sandbox cfg describes. A limit this
+// host cannot enforce is an error naming the missing controller; a missing
+// freezer is not an error (Freeze reports it). An unconfined sandbox
+// without limits gets none.
+func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 	var want []string
 	if cfg.MemoryMB > 0 {
 		want = append(want, "memory")
@@ -49,38 +101,173 @@ func newCgroup(cfg *hv.Config) (*cgroup, error) {
 	if cfg.PidsMax > 0 {
 		want = append(want, "pids")
 	}
-	if len(want) == 0 {
-		return nil, nil
+	cg := &cgroup{cfg: cfg}
+	if len(want) == 0 && (mode == cgroupNone || cfg.Unconfined) {
+		// Unconfined sandboxes are the floor benchmarks measure the
+		// hardening against, the cgroup included.
+		cg.noFreezer = errors.New("the sandbox is unconfined: it has no cgroup")
+		return cg, nil
 	}
 	hs, err := hierarchies()
 	if err != nil {
-		return nil, err
+		if len(want) > 0 {
+			return nil, fmt.Errorf("%s (cgroup %s controller): reading the cgroup hierarchies: %w", optionName(want[0]), want[0], err)
+		}
+		cg.noFreezer = err
+		return cg, nil
 	}
-	cg := &cgroup{}
-	made := map[string]string{} // hierarchy mount → sandbox dir
+	if mode == cgroupV1Only {
+		hs = slices.DeleteFunc(hs, func(h hierarchy) bool { return h.v2 })
+	}
+	sweepCgroupsOnce(hs, cfg.Logger)
+	name := cgroupName(cfg.ID)
+	fail := func(ctrl string, err error) (*cgroup, error) {
+		cg.remove()
+		return nil, fmt.Errorf("%s (cgroup %s controller): %w", optionName(ctrl), ctrl, err)
+	}
+	byHierarchy := map[*hierarchy][]string{}
+	var order []*hierarchy
 	for _, ctrl := range want {
 		h := pick(hs, ctrl)
 		if h == nil {
-			return nil, fmt.Errorf("%s limit: this host offers no cgroup %s controller", optionName(ctrl), ctrl)
-		}
-		dir, ok := made[h.mount]
-		if !ok {
-			if dir, err = cg.makeDir(h, cfg.ID); err != nil {
-				cg.remove()
-				return nil, fmt.Errorf("%s limit: %w", optionName(ctrl), err)
+			if v2 := v2Of(hs); v2 != nil && len(hs) == 1 {
+				return fail(ctrl, fmt.Errorf("the cgroup %s controller is not available in %s (not enabled for it by its parent)", ctrl, v2.caller))
 			}
-			made[h.mount] = dir
-			cg.procsIn = append(cg.procsIn, dir)
+			return fail(ctrl, fmt.Errorf("this host offers no cgroup %s controller", ctrl))
 		}
-		if err := setLimit(dir, h.v2, ctrl, cfg); err != nil {
-			cg.remove()
-			return nil, fmt.Errorf("%s limit: %w", optionName(ctrl), err)
+		if _, ok := byHierarchy[h]; !ok {
+			order = append(order, h)
 		}
-		if ctrl == "memory" {
-			cg.memory, cg.v2mem = dir, h.v2
+		byHierarchy[h] = append(byHierarchy[h], ctrl)
+	}
+
+	// v2 first: it gives the freezer too.
+	if v2 := v2Of(hs); v2 != nil {
+		ctrls := byHierarchy[v2]
+		if err := enableIn(v2.caller, ctrls); err != nil {
+			return fail(ctrls[0], err)
+		}
+		top := filepath.Join(v2.caller, name)
+		if err := cg.mkdir(top); err != nil {
+			if len(ctrls) > 0 {
+				return fail(ctrls[0], err)
+			}
+			cg.noFreezer = fmt.Errorf("cgroup v2: %w", err)
+		} else {
+			cg.v2Top = top
+			cg.freezer, cg.freezerV2 = top, true
+			if err := cg.v2Limits(ctrls, mode == cgroupV2Split && len(want) > 0); err != nil {
+				return fail(append(ctrls, want...)[0], err)
+			}
 		}
 	}
+	for _, h := range order {
+		if h.v2 {
+			continue
+		}
+		ctrls := byHierarchy[h]
+		top := filepath.Join(h.caller, name)
+		work := filepath.Join(top, "workload")
+		for _, d := range []string{top, work} {
+			if err := cg.mkdir(d); err != nil {
+				return fail(ctrls[0], err)
+			}
+		}
+		cg.v1Top = append(cg.v1Top, top)
+		cg.v1Workload = append(cg.v1Workload, work)
+		for _, ctrl := range ctrls {
+			if err := setLimit(work, false, ctrl, cfg); err != nil {
+				return fail(ctrl, err)
+			}
+		}
+		if h.controllers["freezer"] && cg.freezer == "" {
+			cg.freezer = top
+		}
+		if contains(ctrls, "memory") {
+			cg.memory = work
+		}
+		if contains(ctrls, "pids") {
+			cg.pids = work
+		}
+	}
+	if cg.freezer == "" {
+		cg.v1Freezer(hs, name)
+	}
 	return cg, nil
+}
+
+// v2Limits sets the limits v2 holds (ctrls): memory on S, the threaded
+// controllers on a threaded S/workload, which split makes even without
+// them.
+func (cg *cgroup) v2Limits(ctrls []string, split bool) error {
+	var threaded []string
+	for _, ctrl := range ctrls {
+		if ctrl != "memory" {
+			threaded = append(threaded, ctrl)
+			continue
+		}
+		if err := setLimit(cg.v2Top, true, ctrl, cg.cfg); err != nil {
+			return err
+		}
+		cg.memory, cg.v2mem = cg.v2Top, true
+	}
+	if len(threaded) == 0 && !split {
+		return nil
+	}
+	work := filepath.Join(cg.v2Top, "workload")
+	if err := cg.mkdir(work); err != nil {
+		return err
+	}
+	if err := writeCgroupFile(work, "cgroup.type", "threaded"); err != nil {
+		return err
+	}
+	if err := enableIn(cg.v2Top, threaded); err != nil {
+		return err
+	}
+	for _, ctrl := range threaded {
+		if err := setLimit(work, true, ctrl, cg.cfg); err != nil {
+			return err
+		}
+		if ctrl == "pids" {
+			cg.pids = work
+		}
+	}
+	cg.v2Workload = work
+	return nil
+}
+
+// v1Freezer gives the sandbox a cgroup in the v1 freezer hierarchy, when
+// there is one and no v2 hierarchy served; it records why not otherwise.
+func (cg *cgroup) v1Freezer(hs []hierarchy, name string) {
+	var h *hierarchy
+	for i := range hs {
+		if !hs[i].v2 && hs[i].controllers["freezer"] {
+			h = &hs[i]
+		}
+	}
+	if h == nil {
+		if cg.noFreezer == nil {
+			cg.noFreezer = errors.New("this host has neither cgroup v2 nor the cgroup v1 freezer controller")
+		}
+		return
+	}
+	top := filepath.Join(h.caller, name)
+	if err := cg.mkdir(top); err != nil {
+		err = fmt.Errorf("cgroup v1 freezer: %w", err)
+		if cg.noFreezer != nil {
+			err = fmt.Errorf("%v; %w", cg.noFreezer, err)
+		}
+		cg.noFreezer = err
+		return
+	}
+	cg.v1Top = append(cg.v1Top, top)
+	cg.freezer = top
+}
+
+// cgroupName returns the name of the cgroup directory of sandbox id, with
+// this process as its owner.
+func cgroupName(id string) string {
+	return fmt.Sprintf("%s%d.%d.%s", cgroupPrefix, os.Getpid(), ownStart(), id)
 }
 
 func optionName(ctrl string) string {
@@ -90,111 +277,20 @@ func optionName(ctrl string) string {
 	case "cpu":
 		return "WithCPUs"
 	}
-	return "pids"
+	return "WithPidsLimit"
 }
 
-// pick returns the hierarchy that offers ctrl, v2 first.
-func pick(hs []hierarchy, ctrl string) *hierarchy {
-	for i := range hs {
-		if hs[i].v2 && hs[i].controllers[ctrl] {
-			return &hs[i]
-		}
-	}
-	for i := range hs {
-		if !hs[i].v2 && hs[i].controllers[ctrl] {
-			return &hs[i]
-		}
-	}
-	return nil
-}
-
-// hierarchies lists the cgroup hierarchies mounted in this mount namespace.
-func hierarchies() ([]hierarchy, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var hs []hierarchy
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint opts ... - fstype source superopts
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(tail) < 3 || fields[3] != "/" {
-			continue // only whole hierarchies: a bind of a sub-cgroup is no place to make ours
-		}
-		mount := fields[4]
-		switch tail[0] {
-		case "cgroup2":
-			b, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
-			if err != nil || seen[mount] {
-				continue
-			}
-			seen[mount] = true
-			h := hierarchy{mount: mount, v2: true, controllers: map[string]bool{}}
-			for _, c := range strings.Fields(string(b)) {
-				h.controllers[c] = true
-			}
-			hs = append(hs, h)
-		case "cgroup":
-			if seen[mount] {
-				continue
-			}
-			seen[mount] = true
-			h := hierarchy{mount: mount, controllers: map[string]bool{}}
-			for _, o := range strings.Split(tail[2], ",") {
-				h.controllers[o] = true
-			}
-			hs = append(hs, h)
-		}
-	}
-	return hs, sc.Err()
-}
-
-// makeDir creates cc-sandbox/<id> in h, enabling the controllers on the way
-// down in v2.
-func (cg *cgroup) makeDir(h *hierarchy, id string) (string, error) {
-	parent := filepath.Join(h.mount, cgroupParent)
-	if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			return "", fmt.Errorf("cannot create cgroups under %s (%v): run as root or give this user a delegated cgroup", h.mount, err)
-		}
-		return "", err
-	}
-	if h.v2 {
-		var ctrls []string
-		for _, c := range []string{"memory", "cpu", "pids"} {
-			if h.controllers[c] {
-				ctrls = append(ctrls, "+"+c)
-			}
-		}
-		for _, d := range []string{h.mount, parent} {
-			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte(strings.Join(ctrls, " ")), 0); err != nil {
-				return "", fmt.Errorf("enabling controllers in %s: %w", d, err)
-			}
-		}
-	}
-	dir := filepath.Join(parent, id)
+// mkdir creates a cgroup directory, to be removed with the cgroup.
+func (cg *cgroup) mkdir(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
+		return cgroupMkdirError(dir, err)
 	}
 	cg.dirs = append(cg.dirs, dir)
-	return dir, nil
+	return nil
 }
 
 // setLimit writes one controller's limit.
 func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
-	write := func(file, value string) error {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
-			return fmt.Errorf("writing %s: %w", file, err)
-		}
-		return nil
-	}
 	optional := func(file, value string) {
 		os.WriteFile(filepath.Join(dir, file), []byte(value), 0)
 	}
@@ -203,9 +299,9 @@ func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
 		bytes := strconv.FormatUint(cfg.MemoryMB<<20, 10)
 		if v2 {
 			optional("memory.swap.max", "0")
-			return write("memory.max", bytes)
+			return writeCgroupFile(dir, "memory.max", bytes)
 		}
-		if err := write("memory.limit_in_bytes", bytes); err != nil {
+		if err := writeCgroupFile(dir, "memory.limit_in_bytes", bytes); err != nil {
 			return err
 		}
 		optional("memory.memsw.limit_in_bytes", bytes)
@@ -213,24 +309,14 @@ func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
 		const period = 100000
 		quota := strconv.Itoa(int(cfg.CPUs * period))
 		if v2 {
-			return write("cpu.max", quota+" "+strconv.Itoa(period))
+			return writeCgroupFile(dir, "cpu.max", quota+" "+strconv.Itoa(period))
 		}
-		if err := write("cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
+		if err := writeCgroupFile(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
 			return err
 		}
-		return write("cpu.cfs_quota_us", quota)
+		return writeCgroupFile(dir, "cpu.cfs_quota_us", quota)
 	case "pids":
-		return write("pids.max", strconv.FormatInt(cfg.PidsMax, 10))
-	}
-	return nil
-}
-
-// add moves pid into the cgroup in every hierarchy.
-func (cg *cgroup) add(pid int) error {
-	for _, d := range cg.procsIn {
-		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("moving the sandbox into %s: %w", d, err)
-		}
+		return writeCgroupFile(dir, "pids.max", strconv.FormatInt(cfg.PidsMax, 10))
 	}
 	return nil
 }
@@ -243,16 +329,21 @@ func (cg *cgroup) oomKills() int {
 	if cg == nil || cg.memory == "" {
 		return 0
 	}
-	file := "memory.oom_control"
+	file, key := "memory.oom_control", "oom_kill"
 	if cg.v2mem {
 		file = "memory.events"
 	}
-	b, err := os.ReadFile(filepath.Join(cg.memory, file))
+	return readCounter(filepath.Join(cg.memory, file), key)
+}
+
+// readCounter returns the value of the line "key N" of a cgroup file, or 0.
+func readCounter(path, key string) int {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" {
+		if k, v, ok := strings.Cut(line, " "); ok && k == key {
 			n, _ := strconv.Atoi(strings.TrimSpace(v))
 			return n
 		}
@@ -270,13 +361,24 @@ func (cg *cgroup) remove() {
 		return
 	}
 	for i := len(cg.dirs) - 1; i >= 0; i-- {
-		for try := 0; try < 50; try++ {
-			err := os.Remove(cg.dirs[i])
-			if err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, syscall.EBUSY) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // the last task is still leaving
-		}
+		removeCgroupDir(cg.dirs[i])
 	}
 	cg.dirs = nil
+}
+
+// removeCgroupDir removes one cgroup directory, waiting a little for its
+// last tasks to leave.
+func removeCgroupDir(dir string) error {
+	var err error
+	for try := 0; try < 50; try++ {
+		err = os.Remove(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond) // the last task is still leaving
+	}
+	return err
 }

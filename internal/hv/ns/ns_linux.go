@@ -25,7 +25,11 @@ import (
 )
 
 // Backend starts namespace sandboxes. The zero value is ready to use.
-type Backend struct{}
+type Backend struct {
+	// cgroups: how sandboxes use cgroups; tests set it to reach the
+	// paths of other hosts.
+	cgroups cgroupMode
+}
 
 // Name returns "ns".
 func (Backend) Name() string { return "ns" }
@@ -53,7 +57,7 @@ func (b Backend) Start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) 
 	if err := s.prepareDirs(); err != nil {
 		return nil, err
 	}
-	cg, err := newCgroup(cfg)
+	cg, err := newCgroup(cfg, b.cgroups)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +77,7 @@ type sandbox struct {
 	log    *slog.Logger
 	cmd    *exec.Cmd
 	dialer *ipc.ChannelDialer
-	cgroup *cgroup // nil without limits
+	cgroup *cgroup // its directories may be none (no cgroup could be had)
 	upper  string
 
 	done     chan struct{} // closed when the agent has been waited for
@@ -102,7 +106,7 @@ func (s *sandbox) Err() error {
 		return nil
 	default:
 	}
-	if s.cgroup != nil && s.cgroup.oomKilled() {
+	if s.cgroup.oomKilled() {
 		return fmt.Errorf("sandbox killed: %w", ipc.ErrOutOfMemory)
 	}
 	if s.waitErr == nil {
@@ -191,10 +195,12 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	}
 	childEnds = append(childEnds, logW)
 
-	s.cmd = AgentCommand(s.cfg.IDMap)
-	s.cmd.Stderr = logW
-	s.cmd.ExtraFiles = []*os.File{remote, cfgChild, statusW} // fds 3, 4, 5: see agent.Fd*
-	err = s.cmd.Start()
+	s.cmd, err = s.cgroup.startAgent(func() *exec.Cmd {
+		cmd := AgentCommand(s.cfg.IDMap)
+		cmd.Stderr = logW
+		cmd.ExtraFiles = []*os.File{remote, cfgChild, statusW} // fds 3, 4, 5: see agent.Fd*
+		return cmd
+	})
 	closeChildEnds()
 	if err != nil {
 		s.cmd = nil
@@ -213,11 +219,6 @@ func (s *sandbox) spawn(ctx context.Context) error {
 		local.Close()
 		s.Stop()
 		return err
-	}
-	if s.cgroup != nil {
-		if err := s.cgroup.add(s.cmd.Process.Pid); err != nil {
-			return stop(err)
-		}
 	}
 
 	acfg, dirs, err := s.agentConfig(s.cmd.Process.Pid)
@@ -303,6 +304,14 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 		return nil, nil, err
 	}
 	c := &agent.Config{Hostname: s.cfg.Hostname, SingleID: s.cfg.IDMap.Single(), NoFile: s.cfg.NoFile, Unconfined: s.cfg.Unconfined}
+	w, err := s.cgroup.workload(func(f *os.File) int {
+		files = append(files, f)
+		return len(files) - 1
+	})
+	if err != nil {
+		return fail(fmt.Errorf("the sandbox's workload cgroup: %w", err))
+	}
+	c.Workload = w
 	layers := s.cfg.Layers
 	if len(layers) == 0 {
 		layers = []string{filepath.Join(s.cfg.StateDir, "empty")}
@@ -314,7 +323,6 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 		}
 		c.Layers = append(c.Layers, fd)
 	}
-	var err error
 	for _, d := range []struct {
 		fd   *int
 		name string
@@ -374,6 +382,7 @@ func (s *sandbox) Kill() {
 			s.dialer.Close()
 		}
 		s.cmd.Process.Kill()
+		s.cgroup.thawV1() // a task frozen by the v1 freezer cannot die
 	})
 }
 

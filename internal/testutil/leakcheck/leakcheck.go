@@ -44,7 +44,9 @@ type snapshot struct {
 
 // Check records what runs now and registers a cleanup that fails t when,
 // after waiting up to a few seconds, new goroutines, child processes, mounts
-// or temp-directory entries named with one of tempPrefixes remain.
+// or temp-directory entries named with one of tempPrefixes remain. An
+// absolute prefix names its own directory: /dir/cc- watches entries of
+// /dir whose names start with cc-.
 func Check(t testing.TB, tempPrefixes ...string) {
 	t.Helper()
 	before := take(tempPrefixes)
@@ -73,13 +75,15 @@ func take(tempPrefixes []string) snapshot {
 	}
 	s.children = children()
 	s.mounts = mountCount()
-	if len(tempPrefixes) > 0 {
-		entries, _ := os.ReadDir(os.TempDir())
+	for _, p := range tempPrefixes {
+		dir, prefix := os.TempDir(), p
+		if filepath.IsAbs(p) {
+			dir, prefix = filepath.Split(p)
+		}
+		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
-			for _, p := range tempPrefixes {
-				if strings.HasPrefix(e.Name(), p) {
-					s.tempNames[e.Name()] = true
-				}
+			if strings.HasPrefix(e.Name(), prefix) {
+				s.tempNames[filepath.Join(dir, e.Name())] = true
 			}
 		}
 	}
@@ -105,7 +109,7 @@ func diff(before, after snapshot) []string {
 	}
 	for name := range after.tempNames {
 		if !before.tempNames[name] {
-			problems = append(problems, "leaked temp entry "+filepath.Join(os.TempDir(), name))
+			problems = append(problems, "leaked temp entry "+name)
 		}
 	}
 	return problems

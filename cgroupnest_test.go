@@ -1,0 +1,218 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// childLimits are the limits of the children's sandboxes: one per v1
+// controller this host may hold them in.
+var childLimits = []Option{WithPidsLimit(200), WithMemoryMB(512), WithCPUs(1)}
+
+// cgroupChild plays the child roles of the cgroup tests; ok is false for
+// other roles.
+func cgroupChild(role string) (code int, ok bool) {
+	cache := WithCacheDir(os.Getenv("CC_CACHE_DIR"))
+	switch role {
+	case "limited-sandbox-then-hang":
+		// A sandbox with limits and a command in it; report the agent's
+		// host pid and its pid namespace, then wait to be killed.
+		inst, err := New(context.Background(), HostImage(), append([]Option{cache}, childLimits...)...)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1, true
+		}
+		if err := inst.Command("sleep", "1000").Start(); err != nil {
+			fmt.Println("error:", err)
+			return 1, true
+		}
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.eng.Pid()))
+		fmt.Printf("%d %s\n", inst.eng.Pid(), ns)
+		select {}
+	case "new-then-close":
+		inst, err := New(context.Background(), HostImage(), cache)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1, true
+		}
+		if err := inst.Close(); err != nil {
+			fmt.Println("error:", err)
+			return 1, true
+		}
+		fmt.Println("ok")
+		return 0, true
+	case "limited-sandbox-when-told":
+		// Wait for a line (the test moves this process into a cgroup
+		// meanwhile), start a sandbox with limits, report its agent's pid,
+		// and close it at the next line.
+		in := bufio.NewReader(os.Stdin)
+		in.ReadString('\n')
+		inst, err := New(context.Background(), HostImage(), append([]Option{cache}, childLimits...)...)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1, true
+		}
+		fmt.Println(inst.eng.Pid())
+		in.ReadString('\n')
+		if err := inst.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "Close:", err)
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+// needCgroups skips a test whose subject is the sandboxes' cgroups when
+// this user cannot have any here, after checking that New then says so
+// for limits by name.
+func needCgroups(t *testing.T) {
+	t.Helper()
+	inst, err := New(context.Background(), HostImage(), append([]Option{WithCacheDir(testCache)}, childLimits...)...)
+	if err != nil {
+		if !strings.Contains(err.Error(), "cgroup") {
+			t.Fatalf("New with limits: %v, want an error naming cgroups", err)
+		}
+		t.Skipf("no cgroups for this user here: %v", err)
+	}
+	inst.Close()
+}
+
+// TestCgroupsUnderCaller: a sandbox's cgroups nest under its caller's, in
+// every hierarchy, so that the sandbox stays within the limits of the
+// container or unit the caller runs in. The caller here is a child
+// process the test moves into cgroups of its own first.
+func TestCgroupsUnderCaller(t *testing.T) {
+	needCgroups(t)
+	own := processCgroups(t, os.Getpid())
+	name := fmt.Sprintf("cc-test-caller-%d", os.Getpid())
+	callers := map[string]string{} // controller ("" for v2) → the child's cgroup
+	made := map[string]bool{}
+	// The hierarchies the sandbox uses: v2 (the freezer), the limits'
+	// controllers, and without v2 the v1 freezer.
+	ctrls := []string{"", "memory", "pids", "cpu"}
+	if _, ok := own[""]; !ok {
+		ctrls = append(ctrls, "freezer")
+	}
+	for _, ctrl := range ctrls {
+		parent, ok := own[ctrl]
+		if !ok {
+			continue
+		}
+		dir := filepath.Join(parent, name)
+		if !made[dir] {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			made[dir] = true
+			t.Cleanup(func() { os.Remove(dir) })
+		}
+		callers[ctrl] = dir
+	}
+	child := childCommand(t, "limited-sandbox-when-told")
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := child.Wait(); err != nil {
+			t.Errorf("the child: %v", err)
+		}
+	}()
+	for dir := range made {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)), 0); err != nil {
+			child.Process.Kill()
+			t.Fatal(err)
+		}
+	}
+	fmt.Fprintln(stdin, "go")
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	agentPid, perr := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || perr != nil {
+		child.Process.Kill()
+		t.Fatalf("the child: %q %v", line, err)
+	}
+	agent := processCgroups(t, agentPid)
+	for ctrl, caller := range callers {
+		got, ok := agent[ctrl]
+		if !ok {
+			t.Errorf("the agent is in no %q cgroup", ctrl)
+			continue
+		}
+		if !strings.HasPrefix(got, caller+"/") {
+			t.Errorf("the sandbox's %q cgroup %s is not under its caller's, %s", ctrl, got, caller)
+		}
+	}
+	fmt.Fprintln(stdin, "close")
+}
+
+// TestHostKilledCgroups: the cgroups of sandboxes whose host died by
+// SIGKILL are removed by the next process that starts a sandbox, and only
+// those.
+func TestHostKilledCgroups(t *testing.T) {
+	needCgroups(t)
+	child, line := startChild(t, "limited-sandbox-then-hang")
+	fields := strings.Fields(line)
+	agentPid, _ := strconv.Atoi(fields[0])
+	// The sandbox's own cgroups: those of its agent that are not its
+	// host's (this test's, which the child shares).
+	own := processCgroups(t, os.Getpid())
+	var left []string
+	seen := map[string]bool{}
+	for ctrl, dir := range processCgroups(t, agentPid) {
+		if filepath.Base(dir) == "agent" {
+			dir = filepath.Dir(dir)
+		}
+		if !seen[dir] && dir != own[ctrl] {
+			seen[dir] = true
+			left = append(left, dir)
+		}
+	}
+	if len(left) == 0 {
+		t.Fatalf("the sandbox of the child has no cgroup of its own: %v", processCgroups(t, agentPid))
+	}
+	// A live sandbox beside it, whose cgroups a sweep must leave alone.
+	live := hostInstance(t, childLimits...)
+	liveDirs := processCgroups(t, live.eng.Pid())
+
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	if l := waitGone(func() []int { return pidsInNamespace(fields[1]) }); l != nil {
+		t.Fatalf("processes of the sandbox survived their host: %v", l)
+	}
+	for _, dir := range left {
+		if !dirExists(dir) {
+			t.Fatalf("%s went with its host: nothing left for the sweep to do", dir)
+		}
+	}
+	next, line := startChild(t, "new-then-close")
+	if err := next.Wait(); err != nil || strings.TrimSpace(line) != "ok" {
+		t.Fatalf("the next process: %q %v", line, err)
+	}
+	for _, dir := range left {
+		if dirExists(dir) {
+			t.Errorf("the cgroup %s of a sandbox whose host was killed survived the next start", dir)
+		}
+	}
+	for ctrl, dir := range liveDirs {
+		if !dirExists(dir) {
+			t.Errorf("the sweep removed the %q cgroup %s of a live sandbox", ctrl, dir)
+		}
+	}
+}

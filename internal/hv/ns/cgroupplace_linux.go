@@ -1,0 +1,140 @@
+package ns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"github.com/ccsandbox/sandbox/internal/agent"
+	"golang.org/x/sys/unix"
+)
+
+// startAgent starts the command newCmd returns so that the agent is born
+// in the sandbox's cgroups (see the layout in cgroup_linux.go): into the
+// v2 cgroup with CLONE_INTO_CGROUP, and into the v1 ones by forking on a
+// thread that joined them alone. Where clone3 or CLONE_INTO_CGROUP is
+// refused (before Linux 5.7, or under a seccomp filter such as Docker's),
+// it starts the agent without it and moves it.
+func (cg *cgroup) startAgent(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+	cmd := newCmd()
+	if cg.v2Top == "" {
+		return cmd, cg.startV1(cmd)
+	}
+	fd, err := unix.Open(cg.v2Top, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: cg.v2Top, Err: err}
+	}
+	defer unix.Close(fd)
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	err = cg.startV1(cmd)
+	if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.E2BIG) {
+		return cmd, err
+	}
+	cmd = newCmd()
+	if err := cg.startV1(cmd); err != nil {
+		return nil, err
+	}
+	if err := writeCgroupFile(cg.v2Top, "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("moving the agent into its cgroup: %w", err)
+	}
+	return cmd, nil
+}
+
+// startV1 starts cmd from a thread that joined the sandbox's v1 cgroups,
+// and that goes back to this process's own before any other goroutine
+// runs on it. It ends the thread, and the agent with it (Pdeathsig acts
+// when the forking thread ends), when it cannot go back.
+func (cg *cgroup) startV1(cmd *exec.Cmd) error {
+	if len(cg.v1Top) == 0 {
+		return cmd.Start()
+	}
+	var join, back []*os.File
+	defer func() {
+		for _, f := range append(join, back...) {
+			f.Close()
+		}
+	}()
+	for _, top := range cg.v1Top {
+		f, err := openTasks(top)
+		if err != nil {
+			return fmt.Errorf("the sandbox's cgroup: %w", err)
+		}
+		join = append(join, f)
+		if f, err = openTasks(filepath.Dir(top)); err != nil {
+			return fmt.Errorf("this process's cgroup: %w", err)
+		}
+		back = append(back, f)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		var err error
+		for _, f := range join {
+			if err = joinTasks(f); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = cmd.Start()
+		}
+		for _, f := range back {
+			if berr := joinTasks(f); berr != nil {
+				if cmd.Process != nil {
+					cmd.Process.Kill()
+					cmd.Wait()
+				}
+				errc <- berr
+				return // the thread ends with the goroutine, still locked
+			}
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// workload returns what the agent needs to start commands in the
+// workload's cgroups, with the files it names (add hands each to the
+// caller, who sends and then closes them), or nil when the sandbox has no
+// limits. The files are opened here: the kernel checks a write to them
+// against whoever opened them, not against the sandbox's root that writes.
+func (cg *cgroup) workload(add func(*os.File) int) (*agent.Workload, error) {
+	var work, back []string // a thread's way into each workload, and back
+	for _, dir := range cg.v1Workload {
+		work = append(work, filepath.Join(dir, "tasks"))
+		back = append(back, filepath.Join(filepath.Dir(dir), "tasks"))
+	}
+	if cg.v2Workload != "" {
+		work = append(work, filepath.Join(cg.v2Workload, "cgroup.threads"))
+		back = append(back, filepath.Join(cg.v2Top, "cgroup.threads"))
+	}
+	if len(work) == 0 {
+		return nil, nil
+	}
+	w := &agent.Workload{PidsMax: cg.cfg.PidsMax, MemoryMB: cg.cfg.MemoryMB}
+	open := func(p string) (int, error) {
+		f, err := os.OpenFile(p, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		return add(f), nil
+	}
+	for i := range work {
+		j, err := open(work[i])
+		if err != nil {
+			return nil, err
+		}
+		b, err := open(back[i])
+		if err != nil {
+			return nil, err
+		}
+		w.Join, w.Back = append(w.Join, j), append(w.Back, b)
+	}
+	return w, nil
+}
