@@ -37,7 +37,10 @@ func run() error {
 	if err != nil {
 		return fail(err)
 	}
-	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	a, err := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return fail(err)
+	}
 	a.reaper.caps = caps
 	a.tun, a.tunErr = tun, tunErr
 	ln, err := ipc.NewChannelListener(os.NewFile(FdChannel, "channel"))

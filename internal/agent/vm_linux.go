@@ -76,12 +76,16 @@ func bootVM() error {
 		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
-	a := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
+	a, err := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	a.reaper.caps = caps
 	a.upper = upper
 	if _, err := port.WriteString(VMOK + "\n"); err != nil {
 		a.shutdown()
+		return err
+	}
+	if err != nil {
+		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
 	sess, err := NewVMMuxServer(port)
