@@ -63,6 +63,12 @@ func runChild(role string) int {
 	if role == "swapper" {
 		return swapper()
 	}
+	if role == "tty-host" {
+		return ttyHost()
+	}
+	if role == "tty-probe" {
+		return ttyProbe(os.Args[len(os.Args)-1])
+	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2
 }

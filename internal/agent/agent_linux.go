@@ -11,6 +11,7 @@ import (
 
 // run is the agent's life in a namespace sandbox: set up, serve, exit.
 func run() error {
+	sessionErr := newSession() // before anything else
 	for _, fd := range []int{FdChannel, FdConfig, FdStatus} {
 		unix.CloseOnExec(fd) // never leak into commands
 	}
@@ -20,6 +21,9 @@ func run() error {
 	fail := func(err error) error {
 		fmt.Fprintf(status, "%v\n", err)
 		return err
+	}
+	if err := sessionErr; err != nil {
+		return fail(err)
 	}
 
 	cfg, err := receiveConfig(FdConfig)

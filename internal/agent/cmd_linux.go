@@ -296,7 +296,9 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	closeAfter = append(closeAfter, c.files...)
 	c.files = nil
 
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	// Every command is the leader of a session of its own, with no
+	// controlling terminal unless it has a pty.
+	sys := &syscall.SysProcAttr{Setsid: true}
 	if spec.Pty {
 		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 		for i, st := range spec.Stdio {

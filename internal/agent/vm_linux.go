@@ -41,6 +41,9 @@ func runVM() error {
 }
 
 func bootVM() error {
+	if err := newSession(); err != nil {
+		return err
+	}
 	os.Unsetenv(EnvMarker)
 	os.Unsetenv("LD_LIBRARY_PATH") // set for a dynamically linked agent only
 	if err := mountKernelFS(); err != nil {
@@ -78,14 +81,14 @@ func bootVM() error {
 	}
 	a, err := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		fmt.Fprintf(port, "%s\n", err)
+		return err
+	}
 	a.reaper.caps = caps
 	a.upper = upper
 	if _, err := port.WriteString(VMOK + "\n"); err != nil {
 		a.shutdown()
-		return err
-	}
-	if err != nil {
-		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
 	sess, err := NewVMMuxServer(port)
