@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 // run is the agent's life in a namespace sandbox: set up, serve, exit.
 func run() error {
 	sessionErr := newSession() // before anything else
+	inheritErr := closeInherited(FdChannel, FdConfig, FdStatus)
 	for _, fd := range []int{FdChannel, FdConfig, FdStatus} {
 		unix.CloseOnExec(fd) // never leak into commands
 	}
@@ -22,7 +24,7 @@ func run() error {
 		fmt.Fprintf(status, "%v\n", err)
 		return err
 	}
-	if err := sessionErr; err != nil {
+	if err := cmp.Or(sessionErr, inheritErr); err != nil {
 		return fail(err)
 	}
 

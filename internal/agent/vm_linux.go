@@ -49,6 +49,9 @@ func bootVM() error {
 	if err := mountKernelFS(); err != nil {
 		return err
 	}
+	if err := closeInherited(); err != nil {
+		return err
+	}
 	if err := loadModules(vmModules); err != nil {
 		return err
 	}
