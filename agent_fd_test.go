@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -114,6 +115,54 @@ func TestAgentMagicLinks(t *testing.T) {
 			if fds := strings.Fields(string(out)); strings.Join(fds, " ") != "0 1 2 3" {
 				t.Errorf("a command's descriptors: %v, want 0 1 2 and ls's own 3", fds)
 			}
+		})
+	}
+}
+
+// TestAgentMagicLinkRace: inside, a regular file and a symlink to the
+// agent's copy of an inherited host descriptor change places as fast as the
+// sandbox can while the host reads both paths; the host sees the sandbox's
+// file or an error, never the host's file.
+func TestAgentMagicLinkRace(t *testing.T) {
+	secretFd, secret, _ := inheritedSecret(t)
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			inst := hostInstance(t, mode.opts...)
+			if err := inst.MkdirAll("/r", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := inst.WriteFile("/r/a", []byte("sandbox"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := inst.Symlink(fmt.Sprintf("/proc/self/fd/%d", secretFd), "/r/b"); err != nil {
+				t.Fatal(err)
+			}
+			cmd, out := startExchanger(t, inst, "/r/a", "/r/b")
+			leaked := func(p string, b []byte) {
+				if bytes.Contains(b, secret) {
+					t.Errorf("reading %s returned the host file behind the agent's descriptor", p)
+				}
+			}
+			var reads, refused int
+			for deadline := time.Now().Add(raceFor); time.Now().Before(deadline) && !t.Failed(); {
+				for _, p := range []string{"/r/a", "/r/b"} {
+					b, err := inst.ReadFile(p)
+					leaked(p, b)
+					if f, err := inst.Open(p); err == nil {
+						buf := make([]byte, 64)
+						n, _ := f.Read(buf)
+						f.Close()
+						leaked(p, buf[:n])
+					}
+					if err == nil {
+						reads++
+					} else {
+						refused++
+					}
+				}
+			}
+			waitExchanger(t, cmd, out)
+			t.Logf("%d reads of the sandbox's file, %d refused", reads, refused)
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestRemoveAllRoot: RemoveAll refuses every spelling of the sandbox's root
@@ -75,6 +76,55 @@ func TestRemoveAllRoot(t *testing.T) {
 			}
 			if err := inst.RemoveAll("/tmp/missing/x"); err != nil {
 				t.Errorf("RemoveAll of a missing path: %v", err)
+			}
+		})
+	}
+}
+
+// TestRemoveAllRace: inside, a directory and a symlink to the root change
+// places as fast as the sandbox can while the host removes the directory
+// by every spelling that could reach the root through the link; the root,
+// a canary in it and one on a writable host mount survive.
+func TestRemoveAllRace(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			hostDir := t.TempDir()
+			os.Chmod(hostDir, 0o777)
+			hostCanary := filepath.Join(hostDir, "canary")
+			if err := os.WriteFile(hostCanary, []byte("host"), 0o666); err != nil {
+				t.Fatal(err)
+			}
+			inst := hostInstance(t, append(mode.opts, WithWritableMount(hostDir, "/mnt/host"))...)
+			if err := inst.WriteFile("/canary", []byte("sandbox"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			prepare := func() { // again, after a removal took one of them
+				inst.MkdirAll("/race/d/sub", 0o755)
+				inst.Symlink("/", "/race/l")
+			}
+			prepare()
+			cmd, out := startExchanger(t, inst, "/race/d", "/race/l")
+			removed := 0
+			for deadline := time.Now().Add(raceFor); time.Now().Before(deadline); {
+				for _, p := range []string{"/race/d/", "/race/d/.", "/race/d/..", "/race/d/../..", "/race/l/", "/race/l/sub/../.."} {
+					if inst.RemoveAll(p) == nil {
+						removed++
+					}
+				}
+				if _, err := inst.Stat("/canary"); err != nil {
+					t.Fatalf("the sandbox's canary is gone: %v", err)
+				}
+				prepare()
+			}
+			waitExchanger(t, cmd, out)
+			t.Logf("%d removals of the directory", removed)
+			for _, p := range []string{"/canary", "/bin/sh", "/mnt/host/canary", "/race"} {
+				if _, err := inst.Stat(p); err != nil {
+					t.Errorf("%s after the race: %v", p, err)
+				}
+			}
+			if _, err := os.Stat(hostCanary); err != nil {
+				t.Errorf("the canary on the host mount: %v", err)
 			}
 		})
 	}
