@@ -65,6 +65,10 @@ func probe() int {
 	res("perf_event_open", raw(unix.SYS_PERF_EVENT_OPEN, 0, 0, 0, 0, 0))
 	res("userfaultfd", raw(unix.SYS_USERFAULTFD, 0))
 	res("swapon", raw(unix.SYS_SWAPON, 0, 0))
+	var params [120]byte // struct io_uring_params, zeroed: a valid request
+	res("io_uring_setup", raw(unix.SYS_IO_URING_SETUP, 4, uintptr(unsafe.Pointer(&params))))
+	res("io_uring_enter", raw(unix.SYS_IO_URING_ENTER, ^uintptr(0), 0, 0, 0, 0, 0))
+	res("io_uring_register", raw(unix.SYS_IO_URING_REGISTER, ^uintptr(0), 0, 0, 0))
 	ts := unix.Timespec{Sec: 1}
 	res("clock_settime", raw(unix.SYS_CLOCK_SETTIME, unix.CLOCK_REALTIME, uintptr(unsafe.Pointer(&ts))))
 	res("pivot_root", raw(unix.SYS_PIVOT_ROOT, 0, 0))
@@ -185,7 +189,7 @@ func checkIsolation(t *testing.T, inst *Instance) {
 	}
 	for _, name := range []string{"mount", "unshare_user", "setns", "keyctl", "add_key", "bpf", "kexec_load",
 		"init_module", "finit_module", "reboot", "open_by_handle_at", "perf_event_open", "userfaultfd", "swapon",
-		"clock_settime", "pivot_root"} {
+		"clock_settime", "pivot_root", "io_uring_setup", "io_uring_enter", "io_uring_register"} {
 		refused(name, "EPERM")
 	}
 	refused("unshare_mount", "EPERM")

@@ -66,6 +66,15 @@ func runChild(role string) int {
 	if role == "swapper" {
 		return swapper()
 	}
+	if role == "tty-host" {
+		return ttyHost()
+	}
+	if role == "tty-probe" {
+		return ttyProbe(os.Args[len(os.Args)-1])
+	}
+	if role == "exchange" {
+		return exchangerRole(os.Args[1:])
+	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2
 }

@@ -12,11 +12,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"testing/fstest"
+
+	"golang.org/x/sys/unix"
 )
 
 // The public API on the VM backend: one virtual machine per test group
@@ -66,6 +69,15 @@ func TestVMFiles(t *testing.T) {
 func TestVMIsolation(t *testing.T) {
 	host := t.TempDir()
 	os.WriteFile(filepath.Join(host, "in"), []byte("from the host"), 0o644)
+	if os.Geteuid() == 0 {
+		// A mount below the read-only share must be read-only too.
+		sub := filepath.Join(host, "sub")
+		os.Mkdir(sub, 0o777)
+		if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "mode=0777,size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+	}
 	rw := t.TempDir()
 	if os.Geteuid() == 0 {
 		os.Chown(rw, 1_000_000_000, 1_000_000_000) // the sandbox's root may write
@@ -133,6 +145,27 @@ func TestVMIsolation(t *testing.T) {
 	}
 	if out, err := inst.Command("sh", "-c", "echo x > /mnt/ro/new").CombinedOutput(); err == nil {
 		t.Errorf("wrote to a read-only mount: %s", out)
+	}
+	if os.Geteuid() == 0 {
+		if out, err := inst.Command("touch", "/mnt/ro/sub/x").CombinedOutput(); err == nil {
+			t.Errorf("wrote below a read-only mount: %s", out)
+		}
+		if err := inst.WriteFile("/mnt/ro/sub/api.txt", nil, 0o644); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("WriteFile below a read-only mount: %v, want EROFS", err)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(host, "sub")); len(entries) != 0 {
+			t.Errorf("files appeared below the read-only share: %v", entries)
+		}
+	}
+	mounts := run(t, inst, "cat /proc/self/mountinfo")
+	for _, line := range strings.Split(mounts, "\n") {
+		if f := strings.Fields(line); len(f) > 5 && strings.HasPrefix(f[4], "/mnt/r") {
+			for _, o := range []string{"nosuid", "nodev"} {
+				if !slices.Contains(strings.Split(f[5], ","), o) {
+					t.Errorf("the mount at %s is %s, not %s", f[4], f[5], o)
+				}
+			}
+		}
 	}
 	run(t, inst, "echo written > /mnt/rw/new")
 	b, err := os.ReadFile(filepath.Join(rw, "new"))

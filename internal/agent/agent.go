@@ -11,6 +11,18 @@ const (
 	ModeVM         = "vm" // /init of a virtual machine (the kernel passes the marker from its command line)
 )
 
+// runtimeGODEBUG is the agent's GODEBUG. containermaxprocs=0: the Go
+// runtime would otherwise open its cgroup's CPU limit files at start, on
+// the host, and keep them open for the process's life (see
+// runtime/cgroup_linux.go); the agent would hold host files inside the
+// sandbox. With it the runtime reads them once and closes them.
+const runtimeGODEBUG = "containermaxprocs=0"
+
+// Environ returns the environment of an agent started in mode.
+func Environ(mode string) []string {
+	return []string{EnvMarker + "=" + mode, "GODEBUG=" + runtimeGODEBUG}
+}
+
 func init() {
 	if os.Getenv(EnvMarker) == "" {
 		return

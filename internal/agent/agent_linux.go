@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,8 @@ import (
 
 // run is the agent's life in a namespace sandbox: set up, serve, exit.
 func run() error {
+	sessionErr := newSession() // before anything else
+	inheritErr := closeInherited(FdChannel, FdConfig, FdStatus)
 	for _, fd := range []int{FdChannel, FdConfig, FdStatus} {
 		unix.CloseOnExec(fd) // never leak into commands
 	}
@@ -20,6 +23,9 @@ func run() error {
 	fail := func(err error) error {
 		fmt.Fprintf(status, "%v\n", err)
 		return err
+	}
+	if err := cmp.Or(sessionErr, inheritErr); err != nil {
+		return fail(err)
 	}
 
 	cfg, err := receiveConfig(FdConfig)
@@ -37,7 +43,10 @@ func run() error {
 	if err != nil {
 		return fail(err)
 	}
-	a := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	a, err := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return fail(err)
+	}
 	a.reaper.caps = caps
 	a.tun, a.tunErr = tun, tunErr
 	ln, err := ipc.NewChannelListener(os.NewFile(FdChannel, "channel"))

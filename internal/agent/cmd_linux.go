@@ -219,7 +219,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "exec: already started"}
 	}
 	spec := c.spec
-	id, err := resolveUser(spec.User)
+	id, err := resolveUser(a.root, spec.User)
 	if err != nil {
 		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error(), Op: "exec"}
 	}
@@ -231,7 +231,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	if lookupEnv(env, "HOME") == "" {
 		env = append(env, "HOME="+id.home)
 	}
-	path, err := lookPath(spec.Path, lookupEnv(env, "PATH"))
+	path, err := a.lookPath(spec.Path, lookupEnv(env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +239,14 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	if dir == "" {
 		dir = "/"
 	}
+	// The working directory is resolved here, as every path is, and the
+	// child enters it through its copy of the agent's descriptor: a path
+	// string resolved in the child could lead through a magic link.
+	dirfd, err := a.root.openat2(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "chdir", Path: dir, Err: err}
+	}
+	defer unix.Close(dirfd)
 
 	// The child's three standard streams, and what to close once it runs.
 	var child [3]*os.File
@@ -288,7 +296,9 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	closeAfter = append(closeAfter, c.files...)
 	c.files = nil
 
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	// Every command is the leader of a session of its own, with no
+	// controlling terminal unless it has a pty.
+	sys := &syscall.SysProcAttr{Setsid: true}
 	if spec.Pty {
 		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 		for i, st := range spec.Stdio {
@@ -310,14 +320,14 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	// syscall.ForkExec rather than os.StartProcess: the reaper, not an
 	// os.Process, waits for the process, and os.StartProcess would stat the
 	// directory and duplicate the pidfd on every start.
-	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}, Sys: sys}
+	attr := &syscall.ProcAttr{Dir: fdPath(dirfd), Env: env, Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()}, Sys: sys}
 	p, err := a.reaper.start(func(pidfd *int) (int, error) {
 		sys.PidFD = pidfd
 		return a.cfg.Workload.fork(func() (int, error) { return syscall.ForkExec(path, spec.Args, attr) })
 	})
 	runtime.KeepAlive(child)
 	if err != nil {
-		return nil, startError(err, spec.Path, path, dir, a.cfg.Workload)
+		return nil, startError(err, spec.Path, path, a.cfg.Workload)
 	}
 	c.proc = p
 	resp := ok(func(e *ipc.Encoder) { e.Int32(int32(p.pid)) })
@@ -329,22 +339,27 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 }
 
 // devNull returns the agent's null device, opened for reading and writing
-// on first use and shared by every command whose stream is discarded.
+// on first use and shared by every command whose stream is discarded. The
+// sandbox's /dev is its own to change: whatever is there must be the null
+// device.
 func (a *agent) devNull() (*os.File, error) {
 	a.nullOnce.Do(func() {
-		a.null, a.nullErr = os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		a.null, a.nullErr = a.root.open(os.DevNull, os.O_RDWR, 0)
+		if a.nullErr != nil {
+			return
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(a.null.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+			a.null.Close()
+			a.null, a.nullErr = nil, &fs.PathError{Op: "open", Path: os.DevNull, Err: errors.New("not the null device")}
+		}
 	})
 	return a.null, a.nullErr
 }
 
 // startError makes the error of a failed start say what failed, and which
-// of the sandbox's limits (w) refused it. A missing working directory is
-// named as os.StartProcess names it.
-func startError(err error, name, path, dir string, w *Workload) error {
-	var pe *fs.PathError
-	if _, serr := os.Stat(dir); errors.As(serr, &pe) {
-		return &fs.PathError{Op: "chdir", Path: dir, Err: pe.Err}
-	}
+// of the sandbox's limits (w) refused it.
+func startError(err error, name, path string, w *Workload) error {
 	if errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("exec %s: %w (is the user mapped in this sandbox?)", name, err)
 	}
@@ -367,7 +382,7 @@ func lookupEnv(env []string, key string) string {
 
 // lookPath finds the program name in PATH, as exec.LookPath does, inside
 // the sandbox; a name with a slash is used as it is.
-func lookPath(name, path string) (string, error) {
+func (a *agent) lookPath(name, path string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
@@ -379,7 +394,7 @@ func lookPath(name, path string) (string, error) {
 			dir = "."
 		}
 		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		if st, err := a.root.stat(p); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Mode&0o111 != 0 {
 			return p, nil
 		}
 	}
@@ -428,6 +443,6 @@ func pump(conn net.Conn, f *os.File, stream uint8) {
 // user files, the null device.
 func (a *agent) warmUp() {
 	pidfdsWork()
-	resolveUser("")
+	resolveUser(a.root, "")
 	a.devNull()
 }

@@ -18,6 +18,7 @@ type agent struct {
 	mux     *ipc.Mux
 	handles *handleTable
 	reaper  *reaper
+	root    *root // where the host's paths are resolved
 
 	tun    int   // an O_PATH descriptor of /dev/net/tun, or -1
 	tunErr error // why tun is -1
@@ -31,8 +32,14 @@ type agent struct {
 	nullErr  error
 }
 
-func newAgent(cfg *Config, log *slog.Logger) *agent {
-	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(),
+// newAgent returns the agent of the sandbox whose root is the calling
+// process's root, or why the root cannot be opened.
+func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
+	r, err := openRoot()
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(), root: r,
 		tun: -1, tunErr: errors.New("this sandbox cannot create network devices")}
 	a.registerFS()
 	a.registerFiles()
@@ -44,7 +51,7 @@ func newAgent(cfg *Config, log *slog.Logger) *agent {
 	a.handle(ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Decoder) (*ipc.Response, error) {
 		return ok(func(e *ipc.Encoder) { e.Bool(true) }), nil
 	})
-	return a
+	return a, nil
 }
 
 // handlerFunc is the shape of the agent's handlers: the request, and a

@@ -6,13 +6,19 @@
 //
 // # What it does
 //
-// At start it reads its [Config], builds the sandbox's root (overlay of the
-// image layers, /proc, /sys, a minimal /dev, /etc/hosts and friends), pivots
-// into it, brings up the loopback interface, and then serves the protocol of
-// internal/ipc on the connections its host opens: file operations, file
-// handles, commands and (later) the network. Every path a request names is
-// resolved by the kernel inside the sandbox's own root, so no symlink can
-// lead a request to a host file. As PID 1 it reaps every orphan.
+// Before anything else it starts a session of its own (the host program's
+// controlling terminal stays out of the sandbox) and closes the descriptors
+// the host program inherited. Then it reads its [Config], builds the
+// sandbox's root (overlay of the image layers, host mounts nosuid and
+// nodev and, when read-only, read-only all the way down, /proc, /sys, a
+// minimal /dev, /etc/hosts and friends), pivots into it, brings up the
+// loopback interface, and then serves the protocol of internal/ipc on the
+// connections its host opens: file operations, file handles, commands and
+// (later) the network. Every path a request names is resolved by the
+// kernel inside the sandbox's own root with openat2, refusing magic links
+// (see resolve_linux.go), so no symlink can lead a request to a host file
+// or to one of the agent's own descriptors. Every command starts a session
+// of its own. As PID 1 it reaps every orphan.
 //
 // Where the connection is a Unix socket, answers carry real descriptors:
 // an opened file, a pty master; command stdio travels over descriptors the

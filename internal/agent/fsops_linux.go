@@ -53,7 +53,7 @@ func (a *agent) registerFS() {
 		if err != nil {
 			return nil, err
 		}
-		fi, err := os.Stat(sandboxPath(p))
+		fi, err := a.root.info(p, true)
 		if err != nil {
 			return nil, err
 		}
@@ -64,7 +64,7 @@ func (a *agent) registerFS() {
 		if err != nil {
 			return nil, err
 		}
-		fi, err := os.Lstat(sandboxPath(p))
+		fi, err := a.root.info(p, false)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +75,7 @@ func (a *agent) registerFS() {
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.Open(sandboxPath(p))
+		f, err := a.root.open(p, os.O_RDONLY, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +102,7 @@ func (a *agent) registerFS() {
 		if err != nil {
 			return nil, err
 		}
-		return ok(nil), os.WriteFile(sandboxPath(p), data, fs.FileMode(perm))
+		return ok(nil), a.root.writeFile(p, data, fs.FileMode(perm))
 	})
 	a.handle(ipc.MsgFsOpenFile, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
 		p, err := dec.String()
@@ -145,16 +145,11 @@ func (a *agent) registerFS() {
 			if err != nil {
 				return nil, err
 			}
-			return ok(nil), op(sandboxPath(p))
+			return ok(nil), op(p)
 		})
 	}
-	pathOp(ipc.MsgFsRemove, os.Remove)
-	pathOp(ipc.MsgFsRemoveAll, func(p string) error {
-		if p == "/" {
-			return &fs.PathError{Op: "removeall", Path: p, Err: syscall.EBUSY}
-		}
-		return os.RemoveAll(p)
-	})
+	pathOp(ipc.MsgFsRemove, a.root.remove)
+	pathOp(ipc.MsgFsRemoveAll, a.root.removeAll)
 	modeOp := func(msg uint16, op func(string, fs.FileMode) error) {
 		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
 			p, err := dec.String()
@@ -165,13 +160,13 @@ func (a *agent) registerFS() {
 			if err != nil {
 				return nil, err
 			}
-			return ok(nil), op(sandboxPath(p), fs.FileMode(m))
+			return ok(nil), op(p, fs.FileMode(m))
 		})
 	}
-	modeOp(ipc.MsgFsMkdir, os.Mkdir)
-	modeOp(ipc.MsgFsMkdirAll, os.MkdirAll)
-	modeOp(ipc.MsgFsChmod, os.Chmod)
-	twoPathOp := func(msg uint16, op func(string, string) error, rootOld bool) {
+	modeOp(ipc.MsgFsMkdir, a.root.mkdir)
+	modeOp(ipc.MsgFsMkdirAll, a.root.mkdirAll)
+	modeOp(ipc.MsgFsChmod, a.root.chmod)
+	twoPathOp := func(msg uint16, op func(string, string) error) {
 		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
 			oldp, err := dec.String()
 			if err != nil {
@@ -181,20 +176,17 @@ func (a *agent) registerFS() {
 			if err != nil {
 				return nil, err
 			}
-			if rootOld {
-				oldp = sandboxPath(oldp)
-			}
-			return ok(nil), op(oldp, sandboxPath(newp))
+			return ok(nil), op(oldp, newp)
 		})
 	}
-	twoPathOp(ipc.MsgFsRename, os.Rename, true)
-	twoPathOp(ipc.MsgFsSymlink, os.Symlink, false) // a symlink's target is stored as given
+	twoPathOp(ipc.MsgFsRename, a.root.rename)
+	twoPathOp(ipc.MsgFsSymlink, a.root.symlink) // a symlink's target is stored as given
 	a.handle(ipc.MsgFsReadlink, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
 		p, err := dec.String()
 		if err != nil {
 			return nil, err
 		}
-		target, err := os.Readlink(sandboxPath(p))
+		target, err := a.root.readlink(p)
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +197,7 @@ func (a *agent) registerFS() {
 		if err != nil {
 			return nil, err
 		}
-		entries, err := os.ReadDir(sandboxPath(p))
+		entries, err := a.root.readDir(p)
 		if err != nil {
 			return nil, err
 		}
@@ -225,10 +217,7 @@ func (a *agent) registerFS() {
 			return nil, err
 		}
 		nofollow, _ := dec.Bool()
-		if nofollow {
-			return ok(nil), os.Lchown(sandboxPath(p), int(uid), int(gid))
-		}
-		return ok(nil), os.Chown(sandboxPath(p), int(uid), int(gid))
+		return ok(nil), a.root.chown(p, int(uid), int(gid), nofollow)
 	})
 	a.handle(ipc.MsgFsChtimes, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
 		p, err := dec.String()
@@ -251,11 +240,7 @@ func (a *agent) registerFS() {
 		if flags&2 != 0 {
 			ts[1] = unix.Timespec{Nsec: unix.UTIME_OMIT}
 		}
-		p = sandboxPath(p)
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0); err != nil {
-			return nil, &fs.PathError{Op: "chtimes", Path: p, Err: err}
-		}
-		return ok(nil), nil
+		return ok(nil), a.root.chtimes(p, ts)
 	})
 }
 
@@ -272,7 +257,7 @@ func dirResponse(entries []fs.DirEntry) *ipc.Response {
 // open opens a file and answers with its descriptor when the connection can
 // carry it (handle 0), or with a handle for the File* messages.
 func (a *agent) open(req *ipc.Request, p string, flag int, perm fs.FileMode, wantFD bool) (*ipc.Response, error) {
-	f, err := os.OpenFile(sandboxPath(p), flag|syscall.O_CLOEXEC, perm)
+	f, err := a.root.open(p, flag, perm)
 	if err != nil {
 		return nil, err
 	}

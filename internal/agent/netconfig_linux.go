@@ -90,7 +90,7 @@ func (a *agent) registerNetConfig() {
 			return nil, err
 		}
 		if c.dns != "" {
-			os.WriteFile("/etc/resolv.conf", []byte("nameserver "+c.dns+"\n"), 0o644)
+			a.root.writeFile("/etc/resolv.conf", []byte("nameserver "+c.dns+"\n"), 0o644)
 		}
 		resp := ok(nil)
 		if tap != nil {

@@ -23,6 +23,8 @@ func archSyscalls() (uint32, map[string]uint32, bool) {
 		"lookup_dcookie": unix.SYS_LOOKUP_DCOOKIE, "nfsservctl": unix.SYS_NFSSERVCTL, "uselib": unix.SYS_USELIB,
 		"iopl": unix.SYS_IOPL, "ioperm": unix.SYS_IOPERM,
 		"mknod": unix.SYS_MKNOD, "mknodat": unix.SYS_MKNODAT,
+		"io_uring_setup": unix.SYS_IO_URING_SETUP, "io_uring_enter": unix.SYS_IO_URING_ENTER,
+		"io_uring_register": unix.SYS_IO_URING_REGISTER, "ioctl": unix.SYS_IOCTL,
 		"clone": unix.SYS_CLONE, "clone3": unix.SYS_CLONE3, "unshare": unix.SYS_UNSHARE,
 	}, true
 }

@@ -19,9 +19,12 @@ import (
 // Denied with EPERM, as Docker's default profile denies them (and more):
 // loading kernels and modules, bpf, perf_event_open, userfaultfd, the
 // kernel keyring, open_by_handle_at, every way to mount, pivot_root, swap,
-// reboot, setns, setting clocks and time, acct, quotactl, port I/O and the
-// obsolete module and vm86 calls; so is mknod of a block device. A syscall from another ABI (x32) is
-// denied outright.
+// reboot, setns, setting clocks and time, acct, quotactl, port I/O, the
+// obsolete module and vm86 calls, and io_uring (whose rings run work the
+// filter never sees, as recent Docker profiles and gVisor refuse it); so
+// are mknod of a block device and the terminal ioctls that type into a
+// terminal or drive the console (TIOCSTI, TIOCLINUX). A syscall from
+// another ABI (x32) is denied outright.
 
 // deniedNames are the syscalls the filter denies, by name; arch files map
 // them to numbers (a name the architecture lacks is skipped).
@@ -37,6 +40,15 @@ var deniedNames = []string{
 	"settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex",
 	"acct", "quotactl", "quotactl_fd", "lookup_dcookie", "nfsservctl", "uselib",
 	"iopl", "ioperm", "vm86", "vm86old",
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
+}
+
+// deniedIoctls are the ioctl requests the filter denies. The kernel takes
+// the request as an unsigned int, so the filter compares the argument's
+// low 32 bits only: high bits set cannot slip a request past it.
+var deniedIoctls = []uint32{
+	unix.TIOCSTI,   // pushes input into a terminal: typing into it
+	unix.TIOCLINUX, // virtual console selection and control
 }
 
 // seccomp_data offsets.
@@ -62,6 +74,11 @@ func filterProgram(allowed ...string) ([]bpf.RawInstruction, error) {
 	arch, numbers, ok := archSyscalls()
 	if !ok {
 		return nil, fmt.Errorf("no seccomp policy for %s", runtime.GOARCH)
+	}
+	for _, name := range []string{"clone", "clone3", "unshare", "ioctl", "io_uring_setup", "io_uring_enter", "io_uring_register"} {
+		if _, ok := numbers[name]; !ok {
+			return nil, fmt.Errorf("the seccomp policy for %s lacks the number of %s", runtime.GOARCH, name)
+		}
 	}
 	errno := func(e unix.Errno) bpf.Instruction { return bpf.RetConstant{Val: retErrno | uint32(e)} }
 	var prog []bpf.Instruction
@@ -97,6 +114,17 @@ func filterProgram(allowed ...string) ([]bpf.RawInstruction, error) {
 			bpf.LoadAbsolute{Off: offNr, Size: 4}, // restore for the next checks
 		)
 	}
+	// ioctl: not the denied requests (the second argument).
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: numbers["ioctl"], SkipFalse: uint8(len(deniedIoctls) + 4)},
+		bpf.LoadAbsolute{Off: offArg0 + 8, Size: 4})
+	for i, req := range deniedIoctls {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: req, SkipTrue: uint8(len(deniedIoctls) - i)})
+	}
+	prog = append(prog,
+		bpf.Jump{Skip: 1},
+		errno(unix.EPERM),
+		bpf.LoadAbsolute{Off: offNr, Size: 4},
+	)
 	// mknod and mknodat: no block devices. Root in a VM's guest holds
 	// CAP_MKNOD in the guest's own namespace, where nothing else stops it.
 	for _, c := range []struct {

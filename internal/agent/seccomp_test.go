@@ -30,12 +30,15 @@ func TestFilterProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verdict := func(arch, nr uint32, args ...uint32) uint32 {
+	// Arguments are 64-bit: the low word first, as on little-endian
+	// machines, each word big-endian for the interpreter.
+	verdict := func(arch, nr uint32, args ...uint64) uint32 {
 		data := make([]byte, 64)
 		binary.BigEndian.PutUint32(data[0:], nr)
 		binary.BigEndian.PutUint32(data[4:], arch)
 		for i, a := range args {
-			binary.BigEndian.PutUint32(data[16+8*i:], a)
+			binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
+			binary.BigEndian.PutUint32(data[20+8*i:], uint32(a>>32))
 		}
 		v, err := vm.Run(data)
 		if err != nil {
@@ -47,7 +50,7 @@ func TestFilterProgram(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		nr   uint32
-		args []uint32
+		args []uint64
 		want uint32
 	}{
 		{"read", uint32(unix.SYS_READ), nil, retAllow},
@@ -57,12 +60,22 @@ func TestFilterProgram(t *testing.T) {
 		{"setns", nr["setns"], nil, eperm},
 		{"reboot (allowed here)", nr["reboot"], nil, retAllow},
 		{"clone3", nr["clone3"], nil, retErrno | uint32(unix.ENOSYS)},
-		{"clone of a thread", nr["clone"], []uint32{unix.CLONE_VM | unix.CLONE_THREAD}, retAllow},
-		{"clone of a user namespace", nr["clone"], []uint32{unix.CLONE_NEWUSER | unix.CLONE_NEWNS}, eperm},
-		{"unshare of a mount namespace", nr["unshare"], []uint32{unix.CLONE_NEWNS}, retAllow},
-		{"unshare of a user namespace", nr["unshare"], []uint32{unix.CLONE_NEWUSER}, eperm},
-		{"mknodat of a FIFO", nr["mknodat"], []uint32{0, 0, unix.S_IFIFO | 0o644}, retAllow},
-		{"mknodat of a block device", nr["mknodat"], []uint32{0, 0, unix.S_IFBLK | 0o600}, eperm},
+		{"clone of a thread", nr["clone"], []uint64{unix.CLONE_VM | unix.CLONE_THREAD}, retAllow},
+		{"clone of a user namespace", nr["clone"], []uint64{unix.CLONE_NEWUSER | unix.CLONE_NEWNS}, eperm},
+		{"unshare of a mount namespace", nr["unshare"], []uint64{unix.CLONE_NEWNS}, retAllow},
+		{"unshare of a user namespace", nr["unshare"], []uint64{unix.CLONE_NEWUSER}, eperm},
+		{"mknodat of a FIFO", nr["mknodat"], []uint64{0, 0, unix.S_IFIFO | 0o644}, retAllow},
+		{"mknodat of a block device", nr["mknodat"], []uint64{0, 0, unix.S_IFBLK | 0o600}, eperm},
+		{"io_uring_setup", uint32(unix.SYS_IO_URING_SETUP), nil, eperm},
+		{"io_uring_enter", uint32(unix.SYS_IO_URING_ENTER), nil, eperm},
+		{"io_uring_register", uint32(unix.SYS_IO_URING_REGISTER), nil, eperm},
+		{"ioctl TCGETS", uint32(unix.SYS_IOCTL), []uint64{0, unix.TCGETS}, retAllow},
+		{"ioctl TIOCSWINSZ", uint32(unix.SYS_IOCTL), []uint64{0, unix.TIOCSWINSZ}, retAllow},
+		{"ioctl TIOCSTI", uint32(unix.SYS_IOCTL), []uint64{0, unix.TIOCSTI}, eperm},
+		{"ioctl TIOCSTI, high bits set", uint32(unix.SYS_IOCTL), []uint64{0, 0xdeadbeef_00000000 | unix.TIOCSTI}, eperm},
+		{"ioctl TIOCLINUX", uint32(unix.SYS_IOCTL), []uint64{0, unix.TIOCLINUX}, eperm},
+		{"ioctl with TIOCSTI as its third argument", uint32(unix.SYS_IOCTL), []uint64{0, unix.TCGETS, unix.TIOCSTI}, retAllow},
+		{"read with TIOCSTI as its second argument", uint32(unix.SYS_READ), []uint64{0, unix.TIOCSTI}, retAllow},
 	} {
 		if got := verdict(arch, tc.nr, tc.args...); got != tc.want {
 			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)

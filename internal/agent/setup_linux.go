@@ -198,7 +198,9 @@ func (r *rootFS) mountOn(name string, k kind, source, fstype string, flags uintp
 	return nil
 }
 
-// bind mounts a host path (an inherited descriptor) inside the root.
+// bind mounts a host path (an inherited descriptor) inside the root, with
+// every mount below it: nosuid and nodev, and read-only all the way down
+// unless b is writable.
 func (r *rootFS) bind(b Bind) error {
 	k := makeFile
 	if b.Dir {
@@ -212,22 +214,17 @@ func (r *rootFS) bind(b Bind) error {
 	if err := unix.Mount(fdPath(b.Source), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mounting at %s: %w", b.Path, err)
 	}
-	if b.Writable {
-		return nil
-	}
-	// Remounting read-only must keep the flags the kernel locked.
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(b.Source, &st); err != nil {
-		return err
-	}
-	locked := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
 	nfd, err := r.openIn(b.Path, mustExist) // the mount now covers the old target
 	if err != nil {
 		return err
 	}
 	defer unix.Close(nfd)
-	if err := unix.Mount("", fdPath(nfd), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|locked, ""); err != nil {
-		return fmt.Errorf("making %s read-only: %w", b.Path, err)
+	attr := uint64(readOnlyAttr)
+	if b.Writable {
+		attr = writableAttr
+	}
+	if err := restrictTree(nfd, attr); err != nil {
+		return fmt.Errorf("restricting the mount at %s: %w", b.Path, err)
 	}
 	return nil
 }

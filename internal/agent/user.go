@@ -22,14 +22,15 @@ type identity struct {
 // resolveUser turns a user spec ("", name, uid, name:group, uid:gid) into
 // ids, reading the sandbox's /etc/passwd and /etc/group as Docker does: a
 // name must exist; a numeric uid without a passwd entry runs with gid 0; the
-// supplementary groups are those that list the user by name.
-func resolveUser(spec string) (identity, error) {
+// supplementary groups are those that list the user by name. The files are
+// resolved in r.
+func resolveUser(r *root, spec string) (identity, error) {
 	id := identity{home: "/"}
 	if spec == "" {
 		spec = "0"
 	}
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	passwd := readColonFile("/etc/passwd")
+	passwd := readColonFile(r, "/etc/passwd")
 	var name string
 	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
 		id.uid = uint32(n)
@@ -54,7 +55,7 @@ func resolveUser(spec string) (identity, error) {
 			return id, fmt.Errorf("user %q: no such user in /etc/passwd", userPart)
 		}
 	}
-	groups := readColonFile("/etc/group")
+	groups := readColonFile(r, "/etc/group")
 	if hasGroup {
 		if n, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
 			id.gid = uint32(n)
@@ -121,16 +122,23 @@ type fileVersion struct {
 // place with the same size within this window may keep its version.
 const racyWindow = 2 * time.Second
 
-// readColonFile returns the fields of a passwd-style file, or nil when it
-// cannot be read. It parses a file again only when its version changed,
-// or when it changed too recently for its version to tell (racyWindow).
-func readColonFile(path string) [][]string {
+// readColonFile returns the fields of a passwd-style file in r, or nil
+// when it cannot be read or is not a regular file. It parses a file again
+// only when its version changed, or when it changed too recently for its
+// version to tell (racyWindow).
+func readColonFile(r *root, path string) [][]string {
+	fd, err := r.openat2(path, unix.O_RDONLY|unix.O_NONBLOCK, 0) // a FIFO must not block a start
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
 	if time.Since(time.Unix(st.Ctim.Unix())) < racyWindow {
-		fields, _ := parseColonFile(path)
+		fields, _ := parseColonFile(f)
 		return fields
 	}
 	key := fileVersion{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}
@@ -139,7 +147,7 @@ func readColonFile(path string) [][]string {
 	if e, ok := colonFiles.entries[path]; ok && e.key == key {
 		return e.fields
 	}
-	fields, err := parseColonFile(path)
+	fields, err := parseColonFile(f)
 	if err != nil {
 		return nil
 	}
@@ -151,12 +159,7 @@ func readColonFile(path string) [][]string {
 }
 
 // parseColonFile reads a passwd-style file into its fields.
-func parseColonFile(path string) ([][]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+func parseColonFile(f *os.File) ([][]string, error) {
 	var out [][]string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

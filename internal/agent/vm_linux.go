@@ -41,9 +41,15 @@ func runVM() error {
 }
 
 func bootVM() error {
+	if err := newSession(); err != nil {
+		return err
+	}
 	os.Unsetenv(EnvMarker)
 	os.Unsetenv("LD_LIBRARY_PATH") // set for a dynamically linked agent only
 	if err := mountKernelFS(); err != nil {
+		return err
+	}
+	if err := closeInherited(); err != nil {
 		return err
 	}
 	if err := loadModules(vmModules); err != nil {
@@ -76,8 +82,12 @@ func bootVM() error {
 		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
-	a := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
+	a, err := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		fmt.Fprintf(port, "%s\n", err)
+		return err
+	}
 	a.reaper.caps = caps
 	a.upper = upper
 	if _, err := port.WriteString(VMOK + "\n"); err != nil {

@@ -86,7 +86,7 @@ func testFreeze(t *testing.T, b Backend) {
 	spawn(t, c, "i=0; while :; do i=$((i+1)); echo $i >/tmp/count; done")
 	spawn(t, c, "while :; do sh -c 'echo x >>/tmp/forks'; done")
 	read := func(name string) string {
-		b, _ := os.ReadFile(filepath.Join(sb.UpperDir(), "tmp", name))
+		b, _ := os.ReadFile(filepath.Join(sb.upper, "tmp", name)) // a test: the sandbox is ours
 		return string(b)
 	}
 	// moves waits, bounded, until both files change.

@@ -263,7 +263,7 @@ func AgentCommand(m idmap.Map) *exec.Cmd {
 	return &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{"cc-agent"},
-		Env:  []string{agent.EnvMarker + "=" + agent.ModeNamespaces},
+		Env:  agent.Environ(agent.ModeNamespaces),
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
 				syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
