@@ -6,17 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 )
-
-// freezer is what a sandbox whose processes the host can freeze offers.
-type freezer interface {
-	Freeze(ctx context.Context) error
-	Thaw() error
-}
 
 // Snapshot captures the instance's changes into store on top of parent,
 // leaving out the generated files and what excludes match. A backend whose
@@ -60,7 +55,7 @@ func (i *Instance) Snapshot(ctx context.Context, store *image.Store, excludes []
 // error: the capture reads through descriptors either way, and what
 // changes meanwhile may or may not be in the snapshot.
 func (i *Instance) freeze(ctx context.Context) (thaw func(), err error) {
-	f, ok := i.sb.(freezer)
+	f, ok := i.sb.(hv.Freezer)
 	if !ok {
 		return func() {}, nil
 	}
