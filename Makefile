@@ -46,7 +46,7 @@ test-short:
 	$(GO) test -count=1 $(PKGS)
 
 lint:
-	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' ':(exclude)testdata/*' ':(exclude)*/testdata/*' 2>/dev/null || find . -name '*.go' -not -path '*/testdata/*')); \
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
