@@ -31,16 +31,18 @@ deps-bench:
 TREE_PKGS   := internal/untrusted internal/snapshot
 
 ## test: everything CI checks, as timed steps and phases (scripts/testrun):
-## deps and lint; one build of every test binary (go test -c -race) and of
-## the examples; then the phases of scripts/test-phases side by side: the
+## deps and lint; one build of every test binary (go test -c) and of the
+## examples; then the phases of scripts/test-phases side by side: the
 ## race-enabled suite, the public suite again through the helper
-## (CC_USE_HELPER=1), and the sandbox tests again as an unprivileged user.
+## (CC_USE_HELPER=1), and the sandbox tests again as an unprivileged user
+## (from binaries built once, as the user running make).
 ## It ends with a summary: each step's and phase's time, every skipped test
 ## with its reason, and the TEST_SUITES' cases. Add a phase with a line in
 ## scripts/test-phases. TEST_JOBS test binaries run at once.
 TEST_JOBS   ?= 3
 TEST_SUITES ?= TestDockerfileConformance
 test:
+	@echo "== compiling scripts/testrun"
 	@$(GO) run ./scripts/testrun -jobs $(TEST_JOBS) $(addprefix -suite ,$(TEST_SUITES)) \
 	  -step 'deps=$(MAKE) --no-print-directory deps' \
 	  -step 'lint=$(MAKE) --no-print-directory lint' \

@@ -31,8 +31,8 @@ type built struct {
 	test2json string            // go tool test2json
 }
 
-// The programs the tests run, built once (without -race, as a user builds
-// them): TestExamples runs the examples from CC_TEST_EXAMPLES_BIN and
+// The programs the tests run, built once, without -race, as a user builds
+// them: TestExamples runs the examples from CC_TEST_EXAMPLES_BIN and
 // TestHelperBinary runs CC_TEST_HELPER_BIN.
 const (
 	examplesPattern = "./examples/..."
@@ -40,7 +40,8 @@ const (
 )
 
 // build lists every phase's packages and builds their test binaries, each
-// package once, and the programs the tests run.
+// package once per kind of build (with -race or without), and the
+// programs the tests run.
 func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 	b := &built{pkgs: map[string][]*pkg{}}
 	mod, err := output(ctx, "go", "list", "-m", "-f", "{{.Dir}}\t{{.Path}}")
@@ -48,47 +49,28 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 		return nil, err
 	}
 	b.module, b.modPath, _ = strings.Cut(strings.TrimSpace(mod), "\t")
-	all := map[string]*pkg{}
-	var order []*pkg
+	type key struct {
+		importPath string
+		race       bool
+	}
+	all := map[key]*pkg{}
+	order := map[bool][]*pkg{}
 	for _, p := range phases {
 		list, err := listPackages(ctx, p.patterns)
 		if err != nil {
 			return nil, fmt.Errorf("phase %s: %w", p.name, err)
 		}
 		for _, l := range list {
-			if all[l.importPath] == nil {
-				all[l.importPath] = l
-				order = append(order, l)
+			k := key{l.importPath, p.race}
+			if all[k] == nil {
+				all[k] = l
+				order[p.race] = append(order[p.race], l)
 			}
-			b.pkgs[p.name] = append(b.pkgs[p.name], all[l.importPath])
+			b.pkgs[p.name] = append(b.pkgs[p.name], all[k])
 		}
 	}
-	// go test -c -o DIR/ names each binary after the last element of its
-	// import path: packages that share one go to separate directories.
-	var rounds [][]*pkg
-	for _, p := range order {
-		name := path.Base(p.importPath)
-		placed := false
-		for i, r := range rounds {
-			if !hasBase(r, name) {
-				rounds[i] = append(r, p)
-				placed = true
-				break
-			}
-		}
-		if !placed {
-			rounds = append(rounds, []*pkg{p})
-		}
-	}
-	for i, r := range rounds {
-		dir := filepath.Join(work, "bin", strconv.Itoa(i)) + "/"
-		args := []string{"test", "-c", "-race", "-o", dir}
-		for _, p := range r {
-			args = append(args, p.importPath)
-			p.bin = filepath.Join(dir, path.Base(p.importPath)+".test")
-		}
-		say("go test -c -race -o %s %d packages", dir, len(r))
-		if err := command(ctx, "go", args...); err != nil {
+	for _, race := range []bool{true, false} {
+		if err := buildTests(ctx, filepath.Join(work, "bin", kind(race)), race, order[race]); err != nil {
 			return nil, err
 		}
 	}
@@ -112,6 +94,51 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// buildTests builds the test binaries of pkgs into dir. go test -c -o
+// DIR/ names each binary after the last element of its import path:
+// packages that share one go to separate directories.
+func buildTests(ctx context.Context, dir string, race bool, pkgs []*pkg) error {
+	var rounds [][]*pkg
+	for _, p := range pkgs {
+		name := path.Base(p.importPath)
+		placed := false
+		for i, r := range rounds {
+			if !hasBase(r, name) {
+				rounds[i] = append(r, p)
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			rounds = append(rounds, []*pkg{p})
+		}
+	}
+	for i, r := range rounds {
+		out := filepath.Join(dir, strconv.Itoa(i)) + "/"
+		args := []string{"test", "-c"}
+		if race {
+			args = append(args, "-race")
+		}
+		args = append(args, "-o", out)
+		for _, p := range r {
+			args = append(args, p.importPath)
+			p.bin = filepath.Join(out, path.Base(p.importPath)+".test")
+		}
+		say("go %s ... (%s)", strings.Join(args[:len(args)-len(r)], " "), plural(len(r), "package"))
+		if err := command(ctx, "go", args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func kind(race bool) string {
+	if race {
+		return "race"
+	}
+	return "plain"
 }
 
 func hasBase(r []*pkg, name string) bool {

@@ -1,9 +1,9 @@
 // Command testrun runs the project's whole test suite, as `make test` does:
 //
 //  1. the steps given with -step (make test gives deps and lint), in order;
-//  2. build: every test binary the phases need, once, with -race
-//     (go test -c), and the programs the tests run (the examples and
-//     cc-helper);
+//  2. build: every test binary the phases need, once per kind of build
+//     (go test -c, with -race or without), and the programs the tests run
+//     (the examples and cc-helper);
 //  3. the phases of the phases file (scripts/test-phases), side by side,
 //     each test binary run in its package's directory as go test runs it,
 //     as this user or as an unprivileged one;
@@ -164,7 +164,7 @@ func run(ctx context.Context, c *config) int {
 		return 2
 	}
 	var b *built
-	ok := rep.step("build", "test binaries (go test -c -race), examples and cc-helper", func() error {
+	ok := rep.step("build", "test binaries (go test -c), examples and cc-helper", func() error {
 		var err error
 		b, err = build(ctx, work, phases)
 		return err

@@ -12,6 +12,7 @@ import (
 type phase struct {
 	name     string
 	rootless bool     // run as the unprivileged user
+	race     bool     // test binaries built with -race
 	env      []string // KEY=value
 	patterns []string // package patterns
 	flags    []string // -test.* flags for each binary
@@ -24,7 +25,11 @@ func (p *phase) describe() string {
 	if p.rootless {
 		who = "as an unprivileged user"
 	}
-	s := fmt.Sprintf("%s, %s", strings.Join(p.patterns, " "), who)
+	build := "without -race"
+	if p.race {
+		build = "-race"
+	}
+	s := fmt.Sprintf("%s, %s, %s", strings.Join(p.patterns, " "), build, who)
 	if len(p.env) > 0 {
 		s += ", with " + strings.Join(p.env, " ")
 	}
@@ -35,7 +40,7 @@ func (p *phase) describe() string {
 }
 
 // parsePhases reads a phases file (see scripts/test-phases): one phase a
-// line, "NAME USER ENV PACKAGES... [FLAGS...]", with # comments.
+// line, "NAME USER BUILD ENV PACKAGES... [FLAGS...]", with # comments.
 func parsePhases(r io.Reader) ([]*phase, error) {
 	var out []*phase
 	seen := map[string]bool{}
@@ -46,8 +51,8 @@ func parsePhases(r io.Reader) ([]*phase, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) < 4 {
-			return nil, fmt.Errorf("line %d: want NAME USER ENV PACKAGES..., got %q", n, strings.TrimSpace(line))
+		if len(f) < 5 {
+			return nil, fmt.Errorf("line %d: want NAME USER BUILD ENV PACKAGES..., got %q", n, strings.TrimSpace(line))
 		}
 		p := &phase{name: f[0], line: n}
 		if seen[p.name] {
@@ -61,15 +66,22 @@ func parsePhases(r io.Reader) ([]*phase, error) {
 		default:
 			return nil, fmt.Errorf("line %d: user %q: want root or rootless", n, f[1])
 		}
-		if f[2] != "-" {
-			for _, kv := range strings.Split(f[2], ",") {
+		switch f[2] {
+		case "race":
+			p.race = true
+		case "plain":
+		default:
+			return nil, fmt.Errorf("line %d: build %q: want race or plain", n, f[2])
+		}
+		if f[3] != "-" {
+			for _, kv := range strings.Split(f[3], ",") {
 				if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-					return nil, fmt.Errorf("line %d: environment %q: want VAR=value[,VAR=value...] or -", n, f[2])
+					return nil, fmt.Errorf("line %d: environment %q: want VAR=value[,VAR=value...] or -", n, f[3])
 				}
 				p.env = append(p.env, kv)
 			}
 		}
-		for _, w := range f[3:] {
+		for _, w := range f[4:] {
 			switch {
 			case strings.HasPrefix(w, "-test."):
 				p.flags = append(p.flags, w)

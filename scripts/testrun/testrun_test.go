@@ -27,30 +27,31 @@ func TestPhasesFile(t *testing.T) {
 	if want := []string{"race", "helper", "rootless"}; !slices.Equal(names, want) {
 		t.Fatalf("phases %q, want %q", names, want)
 	}
-	if !slices.Equal(phases[1].env, []string{"CC_USE_HELPER=1"}) || !phases[2].rootless || phases[0].rootless {
-		t.Errorf("helper env %q, rootless %v %v", phases[1].env, phases[2].rootless, phases[0].rootless)
+	if !slices.Equal(phases[1].env, []string{"CC_USE_HELPER=1"}) || !phases[2].rootless || phases[0].rootless || !phases[0].race {
+		t.Errorf("helper env %q, rootless %v %v, race %v", phases[1].env, phases[2].rootless, phases[0].rootless, phases[0].race)
 	}
 }
 
 // TestParsePhases: every field of a line, and a clear error, naming the
 // line, for each kind of mistake.
 func TestParsePhases(t *testing.T) {
-	ps, err := parsePhases(strings.NewReader("# comment\n\ngvisor root CC_BACKEND=gvisor,X=1 . ./cli -test.run=^TestVM # trailing\n"))
+	ps, err := parsePhases(strings.NewReader("# comment\n\ngvisor root race CC_BACKEND=gvisor,X=1 . ./cli -test.run=^TestVM # trailing\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := ps[0]
-	if p.name != "gvisor" || p.rootless || !slices.Equal(p.env, []string{"CC_BACKEND=gvisor", "X=1"}) ||
+	if p.name != "gvisor" || p.rootless || !p.race || !slices.Equal(p.env, []string{"CC_BACKEND=gvisor", "X=1"}) ||
 		!slices.Equal(p.patterns, []string{".", "./cli"}) || !slices.Equal(p.flags, []string{"-test.run=^TestVM"}) || p.line != 3 {
 		t.Errorf("%+v", p)
 	}
 	for _, bad := range []struct{ text, want string }{
-		{"race root -\n", "line 1: want NAME USER ENV PACKAGES"},
-		{"race admin - .\n", `line 1: user "admin"`},
-		{"race root FOO .\n", `line 1: environment "FOO"`},
-		{"race root - . -run=X\n", `flag "-run=X"`},
-		{"race root - -test.v\n", `phase "race" names no packages`},
-		{"a root - .\na root - .\n", `line 2: a second phase named "a"`},
+		{"race root race -\n", "line 1: want NAME USER BUILD ENV PACKAGES"},
+		{"race admin race - .\n", `line 1: user "admin"`},
+		{"race root fast - .\n", `line 1: build "fast"`},
+		{"race root race FOO .\n", `line 1: environment "FOO"`},
+		{"race root race - . -run=X\n", `flag "-run=X"`},
+		{"race root plain - -test.v\n", `phase "race" names no packages`},
+		{"a root race - .\na root race - .\n", `line 2: a second phase named "a"`},
 		{"# nothing\n", "no phases"},
 	} {
 		_, err := parsePhases(strings.NewReader(bad.text))
