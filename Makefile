@@ -31,8 +31,9 @@ deps-bench:
 TREE_PKGS   := internal/untrusted internal/snapshot
 
 ## test: everything CI checks, as timed steps and phases (scripts/testrun):
-## deps and lint; one build of every test binary (go test -c) and of the
-## examples; then the phases of scripts/test-phases side by side: the
+## deps; one build of every test binary (go test -c) and of the examples;
+## then lint (gofmt, vet, staticcheck) at the lowest CPU priority, beside
+## the phases of scripts/test-phases, which run side by side: the
 ## race-enabled suite, the public suite again through the helper
 ## (CC_USE_HELPER=1), and the sandbox tests again as an unprivileged user
 ## (from binaries built once, as the user running make).
@@ -45,7 +46,7 @@ test:
 	@echo "== compiling scripts/testrun"
 	@$(GO) run ./scripts/testrun -jobs $(TEST_JOBS) $(addprefix -suite ,$(TEST_SUITES)) \
 	  -step 'deps=$(MAKE) --no-print-directory deps' \
-	  -step 'lint=$(MAKE) --no-print-directory lint' \
+	  -beside 'lint=$(MAKE) --no-print-directory lint' \
 	  scripts/test-phases
 
 ## test-short: the suite without lint and race detector, for quick iterations.

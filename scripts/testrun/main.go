@@ -1,12 +1,14 @@
 // Command testrun runs the project's whole test suite, as `make test` does:
 //
-//  1. the steps given with -step (make test gives deps and lint), in order;
+//  1. the steps given with -step (make test gives deps), in order;
 //  2. build: every test binary the phases need, once per kind of build
 //     (go test -c, with -race or without), and the programs the tests run
 //     (the examples and cc-helper);
 //  3. the phases of the phases file (scripts/test-phases), side by side,
 //     each test binary run in its package's directory as go test runs it,
 //     as this user or as an unprivileged one;
+//     meanwhile the steps given with -beside (make test gives lint) run at
+//     the lowest CPU priority, their output printed when each ends;
 //  4. a summary: the time of each step and phase, the counts of tests,
 //     every skipped test with its reason, the cases of the suites named
 //     with -suite, the slowest tests, and what failed.
@@ -57,6 +59,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 type config struct {
 	phasesFile string
 	steps      stepFlag
+	beside     stepFlag
 	suites     listFlag
 	jobs       int
 	timeout    time.Duration
@@ -68,6 +71,7 @@ type config struct {
 func main() {
 	var c config
 	flag.Var(&c.steps, "step", "NAME=COMMAND: a step run with sh -c before the build (repeatable, in order)")
+	flag.Var(&c.beside, "beside", "NAME=COMMAND: a step run with sh -c beside the test phases, at the lowest CPU priority (repeatable)")
 	flag.Var(&c.suites, "suite", "a test whose subtests (cases) the summary counts per phase (repeatable)")
 	flag.IntVar(&c.jobs, "jobs", 3, "test binaries running at once, across phases")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "each test binary's -test.timeout")
@@ -170,7 +174,9 @@ func run(ctx context.Context, c *config) int {
 		return err
 	})
 	if ok {
+		wait := rep.beside(ctx, c.beside)
 		runPhases(ctx, c, rep, b, work, phases)
+		wait()
 	}
 	code := rep.print()
 	if code != 0 || c.keep {

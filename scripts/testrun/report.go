@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -11,6 +15,7 @@ import (
 type report struct {
 	start  time.Time
 	suites []string
+	mu     sync.Mutex // guards steps
 	steps  []stepReport
 	phases []*phaseReport
 }
@@ -35,13 +40,55 @@ func (r *report) step(name, what string, f func() error) bool {
 	t := time.Now()
 	err := f()
 	d := time.Since(t)
-	r.steps = append(r.steps, stepReport{name, d, err})
+	r.addStep(stepReport{name, d, err})
 	if err != nil {
 		say("== %s: FAILED after %s: %v", name, dur(d), err)
 		return false
 	}
 	say("== %s: done in %s", name, dur(d))
 	return true
+}
+
+func (r *report) addStep(s stepReport) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.steps = append(r.steps, s)
+}
+
+// beside starts steps that run beside the phases, niced, each printing
+// its output in one block when it ends; the returned function waits for
+// them.
+func (r *report) beside(ctx context.Context, steps []namedCmd) (wait func()) {
+	var wg sync.WaitGroup
+	for _, s := range steps {
+		say("== %s: started beside the test phases (%s)", s.name, s.cmd)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			args := []string{"sh", "-c", s.cmd}
+			if nice, err := exec.LookPath("nice"); err == nil {
+				args = append([]string{nice, "-n", "19"}, args...)
+			}
+			var out bytes.Buffer
+			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			d := time.Since(t)
+			r.addStep(stepReport{s.name, d, err})
+			var lines []string
+			if out.Len() > 0 {
+				lines = append(lines, out.String())
+			}
+			if err != nil {
+				lines = append(lines, fmt.Sprintf("== %s: FAILED after %s: %v", s.name, dur(d), err))
+			} else {
+				lines = append(lines, fmt.Sprintf("== %s: done in %s", s.name, dur(d)))
+			}
+			sayBlock(lines)
+		}()
+	}
+	return wg.Wait
 }
 
 func (r *report) phaseOf(p *phase) *phaseReport {
