@@ -184,12 +184,13 @@ func WithPullOptions(opts ...PullOption) BuildOption {
 
 // WithSourceDateEpoch pins the build's times to t, as BuildKit's
 // SOURCE_DATE_EPOCH does, so that the same Dockerfile and files give the
-// same image (the same CacheKey and, exported, the same digest) whenever
-// and wherever they are built: the image config's created time and every
-// history entry's are t (to the second), and no file, directory or
-// symlink that COPY, ADD or WORKDIR writes into a layer is dated later
-// than t (earlier times are kept). Files a RUN step writes keep the
-// times they were written at. Without this option, Build takes
+// same image whenever and wherever they are built: the image config's
+// created time and every history entry's are t (to the second), and no
+// file, directory or symlink that COPY, ADD or WORKDIR writes into a layer
+// is dated later than t (earlier times are kept). The result's CacheKey is
+// then the same on every build; its exported digest too, unless a RUN
+// step writes files: those keep the times they were written at. Without
+// this option, Build takes
 // SOURCE_DATE_EPOCH from the environment (seconds since 1970, as
 // reproducible-builds.org defines it). Steps built with an epoch are
 // cached apart from steps built without one. A time before 1970 is an
