@@ -28,15 +28,19 @@ type built struct {
 	pkgs      map[string][]*pkg // by phase name, in go list order
 	examples  string            // directory of the example programs
 	helper    string            // the cc-helper program
+	cc        map[bool]string   // the cc program, by race
 	test2json string            // go tool test2json
 }
 
-// The programs the tests run, built once, without -race, as a user builds
-// them: TestExamples runs the examples from CC_TEST_EXAMPLES_BIN and
-// TestHelperBinary runs CC_TEST_HELPER_BIN.
+// The programs the tests run, built once: TestExamples runs the examples
+// from CC_TEST_EXAMPLES_BIN and TestHelperBinary runs CC_TEST_HELPER_BIN,
+// both built without -race, as a user builds them; cmd/cc's tests run
+// CC_TEST_CC_BIN, built with -race when the tests are (as their TestMain
+// would build it).
 const (
 	examplesPattern = "./examples/..."
 	helperPackage   = "./cmd/cc-helper"
+	ccPackage       = "./cmd/cc"
 )
 
 // build lists every phase's packages and builds their test binaries, each
@@ -80,6 +84,21 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 		return nil, err
 	}
 	b.helper = filepath.Join(b.examples, "cc-helper")
+	b.cc = map[bool]string{}
+	for _, race := range []bool{true, false} {
+		if len(order[race]) == 0 {
+			continue
+		}
+		b.cc[race] = filepath.Join(work, "programs-"+kind(race), "cc")
+		args := []string{"build", "-o", b.cc[race], ccPackage}
+		if race {
+			args = []string{"build", "-race", "-o", b.cc[race], ccPackage}
+		}
+		say("go %s", strings.Join(args, " "))
+		if err := command(ctx, "go", args...); err != nil {
+			return nil, err
+		}
+	}
 	t2j, err := output(ctx, "go", "tool", "-n", "test2json")
 	if err != nil {
 		return nil, err
