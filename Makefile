@@ -30,23 +30,31 @@ deps-bench:
 # Packages that read trees a sandbox can write: descriptors only (treelint).
 TREE_PKGS   := internal/untrusted internal/snapshot
 
-# Packages whose tests also run as an unprivileged user (rootless mode).
-ROOTLESS_PKGS := . ./internal/hv/ns ./cmd/cc
-
-## test: everything CI checks: formatting, vet, staticcheck, the race-enabled
-## suite, the public suite again through the helper (CC_USE_HELPER=1), and
-## the sandbox tests again as an unprivileged user.
-test: deps lint
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
-	CC_USE_HELPER=1 $(GO) test -race -count=1 -timeout 20m .
-	./scripts/test-rootless.sh $(ROOTLESS_PKGS)
+## test: everything CI checks, as timed steps and phases (scripts/testrun):
+## deps; one build of every test binary (go test -c) and of the examples;
+## then lint (gofmt, vet, staticcheck) at the lowest CPU priority, beside
+## the phases of scripts/test-phases, which run side by side: the
+## race-enabled suite, the public suite again through the helper
+## (CC_USE_HELPER=1), and the sandbox tests again as an unprivileged user
+## (from binaries built once, as the user running make).
+## It ends with a summary: each step's and phase's time, every skipped test
+## with its reason, and the TEST_SUITES' cases. Add a phase with a line in
+## scripts/test-phases. TEST_JOBS test binaries run at once.
+TEST_JOBS   ?= 3
+TEST_SUITES ?= TestDockerfileConformance
+test:
+	@echo "== compiling scripts/testrun"
+	@$(GO) run ./scripts/testrun -jobs $(TEST_JOBS) $(addprefix -suite ,$(TEST_SUITES)) \
+	  -step 'deps=$(MAKE) --no-print-directory deps' \
+	  -beside 'lint=$(MAKE) --no-print-directory lint' \
+	  scripts/test-phases
 
 ## test-short: the suite without lint and race detector, for quick iterations.
 test-short:
 	$(GO) test -count=1 $(PKGS)
 
 lint:
-	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' ':(exclude)testdata/*' ':(exclude)*/testdata/*' 2>/dev/null || find . -name '*.go' -not -path '*/testdata/*')); \
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)

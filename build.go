@@ -69,6 +69,10 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 		return nil, fmt.Errorf("sandbox.Build: %w", err)
 	}
 	defer e.close()
+	epoch, err := o.epoch()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox.Build: %w", err)
+	}
 	bo := build.Options{
 		Context:       o.contextDir,
 		Args:          o.args,
@@ -76,6 +80,8 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 		NoCache:       o.noCache,
 		NoCacheStages: o.noCacheStages,
 		Platform:      o.pull.platform,
+
+		SourceDateEpoch: epoch,
 	}
 	if o.progress != nil {
 		bo.Progress = func(ev build.Event) { o.progress(BuildProgress(ev)) }

@@ -21,9 +21,9 @@ import (
 
 // TestDockerfileConformance runs the Dockerfile conformance cases (40
 // cases from BuildKit's and Docker's own test suites, with their expected
-// results) that live in ../shared/conformance/dockerfile-cases beside the
-// repository. Set CC_DOCKERFILE_CASES to a cases directory to run them
-// from elsewhere; without the directory the test is skipped, saying so.
+// results) kept in testdata/dockerfile-cases. Set CC_DOCKERFILE_CASES to
+// a cases directory to run them from elsewhere; without the directory the
+// test fails: the cases are part of the repository.
 //
 // Each case's expected.txt is parsed (see internal/testutil/dockerfilecases)
 // and its checks run against the built image: its files (read in a
@@ -32,13 +32,16 @@ import (
 // multi-build steps of the cache cases are scripted below, one function
 // per case, following their expected.txt.
 func TestDockerfileConformance(t *testing.T) {
-	dir, ok := dockerfilecases.Dir()
-	if !ok {
-		t.Skipf("no conformance cases at %s (set CC_DOCKERFILE_CASES to their directory)", dir)
+	dir, err := dockerfilecases.Dir()
+	if err != nil {
+		t.Fatal(err)
 	}
 	cases, err := dockerfilecases.Load(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatalf("no conformance cases in %s", dir)
 	}
 	bb := conformanceBusybox(t, dir)
 	passed, skipped := 0, 0

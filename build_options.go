@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // BuildOption configures Build. StoreOptions (WithCacheDir, WithLogger)
@@ -25,6 +28,8 @@ type buildOptions struct {
 	noCacheStages []string
 	progress      func(BuildProgress)
 	sources       map[string]Source // by name as given
+
+	sourceDateEpoch time.Time // WithSourceDateEpoch; zero: none given
 }
 
 type buildOption func(*buildOptions) error
@@ -175,4 +180,45 @@ func WithPullOptions(opts ...PullOption) BuildOption {
 		}
 		return nil
 	})
+}
+
+// WithSourceDateEpoch pins the build's times to t, as BuildKit's
+// SOURCE_DATE_EPOCH does, so that the same Dockerfile and files give the
+// same image whenever and wherever they are built: the image config's
+// created time and every history entry's are t (to the second), and no
+// file, directory or symlink that COPY, ADD or WORKDIR writes into a layer
+// is dated later than t (earlier times are kept). The result's CacheKey is
+// then the same on every build; its exported digest too, unless a RUN
+// step writes files: those keep the times they were written at. Without
+// this option, Build takes
+// SOURCE_DATE_EPOCH from the environment (seconds since 1970, as
+// reproducible-builds.org defines it). Steps built with an epoch are
+// cached apart from steps built without one. A time before 1970 is an
+// error.
+func WithSourceDateEpoch(t time.Time) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if t.Before(time.Unix(0, 0)) {
+			return fmt.Errorf("WithSourceDateEpoch: %v is before 1970", t)
+		}
+		o.sourceDateEpoch = time.Unix(t.Unix(), 0)
+		return nil
+	})
+}
+
+// epoch returns the build's SourceDateEpoch: the option's, else
+// SOURCE_DATE_EPOCH's, else the zero time (none). A SOURCE_DATE_EPOCH
+// that is not a whole number of seconds since 1970 is an error.
+func (o *buildOptions) epoch() (time.Time, error) {
+	if !o.sourceDateEpoch.IsZero() {
+		return o.sourceDateEpoch, nil
+	}
+	v, ok := os.LookupEnv("SOURCE_DATE_EPOCH")
+	if !ok || v == "" {
+		return time.Time{}, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970, a whole number", v)
+	}
+	return time.Unix(n, 0), nil
 }

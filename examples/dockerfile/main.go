@@ -7,6 +7,12 @@
 // It needs no network: its base image ("busybox") is built first, by a
 // Dockerfile held in this program, from the host's static busybox
 // (Debian's busybox-static, which `make test` installs).
+//
+// Both builds pin their times with WithSourceDateEpoch, so the image key
+// it prints is the same on every run and every machine with the same
+// busybox, even with empty caches: the files it writes for the builds are
+// new each run, and without the epoch their times, and the build's own
+// clock in the image's history, would make each run's image another.
 package main
 
 import (
@@ -26,6 +32,10 @@ import (
 //
 //go:embed Dockerfile .dockerignore app
 var buildContext embed.FS
+
+// epoch is the time the images claim for themselves (SOURCE_DATE_EPOCH);
+// a project would take its last commit's.
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // baseDockerfile makes a busybox image from scratch and the host's binary.
 const baseDockerfile = `FROM scratch
@@ -62,6 +72,7 @@ func main() {
 		sandbox.WithContextDir(dir),
 		sandbox.WithBuildSource("busybox", base),
 		sandbox.WithBuildArg("VERSION", "1.0"),
+		sandbox.WithSourceDateEpoch(epoch),
 		sandbox.WithBuildProgress(sandbox.BuildProgressWriter(os.Stdout)),
 	}
 	for i, what := range []string{"first build", "rebuild, nothing changed"} {
@@ -71,7 +82,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("== built %.12s in %v\n", img.CacheKey(), time.Since(start).Round(time.Millisecond))
+		fmt.Printf("== built in %v: image key %.12s (the same on every run: see WithSourceDateEpoch)\n", time.Since(start).Round(time.Millisecond), img.CacheKey())
 		if i == 0 {
 			run(ctx, img)
 		}
@@ -92,7 +103,7 @@ func buildBase(ctx context.Context, tmp string) (*sandbox.Snapshot, error) {
 	if err := os.WriteFile(filepath.Join(dir, "busybox"), bin, 0o755); err != nil {
 		return nil, err
 	}
-	return sandbox.Build(ctx, []byte(baseDockerfile), sandbox.WithContextDir(dir))
+	return sandbox.Build(ctx, []byte(baseDockerfile), sandbox.WithContextDir(dir), sandbox.WithSourceDateEpoch(epoch))
 }
 
 // run starts a sandbox from the built image and runs its default command.

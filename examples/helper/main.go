@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 
 	"github.com/ccsandbox/sandbox"
 )
@@ -32,19 +33,25 @@ func main() {
 
 	// PID 1 in the sandbox is its agent, a child of the helper rather
 	// than of this program.
-	out, err := inst.Command("sh", "-c", "echo hello from the sandbox of a helper; cat /proc/1/cmdline; echo").Output()
+	out, err := inst.Command("echo", "hello from the sandbox of a helper").Output()
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Print(string(out))
-	if err := inst.WriteFile("/tmp/note", []byte("written through the helper\n"), 0o644); err != nil {
+	cmdline, err := inst.ReadFile("/proc/1/cmdline")
+	if err != nil {
+		log.Fatal(err)
+	}
+	argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	fmt.Printf("the sandbox's PID 1 is %q: its agent, started by the helper process, not by this program\n", argv[0])
+	if err := inst.WriteFile("/tmp/note", []byte("hello, note\n"), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	b, err := inst.ReadFile("/tmp/note")
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Print(string(b))
+	fmt.Printf("the host wrote /tmp/note through the helper and read back: %s", b)
 	if err := inst.Close(); err != nil {
 		log.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"strings"
 
 	"github.com/ccsandbox/sandbox"
 )
@@ -33,7 +34,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer snap.Close()
-	fmt.Printf("snapshot %.12s of %.12s\n", snap.CacheKey(), snap.Parent())
+	fmt.Printf("snapshot %.12s taken (parent %.12s), /work/counter is 1 and *.log left out\n", snap.CacheKey(), snap.Parent())
 
 	// 3. Fork: two sandboxes from the same snapshot, each changing it.
 	for _, name := range []string{"a", "b"} {
@@ -41,12 +42,13 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		out, err := fork.Command("sh", "-c", "echo "+name+" >> /work/counter; cat /work/counter; ls /work").Output()
+		out, err := fork.Command("sh", "-c", "echo "+name+" >> /work/counter; echo $(cat /work/counter); echo $(ls /work)").Output()
 		fork.Close()
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("fork %s sees:\n%s", name, out)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		fmt.Printf("fork %s appended %q: /work/counter holds %q, /work lists %q\n", name, name, lines[0], lines[1])
 	}
 
 	// 4. Reopen the snapshot by its key, as another process would.

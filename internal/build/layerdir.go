@@ -27,6 +27,9 @@ type layerWriter struct {
 	ids  idmap.Map
 	base *layerFS
 	dirs map[string]dirMeta // every directory made, applied by finish
+	// epoch, when not zero, is the latest time an entry gets
+	// (Options.SourceDateEpoch).
+	epoch time.Time
 }
 
 // dirMeta is what a directory of the layer gets once it is complete.
@@ -162,6 +165,9 @@ func (w *layerWriter) finishEntry(p string, isLink bool, mode fs.FileMode, uid, 
 	}
 	if mtime.IsZero() {
 		mtime = time.Now()
+	}
+	if !w.epoch.IsZero() && mtime.After(w.epoch) {
+		mtime = w.epoch
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {

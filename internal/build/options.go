@@ -2,6 +2,7 @@ package build
 
 import (
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -19,6 +20,11 @@ type Options struct {
 	// the named stages. Results are still recorded.
 	NoCache       bool
 	NoCacheStages []string
+	// SourceDateEpoch, when not zero, is the time of every history entry
+	// and of the config's created field, and no file or directory a step
+	// writes into a layer gets a later modification time (times before
+	// it are kept). Steps are cached apart from builds without it.
+	SourceDateEpoch time.Time
 	// Platform is the platform built for; zero means linux and the
 	// program's architecture.
 	Platform v1.Platform

@@ -76,6 +76,10 @@ func (b *builder) startStage(s *stage) (*state, error) {
 		st.cfg.Config.Env = append(st.cfg.Config.Env, "PATH="+defaultPath)
 		st.dirty = true
 	}
+	if epoch := b.opts.SourceDateEpoch; !epoch.IsZero() {
+		// Cached steps of builds without it have other times.
+		st.key = stepKey(st.key, "SOURCE_DATE_EPOCH", fmt.Sprint(epoch.Unix()))
+	}
 	if triggers := st.cfg.Config.OnBuild; len(triggers) > 0 {
 		st.cfg.Config.OnBuild = nil
 		st.dirty = true
@@ -166,6 +170,9 @@ func (s *state) expand(word string) (string, error) {
 // history records a step in the config.
 func (s *state) history(createdBy string, emptyLayer bool) {
 	now := v1.Time{Time: time.Now().UTC().Truncate(time.Second)}
+	if epoch := s.b.opts.SourceDateEpoch; !epoch.IsZero() {
+		now = v1.Time{Time: epoch.UTC()}
+	}
 	s.cfg.History = append(s.cfg.History, v1.History{Created: now, CreatedBy: createdBy, Comment: historyComment, EmptyLayer: emptyLayer})
 	s.cfg.Created = now
 	s.dirty = true
@@ -532,6 +539,7 @@ func (s *state) commit(fill func(w *layerWriter, tmp string) error) (Ref, error)
 	if err != nil {
 		return nil, err
 	}
+	w.epoch = s.b.opts.SourceDateEpoch
 	if err := fill(w, dir); err != nil {
 		return nil, err
 	}

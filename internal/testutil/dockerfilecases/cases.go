@@ -1,12 +1,11 @@
-// Package dockerfilecases reads the Dockerfile conformance cases of
-// ../shared/conformance/dockerfile-cases (see their README): each case's
-// Dockerfile, context and expected.txt, whose checks it parses into
+// Package dockerfilecases reads the Dockerfile conformance cases kept in
+// the repository's testdata/dockerfile-cases (see their README): each
+// case's Dockerfile, context and expected.txt, whose checks it parses into
 // values a test can run, and the "busybox" base image they expect.
 package dockerfilecases
 
 import (
 	"bufio"
-
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,15 +44,23 @@ type Check struct {
 }
 
 // Dir returns the cases directory: $CC_DOCKERFILE_CASES, or else
-// ../shared/conformance/dockerfile-cases from the package directory the
-// test runs in. ok is false when it does not exist.
-func Dir() (dir string, ok bool) {
-	dir = os.Getenv("CC_DOCKERFILE_CASES")
+// testdata/dockerfile-cases under the repository's root, which is the
+// directory the root package's tests run in. It is an error, naming the
+// directory, when that is not a directory: the cases are part of the
+// repository, and a test that cannot find them must fail, not pass.
+func Dir() (string, error) {
+	dir := os.Getenv("CC_DOCKERFILE_CASES")
 	if dir == "" {
-		dir = filepath.Join("..", "shared", "conformance", "dockerfile-cases")
+		dir = filepath.Join("testdata", "dockerfile-cases")
 	}
 	fi, err := os.Stat(dir)
-	return dir, err == nil && fi.IsDir()
+	if err != nil {
+		return dir, fmt.Errorf("the Dockerfile conformance cases: %w", err)
+	}
+	if !fi.IsDir() {
+		return dir, fmt.Errorf("the Dockerfile conformance cases: %s is not a directory", dir)
+	}
+	return dir, nil
 }
 
 // Load reads every case in dir, in name order.
