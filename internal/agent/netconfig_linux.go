@@ -67,6 +67,9 @@ func (a *agent) registerNetConfig() {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
 		}
 		if !c.enabled {
+			if a.frames != nil {
+				a.frames.down() // gVisor: the agent's own device goes
+			}
 			// The host closing a TAP removes it; a device that stays (a
 			// VM's NIC) goes down, which drops its routes.
 			if err := setLinkDown(c.ifname); err != nil && !errors.Is(err, unix.ENODEV) {
@@ -80,6 +83,10 @@ func (a *agent) registerNetConfig() {
 				return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "creating a TAP device needs a connection that passes descriptors"}
 			}
 			if tap, err = a.createTap(c.ifname); err != nil {
+				return nil, err
+			}
+		} else if a.frames != nil {
+			if err := a.frames.up(c.ifname, a.createTap); err != nil {
 				return nil, err
 			}
 		}
