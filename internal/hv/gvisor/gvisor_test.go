@@ -1,3 +1,5 @@
+//go:build gvisor
+
 package gvisor_test
 
 import (
@@ -8,6 +10,9 @@ import (
 	"github.com/ccsandbox/sandbox/internal/hv/hvtest"
 )
 
+// TestConformance runs the backend conformance suite with the test binary
+// as runsc (make test-gvisor builds it with the tag gvisor and
+// CGO_ENABLED=0).
 func TestConformance(t *testing.T) {
 	hvtest.Run(t, hvtest.Harness{Backend: gvisor.Backend{SelfRunsc: true}, BaseLayer: hvtest.BusyboxLayer})
 }

@@ -40,6 +40,7 @@ type sandbox struct {
 
 	done     chan struct{} // closed when the launcher has been waited for
 	waitErr  error         // set before done closes
+	oomKills int           // the cgroup's count at the end, set before done closes
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Kill
 
@@ -181,6 +182,7 @@ func (s *sandbox) spawn(p *plan) (*net.UnixConn, error) {
 		s.waitErr = s.cmd.Wait()
 		<-outDone
 		s.link.Close()
+		s.oomKills = s.cgroup.oomKills()
 		s.cgroup.remove()
 		close(s.done)
 	}()
@@ -381,28 +383,37 @@ func (s *sandbox) Done() <-chan struct{} { return s.done }
 func (s *sandbox) UpperDir() string      { return "" }
 func (s *sandbox) Pid() int              { return s.cmd.Process.Pid }
 
-// Err reports why the sandbox stopped: nil when Stop or Kill stopped it,
-// ipc.ErrOutOfMemory when the host killed it for its memory limit.
+// Err reports why the sandbox stopped: ipc.ErrOutOfMemory when the host
+// killed it for its memory limit, else nil when Stop or Kill stopped it.
 func (s *sandbox) Err() error {
 	select {
 	case <-s.done:
 	default:
 		return nil
 	}
+	// The host's OOM killer takes the sentry: the agent's connections
+	// break, and the engine may Stop the sandbox before it sees Done.
+	if s.oomKills > 0 {
+		return fmt.Errorf("gvisor sandbox killed: %w", ipc.ErrOutOfMemory)
+	}
 	select {
 	case <-s.stopping:
 		return nil
 	default:
-	}
-	if s.cgroup.oomKills() > 0 {
-		return fmt.Errorf("gvisor sandbox killed: %w", ipc.ErrOutOfMemory)
 	}
 	return fmt.Errorf("gvisor sandbox exited (%v); runsc's last output:\n%s", s.waitErr, s.last())
 }
 
 // OOMKills returns how many processes of the sandbox the host killed for
 // memory: the sentry, which takes the whole sandbox with it.
-func (s *sandbox) OOMKills() int { return s.cgroup.oomKills() }
+func (s *sandbox) OOMKills() int {
+	select {
+	case <-s.done:
+		return s.oomKills
+	default:
+		return s.cgroup.oomKills()
+	}
+}
 
 // Kill kills the launcher, and with it, as its pid namespace ends, every
 // process of the sandbox.
