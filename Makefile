@@ -11,7 +11,7 @@ PKGS        := ./...
 DEB_TEST    := busybox-static skopeo docker-registry podman
 DEB_BENCH   := bubblewrap buildah
 
-.PHONY: all build test test-short lint bench fuzz deps deps-bench clean
+.PHONY: all build test test-short test-gvisor lint bench fuzz deps deps-bench clean
 
 all: build
 
@@ -37,6 +37,14 @@ test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	CC_USE_HELPER=1 $(GO) test -race -count=1 -timeout 20m .
 	./scripts/test-rootless.sh $(ROOTLESS_PKGS)
+
+## test-gvisor: the public suite on the gVisor backend, with the test binary
+## as runsc (tag gvisor links it in; runsc needs a static binary, so no cgo
+## and no race detector), then the gVisor tests and the hv conformance suite.
+GVISOR_SUITE := TestExec$$|TestFS$$|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshot|TestEgress|TestOpenFilesLimit|TestLifecycle|TestTimeout
+test-gvisor:
+	CGO_ENABLED=0 CC_BACKEND=gvisor $(GO) test -tags gvisor -count=1 -timeout 30m -run '$(GVISOR_SUITE)' -skip '/vm$$' .
+	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m -run 'TestGVisor|TestExamples/gvisor' . ./internal/hv/gvisor ./gvisor
 
 ## test-short: the suite without lint and race detector, for quick iterations.
 test-short:

@@ -17,21 +17,18 @@
 package gvisor
 
 import (
-	"flag"
 	"os"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	hvgvisor "github.com/ccsandbox/sandbox/internal/hv/gvisor"
 	"gvisor.dev/gvisor/runsc/cli/maincli"
-	rflag "gvisor.dev/gvisor/runsc/flag"
 )
 
 func init() {
 	if hvgvisor.IsRunsc(os.Args) {
-		// runsc registers its flags on the command line's set: the
-		// program's own flags must not collide with them.
-		flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ExitOnError)
-		rflag.CommandLine = flag.CommandLine
+		// runsc parses the command line's flag set, where its packages
+		// registered flags at init; the program's own flags stay there
+		// unused.
 		maincli.Main()
 		os.Exit(0)
 	}

@@ -90,7 +90,11 @@ func (a *agent) registerNetConfig() {
 				return nil, err
 			}
 		}
-		if err := configureLink(c); err != nil {
+		configure := configureLink
+		if a.frames != nil {
+			configure = a.frames.configure
+		}
+		if err := configure(c); err != nil {
 			if tap != nil {
 				tap.Close()
 			}

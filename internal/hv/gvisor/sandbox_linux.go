@@ -23,6 +23,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// startTimeout bounds how long a sandbox may take to answer: gVisor starts
+// in a fraction of a second, so a sandbox still silent then is stuck.
+const startTimeout = time.Minute
+
 // outputLines is how many of the launcher's last output lines (runsc's
 // errors, the agent's) a sandbox keeps for its errors.
 const outputLines = 40
@@ -350,6 +354,8 @@ func (s *sandbox) handshake(ctx context.Context, ctl *net.UnixConn) error {
 			result <- nil
 		}
 	}()
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
 	var err error
 	select {
 	case err = <-result:
