@@ -149,4 +149,3 @@ func TestGVisorLimits(t *testing.T) {
 		}
 	})
 }
-
