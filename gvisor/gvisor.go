@@ -12,7 +12,7 @@
 // runsc moves into an empty root before it re-executes itself, so a program
 // that imports this package must be linked statically: build it with
 // CGO_ENABLED=0 (New says so otherwise). Linking runsc in adds about
-// 40 MB to the binary; programs that do not import this package do not pay
+// 90 MB to the binary; programs that do not import this package do not pay
 // it (the backend then needs a runsc of its own).
 package gvisor
 

@@ -14,7 +14,7 @@ done
 go build -o "$dir/cc-helper" ./cmd/cc-helper # for TestHelperBinary
 mkdir "$dir/examples" # for TestExamples: this user cannot build them
 for ex in examples/*/; do
-	go build -o "$dir/examples/$(basename "$ex")" "./$ex"
+	CGO_ENABLED=0 go build -o "$dir/examples/$(basename "$ex")" "./$ex" # static: the gvisor example is runsc too
 done
 run() {
 	if [ "$(id -u)" = 0 ]; then
