@@ -41,7 +41,7 @@ test: deps lint
 ## test-gvisor: the public suite on the gVisor backend, with the test binary
 ## as runsc (tag gvisor links it in; runsc needs a static binary, so no cgo
 ## and no race detector), then the gVisor tests and the hv conformance suite.
-GVISOR_SUITE := TestExec$$|TestFS$$|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshot|TestEgress|TestOpenFilesLimit|TestLifecycle|TestTimeout
+GVISOR_SUITE := TestExec$$|TestFS$$|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshot|TestEgress|TestOpenFilesLimit|TestLifecycle
 test-gvisor:
 	CGO_ENABLED=0 CC_BACKEND=gvisor $(GO) test -tags gvisor -count=1 -timeout 30m -run '$(GVISOR_SUITE)' -skip '/vm$$' .
 	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m -run 'TestGVisor|TestExamples/gvisor' .

@@ -14,7 +14,8 @@
 //   - gofer: the host process that serves the sandbox's host files;
 //   - launcher: the host binary re-executed (marker launchEnv) in the
 //     sandbox's own user, mount and pid namespaces, where it prepares the
-//     bundle and becomes runsc (execve);
+//     bundle and becomes runsc (execve); a runsc under /run cannot be
+//     used, as the launcher mounts its workspace there;
 //   - agent root: the read-only directory runsc gets as the sandbox's
 //     first root: the agent's binary, its configuration, the image.
 //
@@ -23,17 +24,21 @@
 // Start picks runsc and the platform, then starts the launcher in a user
 // namespace that maps ids as the namespace backend does (the layers'
 // owners appear as the ids they stand for), with new mount, pid, network,
-// ipc and uts namespaces. The launcher mounts a tmpfs at /tmp of its
-// mount namespace and builds there: the image (the layers, passed as
-// descriptors, merged by the host kernel's overlayfs, read-only), the
-// agent root with the host binary bind-mounted as its agent, the bind
-// mounts, and the OCI bundle. It then execs
-// runsc run with the agent as the container's process and two sockets
-// passed in (runsc --pass-fd): the channel, on which the agent answers
-// "ok" and then serves yamux streams exactly as a VM's agent does on its
-// port, and the egress frames. Inside, the agent mounts a tmpfs of
-// gVisor's as the writable layer, an overlay of gVisor's over the image,
-// and pivots into it (agent.ModeGVisor).
+// ipc and uts namespaces. The host sends it, over a socket, its own
+// binary, the layers and the bind sources, opened through the launcher's
+// /proc/PID/root (bind mounts and overlayfs take nothing from another
+// mount namespace). The launcher mounts a /proc of its pid namespace
+// (runsc re-executes itself through /proc/self/exe, which the host's /proc
+// refuses from there) and a tmpfs over /run, where it builds the image
+// (the layers merged read-only by the host kernel's overlayfs), the agent
+// root with the host binary bind-mounted as its agent, the bind mounts,
+// and the OCI bundle. It then execs runsc run with the agent as the
+// container's process and two sockets passed in (runsc --pass-fd): the
+// channel, on which the agent answers "ok" and then serves yamux streams
+// exactly as a VM's agent does on its port, and the egress frames.
+// Inside, the agent mounts a tmpfs of gVisor's as the writable layer, an
+// overlay of gVisor's over the image, and pivots into it
+// (agent.ModeGVisor).
 //
 // Everything lives in the launcher's namespaces: when it dies (Stop kills
 // it; it gets PR_SET_PDEATHSIG) the kernel kills every process of its pid

@@ -52,6 +52,8 @@ type plan struct {
 	Libs     []string
 	Hostname string
 	Agent    agent.GVisorConfig
+
+	platform string // the host's: the platform of Flags
 }
 
 // planBind is a bind mount's source.

@@ -2,6 +2,10 @@ package gvisor
 
 import "strings"
 
+// runscArgv0 is the argv[0] the launcher gives the program in runsc's
+// role.
+const runscArgv0 = "runsc"
+
 // IsRunsc reports whether a process with the command line args was started
 // in runsc's role, for a program that links runsc in (the opt-in package
 // gvisor): by a launcher (argv[0] "runsc"), or by runsc re-executing its

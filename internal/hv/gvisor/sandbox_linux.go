@@ -70,7 +70,7 @@ func start(ctx context.Context, cfg *hv.Config, self bool) (hv.Sandbox, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &plan{
-		Runsc: r.path, Argv0: r.path, ID: "cc-" + cfg.ID, Libs: libs, Hostname: cfg.Hostname,
+		Runsc: r.path, Argv0: r.path, ID: "cc-" + cfg.ID, Libs: libs, Hostname: cfg.Hostname, platform: plat,
 		Flags: []string{"--root=" + filepath.Join(work, "state"), "--network=none", "--ignore-cgroups",
 			"--overlay2=none", "--platform=" + plat},
 		Agent: agent.GVisorConfig{Hostname: cfg.Hostname, SingleID: cfg.IDMap.Single(), DiskMB: cfg.DiskMB,
@@ -99,10 +99,6 @@ func start(ctx context.Context, cfg *hv.Config, self bool) (hv.Sandbox, error) {
 	log.Debug("gvisor sandbox started", "id", cfg.ID, "runsc", r.path, "platform", plat)
 	return s, nil
 }
-
-// runscArgv0 is the argv[0] the launcher gives the program in runsc's
-// role (see IsRunsc).
-const runscArgv0 = "runsc"
 
 // spawn starts the launcher, moves it into the cgroup and sends it the
 // host files it needs. It returns the host's end of the channel.
@@ -169,7 +165,7 @@ func (s *sandbox) spawn(p *plan) (*net.UnixConn, error) {
 		Stdout:      outW,
 		Stderr:      outW,
 		ExtraFiles:  files,
-		SysProcAttr: procAttr(s.cfg.IDMap, p.Flags),
+		SysProcAttr: procAttr(s.cfg.IDMap, p.platform),
 	}
 	err = s.cmd.Start()
 	outW.Close()
@@ -276,7 +272,7 @@ func socketPair(typ int) (host, sandbox *os.File, err error) {
 // sandbox's would. As the pid namespace's first process, the launcher
 // takes every process of the sandbox with it when it dies, and it dies
 // with the host program (PR_SET_PDEATHSIG).
-func procAttr(m idmap.Map, flags []string) *syscall.SysProcAttr {
+func procAttr(m idmap.Map, plat string) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
 			syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
@@ -286,11 +282,7 @@ func procAttr(m idmap.Map, flags []string) *syscall.SysProcAttr {
 		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
 		Pdeathsig:                  syscall.SIGKILL,
 	}
-	kvm := false
-	for _, f := range flags {
-		kvm = kvm || f == "--platform="+platformKVM
-	}
-	if kvm && !m.Single() {
+	if plat == platformKVM && !m.Single() {
 		// As root, runsc runs as an unprivileged host id: give it the
 		// group of /dev/kvm when the device is not open to everyone.
 		var st unix.Stat_t
