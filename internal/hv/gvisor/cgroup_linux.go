@@ -163,6 +163,9 @@ func (cg *cgroup) makeDir(h *hierarchy, id string) (string, error) {
 		}
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return "", fmt.Errorf("cannot create a cgroup under %s (%v): run as root or give this user a delegated cgroup", parent, err)
+		}
 		return "", err
 	}
 	cg.dirs = append(cg.dirs, dir)
