@@ -11,7 +11,7 @@ PKGS        := ./...
 DEB_TEST    := busybox-static skopeo docker-registry podman
 DEB_BENCH   := bubblewrap buildah
 
-.PHONY: all build test test-short lint bench fuzz deps deps-bench clean
+.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench clean
 
 all: build
 
@@ -49,6 +49,15 @@ test:
 	  -beside 'lint=$(MAKE) --no-print-directory lint' \
 	  scripts/test-phases
 
+## test-gvisor: the public suite on the gVisor backend, with the test binary
+## as runsc (tag gvisor links it in; runsc needs a static binary, so no cgo
+## and no race detector), then the gVisor tests and the hv conformance suite.
+GVISOR_SUITE := TestExec$$|TestFS$$|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshot|TestEgress|TestOpenFilesLimit|TestLifecycle
+test-gvisor:
+	CGO_ENABLED=0 CC_BACKEND=gvisor $(GO) test -tags gvisor -count=1 -timeout 30m -run '$(GVISOR_SUITE)' -skip '/vm$$' .
+	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m -run 'TestGVisor|TestExamples/gvisor' .
+	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m ./internal/hv/gvisor
+
 ## test-short: the suite without lint and race detector, for quick iterations.
 test-short:
 	$(GO) test -count=1 $(PKGS)
@@ -66,6 +75,11 @@ lint:
 bench: deps-bench
 	set -o pipefail; $(GO) test -run '^$$' -bench . -skip '^BenchmarkUnpack' -benchtime $(BENCHTIME) -count 1 $(PKGS) | ./scripts/benchratio
 	set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkUnpack' -benchtime $(UNPACKROUNDS)x -count 1 ./internal/image | ./scripts/benchratio
+
+## bench-gvisor: the gVisor backend's benchmarks, each beside its floor (the
+## test binary is runsc, so it is built like test-gvisor's).
+bench-gvisor:
+	set -o pipefail; CGO_ENABLED=0 $(GO) test -tags gvisor -run '^$$' -bench '^BenchmarkGVisor' -benchtime $(BENCHTIME) -count 1 . | ./scripts/benchratio
 
 ## fuzz: each fuzz target for FUZZTIME (go test -fuzz runs one target at a time).
 fuzz:

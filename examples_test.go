@@ -23,6 +23,7 @@ func TestExamples(t *testing.T) {
 		"dockerfile": "hello, world! (greet 1.0)",
 		"snapshot":   "reopened by key, the counter is still: 1",
 		"pool":       "3 tool calls ran, each in a fresh sandbox",
+		"gvisor":     "sandbox kernel: Linux 4.19.0-gvisor",
 	}
 	dirs, err := os.ReadDir("examples")
 	if err != nil {
@@ -39,7 +40,7 @@ func TestExamples(t *testing.T) {
 			exe := filepath.Join(bin, name)
 			if pre := os.Getenv("CC_TEST_EXAMPLES_BIN"); pre != "" {
 				exe = filepath.Join(pre, name)
-			} else if out, err := exec.Command("go", "build", "-o", exe, "./examples/"+name).CombinedOutput(); err != nil {
+			} else if out, err := staticBuild(exe, "./examples/"+name).CombinedOutput(); err != nil {
 				t.Fatalf("go build: %v\n%s", err, out)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -55,4 +56,12 @@ func TestExamples(t *testing.T) {
 			}
 		})
 	}
+}
+
+// staticBuild is go build of a program, linked statically as the gVisor
+// example must be (it is runsc too; see package gvisor).
+func staticBuild(exe, pkg string) *exec.Cmd {
+	cmd := exec.Command("go", "build", "-o", exe, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
 }

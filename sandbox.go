@@ -97,10 +97,15 @@ const (
 	// BackendVM runs each sandbox in its own QEMU virtual machine, with
 	// KVM where /dev/kvm is usable and TCG emulation otherwise.
 	BackendVM Backend = "vm"
+	// BackendGVisor runs each sandbox on gVisor's user-space kernel
+	// (runsc): the workload never calls the host kernel directly. It needs
+	// a runsc: import github.com/ccsandbox/sandbox/gvisor, or CC_RUNSC or
+	// $PATH.
+	BackendGVisor Backend = "gvisor"
 )
 
 // WithBackend chooses the isolation backend. The default is the CC_BACKEND
-// environment variable ("ns" or "vm"), or else BackendNamespaces.
+// environment variable ("ns", "vm" or "gvisor"), or else BackendNamespaces.
 func WithBackend(b Backend) Option {
 	return instanceOption(func(o *newOptions) error {
 		if b == "" {

@@ -39,6 +39,8 @@ func Main() int {
 		err = run()
 	case ModeVM:
 		err = runVM()
+	case ModeGVisor:
+		err = runGVisor()
 	default:
 		err = fmt.Errorf("unknown agent mode %q", mode)
 	}

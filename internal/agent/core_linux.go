@@ -26,6 +26,9 @@ type agent struct {
 	// upper is the writable layer's directory when the host cannot reach
 	// it (a VM's disk), for snapshots; nil otherwise.
 	upper *os.File
+	// frames is a gVisor sandbox's egress device (see frameLink); nil
+	// elsewhere.
+	frames *frameLink
 
 	nullOnce sync.Once
 	null     *os.File // see devNull

@@ -67,6 +67,9 @@ func (a *agent) registerNetConfig() {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
 		}
 		if !c.enabled {
+			if a.frames != nil {
+				a.frames.down() // gVisor: the agent's own device goes
+			}
 			// The host closing a TAP removes it; a device that stays (a
 			// VM's NIC) goes down, which drops its routes.
 			if err := setLinkDown(c.ifname); err != nil && !errors.Is(err, unix.ENODEV) {
@@ -82,8 +85,16 @@ func (a *agent) registerNetConfig() {
 			if tap, err = a.createTap(c.ifname); err != nil {
 				return nil, err
 			}
+		} else if a.frames != nil {
+			if err := a.frames.up(c.ifname, a.createTap); err != nil {
+				return nil, err
+			}
 		}
-		if err := configureLink(c); err != nil {
+		configure := configureLink
+		if a.frames != nil {
+			configure = a.frames.configure
+		}
+		if err := configure(c); err != nil {
 			if tap != nil {
 				tap.Close()
 			}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/gvisor"
 	"github.com/ccsandbox/sandbox/internal/hv/ns"
 	"github.com/ccsandbox/sandbox/internal/hv/vm"
 )
@@ -15,12 +16,13 @@ import (
 const (
 	BackendNamespaces = "ns"
 	BackendVM         = "vm"
+	BackendGVisor     = "gvisor"
 )
 
 var backends = struct {
 	sync.Mutex
 	m map[string]hv.Backend
-}{m: map[string]hv.Backend{BackendNamespaces: ns.Backend{}, BackendVM: vm.Backend{}}}
+}{m: map[string]hv.Backend{BackendNamespaces: ns.Backend{}, BackendVM: vm.Backend{}, BackendGVisor: gvisor.Backend{}}}
 
 // RegisterBackend makes a backend available by name (backend packages call
 // it from their init functions).

@@ -79,8 +79,10 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 		}
 	}
 	b.examples = filepath.Join(work, "programs") + "/"
-	say("go build -o %s %s %s", b.examples, examplesPattern, helperPackage)
-	if err := command(ctx, "go", "build", "-o", b.examples, examplesPattern, helperPackage); err != nil {
+	// Static: examples/gvisor is runsc too, and runsc re-executes itself
+	// in a root without the host's dynamic loader.
+	say("CGO_ENABLED=0 go build -o %s %s %s", b.examples, examplesPattern, helperPackage)
+	if err := command(ctx, "env", "CGO_ENABLED=0", "go", "build", "-o", b.examples, examplesPattern, helperPackage); err != nil {
 		return nil, err
 	}
 	b.helper = filepath.Join(b.examples, "cc-helper")

@@ -1,0 +1,151 @@
+//go:build gvisor
+
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	_ "github.com/ccsandbox/sandbox/gvisor"
+)
+
+// The public API on the gVisor backend. make test-gvisor builds this file
+// (tag gvisor, CGO_ENABLED=0: the test binary is runsc too) and runs the
+// public suite with CC_BACKEND=gvisor, then these tests, which check what
+// only gVisor shows.
+
+// gvisorInstance starts a gVisor sandbox of the host image.
+func gvisorInstance(t *testing.T, opts ...Option) *Instance {
+	t.Helper()
+	inst := hostInstance(t, append([]Option{WithBackend(BackendGVisor)}, opts...)...)
+	if inst.fdOK {
+		t.Fatal("a gVisor instance claims its connections carry descriptors")
+	}
+	return inst
+}
+
+// landlockProbe calls landlock_create_ruleset(NULL, 0,
+// LANDLOCK_CREATE_RULESET_VERSION) (syscall 444 on amd64 and arm64), which
+// Linux answers with its Landlock ABI version and gVisor does not
+// implement, and prints the result or the error.
+const landlockProbe = `import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.syscall(444, None, 0, 1)
+print(r if r >= 0 else os.strerror(ctypes.get_errno()))`
+
+// TestGVisorKernel checks from inside that the sandbox runs on gVisor's
+// kernel: its uname and /proc/version, none of the host's processes or
+// devices, and a system call the host kernel implements that fails inside,
+// while the same call works on the namespace backend.
+func TestGVisorKernel(t *testing.T) {
+	inst := gvisorInstance(t)
+	if out := run(t, inst, "uname -r; uname -v"); !strings.Contains(out, "gvisor") {
+		t.Errorf("uname inside: %q, want gVisor's kernel", out)
+	}
+	if b, err := inst.ReadFile("proc/version"); err != nil || !strings.Contains(string(b), "gvisor") {
+		t.Errorf("/proc/version inside: %q %v", b, err)
+	}
+	hostVersion, _ := os.ReadFile("/proc/version")
+	if out := run(t, inst, "cat /proc/version"); out == string(hostVersion) {
+		t.Errorf("the sandbox shows the host's kernel: %q", out)
+	}
+	// None of the host's processes: the agent is PID 1, and the sandbox
+	// lists a handful of its own.
+	if b, err := inst.ReadFile("proc/1/cmdline"); err != nil || !strings.HasPrefix(string(b), "/.cc/agent") {
+		t.Errorf("PID 1 is %q (%v), want the agent", b, err)
+	}
+	out := run(t, inst, "ls /proc | grep -c '^[0-9]'")
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 2 || n > 10 {
+		t.Errorf("%s processes visible in the sandbox", out)
+	}
+	if _, err := inst.Stat("proc/" + strconv.Itoa(os.Getpid())); err == nil && os.Getpid() > 10 {
+		t.Errorf("host pid %d visible", os.Getpid())
+	}
+	// None of the host's devices: no block device, no /dev/kvm, and
+	// gVisor's own /sys.
+	hostBlock, _ := os.ReadDir("/sys/block")
+	if len(hostBlock) == 0 {
+		t.Fatal("the host has no block devices to look for")
+	}
+	for _, e := range hostBlock {
+		if _, err := inst.Stat("dev/" + e.Name()); err == nil {
+			t.Errorf("host block device %s visible in /dev", e.Name())
+		}
+		if _, err := inst.Stat("sys/block/" + e.Name()); err == nil {
+			t.Errorf("host block device %s visible in /sys/block", e.Name())
+		}
+	}
+	if _, err := inst.Stat("dev/kvm"); err == nil {
+		t.Error("/dev/kvm visible in the sandbox")
+	}
+	// The workload's system calls do not reach the host kernel: one that
+	// Linux implements and gVisor does not fails inside, and works on the
+	// namespace backend.
+	if out := run(t, inst, "python3 -c '"+landlockProbe+"'"); strings.TrimSpace(out) != "Function not implemented" {
+		t.Errorf("landlock_create_ruleset on gVisor: %q, want ENOSYS", out)
+	}
+	ns := hostInstance(t, WithBackend(BackendNamespaces))
+	if out := run(t, ns, "python3 -c '"+landlockProbe+"'"); func() bool { n, err := strconv.Atoi(strings.TrimSpace(out)); return err != nil || n < 1 }() {
+		t.Errorf("landlock_create_ruleset on the namespace backend: %q, want the host's Landlock ABI version", out)
+	}
+}
+
+// TestGVisorLimits: the pids limit holds inside gVisor, a memory hog ends
+// the whole sandbox as out of memory (gVisor has no OOM killer of its own:
+// the host's cgroup kills the sentry), and WithDiskMB bounds the writable
+// layer.
+func TestGVisorLimits(t *testing.T) {
+	t.Run("pids", func(t *testing.T) {
+		inst := gvisorInstance(t, WithPidsLimit(32))
+		// The shell forks until the limit refuses, then exits.
+		out, err := inst.Command("sh", "-c", "for i in $(seq 1 64); do sleep 60 >/dev/null 2>&1 & done").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "fork") {
+			t.Errorf("64 background processes under a pids limit of 32: %v %q", err, out)
+		}
+		// The agent still answers (no fork needed) and sees at most the
+		// limit's worth of processes.
+		entries, err := inst.ReadDir("proc")
+		if err != nil {
+			t.Fatalf("the agent after the limit: %v", err)
+		}
+		n := 0
+		for _, e := range entries {
+			if _, err := strconv.Atoi(e.Name()); err == nil {
+				n++
+			}
+		}
+		if n > 32 || n < 8 {
+			t.Errorf("%d processes under a pids limit of 32", n)
+		}
+	})
+	t.Run("disk", func(t *testing.T) {
+		inst := gvisorInstance(t, WithDiskMB(16))
+		out, err := inst.Command("dd", "if=/dev/zero", "of=/big", "bs=1M", "count=32").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "No space left") {
+			t.Errorf("32 MB written under WithDiskMB(16): %v %s", err, out)
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		inst, err := New(context.Background(), HostImage(), WithCacheDir(testCache), WithBackend(BackendGVisor), WithMemoryMB(256))
+		if err != nil {
+			if !strings.Contains(err.Error(), "cgroup") || !strings.Contains(err.Error(), "memory") {
+				t.Fatalf("New: %v, want an error naming the cgroup memory controller", err)
+			}
+			t.Skipf("limits unavailable here: %v", err) // the error above is the check
+		}
+		defer inst.Close()
+		run(t, inst, "true")
+		err = inst.Command("sh", "-c", "head -c 600000000 /dev/zero | tail -n 1 >/dev/null").Run()
+		if err == nil {
+			t.Fatal("a 600 MB hog under a 256 MB limit succeeded")
+		}
+		<-inst.Done()
+		if err := inst.Err(); !errors.Is(err, ErrOutOfMemory) {
+			t.Errorf("the sandbox after a hog: %v, want out of memory", err)
+		}
+	})
+}
