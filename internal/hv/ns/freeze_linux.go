@@ -65,7 +65,10 @@ func (cg *cgroup) thawV1() {
 }
 
 // freezeV2 freezes the v2 cgroup dir and waits until cgroup.events says
-// "frozen 1", polling the file for its change notifications.
+// "frozen 1". The kernel wakes pollers of the file when it changes, but
+// rate-limits those wakeups (10 ms), while a sandbox of sleeping processes
+// freezes in microseconds: so the wait polls with a short timeout that
+// grows, whichever comes first.
 func freezeV2(ctx context.Context, dir string) error {
 	events, err := os.Open(filepath.Join(dir, "cgroup.events"))
 	if err != nil {
@@ -76,6 +79,7 @@ func freezeV2(ctx context.Context, dir string) error {
 		return err
 	}
 	buf := make([]byte, 256)
+	wait := 50 * time.Microsecond
 	for {
 		n, err := unix.Pread(int(events.Fd()), buf, 0)
 		if err != nil {
@@ -89,12 +93,12 @@ func freezeV2(ctx context.Context, dir string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// kernfs wakes pollers with POLLPRI when the file changes; the
-		// timeout rechecks ctx.
 		fds := []unix.PollFd{{Fd: int32(events.Fd()), Events: unix.POLLPRI}}
-		if _, err := unix.Poll(fds, 20); err != nil && !errors.Is(err, unix.EINTR) {
+		ts := unix.NsecToTimespec(wait.Nanoseconds())
+		if _, err := unix.Ppoll(fds, &ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("waiting for %s: %w", events.Name(), err)
 		}
+		wait = min(2*wait, 10*time.Millisecond)
 	}
 }
 
