@@ -286,11 +286,11 @@ func TestMCPLimitsAndSignal(t *testing.T) {
 	}
 	// The server's limits apply to a sandbox that asks for none; without
 	// cgroups to enforce them (unprivileged), the error says which.
-	if created, ok := createOrMissing(t, s, m{}, "limit"); ok {
+	if created, ok := createOrMissing(t, s, m{}, "cgroup"); ok {
 		var ran runOut
 		callOK(t, s, "run_command", m{"id": created.ID, "command": []string{"true"}}, &ran)
 	}
-	if created, ok := createOrMissing(t, s, m{"memory_mb": 128, "timeout_seconds": 60, "env": []string{"A=1"}, "workdir": "/tmp"}, "limit"); ok {
+	if created, ok := createOrMissing(t, s, m{"memory_mb": 128, "timeout_seconds": 60, "env": []string{"A=1"}, "workdir": "/tmp"}, "cgroup"); ok {
 		var ran runOut
 		callOK(t, s, "run_command", m{"id": created.ID, "command": []string{"sh", "-c", "echo $A $(pwd)"}}, &ran)
 		if ran.Stdout != "1 /tmp\n" {
