@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 
 	"github.com/ccsandbox/sandbox/internal/build"
@@ -69,14 +70,7 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 		return nil, fmt.Errorf("sandbox.Build: %w", err)
 	}
 	defer e.close()
-	bo := build.Options{
-		Context:       o.contextDir,
-		Args:          o.args,
-		Target:        o.target,
-		NoCache:       o.noCache,
-		NoCacheStages: o.noCacheStages,
-		Platform:      o.pull.platform,
-	}
+	bo := o.internal()
 	if o.progress != nil {
 		bo.Progress = func(ev build.Event) { o.progress(BuildProgress(ev)) }
 	}
@@ -97,6 +91,31 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 	return openSnapshotInfo(ctx, store, info)
 }
 
+// internal returns the options of internal/build.
+func (o *buildOptions) internal() build.Options {
+	dial := o.dialer
+	if dial == nil {
+		dial = DefaultDialer()
+	}
+	bo := build.Options{
+		Context:       o.contextDir,
+		Args:          o.args,
+		Target:        o.target,
+		NoCache:       o.noCache,
+		NoCacheStages: o.noCacheStages,
+		Platform:      o.pull.platform,
+		Network:       o.network,
+		Dial:          dial,
+		Secrets:       o.secrets,
+		SSH:           o.ssh,
+		Parallelism:   o.parallelism,
+	}
+	if bo.Parallelism == 0 {
+		bo.Parallelism = runtime.GOMAXPROCS(0)
+	}
+	return bo
+}
+
 // recordedLayers returns the layers of the snapshot record key.
 func recordedLayers(store *image.Store, key string) []v1.Hash {
 	info, err := snapshot.Get(store, key)
@@ -113,7 +132,8 @@ type buildRef struct {
 	layers []v1.Hash
 	dirs   []string
 	info   *snapshot.Info // nil for an image
-	image  *Image         // the image, when info is nil
+	image  *Image         // the image, when info is nil and host is ""
+	host   string         // the host image's key, when the ref stands on it
 }
 
 // Key, Config and Layers make a buildRef a build.Ref.
@@ -123,12 +143,15 @@ func (r *buildRef) Layers() []string { return r.dirs }
 
 // parent describes the ref as what a snapshot stands on.
 func (r *buildRef) parent() snapshot.Parent {
-	return snapshot.Parent{Key: r.key, Layers: r.layers, Config: r.config}
+	return snapshot.Parent{Key: r.key, Layers: r.layers, Config: r.config, Host: r.host}
 }
 
 // source returns what New starts a sandbox of the ref from.
 func (r *buildRef) source(store *image.Store) Source {
 	if r.info == nil {
+		if r.host != "" {
+			return HostImage()
+		}
 		return r.image
 	}
 	var cfg v1.ConfigFile

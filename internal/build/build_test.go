@@ -122,18 +122,18 @@ func TestOnbuildAndConfig(t *testing.T) {
 func TestErrorsNameTheLine(t *testing.T) {
 	f := newFakeExec(t)
 	for df, want := range map[string]string{
-		"":                                   "empty",
-		"RUN x\n":                            "no build stage",
-		"FROM base\nBOGUS x\n":               "line 2",
-		"FROM base\n\nCOPY --from=$X a b\n":  "Dockerfile:3",
-		"FROM base\nSTOPSIGNAL NOTASIGNAL\n": "Dockerfile:2: STOPSIGNAL NOTASIGNAL: invalid signal",
-		"FROM base\nEXPOSE 80/bogus\n":       "Dockerfile:2",
-		"FROM base\nCOPY --chmod=999 a b\n":  "Dockerfile:2",
-		"FROM base\nRUN --mount=type=cache,target=/c x\n": "RUN --mount is not supported",
-		"FROM nosuchimage\n":                              "Dockerfile:1: FROM nosuchimage: no image",
-		"FROM base\nARG A=${B:?B is required}\n":          "B is required",
-		"FROM base\nWORKDIR /etc/passwd\n":                "not a directory",
-		"FROM base\nADD http://x.invalid/f /\n":           "no network access",
+		"":                                       "empty",
+		"RUN x\n":                                "no build stage",
+		"FROM base\nBOGUS x\n":                   "line 2",
+		"FROM base\n\nCOPY --from=$X a b\n":      "Dockerfile:3",
+		"FROM base\nSTOPSIGNAL NOTASIGNAL\n":     "Dockerfile:2: STOPSIGNAL NOTASIGNAL: invalid signal",
+		"FROM base\nEXPOSE 80/bogus\n":           "Dockerfile:2",
+		"FROM base\nCOPY --chmod=999 a b\n":      "Dockerfile:2",
+		"FROM base\nRUN --network=host x\n":      "RUN --network=host is not supported",
+		"FROM nosuchimage\n":                     "Dockerfile:1: FROM nosuchimage: no image",
+		"FROM base\nARG A=${B:?B is required}\n": "B is required",
+		"FROM base\nWORKDIR /etc/passwd\n":       "not a directory",
+		"FROM base\nADD http://x.invalid/f /\n":  "the build has no network: WithBuildNetwork",
 	} {
 		_, err := f.build(df, Options{})
 		if err == nil || !strings.Contains(err.Error(), want) {
