@@ -54,7 +54,11 @@ func Check(dockerfile []byte, opts Options) []Problem {
 			add(s.def.Location, s.def.SourceCode, err)
 		}
 		for _, cmd := range s.def.Commands {
-			for _, err := range b.checkCommand(s, cmd, err == nil && !isHost(platform)) {
+			foreign := ""
+			if err == nil && !isHost(platform) {
+				foreign = platformString(platform)
+			}
+			for _, err := range b.checkCommand(s, cmd, foreign) {
 				add(cmd.Location(), instructionText(cmd), err)
 			}
 		}
@@ -63,16 +67,16 @@ func Check(dockerfile []byte, opts Options) []Problem {
 }
 
 // checkCommand returns what a build would refuse in cmd, an instruction
-// of s; foreign says that s's platform is not this host's.
-func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign bool) []error {
+// of s; foreign is s's platform when it is not this host's.
+func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign string) []error {
 	var errs []error
-	from := func(name string) {
+	from := func(verb, name string) {
 		if strings.Contains(name, "$") {
 			errs = append(errs, errors.New("variable expansion is not supported for --from: define a stage with FROM using a global ARG instead"))
 			return
 		}
 		if src := b.fromStage(name); src != nil && src.index >= s.index {
-			errs = append(errs, fmt.Errorf("cannot copy from stage %q, it needs to be defined before current stage %q", name, s.label))
+			errs = append(errs, fmt.Errorf("cannot %s from stage %q, it needs to be defined before current stage %q", verb, name, s.label))
 		}
 	}
 	switch c := cmd.(type) {
@@ -80,8 +84,8 @@ func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign bool)
 		if _, err := runFlags(c, b.opts.Network); err != nil {
 			errs = append(errs, err)
 		}
-		if foreign {
-			errs = append(errs, fmt.Errorf("RUN needs a sandbox of the stage's platform, and sandboxes here run %s only (no emulation)", platformString(hostPlatform())))
+		if foreign != "" {
+			errs = append(errs, fmt.Errorf("RUN needs a sandbox of the stage's platform %s, and sandboxes here run %s only (no emulation)", foreign, platformString(hostPlatform())))
 		}
 		if len(c.Files) > 0 && (len(c.CmdLine) != 1 || !c.PrependShell) {
 			errs = append(errs, errors.New("a heredoc needs the shell form"))
@@ -99,7 +103,7 @@ func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign bool)
 				nssh++
 			}
 			if m.From != "" && (m.Type == instructions.MountTypeBind || m.Type == instructions.MountTypeCache) {
-				from(m.From)
+				from("mount", m.From)
 			}
 		}
 	case *instructions.CopyCommand:
@@ -109,7 +113,7 @@ func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign bool)
 			}
 		}
 		if c.From != "" {
-			from(c.From)
+			from("copy", c.From)
 		}
 	case *instructions.AddCommand:
 		hasURL := false
