@@ -51,6 +51,7 @@ type copyOp struct {
 	data   []byte // opData
 	remote *remoteFile
 	dest   string // where it goes in the new layer (relative, resolved)
+	into   string // ADD --unpack=true of a URL: where an archive it fetches goes
 }
 
 // matchPath is what --exclude patterns match an op's entries against:
@@ -368,7 +369,12 @@ func (s *state) copyPlan(a copyArgs, src srcFS, excl *ignoreRules) ([]copyOp, bo
 		if err != nil {
 			return nil, false, err
 		}
-		if op.dest == "" && op.kind != opTree && op.kind != opArchive {
+		if op.kind == opRemote && a.unpackURL {
+			if op.into, err = resolve(destFS, target, true); err != nil {
+				return nil, false, err
+			}
+		}
+		if op.dest == "" && op.kind != opTree && op.kind != opArchive && op.into == "" {
 			return nil, false, fmt.Errorf("cannot copy a file onto the root directory")
 		}
 	}
@@ -443,7 +449,7 @@ func (s *state) writeOp(w *layerWriter, src srcFS, op copyOp, own *owner, mode *
 				if err := os.Mkdir(tmp, 0o700); err != nil {
 					return err
 				}
-				return w.extract(s.b.ctx, r, op.dest, tmp, newDir)
+				return w.extract(s.b.ctx, r, op.into, tmp, newDir)
 			}
 		}
 		if err := w.mkdirAll(parentRel(op.dest), newDir); err != nil {
