@@ -3,6 +3,7 @@ package build
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -53,12 +54,19 @@ func Check(dockerfile []byte, opts Options) []Problem {
 		if _, _, err := b.lex.ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err != nil {
 			add(s.def.Location, s.def.SourceCode, err)
 		}
+		wd := "" // the stage's working directory, "" while unknown
+		if strings.EqualFold(s.def.BaseName, "scratch") {
+			wd = "/"
+		}
 		for _, cmd := range s.def.Commands {
+			if w, ok := cmd.(*instructions.WorkdirCommand); ok {
+				wd = workdirAfter(wd, w.Path)
+			}
 			foreign := ""
 			if err == nil && !isHost(platform) {
 				foreign = platformString(platform)
 			}
-			for _, err := range b.checkCommand(s, cmd, foreign) {
+			for _, err := range b.checkCommand(s, cmd, foreign, wd) {
 				add(cmd.Location(), instructionText(cmd), err)
 			}
 		}
@@ -66,9 +74,24 @@ func Check(dockerfile []byte, opts Options) []Problem {
 	return out
 }
 
+// workdirAfter returns the working directory after WORKDIR p, from wd
+// ("" when not known: a base image's, or one with a variable).
+func workdirAfter(wd, p string) string {
+	switch {
+	case strings.Contains(p, "$"):
+		return ""
+	case path.IsAbs(p):
+		return path.Clean(p)
+	case wd == "":
+		return ""
+	}
+	return path.Join(wd, p)
+}
+
 // checkCommand returns what a build would refuse in cmd, an instruction
-// of s; foreign is s's platform when it is not this host's.
-func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign string) []error {
+// of s; foreign is s's platform when it is not this host's, wd the
+// working directory ("" when not known).
+func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign, wd string) []error {
 	var errs []error
 	from := func(verb, name string) {
 		if strings.Contains(name, "$") {
@@ -95,8 +118,11 @@ func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign strin
 			break
 		}
 		nssh := 0
+		if wd == "" {
+			wd = "/the-working-directory" // not the root: relative targets pass
+		}
 		for _, m := range instructions.GetMounts(c) {
-			if _, err := planMount(m, "/", nssh, &b.opts); err != nil {
+			if _, err := planMount(m, wd, nssh, &b.opts); err != nil {
 				errs = append(errs, err)
 			}
 			if m.Type == instructions.MountTypeSSH {
@@ -123,7 +149,11 @@ func (b *builder) checkCommand(s *stage, cmd instructions.Command, foreign strin
 				errs = append(errs, errGit)
 			case isURL(src):
 				hasURL = true
-				if _, err := newRemote(src, c.Checksum); err != nil {
+				checksum := c.Checksum
+				if strings.Contains(checksum, "$") {
+					checksum = "" // known once expanded, when the step runs
+				}
+				if _, err := newRemote(src, checksum); err != nil {
 					errs = append(errs, err)
 				}
 				if !b.opts.Network {
