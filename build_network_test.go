@@ -174,6 +174,7 @@ func goProxy(t *testing.T, files map[string][]byte, prefix, dir string) {
 // mismatch, the network off, and the host's loopback with the default
 // dialer. The fetches happen in this process, so this holds rootless too.
 func TestBuildAddURL(t *testing.T) {
+	checkBuildLeaks(t)
 	m := newMirror(t)
 	hello := m.files["/files/hello.txt"]
 	sum := sha256.Sum256(hello)
@@ -244,6 +245,7 @@ func TestBuildAddURL(t *testing.T) {
 // user cannot have a network device here (/dev/net/tun is root's): the
 // build fails and says so.
 func TestBuildNetwork(t *testing.T) {
+	checkBuildLeaks(t)
 	m := newMirror(t)
 	opts := []BuildOption{WithBuildNetwork(), WithBuildDialer(m.dial), WithBuildSource("host", HostImage())}
 	_, err := buildDockerfile(t, "FROM busybox\nRUN wget -q -O /got http://"+mirrorAddr+"/files/hello.txt\n", t.TempDir(), opts...)

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
 
@@ -17,6 +19,7 @@ import (
 // lists the agent's keys with the host's ssh-add (the host image is the
 // stage's base); a step that requires an agent the build lacks fails.
 func TestBuildSSH(t *testing.T) {
+	checkBuildLeaks(t)
 	for _, tool := range []string{"ssh-agent", "ssh-add", "ssh-keygen"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing: install Debian's openssh-client (make deps does)", tool)
@@ -65,6 +68,7 @@ func TestBuildSSH(t *testing.T) {
 // DiskUsage counts it, Prune drops it (but not while a build holds it),
 // and the next build finds it empty.
 func TestBuildCacheMountStore(t *testing.T) {
+	checkBuildLeaks(t)
 	cache := t.TempDir()
 	src, err := testimage.Busybox()
 	if err != nil {
@@ -150,6 +154,7 @@ func cacheMountFile(t *testing.T, cache, name string) string {
 // other's mark. With two slots they meet; with one, the first gives up
 // and the build fails. Progress names each line's stage.
 func TestBuildParallelStages(t *testing.T) {
+	checkBuildLeaks(t)
 	df := "FROM busybox AS a\nARG ID\nRUN --mount=type=cache,id=$ID,target=/c touch /c/a && i=0; while [ ! -e /c/b ]; do i=$((i+1)); [ $i -lt 600 ] || exit 7; sleep 0.05; done; echo a-met-b\n" +
 		"FROM busybox AS b\nARG ID\nRUN --mount=type=cache,id=$ID,target=/c touch /c/b && i=0; while [ ! -e /c/a ]; do i=$((i+1)); [ $i -lt 600 ] || exit 7; sleep 0.05; done; echo b-met-a\n" +
 		"FROM busybox\nCOPY --from=a /bin/busybox /a\nCOPY --from=b /bin/busybox /b\n"
@@ -182,4 +187,21 @@ func TestBuildParallelStages(t *testing.T) {
 	if _, err := buildDockerfile(t, df, t.TempDir(), WithBuildParallelism(0)); err == nil {
 		t.Error("WithBuildParallelism(0) was accepted")
 	}
+}
+
+// checkBuildLeaks fails t when, after it, goroutines, processes, mounts
+// or temporary files of a build remain: in the temporary directory and in
+// /dev/shm, where steps' secrets, sockets and tmpfs directories live.
+func checkBuildLeaks(t *testing.T) {
+	t.Helper()
+	leakcheck.Check(t, "cc-build-")
+	before, _ := filepath.Glob("/dev/shm/cc-build-*")
+	t.Cleanup(func() {
+		after, _ := filepath.Glob("/dev/shm/cc-build-*")
+		for _, p := range after {
+			if !slices.Contains(before, p) {
+				t.Errorf("left behind: %s", p)
+			}
+		}
+	})
 }

@@ -28,6 +28,7 @@ import (
 // stream and every error. It finds none; the steps saw the right values
 // (their digests say so).
 func TestBuildSecrets(t *testing.T) {
+	checkBuildLeaks(t)
 	cache := t.TempDir()
 	src, err := testimage.Busybox()
 	if err != nil {

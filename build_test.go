@@ -245,6 +245,7 @@ func rootful() bool { return os.Geteuid() == 0 }
 // instruction, multi-stage builds, .dockerignore and the cache rules,
 // offline over the busybox test image.
 func TestBuildDockerfile(t *testing.T) {
+	checkBuildLeaks(t)
 	src, err := testimage.Busybox()
 	if err != nil {
 		t.Fatal(err)

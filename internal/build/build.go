@@ -25,7 +25,7 @@ type builder struct {
 	cancel context.CancelCauseFunc
 	exec   Executor
 	opts   Options
-	lex    *shell.Lex
+	escape rune // of the Dockerfile's words
 	stages []*stage
 	ctxFS  srcFS
 	global []argValue // the meta arguments (before the first FROM), with the platform's
@@ -81,7 +81,7 @@ func Build(ctx context.Context, dockerfile []byte, exec Executor, opts Options) 
 		cancel: cancel,
 		exec:   exec,
 		opts:   p.opts,
-		lex:    p.lex,
+		escape: p.escape,
 		ctxFS:  noContext{},
 		used:   map[string]bool{},
 		images: map[string]*imageFuture{},
@@ -140,6 +140,10 @@ func openContext(dir string) (*contextFS, error) {
 	}
 	return newContextFS(abs, rules), nil
 }
+
+// lex returns a lexer for the Dockerfile's words. Lexers keep state
+// while they work, and stages run at once: each use gets its own.
+func (b *builder) lex() *shell.Lex { return shell.NewLex(b.escape) }
 
 // Error is an error of a Dockerfile, naming the line (when known) and
 // the instruction (when one is at fault).
@@ -352,7 +356,7 @@ func (b *builder) metaArgs(cmds []instructions.ArgCommand) error {
 			if bv, ok := b.opts.Args[kv.Key]; ok {
 				v = &bv
 			} else if kv.Value != nil {
-				w, _, err := b.lex.ProcessWord(*kv.Value, envGetter(b.global, nil))
+				w, _, err := b.lex().ProcessWord(*kv.Value, envGetter(b.global, nil))
 				if err != nil {
 					return &Error{Line: line(c.Location()), Instruction: c.String(), Err: err}
 				}

@@ -34,7 +34,7 @@ func Check(dockerfile []byte, opts Options) []Problem {
 	if err != nil {
 		return []Problem{problemOf(err)}
 	}
-	b := &builder{opts: p.opts, lex: p.lex, used: map[string]bool{}}
+	b := &builder{opts: p.opts, escape: p.escape, used: map[string]bool{}}
 	if err := b.metaArgs(p.metaArgs); err != nil {
 		return []Problem{problemOf(err)}
 	}
@@ -51,7 +51,7 @@ func Check(dockerfile []byte, opts Options) []Problem {
 		if err != nil {
 			add(s.def.Location, s.def.SourceCode, err)
 		}
-		if _, _, err := b.lex.ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err != nil {
+		if _, _, err := b.lex().ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err != nil {
 			add(s.def.Location, s.def.SourceCode, err)
 		}
 		wd := "" // the stage's working directory, "" while unknown

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,6 +68,13 @@ func (f *fakeExec) Scratch(ctx context.Context, config []byte) (Ref, error) {
 }
 
 func (f *fakeExec) Run(ctx context.Context, base Ref, spec RunSpec) (Ref, error) {
+	switch spec.Args[len(spec.Args)-1] {
+	case "fail":
+		return nil, errors.New("exit status 1")
+	case "block": // until the build is cancelled
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.runs = append(f.runs, spec)

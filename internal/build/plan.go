@@ -13,13 +13,12 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // parsed is a Dockerfile parsed for a build or a check.
 type parsed struct {
 	opts     Options // with the platform's default
-	lex      *shell.Lex
+	escape   rune    // the # escape= directive's, or a backslash
 	defs     []instructions.Stage
 	metaArgs []instructions.ArgCommand
 	syntax   string // the # syntax= directive, if any
@@ -46,7 +45,7 @@ func parse(dockerfile []byte, opts Options) (*parsed, error) {
 		return nil, &Error{Err: errors.New("no FROM instruction: nothing to build")}
 	}
 	syntax, _, _, _ := parser.DetectSyntax(dockerfile)
-	return &parsed{opts: opts, lex: shell.NewLex(res.EscapeToken), defs: defs, metaArgs: metaArgs, syntax: syntax}, nil
+	return &parsed{opts: opts, escape: res.EscapeToken, defs: defs, metaArgs: metaArgs, syntax: syntax}, nil
 }
 
 // stages makes the stages of the Dockerfile, each with the stages it is
@@ -76,7 +75,7 @@ func (b *builder) deps(s *stage) []*stage {
 			out = append(out, d)
 		}
 	}
-	if name, _, err := b.lex.ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err == nil {
+	if name, _, err := b.lex().ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err == nil {
 		add(b.stageByName(name))
 	}
 	for _, cmd := range s.def.Commands {
@@ -147,7 +146,7 @@ func (b *builder) stagePlatform(s *stage) (v1.Platform, error) {
 	if s.def.Platform == "" {
 		return b.opts.Platform, nil
 	}
-	w, _, err := b.lex.ProcessWord(s.def.Platform, envGetter(b.global, nil))
+	w, _, err := b.lex().ProcessWord(s.def.Platform, envGetter(b.global, nil))
 	if err != nil {
 		return v1.Platform{}, err
 	}

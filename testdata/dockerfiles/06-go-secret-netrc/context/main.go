@@ -1,12 +1,9 @@
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "fmt"
 
 var version = "dev"
 
 func main() {
-	fmt.Printf("hello from go %s as %d\n", version, os.Getuid())
+	fmt.Printf("hello from go %s\n", version)
 }
