@@ -36,21 +36,28 @@ type BuildProgress struct {
 // history), ready to export with WriteOCILayout or WriteDockerArchive.
 // Close it when done.
 //
-// Each RUN runs in a sandbox of this SDK, without network, started from
-// the previous step's snapshot (consecutive RUNs share one sandbox when
-// that gives the same result); COPY and ADD write their layer directly;
-// instructions that change only the config start nothing. Every step is
-// cached in the layer store under a key made of the previous step's key,
-// the instruction after expansion, the content and modes of the files a
-// COPY or ADD reads, and the build arguments a RUN sees: a build with
-// nothing changed runs nothing, and a changed file re-runs only the steps
-// from the first one that reads it. FROM is keyed by the image's digest,
+// Each RUN runs in a sandbox of this SDK, started from the previous
+// step's snapshot (consecutive RUNs share one sandbox when that gives the
+// same result), without network unless WithBuildNetwork gives it, with
+// the mounts RUN --mount asks for (cache, bind, tmpfs, secret, ssh);
+// COPY and ADD write their layer directly; instructions that change only
+// the config start nothing. Stages that do not need each other's results
+// run at the same time (WithBuildParallelism). Every step is cached in
+// the layer store under a key made of the previous step's key, the
+// instruction after expansion, the content and modes of the files a
+// COPY, ADD or bind mount reads, and the build arguments a RUN sees
+// (never a secret or a cache mount's content): a build with nothing
+// changed runs nothing, and a changed file re-runs only the steps from
+// the first one that reads it. FROM is keyed by the image's digest,
 // never by its name.
 //
 // FROM and COPY --from name earlier stages, images given with
-// WithBuildSource, "scratch", or images to pull (see WithPullOptions).
-// ADD of a URL fails: builds have no network. Errors in the Dockerfile
-// name its line; a failing RUN's error ends with its last output.
+// WithBuildSource (HostImage() among them), "scratch", or images to pull
+// (see WithPullOptions). ADD fetches http(s) URLs through the build's
+// dialer when the build has the network. CheckDockerfile lists, without
+// building, what this builder refuses. Errors in the Dockerfile name its
+// line; a failing RUN's error ends with its last output and says when the
+// step had no network.
 func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapshot, error) {
 	var o buildOptions
 	for _, opt := range opts {

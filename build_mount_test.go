@@ -64,6 +64,17 @@ func init() {
 			},
 		},
 		dfCase{
+			name: "run --mount=type=cache,sharing=locked: stages that run at once take turns",
+			df: "FROM busybox AS a\nARG ID\nRUN --mount=type=cache,id=$ID,target=/c,sharing=locked mkdir /c/busy && sleep 0.3 && rmdir /c/busy && echo a >> /c/turns\n" +
+				"FROM busybox AS b\nARG ID\nRUN --mount=type=cache,id=$ID,target=/c,sharing=locked mkdir /c/busy && sleep 0.3 && rmdir /c/busy && echo b >> /c/turns\n" +
+				"FROM busybox\nARG ID\nCOPY --from=a /bin/busybox /a\nCOPY --from=b /bin/busybox /b\nRUN --mount=type=cache,id=$ID,target=/c sort /c/turns > /turns\n",
+			opts:  []BuildOption{WithBuildParallelism(2)},
+			fresh: func() []BuildOption { return []BuildOption{WithBuildArg("ID", uniqueID())} },
+			check: func(t *testing.T, b *dfBuild) {
+				eq(t, "/turns", b.file("/turns"), "a\nb\n")
+			},
+		},
+		dfCase{
 			name:  "run --mount=type=bind: the context, read-only, in the key; rw writes are dropped",
 			df:    "FROM busybox\nRUN --mount=type=bind,target=/src cat /src/a.txt > /out && (touch /src/x 2>/dev/null && echo writable || echo read-only) >> /out\nRUN --mount=type=bind,source=a.txt,target=/a.txt,rw echo changed > /a.txt && cat /a.txt > /rw\nRUN --mount=type=bind,target=/src cat /src/a.txt > /after\n",
 			files: map[string]string{"a.txt": "A\n"},
