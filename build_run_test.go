@@ -139,6 +139,45 @@ func TestBuildCacheMountStore(t *testing.T) {
 	}
 }
 
+// TestBuildCacheMountHostile has a step plant symlinks to a host
+// directory in a cache mount (absolute host paths, and up and out with
+// ..): DiskUsage does not count the host's files through them, and Prune
+// removes the links, not what they point at.
+func TestBuildCacheMountHostile(t *testing.T) {
+	checkBuildLeaks(t)
+	cache := t.TempDir()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := loadInStore(t, src, cache)
+	canary := t.TempDir()
+	if err := os.WriteFile(filepath.Join(canary, "big"), make([]byte, 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(canary, 0o755)
+	df := "FROM busybox\nARG CANARY\nRUN --mount=type=cache,target=/c ln -s $CANARY /c/abs && ln -s ../../../../../../../../$CANARY /c/up && mkdir /c/d && ln -s / /c/d/root && echo x > /c/small\n"
+	if _, err := Build(context.Background(), []byte(df), WithCacheDir(cache), WithBuildSource("busybox", base), WithBuildArg("CANARY", canary)); err != nil {
+		t.Fatal(err)
+	}
+	u, err := DiskUsage(context.Background(), WithCacheDir(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.CacheMounts != 1 || u.CacheBytes > 4096 {
+		t.Errorf("DiskUsage counted %d bytes in %d cache mounts: it followed a link out", u.CacheBytes, u.CacheMounts)
+	}
+	if _, err := Prune(context.Background(), WithCacheDir(cache)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(canary, "big")); err != nil || fi.Size() != 4<<20 {
+		t.Errorf("the host file a link pointed at: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(cache, "cachemounts", "*.0")); len(m) != 0 {
+		t.Errorf("Prune left %q", m)
+	}
+}
+
 // cacheMountFile returns the path of name in the store's only cache mount.
 func cacheMountFile(t *testing.T, cache, name string) string {
 	t.Helper()

@@ -167,10 +167,17 @@ func (s *Store) cacheMountUsage(ctx context.Context) (n int, bytes int64) {
 	return n, bytes
 }
 
-// treeSize adds up the sizes of the regular files under p.
+// treeSize adds up the sizes of the regular files under p. Build steps
+// may be writing there: the walk stays inside p whatever they do (os.Root
+// refuses a path that leaves it).
 func treeSize(ctx context.Context, p string) int64 {
+	root, err := os.OpenRoot(p)
+	if err != nil {
+		return 0
+	}
+	defer root.Close()
 	var n int64
-	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+	fs.WalkDir(root.FS(), ".", func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {
 				n += fi.Size()
