@@ -22,6 +22,7 @@ import (
 //	target STAGE             the stage to build
 //	network egress|fetch     RUN steps need the network (egress) or only ADD does (fetch);
 //	                         either way the build has it, and its steps too
+//	needs PATH...            host files the build needs (the host image's toolchains)
 //	build                    build it and check; else
 //	check-only REASON        why it cannot build here (it must still pass CheckDockerfile)
 //	output "text"            what the image's default command prints
@@ -37,6 +38,7 @@ type corpusCase struct {
 	secrets    map[string]string
 	target     string
 	network    string
+	needs      []string
 	build      bool
 	reason     string
 	checks     [][]string // each: kind, operands
@@ -79,6 +81,8 @@ func loadCorpus(t *testing.T) []*corpusCase {
 				c.target = rest
 			case "network":
 				c.network = rest
+			case "needs":
+				c.needs = append(c.needs, strings.Fields(rest)...)
 			case "build":
 				c.build = true
 			case "check-only":
@@ -161,6 +165,11 @@ func TestDockerfileCorpus(t *testing.T) {
 			if !c.build {
 				t.Logf("checked only: %s", c.reason)
 				return
+			}
+			for _, p := range c.needs {
+				if _, err := os.Stat(p); err != nil {
+					t.Fatalf("the host image lacks %s, which this build needs (make deps installs Debian's toolchains; Go must be under /usr/local/go): %v", p, err)
+				}
 			}
 			ctxDir := t.TempDir()
 			if err := os.CopyFS(ctxDir, os.DirFS(filepath.Join(c.dir, "context"))); err != nil {

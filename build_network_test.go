@@ -314,4 +314,11 @@ func TestBuildNetwork(t *testing.T) {
 		}
 		eq(t, "the program", string(out), "hello from example.com/greet v1.0.0\n")
 	})
+
+	// Every connection the steps opened went to the mirror.
+	for _, d := range m.dialed() {
+		if d != "tcp "+mirrorAddr+":80" {
+			t.Errorf("a step dialed %s", d)
+		}
+	}
 }
