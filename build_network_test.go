@@ -219,11 +219,20 @@ func TestBuildAddURL(t *testing.T) {
 		t.Errorf("a cached ADD --checksum without network: %v", err)
 	}
 
+	// https is verified against the system's roots: a server with a
+	// certificate of its own is refused.
+	tlsSrv := httptest.NewTLSServer(m.srv.Config.Handler)
+	defer tlsSrv.Close()
+	toTLS := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", tlsSrv.Listener.Addr().String())
+	}
 	for _, c := range []struct {
 		df   string
 		opts []BuildOption
 		want string
 	}{
+		{"FROM busybox\nADD https://" + mirrorAddr + "/files/hello.txt /x\n", []BuildOption{WithBuildNetwork(), WithBuildDialer(toTLS)}, "certificate"},
 		{"FROM busybox\nADD --checksum=sha256:" + strings.Repeat("0", 64) + " http://" + mirrorAddr + "/files/hello.txt /x\n", []BuildOption{WithBuildNetwork(), WithBuildDialer(m.dial)}, "checksum mismatch"},
 		{"FROM busybox\nADD http://" + mirrorAddr + "/files/nope /x\n", []BuildOption{WithBuildNetwork(), WithBuildDialer(m.dial)}, "404 Not Found"},
 		{"FROM busybox\nADD http://" + mirrorAddr + "/files/hello.txt /x\n", []BuildOption{WithBuildDialer(m.dial)}, "the build has no network: WithBuildNetwork"},
