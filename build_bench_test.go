@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
@@ -161,6 +162,9 @@ func (f *buildahFloor) close() {
 	os.RemoveAll(f.dir)
 }
 
+// cacheMountEdits numbers the source changes of BenchmarkDockerfileCacheMount.
+var cacheMountEdits atomic.Int64
+
 // BenchmarkDockerfileCacheMount rebuilds a Go program after a change to
 // its source: the build stage compiles it with the Go build cache in a
 // cache mount (sdk), against the same Dockerfile without the cache mount
@@ -181,9 +185,8 @@ func BenchmarkDockerfileCacheMount(b *testing.B) {
 		ctxDir := b.TempDir()
 		os.WriteFile(filepath.Join(ctxDir, "go.mod"), []byte("module example.com/app\n\ngo 1.21\n"), 0o644)
 		opts := []BuildOption{WithCacheDir(cache), WithContextDir(ctxDir), WithBuildSource("busybox", base), WithBuildSource("host", HostImage())}
-		n := 0
 		build := func() {
-			n++
+			n := cacheMountEdits.Add(1) // a change no earlier build (-count) saw
 			src := fmt.Sprintf("package main\n\nimport (\n\t\"encoding/json\"\n\t\"fmt\"\n)\n\nfunc main() {\n\tb, _ := json.Marshal(%d)\n\tfmt.Println(string(b))\n}\n", n)
 			os.WriteFile(filepath.Join(ctxDir, "main.go"), []byte(src), 0o644)
 			snap, err := Build(context.Background(), []byte(df), opts...)
