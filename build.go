@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 
 	"github.com/ccsandbox/sandbox/internal/build"
@@ -35,21 +36,28 @@ type BuildProgress struct {
 // history), ready to export with WriteOCILayout or WriteDockerArchive.
 // Close it when done.
 //
-// Each RUN runs in a sandbox of this SDK, without network, started from
-// the previous step's snapshot (consecutive RUNs share one sandbox when
-// that gives the same result); COPY and ADD write their layer directly;
-// instructions that change only the config start nothing. Every step is
-// cached in the layer store under a key made of the previous step's key,
-// the instruction after expansion, the content and modes of the files a
-// COPY or ADD reads, and the build arguments a RUN sees: a build with
-// nothing changed runs nothing, and a changed file re-runs only the steps
-// from the first one that reads it. FROM is keyed by the image's digest,
+// Each RUN runs in a sandbox of this SDK, started from the previous
+// step's snapshot (consecutive RUNs share one sandbox when that gives the
+// same result), without network unless WithBuildNetwork gives it, with
+// the mounts RUN --mount asks for (cache, bind, tmpfs, secret, ssh);
+// COPY and ADD write their layer directly; instructions that change only
+// the config start nothing. Stages that do not need each other's results
+// run at the same time (WithBuildParallelism). Every step is cached in
+// the layer store under a key made of the previous step's key, the
+// instruction after expansion, the content and modes of the files a
+// COPY, ADD or bind mount reads, and the build arguments a RUN sees
+// (never a secret or a cache mount's content): a build with nothing
+// changed runs nothing, and a changed file re-runs only the steps from
+// the first one that reads it. FROM is keyed by the image's digest,
 // never by its name.
 //
 // FROM and COPY --from name earlier stages, images given with
-// WithBuildSource, "scratch", or images to pull (see WithPullOptions).
-// ADD of a URL fails: builds have no network. Errors in the Dockerfile
-// name its line; a failing RUN's error ends with its last output.
+// WithBuildSource (HostImage() among them), "scratch", or images to pull
+// (see WithPullOptions). ADD fetches http(s) URLs through the build's
+// dialer when the build has the network. CheckDockerfile lists, without
+// building, what this builder refuses. Errors in the Dockerfile name its
+// line; a failing RUN's error ends with its last output and says when the
+// step had no network.
 func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapshot, error) {
 	var o buildOptions
 	for _, opt := range opts {
@@ -73,16 +81,8 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.Build: %w", err)
 	}
-	bo := build.Options{
-		Context:       o.contextDir,
-		Args:          o.args,
-		Target:        o.target,
-		NoCache:       o.noCache,
-		NoCacheStages: o.noCacheStages,
-		Platform:      o.pull.platform,
-
-		SourceDateEpoch: epoch,
-	}
+	bo := o.internal()
+	bo.SourceDateEpoch = epoch
 	if o.progress != nil {
 		bo.Progress = func(ev build.Event) { o.progress(BuildProgress(ev)) }
 	}
@@ -103,6 +103,31 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 	return openSnapshotInfo(ctx, store, info)
 }
 
+// internal returns the options of internal/build.
+func (o *buildOptions) internal() build.Options {
+	dial := o.dialer
+	if dial == nil {
+		dial = DefaultDialer()
+	}
+	bo := build.Options{
+		Context:       o.contextDir,
+		Args:          o.args,
+		Target:        o.target,
+		NoCache:       o.noCache,
+		NoCacheStages: o.noCacheStages,
+		Platform:      o.pull.platform,
+		Network:       o.network,
+		Dial:          dial,
+		Secrets:       o.secrets,
+		SSH:           o.ssh,
+		Parallelism:   o.parallelism,
+	}
+	if bo.Parallelism == 0 {
+		bo.Parallelism = runtime.GOMAXPROCS(0)
+	}
+	return bo
+}
+
 // recordedLayers returns the layers of the snapshot record key.
 func recordedLayers(store *image.Store, key string) []v1.Hash {
 	info, err := snapshot.Get(store, key)
@@ -119,7 +144,8 @@ type buildRef struct {
 	layers []v1.Hash
 	dirs   []string
 	info   *snapshot.Info // nil for an image
-	image  *Image         // the image, when info is nil
+	image  *Image         // the image, when info is nil and host is ""
+	host   string         // the host image's key, when the ref stands on it
 }
 
 // Key, Config and Layers make a buildRef a build.Ref.
@@ -129,12 +155,15 @@ func (r *buildRef) Layers() []string { return r.dirs }
 
 // parent describes the ref as what a snapshot stands on.
 func (r *buildRef) parent() snapshot.Parent {
-	return snapshot.Parent{Key: r.key, Layers: r.layers, Config: r.config}
+	return snapshot.Parent{Key: r.key, Layers: r.layers, Config: r.config, Host: r.host}
 }
 
 // source returns what New starts a sandbox of the ref from.
 func (r *buildRef) source(store *image.Store) Source {
 	if r.info == nil {
+		if r.host != "" {
+			return HostImage()
+		}
 		return r.image
 	}
 	var cfg v1.ConfigFile

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/build"
 	"github.com/ccsandbox/sandbox/internal/engine"
@@ -38,10 +41,21 @@ type buildExec struct {
 	ids     idmap.Map
 	sources map[string]*buildRef // WithBuildSource, by normalised name
 
-	// live is the sandbox of the last RUN, kept for the next RUN on the
-	// same filesystem; liveLayers are the layers its root now equals.
-	live       *Instance
-	liveLayers []v1.Hash
+	hostOnce  sync.Once // hostLayer, when a stage stands on the host image
+	hostLayer string
+	hostErr   error
+
+	// live are the sandboxes of the last RUNs of the stages, each kept
+	// for the next RUN on the filesystem it left.
+	mu   sync.Mutex
+	live []liveSandbox // guarded by mu; at most maxLive
+}
+
+// liveSandbox is a sandbox kept for the next RUN on its filesystem.
+type liveSandbox struct {
+	inst    *Instance
+	layers  []v1.Hash // what its root now equals
+	network bool      // it has the build's egress
 }
 
 func newBuildExec(o *buildOptions, store *image.Store) (*buildExec, error) {
@@ -82,6 +96,13 @@ func (e *buildExec) sourceRef(src Source) (*buildRef, error) {
 			return nil, fmt.Errorf("the snapshot is in the store %s, not the build's %s (use the same WithCacheDir)", s.store.Root(), e.store.Root())
 		}
 		return e.infoRef(s.info), nil
+	case *HostSource:
+		rs, err := s.rootfs(context.Background(), &e.o.storeOptions)
+		if err != nil {
+			return nil, err
+		}
+		e.hostOnce.Do(func() { e.hostLayer = rs.layers[0] })
+		return &buildRef{key: rs.parent.key, config: rs.parent.config, host: rs.parent.host, dirs: []string{rs.layers[0]}}, nil
 	}
 	return nil, fmt.Errorf("a %T cannot be a build base", src)
 }
@@ -105,18 +126,38 @@ func (e *buildExec) infoRef(info *snapshot.Info) *buildRef {
 		clone.Layers = layers
 		info = &clone
 	}
-	r := &buildRef{key: info.Key, config: info.Config, layers: slices.Clone(info.Layers), info: info}
+	r := &buildRef{key: info.Key, config: info.Config, layers: slices.Clone(info.Layers), info: info, host: info.Host}
+	if info.Host != "" {
+		r.dirs = append(r.dirs, e.hostLayerDir())
+	}
 	for _, id := range info.Layers {
 		r.dirs = append(r.dirs, e.store.LayerDir(id))
 	}
 	return r
 }
 
-// close stops the kept sandbox.
+// hostLayerDir returns the host image's generated layer, under which a
+// snapshot of a stage on the host image stands.
+func (e *buildExec) hostLayerDir() string {
+	e.hostOnce.Do(func() {
+		rs, err := HostImage().rootfs(context.Background(), &e.o.storeOptions)
+		if err != nil {
+			e.hostErr = err
+			return
+		}
+		e.hostLayer = rs.layers[0]
+	})
+	return e.hostLayer
+}
+
+// close stops the kept sandboxes.
 func (e *buildExec) close() {
-	if e.live != nil {
-		e.live.Close()
-		e.live, e.liveLayers = nil, nil
+	e.mu.Lock()
+	live := e.live
+	e.live = nil
+	e.mu.Unlock()
+	for _, l := range live {
+		l.inst.Close()
 	}
 }
 
@@ -201,24 +242,44 @@ func (e *buildExec) Record(ctx context.Context, key string, ref build.Ref) error
 	return e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: key, Layers: r.layers, Data: []byte(r.key)})
 }
 
-// Run runs a RUN step in a sandbox: the kept one when its root is base's
-// filesystem already (the last RUN left it so), else a new one.
+// Run runs a RUN step in a sandbox: a kept one when its root is base's
+// filesystem already (the last RUN of a stage left it so) and the step
+// mounts nothing, else a new one with the step's mounts and network.
 func (e *buildExec) Run(ctx context.Context, base build.Ref, spec build.RunSpec) (build.Ref, error) {
 	br := base.(*buildRef)
-	inst := e.live
-	if inst == nil || !slices.Equal(e.liveLayers, br.layers) {
-		e.close()
+	if br.host != "" && e.hostErr != nil {
+		return nil, e.hostErr
+	}
+	var inst *Instance
+	if len(spec.Binds) == 0 {
+		inst = e.takeLive(br.layers, spec.Network)
+	}
+	if inst == nil {
+		opts := []Option{WithCacheDir(e.o.cacheDir), WithLogger(e.o.logger)}
+		if spec.Network {
+			opts = append(opts, WithNetwork())
+		}
+		if e.o.dialer != nil {
+			opts = append(opts, WithDialer(e.o.dialer))
+		}
+		for _, b := range spec.Binds {
+			if b.Writable {
+				opts = append(opts, WithWritableMount(b.Source, b.Target))
+			} else {
+				opts = append(opts, WithMount(b.Source, b.Target))
+			}
+		}
 		var err error
-		inst, err = New(ctx, br.source(e.store), WithCacheDir(e.o.cacheDir), WithLogger(e.o.logger))
+		inst, err = New(ctx, br.source(e.store), opts...)
 		if err != nil {
 			return nil, err
 		}
 	}
-	e.live, e.liveLayers = nil, nil
 	keep := false
+	var r *buildRef
 	defer func() {
 		if keep {
-			e.live = inst
+			e.keepLive(liveSandbox{inst: inst, layers: r.layers, network: spec.Network})
 		} else {
 			inst.Close()
 		}
@@ -244,17 +305,131 @@ func (e *buildExec) Run(ctx context.Context, base build.Ref, spec build.RunSpec)
 			return nil, err
 		}
 	}
-	snap, err := inst.Snapshot(ctx)
+	excludes, err := stubExcludes(inst, spec)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := inst.Snapshot(ctx, WithExcludes(excludes...))
 	if err != nil {
 		return nil, err
 	}
 	snap.Close() // its record keeps its layers
-	r := e.infoRef(snap.info)
-	if e.shareable(inst, r) {
-		keep = true
-		e.liveLayers = r.layers
-	}
+	r = e.infoRef(snap.info)
+	keep = len(spec.Binds) == 0 && e.shareable(inst, r)
 	return r, nil
+}
+
+// stubExcludes returns the snapshot excludes that leave out what the
+// step's mount targets made in the root: each target, and each directory
+// made for one that holds nothing else. The directories are read through
+// the sandbox's agent.
+func stubExcludes(inst *Instance, spec build.RunSpec) ([]string, error) {
+	if len(spec.Stubs) == 0 {
+		return nil, nil
+	}
+	gone := map[string]bool{}
+	for _, b := range spec.Binds {
+		gone[b.Target] = true
+	}
+	var out []string
+	for _, p := range spec.Stubs { // deepest first
+		if !gone[p] {
+			entries, err := inst.ReadDir(strings.TrimPrefix(p, "/"))
+			if err != nil {
+				continue // not a directory, or removed: the snapshot says what it is
+			}
+			if slices.ContainsFunc(entries, func(d fs.DirEntry) bool { return !gone[path.Join(p, d.Name())] }) {
+				continue
+			}
+			gone[p] = true
+		}
+		out = append(out, escapeGlob(p))
+	}
+	return out, nil
+}
+
+// escapeGlob quotes the pattern characters of a path, for WithExcludes.
+func escapeGlob(p string) string {
+	var b strings.Builder
+	for _, c := range p {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// maxLive bounds the sandboxes kept between RUN steps.
+func (e *buildExec) maxLive() int {
+	if n := e.o.parallelism; n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// takeLive returns the kept sandbox whose root is layers, if any, and
+// stops keeping it.
+func (e *buildExec) takeLive(layers []v1.Hash, network bool) *Instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, l := range e.live {
+		if l.network == network && slices.Equal(l.layers, layers) {
+			e.live = slices.Delete(e.live, i, i+1)
+			return l.inst
+		}
+	}
+	return nil
+}
+
+// keepLive keeps l for the next RUN on its filesystem, stopping the
+// oldest kept sandbox when there are too many.
+func (e *buildExec) keepLive(l liveSandbox) {
+	e.mu.Lock()
+	e.live = append(e.live, l)
+	var drop []liveSandbox
+	for len(e.live) > e.maxLive() {
+		drop = append(drop, e.live[0])
+		e.live = e.live[1:]
+	}
+	e.mu.Unlock()
+	for _, d := range drop {
+		d.inst.Close()
+	}
+}
+
+// CacheMount holds the store's directory of a cache mount for a step.
+func (e *buildExec) CacheMount(ctx context.Context, id string, sharing build.Sharing, init func(string) error) (string, func(), error) {
+	mode := image.CacheShared
+	switch sharing {
+	case build.SharingPrivate:
+		mode = image.CachePrivate
+	case build.SharingLocked:
+		mode = image.CacheLocked
+	}
+	cm, err := e.store.CacheMount(ctx, id, mode, init)
+	if err != nil {
+		return "", nil, err
+	}
+	return cm.Path, cm.Release, nil
+}
+
+// Rebase stacks layer's layers (made on scratch) onto base.
+func (e *buildExec) Rebase(ctx context.Context, base, layer build.Ref) (build.Ref, error) {
+	b := base.(*buildRef)
+	parent := b.parent()
+	info := b.info
+	for _, id := range layer.(*buildRef).layers {
+		var err error
+		if info, err = snapshot.Stack(ctx, e.store, id, parent); err != nil {
+			return nil, err
+		}
+		parent = snapshot.Parent{Key: info.Key, Layers: info.Layers, Host: info.Host, Config: b.config}
+	}
+	if info == nil {
+		return base, nil
+	}
+	return e.infoRef(info), nil
 }
 
 // shareable reports whether the next RUN on r may use inst, which made

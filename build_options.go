@@ -3,12 +3,15 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ccsandbox/sandbox/internal/build"
 )
 
 // BuildOption configures Build. StoreOptions (WithCacheDir, WithLogger)
@@ -28,6 +31,11 @@ type buildOptions struct {
 	noCacheStages []string
 	progress      func(BuildProgress)
 	sources       map[string]Source // by name as given
+	network       bool
+	dialer        DialFunc // nil: DefaultDialer()
+	secrets       map[string]build.Secret
+	ssh           map[string]string
+	parallelism   int // 0: GOMAXPROCS
 
 	sourceDateEpoch time.Time // WithSourceDateEpoch; zero: none given
 }
@@ -132,11 +140,15 @@ func WithBuildProgress(f func(BuildProgress)) BuildOption {
 }
 
 // WithBuildSource makes FROM name and COPY --from=name take src, an
-// *Image or a *Snapshot, instead of pulling an image of that name. Names
-// match as image references do ("busybox" is also "busybox:latest" and
-// "docker.io/library/busybox"); a stage of the same name wins, as in
-// Docker. src must be in the build's layer store (WithCacheDir). An empty
-// name, a nil src, or another kind of Source is an error.
+// *Image, a *Snapshot or HostImage(), instead of pulling an image of that
+// name. Names match as image references do ("busybox" is also
+// "busybox:latest" and "docker.io/library/busybox"); a stage of the same
+// name wins, as in Docker. src must be in the build's layer store
+// (WithCacheDir). A stage on the host image runs the host's programs
+// (its /usr and the like, read-only); COPY --from such a stage sees the
+// files its steps made, not the host's, and its result cannot be
+// exported. An empty name, a nil src, or another kind of Source is an
+// error.
 func WithBuildSource(name string, src Source) BuildOption {
 	return buildOption(func(o *buildOptions) error {
 		if name == "" {
@@ -151,11 +163,12 @@ func WithBuildSource(name string, src Source) BuildOption {
 			if s == nil {
 				return errors.New("WithBuildSource: nil snapshot")
 			}
-			if s.info.Host != "" {
-				return fmt.Errorf("WithBuildSource(%q): a snapshot of the host image cannot be a build base", name)
+		case *HostSource:
+			if s == nil {
+				return errors.New("WithBuildSource: nil host source")
 			}
 		default:
-			return fmt.Errorf("WithBuildSource(%q): a %T cannot be a build base (use an *Image or a *Snapshot)", name, src)
+			return fmt.Errorf("WithBuildSource(%q): a %T cannot be a build base (use an *Image, a *Snapshot or HostImage())", name, src)
 		}
 		if o.sources == nil {
 			o.sources = map[string]Source{}
@@ -178,6 +191,122 @@ func WithPullOptions(opts ...PullOption) BuildOption {
 				return fmt.Errorf("WithPullOptions: %w", err)
 			}
 		}
+		return nil
+	})
+}
+
+// WithBuildNetwork gives the build's RUN steps egress, as WithNetwork
+// gives a sandbox: every flow leaves through the build's dialer
+// (WithBuildDialer, else DefaultDialer, which refuses the host's
+// loopback), and lets ADD fetch http(s) URLs through the same dialer.
+// Without it, steps have no network and a failing RUN's error says so.
+// RUN --network=none turns it off for one step.
+func WithBuildNetwork() BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		o.network = true
+		return nil
+	})
+}
+
+// WithBuildDialer sets the dialer every connection of the build goes
+// through (RUN steps' flows, ADD's fetches), for allow-lists, recording,
+// or a mirror. It does not turn the network on by itself (see
+// WithBuildNetwork). A nil d is an error.
+func WithBuildDialer(d DialFunc) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if d == nil {
+			return errors.New("WithBuildDialer: nil dialer")
+		}
+		o.dialer = d
+		return nil
+	})
+}
+
+// WithBuildSecret gives RUN --mount=type=secret,id=id the value (copied).
+// The value reaches only the steps that mount it, as a file in host
+// memory bound read-only at the mount's target (default
+// /run/secrets/<id>) or as the variable env= names: never a layer, a
+// cache key, the history, a progress event or an error. An empty id is an
+// error.
+func WithBuildSecret(id string, value []byte) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if id == "" {
+			return errors.New("WithBuildSecret: empty id")
+		}
+		if o.secrets == nil {
+			o.secrets = map[string]build.Secret{}
+		}
+		o.secrets[id] = build.Secret{Value: append([]byte{}, value...)} // never nil: nil means a file
+		return nil
+	})
+}
+
+// WithBuildSecretFile is WithBuildSecret with the value read from the
+// host file path when a step needs it. An empty id, or a path that is
+// not a readable regular file, is an error.
+func WithBuildSecretFile(id, path string) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if id == "" {
+			return errors.New("WithBuildSecretFile: empty id")
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("WithBuildSecretFile(%q): %w", id, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return fmt.Errorf("WithBuildSecretFile(%q): %w", id, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("WithBuildSecretFile(%q): %s is not a regular file", id, abs)
+		}
+		if o.secrets == nil {
+			o.secrets = map[string]build.Secret{}
+		}
+		o.secrets[id] = build.Secret{File: abs}
+		return nil
+	})
+}
+
+// WithBuildSSH forwards the SSH agent listening on the host socket path to
+// the steps that RUN --mount=type=ssh,id=id (id "default" when the mount
+// names none): each gets a socket of its own at the mount's target
+// (SSH_AUTH_SOCK points at the first), whose connections the build
+// relays to path while the step runs. An empty id, or a path that is not
+// a socket, is an error.
+func WithBuildSSH(id, path string) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if id == "" {
+			return errors.New("WithBuildSSH: empty id")
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("WithBuildSSH(%q): %w", id, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return fmt.Errorf("WithBuildSSH(%q): %w", id, err)
+		}
+		if fi.Mode().Type() != fs.ModeSocket {
+			return fmt.Errorf("WithBuildSSH(%q): %s is not a socket", id, abs)
+		}
+		if o.ssh == nil {
+			o.ssh = map[string]string{}
+		}
+		o.ssh[id] = abs
+		return nil
+	})
+}
+
+// WithBuildParallelism bounds the stages that build at the same time
+// (stages that do not need each other's results run at once): n ≥ 1;
+// the default is runtime.GOMAXPROCS(0). A smaller n is an error.
+func WithBuildParallelism(n int) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if n < 1 {
+			return fmt.Errorf("WithBuildParallelism: %d", n)
+		}
+		o.parallelism = n
 		return nil
 	})
 }

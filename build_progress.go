@@ -8,13 +8,15 @@ import (
 )
 
 // BuildProgressWriter returns a WithBuildProgress function that prints a
-// build's progress on w as plain lines, numbering steps as they start:
+// build's progress on w as plain lines, numbering steps as they start and
+// naming the stage on every line (stages that do not need each other run
+// at the same time, so their lines interleave):
 //
-//	#3 [stage-0 2/5] RUN make
-//	#3 gcc -o app main.c
-//	#3 DONE 1.2s
-//	#4 [stage-0 3/5] COPY app /usr/bin/
-//	#4 CACHED
+//	#3 [build 2/5] RUN make
+//	#3 [build] gcc -o app main.c
+//	#3 [build] DONE 1.2s
+//	#4 [build 3/5] COPY app /usr/bin/
+//	#4 [build] CACHED
 func BuildProgressWriter(w io.Writer) func(BuildProgress) {
 	var (
 		mu      sync.Mutex
@@ -40,11 +42,11 @@ func BuildProgressWriter(w io.Writer) func(BuildProgress) {
 		num := current[id]
 		switch {
 		case p.Output != "":
-			fmt.Fprintf(w, "#%d %s\n", num, p.Output)
+			fmt.Fprintf(w, "#%d [%s] %s\n", num, p.Stage, p.Output)
 		case p.Done && p.Cached:
-			fmt.Fprintf(w, "#%d CACHED\n", num)
+			fmt.Fprintf(w, "#%d [%s] CACHED\n", num, p.Stage)
 		case p.Done:
-			fmt.Fprintf(w, "#%d DONE %.1fs\n", num, time.Since(started[id]).Seconds())
+			fmt.Fprintf(w, "#%d [%s] DONE %.1fs\n", num, p.Stage, time.Since(started[id]).Seconds())
 		}
 	}
 }

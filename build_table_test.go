@@ -196,7 +196,7 @@ var dockerfileTable = []dfCase{
 	{
 		name:    "add of a URL fails clearly without network",
 		df:      "FROM busybox\nADD https://example.invalid/file.tar /\n",
-		wantErr: []string{"Dockerfile:2", "no network access"},
+		wantErr: []string{"Dockerfile:2", "the build has no network: WithBuildNetwork"},
 	},
 	{
 		name: "workdir creates the directory; relative workdirs join",

@@ -24,7 +24,8 @@ type dfCase struct {
 	df      string
 	files   map[string]string // the context; a name ending in ".tar.gz" given as "tar:" + "name=content;..." is made into an archive
 	opts    []BuildOption
-	wantErr []string // the build must fail with all of these in its error
+	fresh   func() []BuildOption // more options, made anew for each run (cache ids)
+	wantErr []string             // the build must fail with all of these in its error
 	// rootlessErr, when set, is wantErr for an unprivileged user, whose
 	// sandboxes have root's id only.
 	rootlessErr []string
@@ -244,6 +245,7 @@ func rootful() bool { return os.Geteuid() == 0 }
 // instruction, multi-stage builds, .dockerignore and the cache rules,
 // offline over the busybox test image.
 func TestBuildDockerfile(t *testing.T) {
+	checkBuildLeaks(t)
 	src, err := testimage.Busybox()
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +254,11 @@ func TestBuildDockerfile(t *testing.T) {
 	for _, c := range dockerfileTable {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := writeContext(t, c.files)
-			b, err := buildDockerfile(t, c.df, ctx, append([]BuildOption{WithBuildSource("busybox", base)}, c.opts...)...)
+			opts := append([]BuildOption{WithBuildSource("busybox", base)}, c.opts...)
+			if c.fresh != nil {
+				opts = append(opts, c.fresh()...)
+			}
+			b, err := buildDockerfile(t, c.df, ctx, opts...)
 			if len(c.rootlessErr) > 0 && !rootful() {
 				t.Logf("rootless: a sandbox has root's id only; the build must fail clearly")
 				c.wantErr, c.check = c.rootlessErr, nil

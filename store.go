@@ -18,6 +18,8 @@ type StoreUsage struct {
 	Bytes       int64  // bytes of file data in those layers
 	Reclaimable int64  // bytes of file data Prune would free now
 	Temp        int64  // bytes of work in progress and crash leftovers
+	CacheMounts int    // build cache mounts (RUN --mount=type=cache) kept
+	CacheBytes  int64  // bytes of file data in them
 }
 
 // PruneResult tells what Prune removed.
@@ -25,6 +27,9 @@ type PruneResult struct {
 	Layers int   // unreferenced layers removed
 	Bytes  int64 // bytes of file data they held
 	Temp   int   // leftovers of interrupted work removed
+
+	CacheMounts int   // build cache mounts removed
+	CacheBytes  int64 // bytes of file data they held
 }
 
 // DiskUsage reports the disk use of the layer store (WithCacheDir, or the
@@ -39,11 +44,13 @@ func DiskUsage(ctx context.Context, opts ...StoreOption) (StoreUsage, error) {
 	if err != nil {
 		return StoreUsage{}, fmt.Errorf("sandbox.DiskUsage: %w", err)
 	}
-	return StoreUsage{Dir: u.Root, Images: u.Images, Layers: u.Layers, Bytes: u.Bytes, Reclaimable: u.Reclaimable, Temp: u.Temp}, nil
+	return StoreUsage{Dir: u.Root, Images: u.Images, Layers: u.Layers, Bytes: u.Bytes, Reclaimable: u.Reclaimable, Temp: u.Temp,
+		CacheMounts: u.CacheMounts, CacheBytes: u.CacheBytes}, nil
 }
 
 // Prune removes from the layer store every layer that no image, snapshot
-// or running sandbox uses, and what interrupted work left behind. Images
+// or running sandbox uses, what interrupted work left behind, and the
+// build cache mounts (RUN --mount=type=cache) no build is using. Images
 // stay until RemoveImage. It waits for pulls and loads in progress to
 // finish (until ctx ends) and returns what it removed, or an error when
 // the store cannot be opened or a removal fails.
@@ -56,7 +63,7 @@ func Prune(ctx context.Context, opts ...StoreOption) (PruneResult, error) {
 	if err != nil {
 		return PruneResult{}, fmt.Errorf("sandbox.Prune: %w", err)
 	}
-	return PruneResult{Layers: r.Layers, Bytes: r.Bytes, Temp: r.Temp}, nil
+	return PruneResult{Layers: r.Layers, Bytes: r.Bytes, Temp: r.Temp, CacheMounts: r.CacheMounts, CacheBytes: r.CacheBytes}, nil
 }
 
 // RemoveImage forgets an image so that a later Prune can free its layers:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -120,7 +121,7 @@ func (w *layerWriter) merge(src, rel string) error {
 			continue
 		}
 		if derr == nil {
-			if err := removeAll(d); err != nil {
+			if err := untrusted.RemoveAll(d); err != nil {
 				return err
 			}
 			delete(w.dirs, child)

@@ -1,14 +1,12 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,32 +15,48 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // builder is the state of one Build call.
 type builder struct {
-	ctx    context.Context
+	ctx    context.Context // ends when the build fails
+	cancel context.CancelCauseFunc
 	exec   Executor
 	opts   Options
-	lex    *shell.Lex
+	escape rune // of the Dockerfile's words
 	stages []*stage
 	ctxFS  srcFS
-	global []argValue      // the meta arguments (before the first FROM), with the platform's
-	used   map[string]bool // build arguments some ARG declared
-	images map[string]Ref  // images already resolved, by name
-	evMu   sync.Mutex      // serialises Progress calls
+	global []argValue // the meta arguments (before the first FROM), with the platform's
+	slots  *slots
+	wg     sync.WaitGroup // one per stage goroutine
+
+	mu     sync.Mutex
+	used   map[string]bool         // build arguments some ARG declared; guarded by mu
+	images map[string]*imageFuture // images resolved or being resolved, by name and platform; guarded by mu
+	evMu   sync.Mutex              // serialises Progress calls
+}
+
+// imageFuture is an image being resolved once for every stage that
+// names it.
+type imageFuture struct {
+	done chan struct{}
+	ref  Ref
+	err  error
 }
 
 // stage is one FROM section of the Dockerfile.
 type stage struct {
-	index    int
-	def      instructions.Stage
-	label    string // the name, or "stage-N"
-	result   Ref
-	building bool
+	index int
+	def   instructions.Stage
+	label string   // the name, or "stage-N"
+	deps  []*stage // the stages it needs, known before it runs
+
+	start  sync.Once
+	done   chan struct{} // closed once result or err is set
+	result Ref
+	err    error
 }
 
 // argValue is a build argument in scope; value is nil for one declared
@@ -53,48 +67,37 @@ type argValue struct {
 }
 
 // Build runs the Dockerfile dockerfile with exec and returns the target
-// stage's result. Errors in the Dockerfile name its line.
+// stage's result. Stages that do not need each other run at the same
+// time, up to opts.Parallelism. Errors in the Dockerfile name its line.
 func Build(ctx context.Context, dockerfile []byte, exec Executor, opts Options) (Ref, error) {
-	if len(bytes.TrimSpace(dockerfile)) == 0 {
-		return nil, errors.New("the Dockerfile is empty")
-	}
-	if opts.Platform.OS == "" {
-		opts.Platform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	}
-	res, err := parser.Parse(bytes.NewReader(dockerfile))
+	p, err := parse(dockerfile, opts)
 	if err != nil {
-		return nil, &Error{Err: locate(err)}
+		return nil, err
 	}
-	defs, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
-	if err != nil {
-		return nil, &Error{Err: err}
-	}
-	if len(defs) == 0 {
-		return nil, &Error{Err: errors.New("no FROM instruction: nothing to build")}
-	}
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	b := &builder{
-		ctx:    ctx,
+		ctx:    bctx,
+		cancel: cancel,
 		exec:   exec,
-		opts:   opts,
-		lex:    shell.NewLex(res.EscapeToken),
+		opts:   p.opts,
+		escape: p.escape,
 		ctxFS:  noContext{},
 		used:   map[string]bool{},
-		images: map[string]Ref{},
+		images: map[string]*imageFuture{},
+		slots:  newSlots(opts.Parallelism),
 	}
 	if opts.Context != "" {
 		if b.ctxFS, err = openContext(opts.Context); err != nil {
 			return nil, err
 		}
 	}
-	if err := b.metaArgs(metaArgs); err != nil {
+	if err := b.metaArgs(p.metaArgs); err != nil {
 		return nil, err
 	}
-	for i, d := range defs {
-		s := &stage{index: i, def: d, label: d.Name}
-		if s.label == "" {
-			s.label = "stage-" + strconv.Itoa(i)
-		}
-		b.stages = append(b.stages, s)
+	b.stages = p.stages(b)
+	if p.syntax != "" {
+		b.event(Event{Output: fmt.Sprintf("# syntax=%s: accepted; the frontend it names is not fetched, this builder's own Dockerfile support runs the build", p.syntax)})
 	}
 	target := b.stages[len(b.stages)-1]
 	if opts.Target != "" {
@@ -103,9 +106,10 @@ func Build(ctx context.Context, dockerfile []byte, exec Executor, opts Options) 
 			return nil, fmt.Errorf("target stage %q could not be found (stages: %s)", opts.Target, strings.Join(b.stageNames(), ", "))
 		}
 	}
-	ref, err := b.buildStage(target)
+	ref, err := b.await(target, nil)
+	b.wg.Wait()
 	if err != nil {
-		return nil, err
+		return nil, b.buildErr(ctx, err)
 	}
 	b.warnUnused()
 	return ref, nil
@@ -136,6 +140,10 @@ func openContext(dir string) (*contextFS, error) {
 	}
 	return newContextFS(abs, rules), nil
 }
+
+// lex returns a lexer for the Dockerfile's words. Lexers keep state
+// while they work, and stages run at once: each use gets its own.
+func (b *builder) lex() *shell.Lex { return shell.NewLex(b.escape) }
 
 // Error is an error of a Dockerfile, naming the line (when known) and
 // the instruction (when one is at fault).
@@ -214,6 +222,8 @@ func (b *builder) event(e Event) {
 // warnUnused reports build arguments no ARG declared, as Docker does.
 func (b *builder) warnUnused() {
 	var unused []string
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for k := range b.opts.Args {
 		if !b.used[k] && !predefinedArgs[k] {
 			unused = append(unused, k)
@@ -225,16 +235,8 @@ func (b *builder) warnUnused() {
 	}
 }
 
-// buildStage builds s (and, first, the stages it needs) once.
+// buildStage runs the steps of s, whose dependencies are built.
 func (b *builder) buildStage(s *stage) (Ref, error) {
-	if s.result != nil {
-		return s.result, nil
-	}
-	if s.building {
-		return nil, &Error{Line: line(s.def.Location), Err: fmt.Errorf("stage %q depends on itself", s.label)}
-	}
-	s.building = true
-	defer func() { s.building = false }()
 	st, err := b.startStage(s)
 	if err != nil {
 		return nil, err
@@ -247,12 +249,7 @@ func (b *builder) buildStage(s *stage) (Ref, error) {
 			return nil, lineError(line(cmd.Location()), instructionText(cmd), err)
 		}
 	}
-	ref, err := st.finish()
-	if err != nil {
-		return nil, err
-	}
-	s.result = ref
-	return ref, nil
+	return st.finish()
 }
 
 // line returns the first line of a location, 0 when unknown.
@@ -275,43 +272,60 @@ func instructionText(cmd instructions.Command) string {
 	return strings.ToUpper(cmd.Name())
 }
 
-// resolveImage returns the image a name (not a stage) refers to.
-func (b *builder) resolveImage(name string) (Ref, error) {
-	if r, ok := b.images[name]; ok {
-		return r, nil
+// resolveImage returns the image a name (not a stage) refers to, for a
+// platform, resolving each once.
+func (b *builder) resolveImage(name string, p v1.Platform) (Ref, error) {
+	key := name + "\x00" + platformString(p)
+	b.mu.Lock()
+	f, ok := b.images[key]
+	if !ok {
+		f = &imageFuture{done: make(chan struct{})}
+		b.images[key] = f
 	}
-	r, err := b.exec.Resolve(b.ctx, name, b.opts.Platform)
-	if err != nil {
-		return nil, err
+	b.mu.Unlock()
+	if !ok {
+		f.ref, f.err = b.exec.Resolve(b.ctx, name, p)
+		close(f.done)
 	}
-	b.images[name] = r
-	return r, nil
+	select {
+	case <-f.done:
+		return f.ref, f.err
+	case <-b.ctx.Done():
+		return nil, b.ctx.Err()
+	}
 }
 
-// stageRef resolves a COPY --from value: a stage name or index (which
-// must come before the current stage) or an image.
-func (b *builder) stageRef(from string, cur *stage) (Ref, string, error) {
+// stageRef resolves a COPY --from or RUN --mount from= value: a stage
+// name or index (which must come before the current stage) or an image.
+func (b *builder) stageRef(from string, cur *stage, p v1.Platform) (Ref, string, error) {
 	if strings.Contains(from, "$") {
 		return nil, "", errors.New("variable expansion is not supported for --from: define a stage with FROM using a global ARG instead")
 	}
-	var src *stage
-	if n, err := strconv.Atoi(from); err == nil {
-		if n < 0 || n >= len(b.stages) {
-			return nil, "", fmt.Errorf("invalid stage index %d", n)
-		}
-		src = b.stages[n]
-	} else {
-		src = b.stageByName(from)
+	if n, err := strconv.Atoi(from); err == nil && (n < 0 || n >= len(b.stages)) {
+		return nil, "", fmt.Errorf("invalid stage index %d", n)
 	}
+	src := b.fromStage(from)
 	if src == nil {
-		r, err := b.resolveImage(from)
+		r, err := b.resolveImage(from, p)
 		return r, from, err
 	}
 	if src.index >= cur.index {
 		return nil, "", fmt.Errorf("cannot copy from stage %q, it needs to be defined before current stage %q", from, cur.label)
 	}
-	r, err := b.buildStage(src)
+	r, err := b.await(src, cur)
 	return r, src.label, err
+}
+
+// fromStage returns the stage a --from value names by name or index, or
+// nil.
+func (b *builder) fromStage(from string) *stage {
+	if n, err := strconv.Atoi(from); err == nil {
+		if n < 0 || n >= len(b.stages) {
+			return nil
+		}
+		return b.stages[n]
+	}
+	return b.stageByName(from)
 }
 
 // predefinedArgs are the build arguments Docker accepts without an ARG:
@@ -324,18 +338,11 @@ var predefinedArgs = map[string]bool{
 
 // platformArgs are the automatic platform arguments of the global scope.
 func platformArgs(p v1.Platform) []argValue {
-	host := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	str := func(p v1.Platform) string {
-		s := p.OS + "/" + p.Architecture
-		if p.Variant != "" {
-			s += "/" + p.Variant
-		}
-		return s
-	}
+	host := hostPlatform()
 	kv := func(k, v string) argValue { return argValue{key: k, value: &v} }
 	return []argValue{
-		kv("BUILDPLATFORM", str(host)), kv("BUILDOS", host.OS), kv("BUILDARCH", host.Architecture), kv("BUILDVARIANT", ""),
-		kv("TARGETPLATFORM", str(p)), kv("TARGETOS", p.OS), kv("TARGETARCH", p.Architecture), kv("TARGETVARIANT", p.Variant),
+		kv("BUILDPLATFORM", platformString(host)), kv("BUILDOS", host.OS), kv("BUILDARCH", host.Architecture), kv("BUILDVARIANT", ""),
+		kv("TARGETPLATFORM", platformString(p)), kv("TARGETOS", p.OS), kv("TARGETARCH", p.Architecture), kv("TARGETVARIANT", p.Variant),
 	}
 }
 
@@ -349,7 +356,7 @@ func (b *builder) metaArgs(cmds []instructions.ArgCommand) error {
 			if bv, ok := b.opts.Args[kv.Key]; ok {
 				v = &bv
 			} else if kv.Value != nil {
-				w, _, err := b.lex.ProcessWord(*kv.Value, envGetter(b.global, nil))
+				w, _, err := b.lex().ProcessWord(*kv.Value, envGetter(b.global, nil))
 				if err != nil {
 					return &Error{Line: line(c.Location()), Instruction: c.String(), Err: err}
 				}

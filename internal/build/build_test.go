@@ -1,6 +1,9 @@
 package build
 
 import (
+	"context"
+	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -122,22 +125,69 @@ func TestOnbuildAndConfig(t *testing.T) {
 func TestErrorsNameTheLine(t *testing.T) {
 	f := newFakeExec(t)
 	for df, want := range map[string]string{
-		"":                                   "empty",
-		"RUN x\n":                            "no build stage",
-		"FROM base\nBOGUS x\n":               "line 2",
-		"FROM base\n\nCOPY --from=$X a b\n":  "Dockerfile:3",
-		"FROM base\nSTOPSIGNAL NOTASIGNAL\n": "Dockerfile:2: STOPSIGNAL NOTASIGNAL: invalid signal",
-		"FROM base\nEXPOSE 80/bogus\n":       "Dockerfile:2",
-		"FROM base\nCOPY --chmod=999 a b\n":  "Dockerfile:2",
-		"FROM base\nRUN --mount=type=cache,target=/c x\n": "RUN --mount is not supported",
-		"FROM nosuchimage\n":                              "Dockerfile:1: FROM nosuchimage: no image",
-		"FROM base\nARG A=${B:?B is required}\n":          "B is required",
-		"FROM base\nWORKDIR /etc/passwd\n":                "not a directory",
-		"FROM base\nADD http://x.invalid/f /\n":           "no network access",
+		"":                                       "empty",
+		"RUN x\n":                                "no build stage",
+		"FROM base\nBOGUS x\n":                   "line 2",
+		"FROM base\n\nCOPY --from=$X a b\n":      "Dockerfile:3",
+		"FROM base\nSTOPSIGNAL NOTASIGNAL\n":     "Dockerfile:2: STOPSIGNAL NOTASIGNAL: invalid signal",
+		"FROM base\nEXPOSE 80/bogus\n":           "Dockerfile:2",
+		"FROM base\nCOPY --chmod=999 a b\n":      "Dockerfile:2",
+		"FROM base\nRUN --network=host x\n":      "RUN --network=host is not supported",
+		"FROM nosuchimage\n":                     "Dockerfile:1: FROM nosuchimage: no image",
+		"FROM base\nARG A=${B:?B is required}\n": "B is required",
+		"FROM base\nWORKDIR /etc/passwd\n":       "not a directory",
+		"FROM base\nADD http://x.invalid/f /\n":  "the build has no network: WithBuildNetwork",
 	} {
 		_, err := f.build(df, Options{})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", df, err, want)
+		}
+	}
+}
+
+func TestParallelStagesFailFast(t *testing.T) {
+	f := newFakeExec(t)
+	df := "FROM base AS slow\nRUN block\nFROM base AS bad\nRUN fail\nFROM base\nCOPY --from=slow /.run /a\nCOPY --from=bad /.run /b\n"
+	_, err := f.build(df, Options{Parallelism: 2})
+	if err == nil || !strings.Contains(err.Error(), "Dockerfile:4") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("error %v; want the failing stage's, which cancels the other", err)
+	}
+	// One slot: the blocking stage comes first and holds it; the build
+	// ends with the caller's context.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := Build(ctx, []byte(df), f, Options{Parallelism: 1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled build: %v", err)
+	}
+}
+
+func TestSlotsGoInOrder(t *testing.T) {
+	sl := newSlots(1)
+	if err := sl.acquire(t.Context(), 5); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 3)
+	for _, idx := range []int{3, 1, 2} {
+		go func() {
+			if sl.acquire(t.Context(), idx) == nil {
+				got <- idx
+				sl.release()
+			}
+		}()
+	}
+	for {
+		sl.mu.Lock()
+		n := len(sl.waiting)
+		sl.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		runtime.Gosched()
+	}
+	sl.release()
+	for _, want := range []int{1, 2, 3} {
+		if idx := <-got; idx != want {
+			t.Errorf("stage %d got the slot, want %d", idx, want)
 		}
 	}
 }

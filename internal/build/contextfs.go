@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
@@ -16,9 +17,11 @@ import (
 // Docker sends them. A directory that .dockerignore leaves out is still
 // there when an exception includes something inside it.
 type contextFS struct {
-	root    string
-	ignore  *ignoreRules
-	visible map[string]bool // memo of visibleDir
+	root   string
+	ignore *ignoreRules
+
+	mu      sync.Mutex      // stages read the context at once
+	visible map[string]bool // memo of visibleDir; guarded by mu
 }
 
 func newContextFS(root string, ignore *ignoreRules) *contextFS {
@@ -62,12 +65,14 @@ func (c *contextFS) visibleDir(rel string) bool {
 	if !c.ignore.exceptions {
 		return false
 	}
-	if v, ok := c.visible[rel]; ok {
+	c.mu.Lock()
+	v, ok := c.visible[rel]
+	c.mu.Unlock()
+	if ok {
 		return v
 	}
-	c.visible[rel] = false // a cycle cannot happen (no symlinks followed), but be safe
 	names, _ := c.rawReadDir(rel)
-	v := false
+	v = false // no cycle is possible: no symlink is followed
 	for _, n := range names {
 		child := joinRel(rel, n)
 		if _, err := c.lstat(child); err == nil {
@@ -75,7 +80,9 @@ func (c *contextFS) visibleDir(rel string) bool {
 			break
 		}
 	}
+	c.mu.Lock()
 	c.visible[rel] = v
+	c.mu.Unlock()
 	return v
 }
 

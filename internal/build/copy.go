@@ -1,17 +1,11 @@
 package build
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -19,15 +13,18 @@ import (
 
 // copyArgs is a COPY or an ADD, expanded.
 type copyArgs struct {
-	add      bool // ADD: archives are extracted (when unpack)
-	unpack   bool
-	sd       instructions.SourcesAndDest
-	from     string
-	chown    string
-	chmod    string
-	excludes []string
-	parents  bool
-	text     string // the instruction as written
+	add       bool // ADD: archives are extracted (when unpack), URLs fetched
+	unpack    bool
+	unpackURL bool // --unpack=true: a fetched archive is extracted too
+	sd        instructions.SourcesAndDest
+	from      string
+	chown     string
+	chmod     string
+	excludes  []string
+	parents   bool
+	link      bool
+	checksum  string
+	text      string // the instruction as written
 }
 
 // opKind is what one source of a COPY does.
@@ -38,16 +35,33 @@ const (
 	opTree                  // a directory, whose contents are copied into dest
 	opArchive               // a tar archive (ADD), extracted into dest
 	opData                  // a heredoc, written to dest
+	opRemote                // a URL (ADD), fetched to dest
 )
 
 // copyOp is one source of a COPY with where it goes.
 type copyOp struct {
-	kind opKind
-	rel  string // the source, resolved, in the source filesystem
-	e    *entry
-	name string // the source's base name as matched
-	data []byte // opData
-	dest string // where it goes in the new layer (relative, resolved)
+	kind   opKind
+	rel    string // the source, resolved, in the source filesystem
+	e      *entry
+	name   string // the source's base name as matched
+	keep   string // --parents: the source's path below the pivot, kept under dest
+	data   []byte // opData
+	remote *remoteFile
+	dest   string // where it goes in the new layer (relative, resolved)
+	into   string // ADD --unpack=true of a URL: where an archive it fetches goes
+}
+
+// matchPath is what --exclude patterns match an op's entries against:
+// the path --parents keeps, or else the name of a file and nothing for
+// a directory, whose contents are matched by their path inside it.
+func (op *copyOp) matchPath() string {
+	switch {
+	case op.keep != "":
+		return op.keep
+	case op.kind == opTree:
+		return ""
+	}
+	return op.name
 }
 
 // copy runs a COPY or ADD: the files go into a new layer prepared on
@@ -57,19 +71,19 @@ func (s *state) copy(a copyArgs) error {
 	if a.add {
 		kind = "ADD"
 	}
-	if a.parents {
-		return fmt.Errorf("%s --parents is not supported by this builder", kind)
-	}
-	if len(a.excludes) > 0 {
-		return fmt.Errorf("%s --exclude is not supported by this builder", kind)
-	}
+	hasURL := false
 	for _, src := range a.sd.SourcePaths {
-		if isRemote(src) {
-			if !a.add {
-				return fmt.Errorf("source %q: COPY cannot read URLs", src)
-			}
-			return fmt.Errorf("ADD %s: builds have no network access to fetch a URL: download it into the build context and ADD it from there", src)
+		switch {
+		case isGit(src):
+			return errGit
+		case isURL(src) && !a.add:
+			return fmt.Errorf("source %q: COPY cannot read URLs (ADD can)", src)
+		case isURL(src):
+			hasURL = true
 		}
+	}
+	if a.checksum != "" && !hasURL {
+		return fmt.Errorf("ADD --checksum needs an http(s) URL source")
 	}
 	raw := shell.NewLex('\\')
 	raw.SkipProcessQuotes = true
@@ -88,16 +102,7 @@ func (s *state) copy(a copyArgs) error {
 		if err != nil || n > 0o7777 {
 			return fmt.Errorf("invalid chmod parameter: %q: it should be an octal number between 0 and 07777", a.chmod)
 		}
-		m := fs.FileMode(n & 0o777)
-		if n&0o4000 != 0 {
-			m |= fs.ModeSetuid
-		}
-		if n&0o2000 != 0 {
-			m |= fs.ModeSetgid
-		}
-		if n&0o1000 != 0 {
-			m |= fs.ModeSticky
-		}
+		m := octalMode(n)
 		mode = &m
 	}
 	var own *owner
@@ -108,16 +113,32 @@ func (s *state) copy(a copyArgs) error {
 		}
 		own = &o
 	}
+	var excl *ignoreRules
+	if len(a.excludes) > 0 {
+		var err error
+		if excl, err = newIgnoreRules(a.excludes); err != nil {
+			return fmt.Errorf("--exclude: %w", err)
+		}
+	}
 	var src srcFS = s.b.ctxFS
 	srcKey, fromContext := "", true
 	if a.from != "" {
-		ref, _, err := s.b.stageRef(a.from, s.st)
+		ref, _, err := s.b.stageRef(a.from, s.st, s.platform)
 		if err != nil {
 			return err
 		}
 		src, srcKey, fromContext = newLayerFS(ref.Layers(), s.b.exec.IDs()), ref.Key(), false
 	}
-	ops, err := s.copyPlan(a, src)
+	tmp := ""
+	if hasURL {
+		dir, remove, err := s.b.exec.TempDir(s.b.ctx)
+		if err != nil {
+			return err
+		}
+		defer remove()
+		tmp = dir
+	}
+	ops, destDir, err := s.copyPlan(a, src, excl)
 	if err != nil {
 		return err
 	}
@@ -129,11 +150,32 @@ func (s *state) copy(a copyArgs) error {
 	if mode != nil {
 		modeKey = strconv.FormatUint(uint64(*mode), 8)
 	}
-	k := newHasher(kind).add(s.key, srcKey, ownKey, modeKey, strconv.FormatBool(a.unpack))
+	// A --link layer does not depend on the layers below: its own key
+	// leaves the stage's out.
+	k := newHasher(kind).add(s.key)
+	var lk *hasher
+	if a.link {
+		lk = newHasher(kind + " --link").add(strconv.FormatBool(destDir))
+		k.also = lk
+	}
+	k.add(srcKey, ownKey, modeKey, strconv.FormatBool(a.unpack))
+	if a.parents || len(a.excludes) > 0 || a.unpackURL {
+		k.add("parents", strconv.FormatBool(a.parents), "unpack-url", strconv.FormatBool(a.unpackURL), "exclude").add(a.excludes...)
+	}
 	for _, op := range ops {
 		k.add(strconv.Itoa(int(op.kind)), op.rel, op.name, op.dest).addBytes(op.data)
-		if fromContext && op.kind != opData {
-			if err := hashTree(k, src, op.rel); err != nil {
+		if op.keep != "" {
+			k.add(op.keep)
+		}
+		switch {
+		case op.kind == opRemote:
+			part, err := s.remoteKey(op.remote, tmp)
+			if err != nil {
+				return err
+			}
+			k.add(part)
+		case fromContext && op.kind != opData:
+			if err := hashTree(k, src, op.rel, excl, op.matchPath()); err != nil {
 				return err
 			}
 		}
@@ -152,33 +194,72 @@ func (s *state) copy(a copyArgs) error {
 	if a.chmod != "" {
 		flags += " --chmod=" + a.chmod
 	}
+	if a.link {
+		flags += " --link"
+	}
+	if a.parents {
+		flags += " --parents"
+	}
+	for _, e := range a.excludes {
+		flags += " --exclude=" + e
+	}
+	if a.checksum != "" {
+		flags += " --checksum=" + a.checksum
+	}
 	instr := kind + flags + " " + strings.Join(shown, " ") + " " + a.sd.DestPath
-	return s.fsStep(instr, k.sum(), instr+" # buildkit", func() (Ref, error) {
-		return s.commit(func(w *layerWriter, tmp string) error {
-			for i, op := range ops {
-				if err := s.writeOp(w, src, op, own, mode, fromContext, path.Join(tmp, fmt.Sprintf("x%d", i))); err != nil {
-					return err
-				}
+	fill := func(w *layerWriter, wtmp string) error {
+		for i, op := range ops {
+			if err := s.writeOp(w, src, op, own, mode, fromContext, excl, path.Join(wtmp, fmt.Sprintf("x%d", i)), tmp, a.unpackURL); err != nil {
+				return err
 			}
-			return nil
-		})
+		}
+		return nil
+	}
+	if a.link {
+		return s.linkStep(instr, k.sum(), lk.sum(), instr+" # buildkit", fill)
+	}
+	return s.fsStep(instr, k.sum(), instr+" # buildkit", func() (Ref, error) {
+		return s.commit(fill)
 	})
 }
 
-// isRemote reports whether an ADD source is a URL or a git repository.
-func isRemote(src string) bool {
-	for _, p := range []string{"http://", "https://", "git://", "git@", "ssh://"} {
-		if strings.HasPrefix(src, p) {
-			return true
+// linkStep runs a COPY --link: its files go into a layer of their own,
+// made on an empty filesystem, which is kept under linkKey (a key without
+// the stage's layers) and stacked onto the stage's. A later build whose
+// layers below changed takes that layer again instead of copying.
+func (s *state) linkStep(instr, key, linkKey, createdBy string, fill func(w *layerWriter, tmp string) error) error {
+	return s.fsStepReused(instr, key, createdBy, func() (Ref, bool, error) {
+		if !s.noCache {
+			l, ok, err := s.b.exec.Lookup(s.b.ctx, linkKey)
+			if err != nil {
+				return nil, false, err
+			}
+			if ok {
+				r, err := s.b.exec.Rebase(s.b.ctx, s.ref, l)
+				return r, true, err
+			}
 		}
-	}
-	return false
+		scratch, err := s.b.exec.Scratch(s.b.ctx, scratchConfig(s.platform))
+		if err != nil {
+			return nil, false, err
+		}
+		l, err := s.commitOn(scratch, newLayerFS(nil, s.b.exec.IDs()), fill)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := s.b.exec.Record(s.b.ctx, linkKey, l); err != nil {
+			return nil, false, err
+		}
+		r, err := s.b.exec.Rebase(s.b.ctx, s.ref, l)
+		return r, false, err
+	})
 }
 
-// copyPlan works out what each source is and where it goes.
-func (s *state) copyPlan(a copyArgs, src srcFS) ([]copyOp, error) {
+// copyPlan works out what each source is and where it goes, and whether
+// the destination is a directory.
+func (s *state) copyPlan(a copyArgs, src srcFS, excl *ignoreRules) ([]copyOp, bool, error) {
 	raw := a.sd.DestPath
-	destDir := raw == "" || raw == "." || raw == ".." || strings.HasSuffix(raw, "/") || strings.HasSuffix(raw, "/.") || strings.HasSuffix(raw, "/..")
+	destDir := raw == "" || raw == "." || raw == ".." || strings.HasSuffix(raw, "/") || strings.HasSuffix(raw, "/.") || strings.HasSuffix(raw, "/..") || a.parents
 	dest := raw
 	if !path.IsAbs(dest) {
 		wd := s.cfg.Config.WorkingDir
@@ -196,34 +277,64 @@ func (s *state) copyPlan(a copyArgs, src srcFS) ([]copyOp, error) {
 			}
 		}
 	}
+	// A --link layer is made on nothing: symlinks of the stage's
+	// filesystem are not followed in its destination.
+	var destFS srcFS = base
+	if a.link {
+		destFS = newLayerFS(nil, s.b.exec.IDs())
+	}
 
 	var ops []copyOp
 	for _, p := range a.sd.SourcePaths {
-		matches, err := glob(src, p)
-		if err != nil {
-			return nil, err
+		if isURL(p) {
+			r, err := newRemote(p, a.checksum)
+			if err != nil {
+				return nil, false, err
+			}
+			op := copyOp{kind: opRemote, remote: r}
+			if destDir {
+				if op.name, err = r.name(); err != nil {
+					return nil, false, err
+				}
+			}
+			ops = append(ops, op)
+			continue
 		}
-		if len(matches) == 0 && !hasMeta(p) {
-			return nil, fmt.Errorf("source %q: not found in %s", p, where(a))
+		pivot, pattern := "", p
+		if a.parents {
+			pivot, pattern = splitPivot(p)
+		}
+		matches, err := glob(src, pattern)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(matches) == 0 && !hasMeta(pattern) {
+			return nil, false, fmt.Errorf("source %q: not found in %s", p, where(a))
 		}
 		for _, m := range matches {
 			e, err := src.lstat(m.rel)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			op := copyOp{kind: opEntry, rel: m.rel, e: e, name: m.name}
+			if a.parents {
+				op.keep = strings.TrimPrefix(strings.TrimPrefix(m.path, pivot), "/")
+			}
 			switch {
 			case e.mode.IsDir():
 				op.kind = opTree
 			case a.add && a.unpack && e.mode.IsRegular():
 				_, closeFn, ok, err := openArchive(e.host)
 				if err != nil {
-					return nil, err
+					return nil, false, err
 				}
 				if ok {
 					closeFn()
 					op.kind = opArchive
 				}
+			}
+			if op.kind != opTree && excl.skip(op.matchPath(), false) {
+				continue
 			}
 			ops = append(ops, op)
 		}
@@ -232,30 +343,53 @@ func (s *state) copyPlan(a copyArgs, src srcFS) ([]copyOp, error) {
 		ops = append(ops, copyOp{kind: opData, name: c.Path, data: []byte(c.Data)})
 	}
 	if len(ops) == 0 {
-		return nil, fmt.Errorf("no source files were specified (the patterns match nothing in %s)", where(a))
+		return nil, false, fmt.Errorf("no source files were specified (the patterns match nothing in %s)", where(a))
 	}
 	if len(ops) > 1 && !destDir {
-		return nil, fmt.Errorf("when copying more than one source file, the destination must be a directory and end with a /")
+		return nil, false, fmt.Errorf("when copying more than one source file, the destination must be a directory and end with a /")
 	}
 	for i := range ops {
 		op := &ops[i]
 		var err error
+		target := destRel
+		if op.keep != "" {
+			target = joinRel(destRel, op.keep)
+		}
 		switch {
 		case op.kind == opTree || op.kind == opArchive:
-			op.dest, err = resolve(base, destRel, true)
-		case destDir:
-			op.dest, err = resolveParent(base, joinRel(destRel, op.name))
+			op.dest, err = resolve(destFS, target, true)
+		case destDir && op.keep == "":
+			op.dest, err = resolveParent(destFS, joinRel(destRel, op.name))
 		default:
-			op.dest, err = resolveParent(base, destRel)
+			op.dest, err = resolveParent(destFS, target)
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if op.dest == "" && op.kind != opTree && op.kind != opArchive {
-			return nil, fmt.Errorf("cannot copy a file onto the root directory")
+		if op.kind == opRemote && a.unpackURL {
+			if op.into, err = resolve(destFS, target, true); err != nil {
+				return nil, false, err
+			}
+		}
+		if op.dest == "" && op.kind != opTree && op.kind != opArchive && op.into == "" {
+			return nil, false, fmt.Errorf("cannot copy a file onto the root directory")
 		}
 	}
-	return ops, nil
+	return ops, destDir, nil
+}
+
+// splitPivot splits a COPY --parents source at its "/./": the parents
+// kept are those after it (all of them without one).
+func splitPivot(p string) (pivot, pattern string) {
+	t := strings.TrimPrefix(p, "/")
+	for strings.HasPrefix(t, "./") {
+		t = strings.TrimPrefix(t, "./")
+	}
+	if i := strings.Index(t, "/./"); i >= 0 {
+		pivot = cleanRel(t[:i])
+		return pivot, pivot + "/" + t[i+3:]
+	}
+	return "", p
 }
 
 // where names the source of a COPY in errors.
@@ -278,212 +412,18 @@ func resolveParent(fsys srcFS, rel string) (string, error) {
 	return joinRel(dir, path.Base(rel)), nil
 }
 
-// match is a source a pattern matched: its resolved path and the name it
-// was matched by.
-type match struct{ rel, name string }
-
-// hasMeta reports whether a source is a pattern.
-func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
-
-// glob returns the sources a COPY source names: itself, or what its
-// pattern matches, element by element as path.Match matches.
-func glob(fsys srcFS, pattern string) ([]match, error) {
-	rel := cleanRel(pattern)
-	if !hasMeta(rel) {
-		r, err := resolve(fsys, rel, true)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := fsys.lstat(r); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, nil
-			}
-			return nil, err
-		}
-		return []match{{rel: r, name: path.Base("/" + rel)}}, nil
+// octalMode converts permission bits written in octal (setuid 04000,
+// setgid 02000, sticky 01000 included) to an fs.FileMode.
+func octalMode(n uint64) fs.FileMode {
+	m := fs.FileMode(n & 0o777)
+	if n&0o4000 != 0 {
+		m |= fs.ModeSetuid
 	}
-	cur := []string{""}
-	for _, part := range splitRel(rel) {
-		var next []string
-		for _, c := range cur {
-			dir, err := resolve(fsys, c, true)
-			if err != nil {
-				continue
-			}
-			if !hasMeta(part) {
-				if _, err := fsys.lstat(joinRel(dir, part)); err == nil {
-					next = append(next, joinRel(c, part))
-				}
-				continue
-			}
-			e, err := fsys.lstat(dir)
-			if err != nil || !e.mode.IsDir() {
-				continue
-			}
-			names, err := fsys.readDir(dir)
-			if err != nil {
-				return nil, err
-			}
-			for _, n := range names {
-				ok, err := path.Match(part, n)
-				if err != nil {
-					return nil, fmt.Errorf("pattern %q: %w", pattern, err)
-				}
-				if ok {
-					next = append(next, joinRel(c, n))
-				}
-			}
-		}
-		cur = next
+	if n&0o2000 != 0 {
+		m |= fs.ModeSetgid
 	}
-	var out []match
-	for _, c := range cur {
-		r, err := resolve(fsys, c, true)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := fsys.lstat(r); err == nil {
-			out = append(out, match{rel: r, name: path.Base("/" + c)})
-		}
+	if n&0o1000 != 0 {
+		m |= fs.ModeSticky
 	}
-	return out, nil
-}
-
-// hashTree adds the names, types, modes and contents of the tree at rel
-// to a key.
-func hashTree(k *hasher, fsys srcFS, rel string) error {
-	e, err := fsys.lstat(rel)
-	if err != nil {
-		return err
-	}
-	return hashEntry(k, fsys, rel, ".", e)
-}
-
-func hashEntry(k *hasher, fsys srcFS, rel, name string, e *entry) error {
-	k.add(name, strconv.FormatUint(uint64(e.mode), 8), strconv.Itoa(e.uid), strconv.Itoa(e.gid), e.link)
-	switch {
-	case e.mode.IsRegular():
-		f, err := os.Open(e.host)
-		if err != nil {
-			return err
-		}
-		h := sha256.New()
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-		k.addBytes(h.Sum(nil))
-	case e.mode.IsDir():
-		names, err := fsys.readDir(rel)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			ce, err := fsys.lstat(joinRel(rel, n))
-			if err != nil {
-				return err
-			}
-			if err := hashEntry(k, fsys, joinRel(rel, n), name+"/"+n, ce); err != nil {
-				return err
-			}
-		}
-		k.add("end of " + name)
-	}
-	return nil
-}
-
-// writeOp writes one source into the layer.
-func (s *state) writeOp(w *layerWriter, src srcFS, op copyOp, own *owner, mode *fs.FileMode, fromContext bool, tmp string) error {
-	newDir := dirMeta{mode: fs.ModeDir | 0o755}
-	if own != nil {
-		newDir.uid, newDir.gid = own.uid, own.gid
-	}
-	switch op.kind {
-	case opData:
-		if err := w.mkdirAll(parentRel(op.dest), newDir); err != nil {
-			return err
-		}
-		m := fs.FileMode(0o644)
-		if mode != nil {
-			m = *mode
-		}
-		return w.file(op.dest, bytes.NewReader(op.data), m, newDir.uid, newDir.gid, time.Now())
-	case opArchive:
-		r, closeFn, ok, err := openArchive(op.e.host)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%s is no longer an archive", op.rel)
-		}
-		defer closeFn()
-		if err := os.Mkdir(tmp, 0o700); err != nil {
-			return err
-		}
-		return w.extract(s.b.ctx, r, op.dest, tmp, newDir)
-	case opTree:
-		if err := w.mkdirAll(op.dest, newDir); err != nil {
-			return err
-		}
-		names, err := src.readDir(op.rel)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := s.copyEntry(w, src, joinRel(op.rel, n), joinRel(op.dest, n), own, mode, fromContext); err != nil {
-				return err
-			}
-		}
-		return nil
-	default:
-		if err := w.mkdirAll(parentRel(op.dest), newDir); err != nil {
-			return err
-		}
-		return s.copyEntry(w, src, op.rel, op.dest, own, mode, fromContext)
-	}
-}
-
-// copyEntry copies the source entry rel, and what it holds, to dest.
-func (s *state) copyEntry(w *layerWriter, src srcFS, rel, dest string, own *owner, mode *fs.FileMode, fromContext bool) error {
-	if err := s.b.ctx.Err(); err != nil {
-		return err
-	}
-	e, err := src.lstat(rel)
-	if err != nil {
-		return err
-	}
-	uid, gid := e.uid, e.gid
-	if fromContext {
-		uid, gid = 0, 0
-	}
-	if own != nil {
-		uid, gid = own.uid, own.gid
-	}
-	m := e.mode
-	if mode != nil {
-		m = m.Type() | *mode
-	}
-	switch {
-	case e.mode.IsDir():
-		if err := w.dir(dest, dirMeta{mode: m, uid: uid, gid: gid, mtime: e.mtime}); err != nil {
-			return err
-		}
-		names, err := src.readDir(rel)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := s.copyEntry(w, src, joinRel(rel, n), joinRel(dest, n), own, mode, fromContext); err != nil {
-				return err
-			}
-		}
-		return nil
-	case e.mode.IsRegular():
-		return w.copyFile(dest, e.host, m, uid, gid, e.mtime)
-	case e.mode.Type() == fs.ModeSymlink:
-		return w.symlink(dest, e.link, uid, gid, e.mtime)
-	default:
-		return nil // devices, fifos and sockets are not copied
-	}
+	return m
 }

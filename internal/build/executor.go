@@ -28,7 +28,34 @@ type RunSpec struct {
 	User   string    // user[:group], names or ids; "" is root
 	Script *Script   // a file written before the command runs, removed after
 	Output io.Writer // standard output and standard error
+	// Network gives the step the build's egress; without it the step
+	// has no network at all.
+	Network bool
+	// Binds are host paths mounted for this step only (RUN --mount),
+	// each after those that hold it.
+	Binds []Bind
+	// Stubs are the paths the binds' targets made in the root because
+	// the base lacked them, deepest first: the result keeps none of
+	// them that holds nothing but other stubs.
+	Stubs []string
 }
+
+// Bind is a host path mounted into a RUN step's sandbox.
+type Bind struct {
+	Source   string // the host file or directory
+	Target   string // absolute, with no symlink in the base's root
+	Writable bool
+}
+
+// Sharing is how concurrent steps share a cache mount.
+type Sharing string
+
+// The sharing modes of RUN --mount=type=cache.
+const (
+	SharingShared  Sharing = "shared"  // all users at once
+	SharingPrivate Sharing = "private" // a directory of its own for a user that finds it busy
+	SharingLocked  Sharing = "locked"  // one user at a time; the others wait
+)
 
 // Script is a file a RUN heredoc needs in the sandbox while it runs.
 type Script struct {
@@ -64,4 +91,11 @@ type Executor interface {
 	// IDs is the id mapping of the layer store: how container ids are
 	// stored on the host.
 	IDs() idmap.Map
+	// CacheMount returns the directory that keeps a cache mount's files
+	// across builds, by id, and release, to call once the step is over.
+	// init fills a directory being made, before any user sees it.
+	CacheMount(ctx context.Context, id string, sharing Sharing, init func(dir string) error) (dir string, release func(), err error)
+	// Rebase stacks the layers that layer, a ref made on Scratch, adds
+	// onto base, with base's config.
+	Rebase(ctx context.Context, base, layer Ref) (Ref, error)
 }

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
@@ -21,10 +23,12 @@ import (
 type fakeExec struct {
 	t      *testing.T
 	dir    string
-	n      int
-	runs   []RunSpec
-	cache  map[string]Ref
 	images map[string]Ref
+
+	mu    sync.Mutex // stages run at once
+	n     int
+	runs  []RunSpec
+	cache map[string]Ref
 }
 
 type fakeRef struct {
@@ -64,6 +68,15 @@ func (f *fakeExec) Scratch(ctx context.Context, config []byte) (Ref, error) {
 }
 
 func (f *fakeExec) Run(ctx context.Context, base Ref, spec RunSpec) (Ref, error) {
+	switch spec.Args[len(spec.Args)-1] {
+	case "fail":
+		return nil, errors.New("exit status 1")
+	case "block": // until the build is cancelled
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.runs = append(f.runs, spec)
 	f.n++
 	dir := filepath.Join(f.dir, fmt.Sprint("run", f.n))
@@ -79,6 +92,8 @@ func (f *fakeExec) TempDir(ctx context.Context) (string, func(), error) {
 }
 
 func (f *fakeExec) Commit(ctx context.Context, base Ref, dir string) (Ref, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.n++
 	dst := filepath.Join(f.dir, fmt.Sprint("layer", f.n))
 	if err := os.Rename(dir, dst); err != nil {
@@ -93,16 +108,38 @@ func (f *fakeExec) WithConfig(ctx context.Context, base Ref, config []byte) (Ref
 }
 
 func (f *fakeExec) Lookup(ctx context.Context, key string) (Ref, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	r, ok := f.cache[key]
 	return r, ok, nil
 }
 
 func (f *fakeExec) Record(ctx context.Context, key string, r Ref) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.cache[key] = r
 	return nil
 }
 
 func (f *fakeExec) IDs() idmap.Map { return idmap.Current() }
+
+func (f *fakeExec) CacheMount(ctx context.Context, id string, sharing Sharing, init func(string) error) (string, func(), error) {
+	dir := filepath.Join(f.dir, "cache-"+hex.EncodeToString([]byte(id)))
+	if _, err := os.Stat(dir); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", nil, err
+		}
+		if err := init(dir); err != nil {
+			return "", nil, err
+		}
+	}
+	return dir, func() {}, nil
+}
+
+func (f *fakeExec) Rebase(ctx context.Context, base, layer Ref) (Ref, error) {
+	layers := append(append([]string(nil), base.Layers()...), layer.Layers()...)
+	return f.ref(layers, base.Config(), "rebase", layer.Key()), nil
+}
 
 // build runs df with the fake and returns the result's config.
 func (f *fakeExec) build(df string, opts Options) (*v1.ConfigFile, error) {

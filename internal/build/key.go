@@ -13,7 +13,10 @@ const keyVersion = "cc-build-step-v1"
 
 // hasher accumulates the parts of a key, each length-prefixed so that
 // no two sequences of parts hash alike.
-type hasher struct{ h hash.Hash }
+type hasher struct {
+	h    hash.Hash
+	also *hasher // takes every part added from now on too, when set
+}
 
 func newHasher(kind string) *hasher {
 	k := &hasher{h: sha256.New()}
@@ -29,6 +32,9 @@ func (k *hasher) add(parts ...string) *hasher {
 		k.h.Write(n[:])
 		k.h.Write([]byte(p))
 	}
+	if k.also != nil {
+		k.also.add(parts...)
+	}
 	return k
 }
 
@@ -37,6 +43,9 @@ func (k *hasher) addBytes(b []byte) *hasher {
 	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
 	k.h.Write(n[:])
 	k.h.Write(b)
+	if k.also != nil {
+		k.also.addBytes(b)
+	}
 	return k
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/layertar"
+	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,7 +107,7 @@ func (w *layerWriter) clear(p string, keepDir bool) error {
 	if fi.IsDir() && keepDir {
 		return nil
 	}
-	return removeAll(p)
+	return untrusted.RemoveAll(p)
 }
 
 // file writes a regular file with the content of r.
@@ -217,20 +218,4 @@ func (w *layerWriter) finish() error {
 		}
 	}
 	return nil
-}
-
-// removeAll removes a tree, opening up directories without write
-// permission first (an unprivileged user's copy of a read-only tree).
-func removeAll(p string) error {
-	err := os.RemoveAll(p)
-	if err == nil || !errors.Is(err, fs.ErrPermission) {
-		return err
-	}
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
 }

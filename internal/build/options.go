@@ -1,6 +1,8 @@
 package build
 
 import (
+	"context"
+	"net"
 	"strings"
 	"time"
 
@@ -30,6 +32,27 @@ type Options struct {
 	Platform v1.Platform
 	// Progress, when set, receives the build's events, never two at once.
 	Progress func(Event)
+	// Network gives RUN steps (but those with --network=none) egress, and
+	// lets ADD fetch URLs, through Dial.
+	Network bool
+	// Dial opens the connections ADD of a URL makes (addr is IP:port);
+	// nil refuses them. RUN steps reach the network through the
+	// Executor, which has its own dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Secrets are the values RUN --mount=type=secret reads, by id. They
+	// never reach a layer, a key, the history, an event or an error.
+	Secrets map[string]Secret
+	// SSH are the agent sockets RUN --mount=type=ssh forwards, by id.
+	SSH map[string]string
+	// Parallelism bounds the stages that run at once; 0 means one.
+	Parallelism int
+}
+
+// Secret is a build secret: a value, or a host file read when a step
+// needs it.
+type Secret struct {
+	Value []byte
+	File  string // used when Value is nil
 }
 
 // Event is one thing that happened during a build.

@@ -3,8 +3,8 @@ package build
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,21 +19,24 @@ const heredocDir = "/dev/shm/.cc-build-heredoc"
 
 // run runs a RUN instruction in a sandbox on the stage's filesystem.
 func (s *state) run(c *instructions.RunCommand) error {
-	for _, f := range c.FlagsUsed {
-		if f == "network" {
-			switch instructions.GetNetwork(c) {
-			case instructions.NetworkDefault, instructions.NetworkNone:
-				continue // a build's sandboxes have no network either way
-			}
-		}
-		return fmt.Errorf("RUN --%s is not supported by this builder", f)
+	network, err := runFlags(c, s.b.opts.Network)
+	if err != nil {
+		return err
 	}
 	args, script, err := s.runArgs(c)
 	if err != nil {
 		return err
 	}
-	if p, host := s.b.opts.Platform, runtime.GOARCH; p.OS != "linux" || p.Architecture != host {
-		return fmt.Errorf("RUN needs a sandbox of the build's platform %s/%s, and sandboxes here run linux/%s only", p.OS, p.Architecture, host)
+	if !isHost(s.platform) {
+		return fmt.Errorf("RUN needs a sandbox of the stage's platform %s, and sandboxes here run %s only (no emulation)", platformString(s.platform), platformString(hostPlatform()))
+	}
+	mounts, err := s.runMounts(c)
+	if err != nil {
+		return err
+	}
+	stubs, err := s.mountStubs(mounts)
+	if err != nil {
+		return err
 	}
 	keyEnv := s.env()
 	env := slices.Clone(keyEnv)
@@ -54,17 +57,43 @@ func (s *state) run(c *instructions.RunCommand) error {
 	if script != nil {
 		k.add(script.Path).addBytes(script.Data)
 	}
+	var flags []string
+	if slices.Contains(c.FlagsUsed, "network") {
+		k.add("network", instructions.GetNetwork(c))
+		flags = append(flags, "--network="+instructions.GetNetwork(c))
+	}
+	for _, rm := range mounts {
+		if err := rm.mountKey(k); err != nil {
+			return err
+		}
+		flags = append(flags, rm.shown())
+	}
 	key := k.sum()
-	shown := "RUN " + strings.Join(c.CmdLine, " ")
+	shown := "RUN " + strings.Join(append(flags, c.CmdLine...), " ")
 	createdBy := "RUN " + historyArgs(s.args) + strings.Join(args, " ") + " # buildkit"
 	return s.fsStep(shown, key, createdBy, func() (Ref, error) {
+		ms, err := s.prepareMounts(mounts, env)
+		if err != nil {
+			return nil, err
+		}
+		defer ms.close()
 		out := &lineWriter{emit: func(line string) { s.event(shown, Event{Output: line}) }}
 		var tail tailBuffer
-		spec := RunSpec{Args: args, Env: env, Dir: dir, User: user, Script: script, Output: multiLine{out, &tail}}
+		spec := RunSpec{
+			Args: args, Env: append(slices.Clone(env), ms.env...), Dir: dir, User: user, Script: script,
+			Output: multiLine{out, &tail}, Network: network, Binds: ms.binds, Stubs: stubs,
+		}
 		r, err := s.b.exec.Run(s.b.ctx, s.ref, spec)
 		out.flush()
 		if err != nil {
 			msg := fmt.Sprintf("process %q did not complete successfully: %v", strings.Join(args, " "), err)
+			switch {
+			case network:
+			case instructions.GetNetwork(c) == instructions.NetworkNone:
+				msg += " (the step ran with --network=none: no network at all)"
+			default:
+				msg += " (the step ran without network: a build has none unless WithBuildNetwork gives it)"
+			}
 			if t := tail.String(); t != "" {
 				msg += "\n" + t
 			}
@@ -72,6 +101,29 @@ func (s *state) run(c *instructions.RunCommand) error {
 		}
 		return r, nil
 	})
+}
+
+// runFlags checks the flags of a RUN and returns whether the step has
+// the build's network.
+func runFlags(c *instructions.RunCommand, buildNetwork bool) (bool, error) {
+	for _, f := range c.FlagsUsed {
+		switch f {
+		case "mount":
+		case "network":
+			if instructions.GetNetwork(c) == instructions.NetworkHost {
+				return false, errors.New("RUN --network=host is not supported: a build step never shares the host's network (WithBuildNetwork gives steps egress through the build's dialer)")
+			}
+		case "security":
+			if instructions.GetSecurity(c) == instructions.SecurityInsecure {
+				return false, errors.New("RUN --security=insecure is not supported: build steps always run as confined as any sandbox")
+			}
+		case "device":
+			return false, errors.New("RUN --device is not supported: build steps get no host devices")
+		default:
+			return false, fmt.Errorf("RUN --%s is not supported by this builder", f)
+		}
+	}
+	return buildNetwork && instructions.GetNetwork(c) != instructions.NetworkNone, nil
 }
 
 // runArgs returns the command line of a RUN, with the script file a

@@ -3,7 +3,6 @@ package build
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -29,6 +28,7 @@ const historyComment = "github.com/ccsandbox/sandbox build"
 type state struct {
 	b        *builder
 	st       *stage
+	platform v1.Platform // the stage's (FROM --platform, or the build's)
 	commands []instructions.Command
 	ref      Ref
 	cfg      *v1.ConfigFile
@@ -45,25 +45,26 @@ type state struct {
 // startStage resolves a stage's base, runs its step (FROM), and readies
 // its commands, ONBUILD triggers of the base first.
 func (b *builder) startStage(s *stage) (*state, error) {
-	name, _, err := b.lex.ProcessWord(s.def.BaseName, envGetter(b.global, nil))
+	name, _, err := b.lex().ProcessWord(s.def.BaseName, envGetter(b.global, nil))
 	if err != nil {
 		return nil, &Error{Line: line(s.def.Location), Instruction: s.def.SourceCode, Err: err}
 	}
 	if name == "" {
 		return nil, &Error{Line: line(s.def.Location), Instruction: s.def.SourceCode, Err: fmt.Errorf("base name (%s) should not be blank", s.def.BaseName)}
 	}
-	if s.def.Platform != "" {
-		return nil, &Error{Line: line(s.def.Location), Instruction: s.def.SourceCode, Err: errors.New("FROM --platform is not supported (use the build's platform option)")}
+	platform, err := b.stagePlatform(s)
+	if err != nil {
+		return nil, &Error{Line: line(s.def.Location), Instruction: s.def.SourceCode, Err: err}
 	}
-	st := &state{b: b, st: s, noCache: b.opts.noCacheFor(s.def.Name) || b.opts.noCacheFor(s.label)}
+	st := &state{b: b, st: s, platform: platform, noCache: b.opts.noCacheFor(s.def.Name) || b.opts.noCacheFor(s.label)}
 	var ref Ref
 	switch src := b.stageByName(name); {
 	case src != nil && src.index < s.index:
-		ref, err = b.buildStage(src)
+		ref, err = b.await(src, s)
 	case strings.EqualFold(name, "scratch"):
-		ref, err = b.exec.Scratch(b.ctx, scratchConfig(b.opts.Platform))
+		ref, err = b.exec.Scratch(b.ctx, scratchConfig(platform))
 	default:
-		ref, err = b.resolveImage(name)
+		ref, err = b.resolveImage(name, platform)
 	}
 	if err != nil {
 		return nil, lineError(line(s.def.Location), s.def.SourceCode, err)
@@ -71,7 +72,7 @@ func (b *builder) startStage(s *stage) (*state, error) {
 	if err := st.setRef(ref); err != nil {
 		return nil, err
 	}
-	st.key = newHasher("FROM").add(ref.Key(), b.opts.Platform.OS, b.opts.Platform.Architecture, b.opts.Platform.Variant).sum()
+	st.key = newHasher("FROM").add(ref.Key(), platform.OS, platform.Architecture, platform.Variant).sum()
 	if !slices.ContainsFunc(st.cfg.Config.Env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
 		st.cfg.Config.Env = append(st.cfg.Config.Env, "PATH="+defaultPath)
 		st.dirty = true
@@ -163,7 +164,7 @@ func (s *state) env() []string {
 
 // expand expands a word of an instruction, Docker's way.
 func (s *state) expand(word string) (string, error) {
-	w, _, err := s.b.lex.ProcessWord(word, envGetter(s.args, s.cfg.Config.Env))
+	w, _, err := s.b.lex().ProcessWord(word, envGetter(s.args, s.cfg.Config.Env))
 	return w, err
 }
 
@@ -194,6 +195,16 @@ func (s *state) event(instr string, e Event) {
 // knows the key, else by run, whose result gets the config with the
 // step's history entry.
 func (s *state) fsStep(instr, key, createdBy string, run func() (Ref, error)) error {
+	return s.fsStepReused(instr, key, createdBy, func() (Ref, bool, error) {
+		r, err := run()
+		return r, false, err
+	})
+}
+
+// fsStepReused is fsStep for a step whose run may take its work from
+// the cache (COPY --link): reused says so, and the step is reported as
+// cached.
+func (s *state) fsStepReused(instr, key, createdBy string, run func() (r Ref, reused bool, err error)) error {
 	s.step++
 	s.event(instr, Event{})
 	if !s.noCache {
@@ -210,7 +221,7 @@ func (s *state) fsStep(instr, key, createdBy string, run func() (Ref, error)) er
 			return nil
 		}
 	}
-	r, err := run()
+	r, reused, err := run()
 	if err != nil {
 		return err
 	}
@@ -230,7 +241,7 @@ func (s *state) fsStep(instr, key, createdBy string, run func() (Ref, error)) er
 		return err
 	}
 	s.key = key
-	s.event(instr, Event{Done: true})
+	s.event(instr, Event{Cached: reused, Done: true})
 	return nil
 }
 
@@ -384,13 +395,14 @@ func (s *state) dispatch(cmd instructions.Command) error {
 	case *instructions.RunCommand:
 		return s.run(c)
 	case *instructions.CopyCommand:
-		return s.copy(copyArgs{sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod, excludes: c.ExcludePatterns, parents: c.Parents, text: c.String()})
+		return s.copy(copyArgs{sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod, excludes: c.ExcludePatterns,
+			parents: c.Parents, link: c.Link, text: c.String()})
 	case *instructions.AddCommand:
-		if c.Checksum != "" || c.KeepGitDir != nil {
-			return fmt.Errorf("ADD --checksum and --keep-git-dir are for remote sources, which builds cannot reach")
+		if c.KeepGitDir != nil {
+			return errGit
 		}
-		unpack := c.Unpack == nil || *c.Unpack
-		return s.copy(copyArgs{add: true, unpack: unpack, sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, excludes: c.ExcludePatterns, text: c.String()})
+		return s.copy(copyArgs{add: true, unpack: c.Unpack == nil || *c.Unpack, unpackURL: c.Unpack != nil && *c.Unpack, sd: c.SourcesAndDest,
+			chown: c.Chown, chmod: c.Chmod, excludes: c.ExcludePatterns, link: c.Link, checksum: c.Checksum, text: c.String()})
 	default:
 		return fmt.Errorf("instruction %s is not supported", strings.ToUpper(cmd.Name()))
 	}
@@ -428,7 +440,7 @@ func (s *state) expose(c *instructions.ExposeCommand) error {
 	}
 	var ports []string
 	for _, p := range c.Ports {
-		words, err := s.b.lex.ProcessWords(p, envGetter(s.args, s.cfg.Config.Env))
+		words, err := s.b.lex().ProcessWords(p, envGetter(s.args, s.cfg.Config.Env))
 		if err != nil {
 			return err
 		}
@@ -458,7 +470,9 @@ func (s *state) arg(c *instructions.ArgCommand) error {
 			return err
 		}
 		names = append(names, key)
+		s.b.mu.Lock()
 		s.b.used[key] = true
+		s.b.mu.Unlock()
 		var v *string
 		if bv, ok := s.b.opts.Args[key]; ok {
 			v = &bv
@@ -529,13 +543,19 @@ func (s *state) workdir(c *instructions.WorkdirCommand) error {
 
 // commit prepares a layer with fill and commits it on the stage's ref.
 func (s *state) commit(fill func(w *layerWriter, tmp string) error) (Ref, error) {
+	return s.commitOn(s.ref, s.files(), fill)
+}
+
+// commitOn prepares a layer with fill, whose directories copy those of
+// files, and commits it on base.
+func (s *state) commitOn(base Ref, files *layerFS, fill func(w *layerWriter, tmp string) error) (Ref, error) {
 	dir, remove, err := s.b.exec.TempDir(s.b.ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer remove()
 	layer := path.Join(dir, "layer")
-	w, err := newLayerWriter(layer, s.b.exec.IDs(), s.files())
+	w, err := newLayerWriter(layer, s.b.exec.IDs(), files)
 	if err != nil {
 		return nil, err
 	}
@@ -546,7 +566,7 @@ func (s *state) commit(fill func(w *layerWriter, tmp string) error) (Ref, error)
 	if err := w.finish(); err != nil {
 		return nil, err
 	}
-	return s.b.exec.Commit(s.b.ctx, s.ref, layer)
+	return s.b.exec.Commit(s.b.ctx, base, layer)
 }
 
 // checkSignal accepts a signal name (SIGKILL, KILL) or number.

@@ -20,11 +20,14 @@ type PruneReport struct {
 	Bytes  int64 // their file data
 	Temp   int   // leftovers of crashed or interrupted work removed
 	Refs   int   // references to images no longer recorded removed
+
+	CacheMounts int   // cache mount directories removed
+	CacheBytes  int64 // their file data
 }
 
 // Prune removes every layer that no record and no live lease lists, the
-// leftovers of crashed work under tmp/, stale leases and references to
-// removed images. It waits (until ctx ends) for writers in progress to
+// leftovers of crashed work under tmp/, stale leases, references to
+// removed images and the cache mounts no build step is using. It waits (until ctx ends) for writers in progress to
 // finish and keeps new ones out meanwhile.
 func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 	var rep PruneReport
@@ -77,6 +80,9 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 		s.log.Debug("layer pruned", "id", id)
 	}
 	syncDir(s.path("layers", "sha256"))
+	if rep.CacheMounts, rep.CacheBytes, err = s.pruneCacheMounts(ctx); err != nil {
+		return rep, err
+	}
 	return rep, nil
 }
 
@@ -169,6 +175,8 @@ type Usage struct {
 	Bytes       int64 // their file data
 	Reclaimable int64 // file data of layers Prune would remove
 	Temp        int64 // bytes under tmp/: work in progress and leftovers
+	CacheMounts int   // cache mount directories
+	CacheBytes  int64 // their file data
 }
 
 // Usage reports the store's disk use from the layers' metadata and a walk
@@ -207,5 +215,6 @@ func (s *Store) Usage(ctx context.Context) (Usage, error) {
 		}
 		return ctx.Err()
 	})
+	u.CacheMounts, u.CacheBytes = s.cacheMountUsage(ctx)
 	return u, ctx.Err()
 }

@@ -1,0 +1,9 @@
+package main
+
+import "fmt"
+
+var version = "dev"
+
+func main() {
+	fmt.Printf("hello from go %s\n", version)
+}

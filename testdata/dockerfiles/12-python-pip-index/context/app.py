@@ -1,0 +1,2 @@
+import ccdemo
+print(ccdemo.GREETING)

@@ -1,0 +1,1 @@
+console.log(`node app in ${process.env.NODE_ENV}`);

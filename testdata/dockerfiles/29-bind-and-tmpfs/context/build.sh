@@ -1,0 +1,1 @@
+n=$(ls parts | wc -l); echo "built $n parts" > out.txt
