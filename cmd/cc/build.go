@@ -20,6 +20,10 @@ type buildFlags struct {
 	noCache bool
 	output  string
 	tag     string
+	network bool
+	secrets []string
+	ssh     []string
+	check   bool
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -46,6 +50,10 @@ func newBuildCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.noCache, "no-cache", false, "run every step again instead of taking it from the cache")
 	fl.StringVarP(&f.output, "output", "o", "", "write the result to DIR (an OCI layout) or FILE.tar (a docker archive)")
 	fl.StringVarP(&f.tag, "tag", "t", "", "the name of the image written by -o (name:tag)")
+	fl.BoolVar(&f.network, "network", false, "give RUN steps and ADD of URLs the network (default: none)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	fl.StringArrayVar(&f.ssh, "ssh", nil, "an SSH agent for RUN --mount=type=ssh: ID=SOCKET, or default for $SSH_AUTH_SOCK (repeatable)")
+	fl.BoolVar(&f.check, "check", false, "check the Dockerfile for what this builder refuses, by line, and build nothing")
 	return c
 }
 
@@ -65,6 +73,11 @@ func runBuild(ctx context.Context, g *globals, f *buildFlags, contextDir string,
 		sandbox.WithContextDir(contextDir),
 		sandbox.WithBuildProgress(sandbox.BuildProgressWriter(os.Stderr)),
 	}
+	more, err := f.buildOptions()
+	if err != nil {
+		return &exitError{code: exitOwn, msg: err.Error()}
+	}
+	opts = append(opts, more...)
 	for _, o := range g.storeOptions() {
 		opts = append(opts, o)
 	}
@@ -86,7 +99,13 @@ func runBuild(ctx context.Context, g *globals, f *buildFlags, contextDir string,
 	if f.noCache {
 		opts = append(opts, sandbox.WithNoCache())
 	}
+	if f.check {
+		return checkDockerfile(dockerfile, opts, stdout)
+	}
 	snap, err := sandbox.Build(ctx, dockerfile, opts...)
+	if err != nil && !f.network && strings.Contains(err.Error(), "WithBuildNetwork") {
+		err = fmt.Errorf("%w\n(cc build gives steps the network with --network)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -119,4 +138,69 @@ func readDockerfile(file, contextDir string) ([]byte, error) {
 		file = filepath.Join(contextDir, "Dockerfile")
 	}
 	return os.ReadFile(file)
+}
+
+// buildOptions turns --network, --secret and --ssh into build options.
+func (f *buildFlags) buildOptions() ([]sandbox.BuildOption, error) {
+	var opts []sandbox.BuildOption
+	if f.network {
+		opts = append(opts, sandbox.WithBuildNetwork())
+	}
+	for _, spec := range f.secrets {
+		kv := map[string]string{}
+		for _, part := range strings.Split(spec, ",") {
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || v == "" || kv[k] != "" {
+				return nil, fmt.Errorf("--secret %q: want id=ID,src=FILE or id=ID,env=VAR", spec)
+			}
+			kv[k] = v
+		}
+		id := kv["id"]
+		switch {
+		case id == "" || len(kv) != 2:
+			return nil, fmt.Errorf("--secret %q: want id=ID,src=FILE or id=ID,env=VAR", spec)
+		case kv["src"] != "":
+			opts = append(opts, sandbox.WithBuildSecretFile(id, kv["src"]))
+		case kv["source"] != "":
+			opts = append(opts, sandbox.WithBuildSecretFile(id, kv["source"]))
+		case kv["env"] != "":
+			v, ok := os.LookupEnv(kv["env"])
+			if !ok {
+				return nil, fmt.Errorf("--secret %q: $%s is not set", id, kv["env"])
+			}
+			opts = append(opts, sandbox.WithBuildSecret(id, []byte(v)))
+		default:
+			return nil, fmt.Errorf("--secret %q: want id=ID,src=FILE or id=ID,env=VAR", spec)
+		}
+	}
+	for _, spec := range f.ssh {
+		id, sock, ok := strings.Cut(spec, "=")
+		if !ok {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+			if sock == "" {
+				return nil, fmt.Errorf("--ssh %s: $SSH_AUTH_SOCK is not set; give ID=SOCKET", spec)
+			}
+		}
+		if id == "" || sock == "" {
+			return nil, fmt.Errorf("--ssh %q: want ID=SOCKET or ID", spec)
+		}
+		opts = append(opts, sandbox.WithBuildSSH(id, sock))
+	}
+	return opts, nil
+}
+
+// checkDockerfile is cc build --check: it prints every problem, one a
+// line, and fails when there is one.
+func checkDockerfile(dockerfile []byte, opts []sandbox.BuildOption, stdout io.Writer) error {
+	problems, err := sandbox.CheckDockerfile(dockerfile, opts...)
+	if err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p)
+	}
+	if len(problems) > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("%d problem(s): this builder would refuse the Dockerfile", len(problems))}
+	}
+	return nil
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,4 +95,57 @@ func TestBuildOutput(t *testing.T) {
 		}
 	}
 	noSandboxLeft(t, testCache)
+}
+
+// TestBuildSecretsNetworkCheck: --secret feeds RUN --mount=type=secret
+// from a file and from the environment, bad --secret and --ssh flags are
+// cc's own errors, a step that needs the network names --network, and
+// --check lists what the builder refuses, by line, without building.
+func TestBuildSecretsNetworkCheck(t *testing.T) {
+	leakcheck.Check(t)
+	ctxDir := buildContext(t)
+	// The step checks the secrets by their digests, so their values
+	// appear nowhere but in the file and the environment.
+	fileSecret, envSecret := "file-"+filepath.Base(ctxDir), "env-"+filepath.Base(ctxDir)
+	secretFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(secretFile, []byte(fileSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CC_TEST_TOKEN", envSecret)
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	df := fmt.Sprintf(`FROM scratch
+COPY busybox /bin/busybox
+RUN --mount=type=secret,id=file --mount=type=secret,id=env,env=TOKEN ["/bin/busybox", "sh", "-c", "test $(/bin/busybox sha256sum /run/secrets/file | /bin/busybox cut -c1-64) = %s && test $(printf %%s \"$TOKEN\" | /bin/busybox sha256sum | /bin/busybox cut -c1-64) = %s"]
+`, sum(fileSecret), sum(envSecret))
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile.secret"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCC(t, nil, "build", "--no-cache", "-f", filepath.Join(ctxDir, "Dockerfile.secret"),
+		"--secret", "id=file,src="+secretFile, "--secret", "id=env,env=CC_TEST_TOKEN", ctxDir)
+	if r.code != 0 {
+		t.Fatalf("cc build with secrets: %s", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, fileSecret) || strings.Contains(r.stdout+r.stderr, envSecret) {
+		t.Errorf("a secret's value reached cc's output: %s", r)
+	}
+	for _, bad := range [][]string{{"--secret", "src=" + secretFile}, {"--secret", "id=x"}, {"--secret", "id=x,env=CC_TEST_UNSET_VAR"}, {"--ssh", "=sock"}} {
+		r := runCC(t, nil, append(append([]string{"build"}, bad...), ctxDir)...)
+		if r.code != 125 || !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("cc build %q: %s; want exit 125 naming %s", bad, r, bad[0])
+		}
+	}
+	net := "FROM scratch\nCOPY busybox /bin/busybox\nADD http://127.0.0.1:1/file /file\n"
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile.net"), []byte(net), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = runCC(t, nil, "build", "--check", "-f", filepath.Join(ctxDir, "Dockerfile.net"), ctxDir)
+	if r.code != 1 || !strings.Contains(r.stdout, "Dockerfile:3") {
+		t.Errorf("cc build --check of an ADD of a URL without --network: %s; want exit 1 and the line", r)
+	}
+	runCC(t, nil, "build", "--check", "--network", "-f", filepath.Join(ctxDir, "Dockerfile.net"), ctxDir).want(t, 0, "")
+	r = runCC(t, nil, "build", "-f", filepath.Join(ctxDir, "Dockerfile.net"), ctxDir)
+	if r.code != 125 || !strings.Contains(r.stderr, "--network") {
+		t.Errorf("cc build of an ADD of a URL without --network: %s; want exit 125 naming --network", r)
+	}
+	runCC(t, nil, "build", "--check", ctxDir).want(t, 0, "")
 }
