@@ -83,8 +83,7 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
 	}
 	mc := newMsgConn(conn)
 	var enc Encoder
-	enc.String(HelloMagic)
-	enc.Uint32(ProtocolVersion)
+	(&HelloReq{Magic: HelloMagic, Version: ProtocolVersion}).Encode(&enc)
 	resp, err := c.roundTrip(mc, Message{Type: MsgHello, Payload: enc.Bytes()}, nil)
 	if err == nil {
 		err = c.readHello(resp)
@@ -109,15 +108,14 @@ func (c *Client) readHello(resp Message) error {
 	if len(payload) == 0 {
 		return &TransportError{Op: "handshake", Err: errors.New("empty answer")}
 	}
-	dec := NewDecoder(payload[1:])
-	v, err := dec.Uint32()
-	if err != nil {
+	var hello HelloAns
+	if err := hello.Decode(NewDecoder(payload[1:])); err != nil {
 		return &TransportError{Op: "handshake", Err: err}
 	}
-	if v != ProtocolVersion {
-		return fmt.Errorf("ipc handshake: server speaks protocol version %d, this client %d: %w", v, ProtocolVersion, ErrVersionMismatch)
+	if hello.Version != ProtocolVersion {
+		return fmt.Errorf("ipc handshake: server speaks protocol version %d, this client %d: %w", hello.Version, ProtocolVersion, ErrVersionMismatch)
 	}
-	c.info, _ = dec.String()
+	c.info = hello.Info
 	return nil
 }
 
@@ -357,13 +355,6 @@ func checkResponse(m Message) ([]byte, error) {
 // [*TransportError] when the connection failed.
 func (c *Client) Call(msgType uint16, payload []byte) ([]byte, error) {
 	return c.CallContext(context.Background(), msgType, payload)
-}
-
-// CallWithEncoder is a convenience method that uses an encoder for the request.
-func (c *Client) CallWithEncoder(msgType uint16, encode func(*Encoder)) ([]byte, error) {
-	enc := NewEncoder()
-	encode(enc)
-	return c.Call(msgType, enc.Bytes())
 }
 
 // CallContext is Call with a context (extension). When ctx ends first, the
