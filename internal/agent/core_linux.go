@@ -43,6 +43,13 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	}
 	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(), root: r,
 		tun: -1, tunErr: errors.New("this sandbox cannot create network devices")}
+	a.register()
+	return a, nil
+}
+
+// register routes every message of the agent's (ipc.PeerAgent) to its
+// handler.
+func (a *agent) register() {
 	a.registerFS()
 	a.registerFiles()
 	a.registerCommands()
@@ -53,7 +60,6 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	ipc.Route(a.mux, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
 		return ipc.BoolAns{Value: true}, nil
 	})
-	return a, nil
 }
 
 // sandboxPath turns a request's path into an absolute sandbox path.

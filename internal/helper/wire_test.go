@@ -72,3 +72,18 @@ func TestSpecRoundTrip(t *testing.T) {
 		t.Errorf("the helper's spec\n  %+v\nwant\n  %+v", out, in)
 	}
 }
+
+// TestHelperServesTable: the helper serves every message the table names
+// it for itself.
+func TestHelperServesTable(t *testing.T) {
+	h := newHandler(nil)
+	for _, d := range ipc.Messages() {
+		if d.Peer&ipc.PeerHelper == 0 {
+			continue
+		}
+		_, err := h.own.ServeCall(context.Background(), &ipc.Request{Type: d.Type, Payload: []byte{0xff}})
+		if err != nil && strings.Contains(err.Error(), "unknown message type") {
+			t.Errorf("%s: the helper does not serve it: %v", d.Name, err)
+		}
+	}
+}

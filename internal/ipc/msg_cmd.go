@@ -47,6 +47,7 @@ type CmdSpec struct {
 	WantFD bool
 }
 
+// Encode implements Msg.
 func (s *CmdSpec) Encode(e *Encoder) {
 	e.String(s.Path)
 	e.StringSlice(s.Args)
@@ -63,6 +64,7 @@ func (s *CmdSpec) Encode(e *Encoder) {
 	e.Bool(s.WantFD)
 }
 
+// Decode implements Msg.
 func (s *CmdSpec) Decode(d *Decoder) (err error) {
 	if s.Path, err = d.String(); err != nil {
 		return err
@@ -112,6 +114,7 @@ type ExitStatus struct {
 	MaxRSSKB int64
 }
 
+// Encode implements Msg.
 func (s *ExitStatus) Encode(e *Encoder) {
 	e.Int32(s.Pid)
 	e.Bool(s.Exited)
@@ -123,6 +126,7 @@ func (s *ExitStatus) Encode(e *Encoder) {
 	e.Int64(s.MaxRSSKB)
 }
 
+// Decode implements Msg.
 func (s *ExitStatus) Decode(d *Decoder) (err error) {
 	if s.Pid, err = d.Int32(); err != nil {
 		return err
@@ -155,11 +159,13 @@ type WaitReq struct {
 	Flags  uint8 // optional: WaitRelease
 }
 
+// Encode implements Msg.
 func (m *WaitReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Uint8(m.Flags)
 }
 
+// Decode implements Msg.
 func (m *WaitReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -175,12 +181,14 @@ type KillReq struct {
 	Tree   bool // optional: the process group and every descendant
 }
 
+// Encode implements Msg.
 func (m *KillReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int32(m.Signal)
 	e.Bool(m.Tree)
 }
 
+// Decode implements Msg.
 func (m *KillReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -199,11 +207,13 @@ type AttachReq struct {
 	Stream uint8 // StreamStdin, ...
 }
 
+// Encode implements Msg.
 func (m *AttachReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Uint8(m.Stream)
 }
 
+// Decode implements Msg.
 func (m *AttachReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -218,12 +228,14 @@ type ConsoleSizeReq struct {
 	Rows, Cols uint16
 }
 
+// Encode implements Msg.
 func (m *ConsoleSizeReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Uint16(m.Rows)
 	e.Uint16(m.Cols)
 }
 
+// Decode implements Msg.
 func (m *ConsoleSizeReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -240,8 +252,10 @@ type HandleAns struct {
 	Handle uint64
 }
 
+// Encode implements Msg.
 func (m *HandleAns) Encode(e *Encoder) { e.Uint64(m.Handle) }
 
+// Decode implements Msg.
 func (m *HandleAns) Decode(d *Decoder) (err error) {
 	m.Handle, err = d.Uint64()
 	return err
@@ -252,8 +266,10 @@ type PidAns struct {
 	Pid int32
 }
 
+// Encode implements Msg.
 func (m *PidAns) Encode(e *Encoder) { e.Int32(m.Pid) }
 
+// Decode implements Msg.
 func (m *PidAns) Decode(d *Decoder) (err error) {
 	m.Pid, err = d.Int32()
 	return err
@@ -265,11 +281,13 @@ type SpawnAns struct {
 	Pid    int32
 }
 
+// Encode implements Msg.
 func (m *SpawnAns) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int32(m.Pid)
 }
 
+// Decode implements Msg.
 func (m *SpawnAns) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -284,11 +302,13 @@ type RunAns struct {
 	Status ExitStatus
 }
 
+// Encode implements Msg.
 func (m *RunAns) Encode(e *Encoder) {
 	e.Int32(m.Pid)
 	m.Status.Encode(e)
 }
 
+// Decode implements Msg.
 func (m *RunAns) Decode(d *Decoder) (err error) {
 	if m.Pid, err = d.Int32(); err != nil {
 		return err

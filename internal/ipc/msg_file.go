@@ -9,8 +9,10 @@ type HandleReq struct {
 	Handle uint64
 }
 
+// Encode implements Msg.
 func (m *HandleReq) Encode(e *Encoder) { e.Uint64(m.Handle) }
 
+// Decode implements Msg.
 func (m *HandleReq) Decode(d *Decoder) (err error) {
 	m.Handle, err = d.Uint64()
 	return err
@@ -23,11 +25,13 @@ type ReadReq struct {
 	Max    uint32
 }
 
+// Encode implements Msg.
 func (m *ReadReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Uint32(m.Max)
 }
 
+// Decode implements Msg.
 func (m *ReadReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -43,12 +47,14 @@ type ReadAtReq struct {
 	Max    uint32
 }
 
+// Encode implements Msg.
 func (m *ReadAtReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int64(m.Off)
 	e.Uint32(m.Max)
 }
 
+// Decode implements Msg.
 func (m *ReadAtReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -67,11 +73,13 @@ type WriteReq struct {
 	Data []byte
 }
 
+// Encode implements Msg.
 func (m *WriteReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.WriteBytes(m.Data)
 }
 
+// Decode implements Msg.
 func (m *WriteReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -88,12 +96,14 @@ type WriteAtReq struct {
 	Data []byte
 }
 
+// Encode implements Msg.
 func (m *WriteAtReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int64(m.Off)
 	e.WriteBytes(m.Data)
 }
 
+// Decode implements Msg.
 func (m *WriteAtReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -110,8 +120,10 @@ type CountAns struct {
 	N uint32
 }
 
+// Encode implements Msg.
 func (m *CountAns) Encode(e *Encoder) { e.Uint32(m.N) }
 
+// Decode implements Msg.
 func (m *CountAns) Decode(d *Decoder) (err error) {
 	m.N, err = d.Uint32()
 	return err
@@ -124,12 +136,14 @@ type SeekReq struct {
 	Whence int32
 }
 
+// Encode implements Msg.
 func (m *SeekReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int64(m.Off)
 	e.Int32(m.Whence)
 }
 
+// Decode implements Msg.
 func (m *SeekReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -146,8 +160,10 @@ type SeekAns struct {
 	Pos int64
 }
 
+// Encode implements Msg.
 func (m *SeekAns) Encode(e *Encoder) { e.Int64(m.Pos) }
 
+// Decode implements Msg.
 func (m *SeekAns) Decode(d *Decoder) (err error) {
 	m.Pos, err = d.Int64()
 	return err
@@ -159,11 +175,13 @@ type TruncateReq struct {
 	Size   int64
 }
 
+// Encode implements Msg.
 func (m *TruncateReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int64(m.Size)
 }
 
+// Decode implements Msg.
 func (m *TruncateReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -179,11 +197,13 @@ type ReadDirReq struct {
 	N      int32
 }
 
+// Encode implements Msg.
 func (m *ReadDirReq) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.Int32(m.N)
 }
 
+// Decode implements Msg.
 func (m *ReadDirReq) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err

@@ -10,7 +10,10 @@ import "io/fs"
 // Empty is the body of a request or answer that carries nothing.
 type Empty struct{}
 
-func (*Empty) Encode(*Encoder)       {}
+// Encode implements Msg: it writes nothing.
+func (*Empty) Encode(*Encoder) {}
+
+// Decode implements Msg: it reads nothing.
 func (*Empty) Decode(*Decoder) error { return nil }
 
 // PathReq names one path.
@@ -18,8 +21,10 @@ type PathReq struct {
 	Path string
 }
 
+// Encode implements Msg.
 func (m *PathReq) Encode(e *Encoder) { e.String(m.Path) }
 
+// Decode implements Msg.
 func (m *PathReq) Decode(d *Decoder) (err error) {
 	m.Path, err = d.String()
 	return err
@@ -32,11 +37,13 @@ type PathModeReq struct {
 	Mode fs.FileMode // as a uint32
 }
 
+// Encode implements Msg.
 func (m *PathModeReq) Encode(e *Encoder) {
 	e.String(m.Path)
 	e.Uint32(uint32(m.Mode))
 }
 
+// Decode implements Msg.
 func (m *PathModeReq) Decode(d *Decoder) (err error) {
 	if m.Path, err = d.String(); err != nil {
 		return err
@@ -52,11 +59,13 @@ type PathPairReq struct {
 	Old, New string
 }
 
+// Encode implements Msg.
 func (m *PathPairReq) Encode(e *Encoder) {
 	e.String(m.Old)
 	e.String(m.New)
 }
 
+// Decode implements Msg.
 func (m *PathPairReq) Decode(d *Decoder) (err error) {
 	if m.Old, err = d.String(); err != nil {
 		return err
@@ -74,12 +83,14 @@ type WriteFileReq struct {
 	Perm fs.FileMode // as a uint32
 }
 
+// Encode implements Msg.
 func (m *WriteFileReq) Encode(e *Encoder) {
 	e.String(m.Path)
 	e.WriteBytes(m.Data)
 	e.Uint32(uint32(m.Perm))
 }
 
+// Decode implements Msg.
 func (m *WriteFileReq) Decode(d *Decoder) (err error) {
 	if m.Path, err = d.String(); err != nil {
 		return err
@@ -100,6 +111,7 @@ type OpenFileReq struct {
 	WantFD bool        // answer with the descriptor where the connection can carry it
 }
 
+// Encode implements Msg.
 func (m *OpenFileReq) Encode(e *Encoder) {
 	e.String(m.Path)
 	e.Int32(m.Flag)
@@ -107,6 +119,7 @@ func (m *OpenFileReq) Encode(e *Encoder) {
 	e.Bool(m.WantFD)
 }
 
+// Decode implements Msg.
 func (m *OpenFileReq) Decode(d *Decoder) (err error) {
 	if m.Path, err = d.String(); err != nil {
 		return err
@@ -129,11 +142,13 @@ type OpenReq struct {
 	WantFD bool // optional
 }
 
+// Encode implements Msg.
 func (m *OpenReq) Encode(e *Encoder) {
 	e.String(m.Path)
 	e.Bool(m.WantFD)
 }
 
+// Decode implements Msg.
 func (m *OpenReq) Decode(d *Decoder) (err error) {
 	if m.Path, err = d.String(); err != nil {
 		return err
@@ -149,6 +164,7 @@ type ChownReq struct {
 	NoFollow bool // optional: change a final symlink itself (Lchown)
 }
 
+// Encode implements Msg.
 func (m *ChownReq) Encode(e *Encoder) {
 	e.String(m.Path)
 	e.Int32(m.Uid)
@@ -156,6 +172,7 @@ func (m *ChownReq) Encode(e *Encoder) {
 	e.Bool(m.NoFollow)
 }
 
+// Decode implements Msg.
 func (m *ChownReq) Decode(d *Decoder) (err error) {
 	if m.Path, err = d.String(); err != nil {
 		return err
@@ -183,6 +200,7 @@ type ChtimesReq struct {
 	Flags            uint8 // optional: ChtimesKeepAtime, ChtimesKeepMtime
 }
 
+// Encode implements Msg.
 func (m *ChtimesReq) Encode(e *Encoder) {
 	e.String(m.Path)
 	e.Int64(m.AtimeNs)
@@ -190,6 +208,7 @@ func (m *ChtimesReq) Encode(e *Encoder) {
 	e.Uint8(m.Flags)
 }
 
+// Decode implements Msg.
 func (m *ChtimesReq) Decode(d *Decoder) (err error) {
 	if m.Path, err = d.String(); err != nil {
 		return err
@@ -210,11 +229,13 @@ type StatAns struct {
 	Stat Stat
 }
 
+// Encode implements Msg.
 func (m *StatAns) Encode(e *Encoder) {
 	EncodeFileInfo(e, m.Info)
 	m.Stat.Encode(e)
 }
 
+// Decode implements Msg.
 func (m *StatAns) Decode(d *Decoder) (err error) {
 	if m.Info, err = DecodeFileInfo(d); err != nil {
 		return err
@@ -231,12 +252,14 @@ type OpenAns struct {
 	Stat   Stat
 }
 
+// Encode implements Msg.
 func (m *OpenAns) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	EncodeFileInfo(e, m.Info)
 	m.Stat.Encode(e)
 }
 
+// Decode implements Msg.
 func (m *OpenAns) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -253,8 +276,10 @@ type BytesAns struct {
 	Data []byte
 }
 
+// Encode implements Msg.
 func (m *BytesAns) Encode(e *Encoder) { e.WriteBytes(m.Data) }
 
+// Decode implements Msg.
 func (m *BytesAns) Decode(d *Decoder) (err error) {
 	m.Data, err = d.BorrowBytes()
 	return err
@@ -266,8 +291,10 @@ type StringAns struct {
 	Value string
 }
 
+// Encode implements Msg.
 func (m *StringAns) Encode(e *Encoder) { e.String(m.Value) }
 
+// Decode implements Msg.
 func (m *StringAns) Decode(d *Decoder) (err error) {
 	m.Value, err = d.String()
 	return err
@@ -281,6 +308,7 @@ type DirAns struct {
 	Entries []DirEntry
 }
 
+// Encode implements Msg.
 func (m *DirAns) Encode(e *Encoder) {
 	e.Uint32(uint32(len(m.Entries)))
 	for _, de := range m.Entries {
@@ -288,6 +316,7 @@ func (m *DirAns) Encode(e *Encoder) {
 	}
 }
 
+// Decode implements Msg.
 func (m *DirAns) Decode(d *Decoder) error {
 	n, err := d.count(dirEntrySize)
 	if err != nil {
@@ -332,6 +361,7 @@ type Stat struct {
 	AtimeNs, MtimeNs, CtimeNs int64
 }
 
+// Encode implements Msg.
 func (s *Stat) Encode(e *Encoder) {
 	e.Uint32(s.Uid)
 	e.Uint32(s.Gid)
@@ -348,6 +378,7 @@ func (s *Stat) Encode(e *Encoder) {
 // statSize is the encoded size of a Stat.
 const statSize = 4 + 4 + 8*8
 
+// Decode implements Msg.
 func (s *Stat) Decode(d *Decoder) error {
 	b, err := d.take(statSize)
 	if err != nil {

@@ -22,6 +22,7 @@ type InstanceSpec struct {
 	Network   bool   // the sandbox may get egress (hv.Config.Network)
 }
 
+// Encode implements Msg.
 func (s *InstanceSpec) Encode(enc *Encoder) {
 	enc.StringSlice(s.Layers)
 	enc.String(s.Hostname)
@@ -37,6 +38,7 @@ func (s *InstanceSpec) Encode(enc *Encoder) {
 	enc.Bool(s.Network)
 }
 
+// Decode implements Msg.
 func (s *InstanceSpec) Decode(dec *Decoder) (err error) {
 	if s.Layers, err = dec.StringSlice(); err != nil {
 		return err
@@ -83,11 +85,13 @@ type NewReq struct {
 	Spec    InstanceSpec
 }
 
+// Encode implements Msg.
 func (m *NewReq) Encode(e *Encoder) {
 	EncodeInstanceOptions(e, m.Options)
 	m.Spec.Encode(e)
 }
 
+// Decode implements Msg.
 func (m *NewReq) Decode(d *Decoder) (err error) {
 	if m.Options, err = DecodeInstanceOptions(d); err != nil {
 		return err
@@ -104,6 +108,7 @@ type NewAns struct {
 	Channel   bool
 }
 
+// Encode implements Msg.
 func (m *NewAns) Encode(e *Encoder) {
 	e.String(m.ID)
 	e.Int32(m.Pid)
@@ -111,6 +116,7 @@ func (m *NewAns) Encode(e *Encoder) {
 	e.Bool(m.Channel)
 }
 
+// Decode implements Msg.
 func (m *NewAns) Decode(d *Decoder) (err error) {
 	if m.ID, err = d.String(); err != nil {
 		return err
@@ -130,8 +136,10 @@ type LinkReq struct {
 	Ifname string
 }
 
+// Encode implements Msg.
 func (m *LinkReq) Encode(e *Encoder) { e.String(m.Ifname) }
 
+// Decode implements Msg.
 func (m *LinkReq) Decode(d *Decoder) (err error) {
 	m.Ifname, err = d.String()
 	return err
@@ -142,8 +150,10 @@ type StatsAns struct {
 	OOMKills uint32 // processes the kernel killed for memory
 }
 
+// Encode implements Msg.
 func (m *StatsAns) Encode(e *Encoder) { e.Uint32(m.OOMKills) }
 
+// Decode implements Msg.
 func (m *StatsAns) Decode(d *Decoder) (err error) {
 	m.OOMKills, err = d.Uint32()
 	return err
@@ -154,8 +164,10 @@ type TimeoutReq struct {
 	Ns int64 // stop the sandbox this long from now; must be > 0
 }
 
+// Encode implements Msg.
 func (m *TimeoutReq) Encode(e *Encoder) { e.Int64(m.Ns) }
 
+// Decode implements Msg.
 func (m *TimeoutReq) Decode(d *Decoder) (err error) {
 	m.Ns, err = d.Int64()
 	return err
@@ -169,11 +181,13 @@ type SnapshotReq struct {
 	Parent  []byte
 }
 
+// Encode implements Msg.
 func (m *SnapshotReq) Encode(e *Encoder) {
 	EncodeSnapshotOptions(e, m.Options)
 	e.WriteBytes(m.Parent)
 }
 
+// Decode implements Msg.
 func (m *SnapshotReq) Decode(d *Decoder) (err error) {
 	if m.Options, err = DecodeSnapshotOptions(d); err != nil {
 		return err
@@ -188,8 +202,10 @@ type SnapshotAns struct {
 	Info []byte
 }
 
+// Encode implements Msg.
 func (m *SnapshotAns) Encode(e *Encoder) { e.WriteBytes(m.Info) }
 
+// Decode implements Msg.
 func (m *SnapshotAns) Decode(d *Decoder) (err error) {
 	m.Info, err = d.Bytes()
 	return err
@@ -201,11 +217,13 @@ type HelloReq struct {
 	Version uint32 // ProtocolVersion
 }
 
+// Encode implements Msg.
 func (m *HelloReq) Encode(e *Encoder) {
 	e.String(m.Magic)
 	e.Uint32(m.Version)
 }
 
+// Decode implements Msg.
 func (m *HelloReq) Decode(d *Decoder) (err error) {
 	if m.Magic, err = d.String(); err != nil {
 		return err
@@ -220,11 +238,13 @@ type HelloAns struct {
 	Info    string // the server describing itself
 }
 
+// Encode implements Msg.
 func (m *HelloAns) Encode(e *Encoder) {
 	e.Uint32(m.Version)
 	e.String(m.Info)
 }
 
+// Decode implements Msg.
 func (m *HelloAns) Decode(d *Decoder) (err error) {
 	if m.Version, err = d.Uint32(); err != nil {
 		return err

@@ -14,12 +14,14 @@ type ListenReq struct {
 	WantFD        bool
 }
 
+// Encode implements Msg.
 func (m *ListenReq) Encode(e *Encoder) {
 	e.String(m.Network)
 	e.String(m.Addr)
 	e.Bool(m.WantFD)
 }
 
+// Decode implements Msg.
 func (m *ListenReq) Decode(d *Decoder) (err error) {
 	if m.Network, err = d.String(); err != nil {
 		return err
@@ -38,11 +40,13 @@ type ListenAns struct {
 	Addr   string
 }
 
+// Encode implements Msg.
 func (m *ListenAns) Encode(e *Encoder) {
 	e.Uint64(m.Handle)
 	e.String(m.Addr)
 }
 
+// Decode implements Msg.
 func (m *ListenAns) Decode(d *Decoder) (err error) {
 	if m.Handle, err = d.Uint64(); err != nil {
 		return err
@@ -58,6 +62,7 @@ type DialReq struct {
 	WantFD        bool  // optional
 }
 
+// Encode implements Msg.
 func (m *DialReq) Encode(e *Encoder) {
 	e.String(m.Network)
 	e.String(m.Addr)
@@ -65,6 +70,7 @@ func (m *DialReq) Encode(e *Encoder) {
 	e.Bool(m.WantFD)
 }
 
+// Decode implements Msg.
 func (m *DialReq) Decode(d *Decoder) (err error) {
 	if m.Network, err = d.String(); err != nil {
 		return err
@@ -85,11 +91,13 @@ type ConnAns struct {
 	Local, Remote string
 }
 
+// Encode implements Msg.
 func (m *ConnAns) Encode(e *Encoder) {
 	e.String(m.Local)
 	e.String(m.Remote)
 }
 
+// Decode implements Msg.
 func (m *ConnAns) Decode(d *Decoder) (err error) {
 	if m.Local, err = d.String(); err != nil {
 		return err
@@ -110,6 +118,7 @@ type NetworkReq struct {
 	CreateTap bool // the agent creates the device and sends it
 }
 
+// Encode implements Msg.
 func (m *NetworkReq) Encode(e *Encoder) {
 	e.Bool(m.Enabled)
 	e.String(m.Ifname)
@@ -120,6 +129,7 @@ func (m *NetworkReq) Encode(e *Encoder) {
 	e.Bool(m.CreateTap)
 }
 
+// Decode implements Msg.
 func (m *NetworkReq) Decode(d *Decoder) (err error) {
 	if m.Enabled, err = d.Bool(); err != nil {
 		return err
@@ -149,8 +159,10 @@ type BoolAns struct {
 	Value bool
 }
 
+// Encode implements Msg.
 func (m *BoolAns) Encode(e *Encoder) { e.Bool(m.Value) }
 
+// Decode implements Msg.
 func (m *BoolAns) Decode(d *Decoder) (err error) {
 	m.Value, err = d.Bool()
 	return err
