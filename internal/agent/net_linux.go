@@ -3,13 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 )
 
 // netListener is a listener the host holds by handle (the streamed path).
@@ -165,41 +164,8 @@ func socketFile(s any) (*os.File, error) {
 // streamConn answers with a connection's addresses and then joins the
 // call's connection to it.
 func streamConn(req *ipc.Request, c net.Conn) ipc.ConnAns {
-	req.HijackWith(func(stream net.Conn) { go splice(stream, c) })
+	req.HijackWith(func(stream net.Conn) { go netutil.Splice(stream, c) })
 	return ipc.ConnAns{Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
-}
-
-// splice copies both ways between the host's stream and a connection in the
-// sandbox, passing half closes on, and closes both when both ways are done
-// or either fails.
-func splice(stream, c net.Conn) {
-	var once sync.Once
-	closeBoth := func() { once.Do(func() { stream.Close(); c.Close() }) }
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if err != nil {
-			closeBoth()
-		} else {
-			closeWrite(dst)
-		}
-		done <- struct{}{}
-	}
-	go pipe(c, stream)
-	go pipe(stream, c)
-	<-done
-	<-done
-	closeBoth()
-}
-
-// closeWrite half-closes a connection, or closes it when it cannot.
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	c.Close()
 }
 
 // pumpPackets carries datagrams between a packet socket in the sandbox and

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,21 +96,11 @@ func (a *agent) createTap(ifname string) (*os.File, error) {
 	if a.tun < 0 {
 		return nil, a.tunErr
 	}
-	fd, err := unix.Open(fdPath(a.tun), unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, tunError(err)
+	f, err := netutil.OpenTap(fdPath(a.tun), ifname)
+	if pe, ok := errors.AsType[*os.PathError](err); ok && pe.Op == "open" {
+		return nil, tunError(pe.Err) // fdPath is no name to show
 	}
-	ifr, err := unix.NewIfreq(ifname)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("creating the TAP device %s: %w", ifname, err)
-	}
-	return os.NewFile(uintptr(fd), "tap-"+ifname), nil
+	return f, err
 }
 
 // tunError explains why /dev/net/tun cannot be used.
