@@ -1,4 +1,4 @@
-// Package build runs Dockerfiles: it parses them with BuildKit's parser
+// Package dockerfile runs Dockerfiles: it parses them with BuildKit's parser
 // and instructions packages, expands words with BuildKit's shell package
 // (Docker's own rules), works out the stages a target needs, and turns
 // each instruction into a step over an Executor, which the public package
@@ -41,4 +41,4 @@
 // Nothing here imports the public package: the Executor interface is the
 // whole contract. Check plans a build without an Executor and lists
 // what a build would refuse.
-package build
+package dockerfile
