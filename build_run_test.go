@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,13 +235,25 @@ func TestBuildParallelStages(t *testing.T) {
 func checkBuildLeaks(t *testing.T) {
 	t.Helper()
 	leakcheck.Check(t, "cc-build-")
-	before, _ := filepath.Glob("/dev/shm/cc-build-*")
+	before := buildPrivateDirs()
 	t.Cleanup(func() {
-		after, _ := filepath.Glob("/dev/shm/cc-build-*")
+		after := buildPrivateDirs()
 		for _, p := range after {
 			if !slices.Contains(before, p) {
 				t.Errorf("left behind: %s", p)
 			}
 		}
 	})
+}
+
+// buildPrivateDirs lists the directories in /dev/shm that this process's
+// builds made for steps' secrets, ssh sockets and tmpfs mounts (their
+// names carry the process id: other test processes run beside this one).
+func buildPrivateDirs() []string {
+	var all []string
+	for _, kind := range []string{"secret", "ssh", "tmpfs"} {
+		m, _ := filepath.Glob(fmt.Sprintf("/dev/shm/cc-build-%s-%d-*", kind, os.Getpid()))
+		all = append(all, m...)
+	}
+	return all
 }

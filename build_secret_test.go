@@ -154,7 +154,7 @@ func TestBuildSecrets(t *testing.T) {
 	}
 	// Nothing of the secrets' host files is left behind.
 	for _, d := range []string{"/dev/shm", os.TempDir()} {
-		if m, _ := filepath.Glob(filepath.Join(d, "cc-build-secret-*")); len(m) > 0 {
+		if m, _ := filepath.Glob(filepath.Join(d, fmt.Sprintf("cc-build-secret-%d-*", os.Getpid()))); len(m) > 0 {
 			t.Errorf("left behind: %q", m)
 		}
 	}

@@ -5,11 +5,16 @@
 // optional: without it, the SDK re-executes the program itself as the
 // helper. Install it next to your program, in ~/.local/share/cc/bin, in
 // $PATH, or point CC_HELPER_PATH at it.
+//
+// cc-helper serves every backend, gVisor included: it links runsc in (the
+// package gvisor), so it must be built statically, with CGO_ENABLED=0, for
+// its gVisor sandboxes to start (they say so otherwise).
 package main
 
 import (
 	"os"
 
+	_ "github.com/ccsandbox/sandbox/gvisor"
 	"github.com/ccsandbox/sandbox/internal/helper"
 )
 

@@ -85,6 +85,12 @@ func (s *state) run(c *instructions.RunCommand) error {
 		}
 		r, err := s.b.exec.Run(s.b.ctx, s.ref, spec)
 		out.flush()
+		if err != nil && s.b.ctx.Err() != nil {
+			// Stopped because the build ended (the caller's context, or
+			// another stage's failure): say so, wrapping the context's
+			// error so the build reports the failure that caused it.
+			return nil, fmt.Errorf("process %q stopped: %w", strings.Join(args, " "), s.b.ctx.Err())
+		}
 		if err != nil {
 			msg := fmt.Sprintf("process %q did not complete successfully: %v", strings.Join(args, " "), err)
 			switch {
