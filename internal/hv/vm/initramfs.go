@@ -52,6 +52,10 @@ func planInitramfs(exe string, k *kernel) (*initramfsPlan, error) {
 		order.WriteString(m.Name + "\n")
 	}
 	p.Entries = append(p.Entries, initramfsEntry{Name: "modules/order", Perm: 0o644, Data: []byte(order.String())})
+	// A program that links runsc in (package gvisor; cc-helper does)
+	// reads this file in a package init, before the agent's main can
+	// mount /proc, and panics without it. The proc mount hides it.
+	p.Entries = append(p.Entries, initramfsEntry{Name: "proc/sys/vm/mmap_min_addr", Perm: 0o444, Data: []byte("65536\n")})
 	for _, f := range rt {
 		p.Entries = append(p.Entries, initramfsEntry{Name: f.Name, Perm: 0o755, Path: f.Path})
 	}
