@@ -187,7 +187,7 @@ func TestAgentDescriptors(t *testing.T) {
 	if err := inst.Command("true").Run(); err != nil {
 		t.Fatal(err)
 	}
-	pid := inst.eng.Pid()
+	pid := inst.runner.Pid()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	entries, err := os.ReadDir(dir)
 	if err != nil {

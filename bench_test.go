@@ -227,7 +227,7 @@ func BenchmarkStat(b *testing.B) {
 	b.Run("floor", func(b *testing.B) {
 		// The emptiest call: the agent answers that it runs.
 		for b.Loop() {
-			if _, err := inst.client.Call(ipc.MsgInstanceIsRunning, nil); err != nil {
+			if _, err := inst.agent.Client().Call(ipc.MsgInstanceIsRunning, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"slices"
 
-	"github.com/ccsandbox/sandbox/internal/build"
+	"github.com/ccsandbox/sandbox/internal/dockerfile"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,7 +29,7 @@ type BuildProgress struct {
 	Output      string // a line the step printed (or, with Step 0, a warning), without its newline
 }
 
-// Build runs the Dockerfile dockerfile, as `docker build` does, and
+// Build runs the Dockerfile src, as `docker build` does, and
 // returns the image it makes as a Snapshot: a Source for New, with the
 // image config the Dockerfile leaves (Cmd, Entrypoint, Env, WorkingDir,
 // User, ExposedPorts, Labels, StopSignal, Volumes, Healthcheck, OnBuild,
@@ -58,7 +58,7 @@ type BuildProgress struct {
 // building, what this builder refuses. Errors in the Dockerfile name its
 // line; a failing RUN's error ends with its last output and says when the
 // step had no network.
-func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapshot, error) {
+func Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, error) {
 	var o buildOptions
 	for _, opt := range opts {
 		if opt == nil {
@@ -84,9 +84,9 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 	bo := o.internal()
 	bo.SourceDateEpoch = epoch
 	if o.progress != nil {
-		bo.Progress = func(ev build.Event) { o.progress(BuildProgress(ev)) }
+		bo.Progress = func(ev dockerfile.Event) { o.progress(BuildProgress(ev)) }
 	}
-	ref, err := build.Build(ctx, dockerfile, e, bo)
+	ref, err := dockerfile.Build(ctx, src, e, bo)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.Build: %w", err)
 	}
@@ -103,13 +103,13 @@ func Build(ctx context.Context, dockerfile []byte, opts ...BuildOption) (*Snapsh
 	return openSnapshotInfo(ctx, store, info)
 }
 
-// internal returns the options of internal/build.
-func (o *buildOptions) internal() build.Options {
+// internal returns the options of internal/dockerfile.
+func (o *buildOptions) internal() dockerfile.Options {
 	dial := o.dialer
 	if dial == nil {
 		dial = DefaultDialer()
 	}
-	bo := build.Options{
+	bo := dockerfile.Options{
 		Context:       o.contextDir,
 		Args:          o.args,
 		Target:        o.target,
@@ -148,7 +148,7 @@ type buildRef struct {
 	host   string         // the host image's key, when the ref stands on it
 }
 
-// Key, Config and Layers make a buildRef a build.Ref.
+// Key, Config and Layers make a buildRef a dockerfile.Ref.
 func (r *buildRef) Key() string      { return r.key }
 func (r *buildRef) Config() []byte   { return r.config }
 func (r *buildRef) Layers() []string { return r.dirs }

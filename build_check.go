@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/ccsandbox/sandbox/internal/build"
+	"github.com/ccsandbox/sandbox/internal/dockerfile"
 )
 
 // DockerfileProblem is an instruction, or a flag of one, that Build would
@@ -18,10 +18,10 @@ type DockerfileProblem struct {
 // String returns "Dockerfile:LINE: INSTRUCTION: message", as Build's
 // errors read.
 func (p DockerfileProblem) String() string {
-	return build.Problem(p).String()
+	return dockerfile.Problem(p).String()
 }
 
-// CheckDockerfile parses dockerfile and plans a build of it with opts (the
+// CheckDockerfile parses the Dockerfile src and plans a build of it with opts (the
 // options Build would get), without pulling, reading the context or
 // running anything, and returns every instruction or flag Build would
 // refuse, each with its line: what the parser rejects, the flags and
@@ -32,7 +32,7 @@ func (p DockerfileProblem) String() string {
 // whether the target needs it or not. No problem means none of these:
 // the build can still fail on a missing file or a failing command. It
 // returns an error only for an invalid option.
-func CheckDockerfile(dockerfile []byte, opts ...BuildOption) ([]DockerfileProblem, error) {
+func CheckDockerfile(src []byte, opts ...BuildOption) ([]DockerfileProblem, error) {
 	var o buildOptions
 	for _, opt := range opts {
 		if opt == nil {
@@ -43,7 +43,7 @@ func CheckDockerfile(dockerfile []byte, opts ...BuildOption) ([]DockerfileProble
 		}
 	}
 	var out []DockerfileProblem
-	for _, p := range build.Check(dockerfile, o.internal()) {
+	for _, p := range dockerfile.Check(src, o.internal()) {
 		out = append(out, DockerfileProblem(p))
 	}
 	return out, nil

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ccsandbox/sandbox/internal/build"
+	"github.com/ccsandbox/sandbox/internal/dockerfile"
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/image"
@@ -34,7 +34,7 @@ const buildStepKind = "buildstep"
 const maxSharedLayer = 16 << 20
 
 // buildExec carries out a build's steps with sandboxes and the store; it
-// is the build.Executor of Build.
+// is the dockerfile.Executor of Build.
 type buildExec struct {
 	o       *buildOptions
 	store   *image.Store
@@ -163,7 +163,7 @@ func (e *buildExec) close() {
 
 func (e *buildExec) IDs() idmap.Map { return e.ids }
 
-func (e *buildExec) Resolve(ctx context.Context, n string, platform v1.Platform) (build.Ref, error) {
+func (e *buildExec) Resolve(ctx context.Context, n string, platform v1.Platform) (dockerfile.Ref, error) {
 	r, ok := e.sources[n]
 	if !ok {
 		r, ok = e.sources[normalName(n)]
@@ -190,7 +190,7 @@ func (e *buildExec) Resolve(ctx context.Context, n string, platform v1.Platform)
 	return e.imageRef(img), nil
 }
 
-func (e *buildExec) Scratch(ctx context.Context, config []byte) (build.Ref, error) {
+func (e *buildExec) Scratch(ctx context.Context, config []byte) (dockerfile.Ref, error) {
 	sum := sha256.Sum256(config)
 	return &buildRef{key: "image-" + hex.EncodeToString(sum[:]), config: config, image: Scratch()}, nil
 }
@@ -203,7 +203,7 @@ func (e *buildExec) TempDir(ctx context.Context) (string, func(), error) {
 	return td.Path(), func() { td.Remove() }, nil
 }
 
-func (e *buildExec) Commit(ctx context.Context, base build.Ref, dir string) (build.Ref, error) {
+func (e *buildExec) Commit(ctx context.Context, base dockerfile.Ref, dir string) (dockerfile.Ref, error) {
 	info, err := snapshot.Commit(ctx, e.store, e.ids, dir, base.(*buildRef).parent())
 	if err != nil {
 		return nil, err
@@ -211,7 +211,7 @@ func (e *buildExec) Commit(ctx context.Context, base build.Ref, dir string) (bui
 	return e.infoRef(info), nil
 }
 
-func (e *buildExec) WithConfig(ctx context.Context, base build.Ref, config []byte) (build.Ref, error) {
+func (e *buildExec) WithConfig(ctx context.Context, base dockerfile.Ref, config []byte) (dockerfile.Ref, error) {
 	info, err := snapshot.WithConfig(ctx, e.store, base.(*buildRef).parent(), config)
 	if err != nil {
 		return nil, err
@@ -219,7 +219,7 @@ func (e *buildExec) WithConfig(ctx context.Context, base build.Ref, config []byt
 	return e.infoRef(info), nil
 }
 
-func (e *buildExec) Lookup(ctx context.Context, key string) (build.Ref, bool, error) {
+func (e *buildExec) Lookup(ctx context.Context, key string) (dockerfile.Ref, bool, error) {
 	rec, err := e.store.Record(buildStepKind, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
@@ -237,7 +237,7 @@ func (e *buildExec) Lookup(ctx context.Context, key string) (build.Ref, bool, er
 	return e.infoRef(info), true, nil
 }
 
-func (e *buildExec) Record(ctx context.Context, key string, ref build.Ref) error {
+func (e *buildExec) Record(ctx context.Context, key string, ref dockerfile.Ref) error {
 	r := ref.(*buildRef)
 	return e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: key, Layers: r.layers, Data: []byte(r.key)})
 }
@@ -245,7 +245,7 @@ func (e *buildExec) Record(ctx context.Context, key string, ref build.Ref) error
 // Run runs a RUN step in a sandbox: a kept one when its root is base's
 // filesystem already (the last RUN of a stage left it so) and the step
 // mounts nothing, else a new one with the step's mounts and network.
-func (e *buildExec) Run(ctx context.Context, base build.Ref, spec build.RunSpec) (build.Ref, error) {
+func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfile.RunSpec) (dockerfile.Ref, error) {
 	br := base.(*buildRef)
 	if br.host != "" && e.hostErr != nil {
 		return nil, e.hostErr
@@ -323,7 +323,7 @@ func (e *buildExec) Run(ctx context.Context, base build.Ref, spec build.RunSpec)
 // step's mount targets made in the root: each target, and each directory
 // made for one that holds nothing else. The directories are read through
 // the sandbox's agent.
-func stubExcludes(inst *Instance, spec build.RunSpec) ([]string, error) {
+func stubExcludes(inst *Instance, spec dockerfile.RunSpec) ([]string, error) {
 	if len(spec.Stubs) == 0 {
 		return nil, nil
 	}
@@ -399,12 +399,12 @@ func (e *buildExec) keepLive(l liveSandbox) {
 }
 
 // CacheMount holds the store's directory of a cache mount for a step.
-func (e *buildExec) CacheMount(ctx context.Context, id string, sharing build.Sharing, init func(string) error) (string, func(), error) {
+func (e *buildExec) CacheMount(ctx context.Context, id string, sharing dockerfile.Sharing, init func(string) error) (string, func(), error) {
 	mode := image.CacheShared
 	switch sharing {
-	case build.SharingPrivate:
+	case dockerfile.SharingPrivate:
 		mode = image.CachePrivate
-	case build.SharingLocked:
+	case dockerfile.SharingLocked:
 		mode = image.CacheLocked
 	}
 	cm, err := e.store.CacheMount(ctx, id, mode, init)
@@ -415,7 +415,7 @@ func (e *buildExec) CacheMount(ctx context.Context, id string, sharing build.Sha
 }
 
 // Rebase stacks layer's layers (made on scratch) onto base.
-func (e *buildExec) Rebase(ctx context.Context, base, layer build.Ref) (build.Ref, error) {
+func (e *buildExec) Rebase(ctx context.Context, base, layer dockerfile.Ref) (dockerfile.Ref, error) {
 	b := base.(*buildRef)
 	parent := b.parent()
 	info := b.info

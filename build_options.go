@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ccsandbox/sandbox/internal/build"
+	"github.com/ccsandbox/sandbox/internal/dockerfile"
 )
 
 // BuildOption configures Build. StoreOptions (WithCacheDir, WithLogger)
@@ -33,7 +33,7 @@ type buildOptions struct {
 	sources       map[string]Source // by name as given
 	network       bool
 	dialer        DialFunc // nil: DefaultDialer()
-	secrets       map[string]build.Secret
+	secrets       map[string]dockerfile.Secret
 	ssh           map[string]string
 	parallelism   int // 0: GOMAXPROCS
 
@@ -234,9 +234,9 @@ func WithBuildSecret(id string, value []byte) BuildOption {
 			return errors.New("WithBuildSecret: empty id")
 		}
 		if o.secrets == nil {
-			o.secrets = map[string]build.Secret{}
+			o.secrets = map[string]dockerfile.Secret{}
 		}
-		o.secrets[id] = build.Secret{Value: append([]byte{}, value...)} // never nil: nil means a file
+		o.secrets[id] = dockerfile.Secret{Value: append([]byte{}, value...)} // never nil: nil means a file
 		return nil
 	})
 }
@@ -261,9 +261,9 @@ func WithBuildSecretFile(id, path string) BuildOption {
 			return fmt.Errorf("WithBuildSecretFile(%q): %s is not a regular file", id, abs)
 		}
 		if o.secrets == nil {
-			o.secrets = map[string]build.Secret{}
+			o.secrets = map[string]dockerfile.Secret{}
 		}
-		o.secrets[id] = build.Secret{File: abs}
+		o.secrets[id] = dockerfile.Secret{File: abs}
 		return nil
 	})
 }

@@ -66,7 +66,7 @@ func processCgroups(t testing.TB, pid int) map[string]string {
 // controller ctrl ("" for v2): the one its agent's cgroup belongs to.
 func sandboxCgroup(t testing.TB, inst *Instance, ctrl string) string {
 	t.Helper()
-	dir, ok := processCgroups(t, inst.eng.Pid())[ctrl]
+	dir, ok := processCgroups(t, inst.runner.Pid())[ctrl]
 	if !ok {
 		t.Fatalf("the sandbox's agent is in no %q cgroup", ctrl)
 	}

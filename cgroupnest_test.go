@@ -33,8 +33,8 @@ func cgroupChild(role string) (code int, ok bool) {
 			fmt.Println("error:", err)
 			return 1, true
 		}
-		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.eng.Pid()))
-		fmt.Printf("%d %s\n", inst.eng.Pid(), ns)
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.runner.Pid()))
+		fmt.Printf("%d %s\n", inst.runner.Pid(), ns)
 		select {}
 	case "new-then-close":
 		inst, err := New(context.Background(), HostImage(), cache)
@@ -59,7 +59,7 @@ func cgroupChild(role string) (code int, ok bool) {
 			fmt.Println("error:", err)
 			return 1, true
 		}
-		fmt.Println(inst.eng.Pid())
+		fmt.Println(inst.runner.Pid())
 		in.ReadString('\n')
 		if err := inst.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "Close:", err)
@@ -189,7 +189,7 @@ func TestHostKilledCgroups(t *testing.T) {
 	}
 	// A live sandbox beside it, whose cgroups a sweep must leave alone.
 	live := hostInstance(t, childLimits...)
-	liveDirs := processCgroups(t, live.eng.Pid())
+	liveDirs := processCgroups(t, live.runner.Pid())
 
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()

@@ -78,15 +78,7 @@ func (i *Instance) SetNetworkEnabled(enabled bool) error {
 		i.egress = nil
 		// A device that outlives its descriptor (a VM's NIC) is taken
 		// down inside.
-		var e ipc.Encoder
-		e.Bool(false)
-		e.String(egressIfname)
-		e.String("")
-		e.String("")
-		e.String("")
-		e.Uint32(0)
-		e.Bool(false)
-		if _, cerr := i.client.Call(ipc.MsgInstanceSetNetwork, e.Bytes()); cerr != nil && err == nil {
+		if _, cerr := i.agent.SetNetwork(context.Background(), ipc.NetworkReq{Ifname: egressIfname}); cerr != nil && err == nil {
 			err = i.remoteErr(cerr)
 		}
 		return err
@@ -108,7 +100,7 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 	}
 	var link *os.File
 	createTap := true
-	f, err := i.eng.OpenLink(egressIfname)
+	f, err := i.runner.OpenLink(egressIfname)
 	switch {
 	case err == nil:
 		link, createTap = f, false
@@ -118,15 +110,15 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 	if createTap && !i.fdOK {
 		return nil, fmt.Errorf("%w: this backend gives no network device", errors.ErrUnsupported)
 	}
-	var e ipc.Encoder
-	e.Bool(true)
-	e.String(egressIfname)
-	e.String(netip.PrefixFrom(egress.SandboxAddr, egress.SandboxPrefix.Bits()).String())
-	e.String(egress.Gateway.String())
-	e.String(egress.Gateway.String())
-	e.Uint32(egress.MTU)
-	e.Bool(createTap)
-	resp, err := i.client.Exchange(context.Background(), ipc.Message{Type: ipc.MsgInstanceSetNetwork, Payload: e.Bytes()})
+	tap, err := i.agent.SetNetwork(context.Background(), ipc.NetworkReq{
+		Enabled:   true,
+		Ifname:    egressIfname,
+		Addr:      netip.PrefixFrom(egress.SandboxAddr, egress.SandboxPrefix.Bits()).String(),
+		Gateway:   egress.Gateway.String(),
+		DNS:       egress.Gateway.String(),
+		MTU:       egress.MTU,
+		CreateTap: createTap,
+	})
 	if err != nil {
 		if link != nil {
 			link.Close()
@@ -134,13 +126,7 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 		return nil, i.remoteErr(err)
 	}
 	if createTap {
-		if len(resp.Files) != 1 {
-			closeFiles(resp.Files)
-			return nil, errors.New("the agent sent no network device")
-		}
-		link = resp.Files[0]
-	} else {
-		closeFiles(resp.Files)
+		link = tap
 	}
 	return egress.Start(link, dial, i.opts.logger)
 }

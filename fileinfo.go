@@ -46,19 +46,6 @@ func newFileInfo(info ipc.FileInfo, st ipc.Stat) *fileInfo {
 	}
 }
 
-// decodeFileInfo reads a FileInfo and its Stat.
-func decodeFileInfo(dec *ipc.Decoder) (*fileInfo, error) {
-	info, err := ipc.DecodeFileInfo(dec)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ipc.DecodeStat(dec)
-	if err != nil {
-		return nil, err
-	}
-	return newFileInfo(info, st), nil
-}
-
 // dirEntry is an fs.DirEntry of a sandbox directory; Info asks the sandbox.
 type dirEntry struct {
 	inst *Instance
@@ -73,22 +60,12 @@ func (d *dirEntry) Type() fs.FileMode          { return d.typ.Type() }
 func (d *dirEntry) String() string             { return fs.FormatDirEntry(d) }
 func (d *dirEntry) Info() (fs.FileInfo, error) { return d.inst.Lstat(joinPath(d.dir, d.name)) }
 
-// decodeDirEntries reads a count and that many entries of directory dir.
-func (i *Instance) decodeDirEntries(dec *ipc.Decoder, dir string) ([]fs.DirEntry, error) {
-	n, err := dec.Uint32()
-	if err != nil {
-		return nil, err
+// dirEntries makes the entries of directory dir (a sandbox path) from
+// the wire.
+func (i *Instance) dirEntries(entries []ipc.DirEntry, dir string) []fs.DirEntry {
+	out := make([]fs.DirEntry, len(entries))
+	for k, de := range entries {
+		out[k] = &dirEntry{inst: i, dir: dir, name: de.Name, typ: de.Mode.Type()}
 	}
-	if uint64(n) > uint64(dec.Remaining()) {
-		return nil, ipc.ErrMessageTooLarge
-	}
-	out := make([]fs.DirEntry, 0, n)
-	for range n {
-		de, err := ipc.DecodeDirEntry(dec)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &dirEntry{inst: i, dir: dir, name: de.Name, typ: de.Mode.Type()})
-	}
-	return out, nil
+	return out
 }

@@ -73,27 +73,13 @@ func osPath(op, name string) (string, error) {
 // joinPath joins a sandbox directory and a name.
 func joinPath(dir, name string) string { return path.Join(dir, name) }
 
-// call sends one request to the agent and returns a decoder positioned
-// after the success byte. Failures come back as *fs.PathError{op, name}.
-func (i *Instance) call(op, name string, msg uint16, enc func(*ipc.Encoder)) (*ipc.Decoder, error) {
-	var e ipc.Encoder
-	enc(&e)
-	resp, err := i.client.CallContext(context.Background(), msg, e.Bytes())
-	if err != nil {
-		return nil, &fs.PathError{Op: op, Path: name, Err: i.remoteErr(err)}
+// pathErr makes the *fs.PathError of a call's failure (see remoteErr), or
+// returns nil.
+func (i *Instance) pathErr(op, name string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return ipc.NewDecoder(resp[1:]), nil
-}
-
-// exchange is call with descriptors both ways.
-func (i *Instance) exchange(op, name string, msg uint16, files []*os.File, enc func(*ipc.Encoder)) (*ipc.Decoder, []*os.File, error) {
-	var e ipc.Encoder
-	enc(&e)
-	resp, err := i.client.Exchange(context.Background(), ipc.Message{Type: msg, Payload: e.Bytes(), Files: files})
-	if err != nil {
-		return nil, nil, &fs.PathError{Op: op, Path: name, Err: i.remoteErr(err)}
-	}
-	return ipc.NewDecoder(resp.Payload[1:]), resp.Files, nil
+	return &fs.PathError{Op: op, Path: name, Err: i.remoteErr(err)}
 }
 
 // remoteErr turns what a call returned into the error to show the user: the
@@ -139,36 +125,17 @@ func (i *Instance) OpenFile(name string, flag int, perm fs.FileMode) (*File, err
 // openFile opens p; the file is backed by a descriptor when the connection
 // carries them, and by an agent handle otherwise.
 func (i *Instance) openFile(name, p string, flag int, perm fs.FileMode) (*File, error) {
-	dec, files, err := i.exchange("open", name, ipc.MsgFsOpenFile, nil, func(e *ipc.Encoder) {
-		e.String(p)
-		e.Int32(int32(flag))
-		e.Uint32(uint32(perm))
-		e.Bool(i.fdOK)
-	})
+	ans, f, err := i.agent.OpenFile(context.Background(), ipc.OpenFileReq{Path: p, Flag: int32(flag), Perm: perm, WantFD: i.fdOK})
 	if err != nil {
-		return nil, err
+		return nil, i.pathErr("open", name, err)
 	}
-	h, err := dec.Uint64()
-	if err == nil {
-		var info *fileInfo
-		if info, err = decodeFileInfo(dec); err == nil {
-			f := &File{inst: i, name: name, path: p, handle: h, info: info}
-			if len(files) == 1 {
-				f.f = files[0]
-			} else if len(files) > 0 || h == 0 {
-				err = errors.New("malformed open answer")
-			} else {
-				return f, nil
-			}
-			if err == nil {
-				return f, nil
-			}
-		}
+	file := &File{inst: i, name: name, path: p, info: newFileInfo(ans.Info, ans.Stat)}
+	if f != nil {
+		file.io = &fdFile{f: f}
+	} else {
+		file.io = &agentFile{inst: i, handle: ans.Handle}
 	}
-	for _, f := range files {
-		f.Close()
-	}
-	return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	return file, nil
 }
 
 // Stat returns the FileInfo of the named file, following symlinks
@@ -178,7 +145,11 @@ func (i *Instance) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return i.stat("stat", ipc.MsgFsStat, name, p)
+	ans, err := i.agent.Stat(context.Background(), p)
+	if err != nil {
+		return nil, i.pathErr("stat", name, err)
+	}
+	return newFileInfo(ans.Info, ans.Stat), nil
 }
 
 // Lstat returns the FileInfo of the named file without following a final
@@ -188,19 +159,11 @@ func (i *Instance) Lstat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return i.stat("lstat", ipc.MsgFsLstat, name, p)
-}
-
-func (i *Instance) stat(op string, msg uint16, name, p string) (fs.FileInfo, error) {
-	dec, err := i.call(op, name, msg, func(e *ipc.Encoder) { e.String(p) })
+	ans, err := i.agent.Lstat(context.Background(), p)
 	if err != nil {
-		return nil, err
+		return nil, i.pathErr("lstat", name, err)
 	}
-	fi, err := decodeFileInfo(dec)
-	if err != nil {
-		return nil, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	return fi, nil
+	return newFileInfo(ans.Info, ans.Stat), nil
 }
 
 // ReadFile returns the content of the named file (fs.ReadFileFS).
@@ -210,12 +173,12 @@ func (i *Instance) ReadFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	if !i.fdOK {
-		dec, err := i.call("open", name, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String(p) })
+		data, err := i.agent.ReadFile(context.Background(), p)
 		if err == nil {
-			return dec.Bytes()
+			return data, nil
 		}
 		if !errors.Is(err, syscall.EFBIG) {
-			return nil, err
+			return nil, i.pathErr("open", name, err)
 		}
 	}
 	f, err := i.openFile(name, p, os.O_RDONLY, 0)
@@ -246,15 +209,11 @@ func (i *Instance) ReadDir(name string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec, err := i.call("readdir", name, ipc.MsgFsReadDir, func(e *ipc.Encoder) { e.String(p) })
+	entries, err := i.agent.ReadDir(context.Background(), p)
 	if err != nil {
-		return nil, err
+		return nil, i.pathErr("readdir", name, err)
 	}
-	entries, err := i.decodeDirEntries(dec, p)
-	if err != nil {
-		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
-	}
-	return entries, nil
+	return i.dirEntries(entries, p), nil
 }
 
 // ReadLink returns the target of the named symlink (fs.ReadLinkFS).
@@ -276,11 +235,8 @@ func (i *Instance) Readlink(name string) (string, error) {
 }
 
 func (i *Instance) readlink(name, p string) (string, error) {
-	dec, err := i.call("readlink", name, ipc.MsgFsReadlink, func(e *ipc.Encoder) { e.String(p) })
-	if err != nil {
-		return "", err
-	}
-	return dec.String()
+	target, err := i.agent.Readlink(context.Background(), p)
+	return target, i.pathErr("readlink", name, err)
 }
 
 // WriteFile writes data to the named file, creating it with permissions
@@ -293,12 +249,7 @@ func (i *Instance) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	}
 	if len(data) <= maxInlineWrite || !i.fdOK {
 		if len(data) <= ipc.MaxMessageSize-len(p)-64 {
-			_, err := i.call("open", name, ipc.MsgFsWriteFile, func(e *ipc.Encoder) {
-				e.String(p)
-				e.WriteBytes(data)
-				e.Uint32(uint32(perm))
-			})
-			return err
+			return i.pathErr("open", name, i.agent.WriteFile(context.Background(), p, data, perm))
 		}
 	}
 	f, err := i.openFile(name, p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
@@ -312,95 +263,86 @@ func (i *Instance) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	return err
 }
 
-// pathOp runs a request that takes a path and returns nothing.
-func (i *Instance) pathOp(op, name string, msg uint16, enc func(e *ipc.Encoder, p string)) error {
+// pathOp runs op on the sandbox path of name.
+func (i *Instance) pathOp(op, name string, fn func(p string) error) error {
 	p, err := osPath(op, name)
 	if err != nil {
 		return err
 	}
-	_, err = i.call(op, name, msg, func(e *ipc.Encoder) { enc(e, p) })
-	return err
+	return i.pathErr(op, name, fn(p))
 }
 
 // Mkdir creates a directory with permissions perm (before the umask 022).
 func (i *Instance) Mkdir(name string, perm fs.FileMode) error {
-	return i.pathOp("mkdir", name, ipc.MsgFsMkdir, func(e *ipc.Encoder, p string) { e.String(p); e.Uint32(uint32(perm)) })
+	return i.pathOp("mkdir", name, func(p string) error { return i.agent.Mkdir(context.Background(), p, perm) })
 }
 
 // MkdirAll creates a directory and any missing parents, as os.MkdirAll does.
 func (i *Instance) MkdirAll(name string, perm fs.FileMode) error {
-	return i.pathOp("mkdir", name, ipc.MsgFsMkdirAll, func(e *ipc.Encoder, p string) { e.String(p); e.Uint32(uint32(perm)) })
+	return i.pathOp("mkdir", name, func(p string) error { return i.agent.MkdirAll(context.Background(), p, perm) })
 }
 
 // Remove removes a file or an empty directory.
 func (i *Instance) Remove(name string) error {
-	return i.pathOp("remove", name, ipc.MsgFsRemove, func(e *ipc.Encoder, p string) { e.String(p) })
+	return i.pathOp("remove", name, func(p string) error { return i.agent.Remove(context.Background(), p) })
 }
 
 // RemoveAll removes a path and everything under it, as os.RemoveAll does;
 // a missing path is not an error. It refuses to remove the sandbox's root.
 func (i *Instance) RemoveAll(name string) error {
-	return i.pathOp("removeall", name, ipc.MsgFsRemoveAll, func(e *ipc.Encoder, p string) { e.String(p) })
+	return i.pathOp("removeall", name, func(p string) error { return i.agent.RemoveAll(context.Background(), p) })
 }
 
 // Chmod changes the mode of the named file, following symlinks.
 func (i *Instance) Chmod(name string, mode fs.FileMode) error {
-	return i.pathOp("chmod", name, ipc.MsgFsChmod, func(e *ipc.Encoder, p string) { e.String(p); e.Uint32(uint32(mode)) })
+	return i.pathOp("chmod", name, func(p string) error { return i.agent.Chmod(context.Background(), p, mode) })
 }
 
 // Chown changes the owner of the named file, following symlinks; uid and
 // gid are the sandbox's, and -1 leaves one unchanged.
 func (i *Instance) Chown(name string, uid, gid int) error {
-	return i.pathOp("chown", name, ipc.MsgFsChown, func(e *ipc.Encoder, p string) {
-		e.String(p)
-		e.Int32(int32(uid))
-		e.Int32(int32(gid))
-		e.Bool(false)
+	return i.pathOp("chown", name, func(p string) error {
+		return i.agent.Chown(context.Background(), ipc.ChownReq{Path: p, Uid: int32(uid), Gid: int32(gid)})
 	})
 }
 
 // Lchown is Chown without following a final symlink.
 func (i *Instance) Lchown(name string, uid, gid int) error {
-	return i.pathOp("lchown", name, ipc.MsgFsChown, func(e *ipc.Encoder, p string) {
-		e.String(p)
-		e.Int32(int32(uid))
-		e.Int32(int32(gid))
-		e.Bool(true)
+	return i.pathOp("lchown", name, func(p string) error {
+		return i.agent.Chown(context.Background(), ipc.ChownReq{Path: p, Uid: int32(uid), Gid: int32(gid), NoFollow: true})
 	})
 }
 
 // Chtimes changes the access and modification times of the named file; a
 // zero time leaves that time unchanged, as with os.Chtimes.
 func (i *Instance) Chtimes(name string, atime, mtime time.Time) error {
-	return i.pathOp("chtimes", name, ipc.MsgFsChtimes, func(e *ipc.Encoder, p string) {
-		var flags uint8
-		if atime.IsZero() {
-			flags |= 1
-		}
-		if mtime.IsZero() {
-			flags |= 2
-		}
-		e.String(p)
-		e.Int64(atime.UnixNano())
-		e.Int64(mtime.UnixNano())
-		e.Uint8(flags)
+	req := ipc.ChtimesReq{AtimeNs: atime.UnixNano(), MtimeNs: mtime.UnixNano()}
+	if atime.IsZero() {
+		req.Flags |= ipc.ChtimesKeepAtime
+	}
+	if mtime.IsZero() {
+		req.Flags |= ipc.ChtimesKeepMtime
+	}
+	return i.pathOp("chtimes", name, func(p string) error {
+		req.Path = p
+		return i.agent.Chtimes(context.Background(), req)
 	})
 }
 
 // Rename renames (moves) oldpath to newpath inside the sandbox, as
 // os.Rename does. Errors are *os.LinkError.
 func (i *Instance) Rename(oldpath, newpath string) error {
-	return i.linkOp("rename", ipc.MsgFsRename, oldpath, newpath, true)
+	return i.linkOp("rename", i.agent.Rename, oldpath, newpath, true)
 }
 
 // Symlink creates newname as a symlink to oldname, as os.Symlink does; the
 // target is stored as given and resolved inside the sandbox when followed.
 // Errors are *os.LinkError.
 func (i *Instance) Symlink(oldname, newname string) error {
-	return i.linkOp("symlink", ipc.MsgFsSymlink, oldname, newname, false)
+	return i.linkOp("symlink", i.agent.Symlink, oldname, newname, false)
 }
 
-func (i *Instance) linkOp(op string, msg uint16, oldp, newp string, rootOld bool) error {
+func (i *Instance) linkOp(op string, call func(ctx context.Context, oldp, newp string) error, oldp, newp string, rootOld bool) error {
 	o, n := oldp, newp
 	var err error
 	if rootOld {
@@ -413,13 +355,8 @@ func (i *Instance) linkOp(op string, msg uint16, oldp, newp string, rootOld bool
 	if n, err = osPath(op, newp); err != nil {
 		return &os.LinkError{Op: op, Old: oldp, New: newp, Err: fs.ErrInvalid}
 	}
-	_, err = i.call(op, oldp, msg, func(e *ipc.Encoder) { e.String(o); e.String(n) })
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return &os.LinkError{Op: op, Old: oldp, New: newp, Err: err}
+	if err := call(context.Background(), o, n); err != nil {
+		return &os.LinkError{Op: op, Old: oldp, New: newp, Err: i.remoteErr(err)}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 module github.com/ccsandbox/sandbox
 
-go 1.26.8
+go 1.26.3
+
+toolchain go1.26.8
 
 require (
 	github.com/google/go-containerregistry v0.22.1

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"crypto/rand"
 	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/helper"
 )
 
 // BenchmarkHelper runs the same operations on a sandbox started through a
@@ -63,7 +65,7 @@ func BenchmarkHelper(b *testing.B) {
 						withHelper(b, mode == "proxied")
 					}
 					inst := hostInstance(b)
-					if _, remote := inst.eng.(*remoteRunner); remote != (mode != "floor") {
+					if _, remote := inst.runner.(*helper.Remote); remote != (mode != "floor") {
 						b.Fatalf("%s: the sandbox runs in the wrong place", mode)
 					}
 					b.SetBytes(o.bytes)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
@@ -35,14 +36,14 @@ func withHelper(t testing.TB, proxy bool) {
 
 // helperPid returns the pid of the helper process behind inst.
 func helperPid(t *testing.T, inst *Instance) int {
-	r, ok := inst.eng.(*remoteRunner)
+	r, ok := inst.runner.(*helper.Remote)
 	if !ok {
 		t.Fatal("the instance does not run in a helper")
 	}
 	var pid int
-	fmt.Sscanf(r.helper.Info(), "cc-helper pid %d", &pid)
+	fmt.Sscanf(r.Info(), "cc-helper pid %d", &pid)
 	if pid == 0 {
-		t.Fatalf("no pid in %q", r.helper.Info())
+		t.Fatalf("no pid in %q", r.Info())
 	}
 	return pid
 }
@@ -53,7 +54,7 @@ func helperPid(t *testing.T, inst *Instance) int {
 func TestHelperProxy(t *testing.T) {
 	withHelper(t, true)
 	inst := hostInstance(t)
-	if r := inst.eng.(*remoteRunner); r.direct {
+	if r := inst.runner.(*helper.Remote); r.Direct() {
 		t.Fatal("the proxy test got a direct channel")
 	}
 	for _, tc := range execCases {
@@ -153,7 +154,7 @@ func TestHelperBinary(t *testing.T) {
 func helperFault(t *testing.T, proxy bool, block func(inst *Instance) (wait func() error)) {
 	withHelper(t, proxy)
 	inst := hostInstance(t)
-	agent := inst.eng.Pid()
+	agent := inst.runner.Pid()
 	wait := block(inst)
 	time.Sleep(50 * time.Millisecond) // let the call reach the sandbox; the test holds either way
 	if err := syscall.Kill(helperPid(t, inst), syscall.SIGKILL); err != nil {

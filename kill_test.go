@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
@@ -36,7 +37,7 @@ func runChild(role string) int {
 			fmt.Println("error:", err)
 			return 1
 		}
-		pid := inst.eng.Pid()
+		pid := inst.runner.Pid()
 		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
 		fmt.Printf("%d %s\n", pid, ns)
 		select {}
@@ -50,8 +51,8 @@ func runChild(role string) int {
 			return 1
 		}
 		var hp int
-		fmt.Sscanf(inst.eng.(*remoteRunner).helper.Info(), "cc-helper pid %d", &hp)
-		fmt.Printf("%d %d\n", hp, inst.eng.Pid())
+		fmt.Sscanf(inst.runner.(*helper.Remote).Info(), "cc-helper pid %d", &hp)
+		fmt.Printf("%d %d\n", hp, inst.runner.Pid())
 		select {}
 	}
 	if code, ok := cgroupChild(role); ok {

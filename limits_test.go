@@ -47,7 +47,7 @@ func TestForkBomb(t *testing.T) {
 	if err := bomb.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.eng.Pid()))
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.runner.Pid()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestCPUQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer loop.Process.Kill()
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.eng.Pid()))
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.runner.Pid()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -171,7 +171,7 @@ func (p *Pool) New(ctx context.Context) (*Instance, error) {
 			continue
 		}
 		if p.timeout > 0 {
-			if err := inst.eng.SetTimeout(p.timeout); err != nil {
+			if err := inst.runner.SetTimeout(p.timeout); err != nil {
 				// Stopped just now (or its helper went): take the next.
 				if errors.Is(err, ErrNotRunning) || errors.Is(err, ipc.ErrTransport) {
 					p.dropDead(inst)

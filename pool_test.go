@@ -221,14 +221,14 @@ func TestPoolTimeout(t *testing.T) {
 // through a helper, it reports ErrNotRunning.
 func TestSetTimeoutAfterStop(t *testing.T) {
 	inst := hostInstance(t)
-	if err := inst.eng.SetTimeout(-time.Second); err == nil {
+	if err := inst.runner.SetTimeout(-time.Second); err == nil {
 		t.Error("SetTimeout of a negative duration succeeded")
 	}
-	if err := syscall.Kill(inst.eng.Pid(), syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(inst.runner.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-inst.Done()
-	if err := inst.eng.SetTimeout(time.Second); !errors.Is(err, ErrNotRunning) {
+	if err := inst.runner.SetTimeout(time.Second); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("SetTimeout on a stopped sandbox: %v, want ErrNotRunning", err)
 	}
 }
@@ -311,7 +311,7 @@ func TestPoolSpareDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inst.Close()
-	if inst.eng.Pid() == dead {
+	if inst.runner.Pid() == dead {
 		t.Fatal("the dead spare was handed out")
 	}
 	if got := run(t, inst, "echo alive"); got != "alive\n" {

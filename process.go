@@ -42,7 +42,7 @@ func (c *Cmd) kill(sig syscall.Signal, tree bool) error {
 	if c.released.Load() {
 		return os.ErrProcessDone // waited for: the handle is released
 	}
-	_, err := c.inst.client.CallContext(context.Background(), ipc.MsgCmdKill, encodeKill(c.handle, sig, tree))
+	err := c.inst.agent.CmdKill(context.Background(), c.handle, int32(sig), tree)
 	if err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			return os.ErrProcessDone
@@ -57,14 +57,6 @@ func (c *Cmd) kill(sig syscall.Signal, tree bool) error {
 		return err
 	}
 	return nil
-}
-
-func encodeKill(h uint64, sig syscall.Signal, tree bool) []byte {
-	var e ipc.Encoder
-	e.Uint64(h)
-	e.Int32(int32(sig))
-	e.Bool(tree)
-	return e.Bytes()
 }
 
 // ProcessState describes how a process ended, as os.ProcessState does.

@@ -1,17 +1,24 @@
 package sandbox
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
+	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
 )
 
-// runner is what an Instance runs on: the engine in this process, or a
-// helper process (see remote.go). Everything else an Instance does goes
-// through Client, in the agent's protocol, whichever it is.
+// runner is what an Instance runs on: the engine in this process
+// (localRunner), or a helper process (*helper.Remote), chosen by
+// ipc.UseHelper. Both start from the same engine.Spec. Everything else an
+// Instance does goes through Client, in the agent's protocol, whichever it
+// is.
 type runner interface {
 	ID() string
 	// Client serves the agent's protocol for the instance.
@@ -32,6 +39,36 @@ type runner interface {
 	Pid() int
 	// OOMKills returns how many processes the kernel killed for memory.
 	OOMKills() int
+	// Snapshot captures the sandbox's changes into store on top of
+	// parent (see engine.Instance.Snapshot).
+	Snapshot(ctx context.Context, store *image.Store, excludes []string, parent snapshot.Parent, log *slog.Logger) (*snapshot.Info, error)
+}
+
+var (
+	_ runner = localRunner{}
+	_ runner = (*helper.Remote)(nil)
+)
+
+// forceProxy makes instances in a helper forward every call through it
+// even where the agent's channel could be shared (tests use it to exercise
+// the forwarding path).
+var forceProxy = false
+
+// startRunner starts the instance spec describes, in this process or in
+// a helper.
+func startRunner(ctx context.Context, spec engine.Spec) (runner, error) {
+	if ipc.UseHelper() {
+		r, err := helper.Start(ctx, spec, helper.Options{Proxy: forceProxy})
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	e, err := engine.Start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return localRunner{e}, nil
 }
 
 // localRunner runs an instance in this process.

@@ -42,9 +42,9 @@ type rootfsSpec struct {
 // writable layer.
 type Instance struct {
 	id     string
-	eng    runner      // the engine here, or a helper process
-	client *ipc.Client // serves the agent's protocol for this instance
-	fdOK   bool        // the client's answers can carry descriptors
+	runner runner     // the engine here, or a helper process
+	agent  *ipc.Agent // the agent's protocol for this instance
+	fdOK   bool       // the agent's answers can carry descriptors
 	ids    idmap.Map
 
 	defaults runConfig      // the image's config with the options applied
@@ -307,7 +307,7 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	if name == "" {
 		name = os.Getenv("CC_BACKEND")
 	}
-	backend, err := engine.LookupBackend(name) // checked here too: a helper would fail later
+	backend, err := engine.LookupBackend(name) // a helper gets its name
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.New: %w", err)
 	}
@@ -318,53 +318,32 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	var eng runner
-	if ipc.UseHelper() {
-		eng, err = startRemote(ctx, o.instanceOptions(rs), ipc.InstanceSpec{
-			Layers:    rs.layers,
-			Hostname:  o.hostname,
-			StateRoot: filepath.Join(o.cacheDir, "instances"),
-			Backend:   name,
-			CPUsMilli: uint32(o.cpus * 1000),
-			PidsMax:   o.pidsMax,
-			NoFile:    o.noFile,
-			DiskMB:    o.diskMB,
-			Network:   o.network,
-			Kernel:    o.kernel,
-			CacheDir:  o.cacheDir,
-		})
-	} else {
-		var e *engine.Instance
-		e, err = engine.Start(ctx, engine.Spec{
-			Backend:    backend,
-			Layers:     rs.layers,
-			Binds:      append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
-			Hostname:   o.hostname,
-			MemoryMB:   o.memoryMB,
-			CPUs:       o.cpus,
-			PidsMax:    o.pidsMax,
-			NoFile:     o.noFile,
-			DiskMB:     o.diskMB,
-			Timeout:    o.timeout,
-			Unconfined: o.unconfined,
-			Network:    o.network,
-			StateRoot:  filepath.Join(o.cacheDir, "instances"),
-			CacheDir:   o.cacheDir,
-			Kernel:     o.kernel,
-			Logger:     o.logger,
-		})
-		if e != nil {
-			eng = localRunner{e}
-		}
-	}
+	run, err := startRunner(ctx, engine.Spec{
+		Backend:    backend,
+		Layers:     rs.layers,
+		Binds:      append(append([]hv.Bind(nil), rs.binds...), o.mounts...),
+		Hostname:   o.hostname,
+		MemoryMB:   o.memoryMB,
+		CPUs:       o.cpus,
+		PidsMax:    o.pidsMax,
+		NoFile:     o.noFile,
+		DiskMB:     o.diskMB,
+		Timeout:    o.timeout,
+		Unconfined: o.unconfined,
+		Network:    o.network,
+		StateRoot:  filepath.Join(o.cacheDir, "instances"),
+		CacheDir:   o.cacheDir,
+		Kernel:     o.kernel,
+		Logger:     o.logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.New: %w", err)
 	}
 	inst := &Instance{
-		id:       eng.ID(),
-		eng:      eng,
-		client:   eng.Client(),
-		fdOK:     eng.PassesFDs() && !o.noFDs,
+		id:       run.ID(),
+		runner:   run,
+		agent:    ipc.NewAgent(run.Client()),
+		fdOK:     run.PassesFDs() && !o.noFDs,
 		ids:      idmap.Current(),
 		defaults: rs.config.withOptions(&o),
 		parent:   rs.parent,
@@ -374,7 +353,7 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	// Listeners and packet sockets handed out are the host's own sockets:
 	// nothing can reach them once the sandbox is gone, so close them then.
 	go func() {
-		<-eng.Done()
+		<-run.Done()
 		inst.closeSockets()
 	}()
 	if o.network {
@@ -386,33 +365,24 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	return inst, nil
 }
 
-// instanceOptions describes the instance for a helper, in the seed's terms.
-func (o *newOptions) instanceOptions(rs *rootfsSpec) ipc.InstanceOptions {
-	io := ipc.InstanceOptions{MemoryMB: o.memoryMB, CPUs: int(o.cpus), TimeoutSecs: o.timeout.Seconds()}
-	for _, b := range append(append([]hv.Bind(nil), rs.binds...), o.mounts...) {
-		io.Mounts = append(io.Mounts, ipc.MountConfig{Tag: b.Path, HostPath: b.HostPath, Writable: b.Writable})
-	}
-	return io
-}
-
 // ID returns the sandbox's id, unique on this host.
 func (i *Instance) ID() string { return i.id }
 
 // Done returns a channel that is closed once the sandbox has stopped:
 // closed, timed out, or ended some other way.
-func (i *Instance) Done() <-chan struct{} { return i.eng.Done() }
+func (i *Instance) Done() <-chan struct{} { return i.runner.Done() }
 
 // Err returns why the sandbox stopped: nil while it runs and after Close,
 // an error matching ErrTimeout when WithTimeout expired, or what else ended
 // it.
-func (i *Instance) Err() error { return i.eng.Err() }
+func (i *Instance) Err() error { return i.runner.Err() }
 
 // Wait blocks until the sandbox stops or ctx ends, and returns what Err
 // returns then (or ctx.Err()).
 func (i *Instance) Wait(ctx context.Context) error {
 	select {
-	case <-i.eng.Done():
-		return i.eng.Err()
+	case <-i.runner.Done():
+		return i.runner.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -425,7 +395,7 @@ func (i *Instance) Close() error {
 	i.closeOnce.Do(func() {
 		i.closeSockets()
 		i.closeEgress()
-		i.closeErr = i.eng.Close()
+		i.closeErr = i.runner.Close()
 	})
 	return i.closeErr
 }
@@ -434,8 +404,8 @@ func (i *Instance) Close() error {
 // stopped) once it has stopped, so calls on a stopped sandbox fail clearly.
 func (i *Instance) alive() error {
 	select {
-	case <-i.eng.Done():
-		if err := i.eng.Err(); err != nil {
+	case <-i.runner.Done():
+		if err := i.runner.Err(); err != nil {
 			return err
 		}
 		return fmt.Errorf("sandbox %s is closed: %w", i.id, ErrNotRunning)

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/image"
-	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -89,13 +88,7 @@ func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snaps
 	}
 	p := i.parent
 	parent := snapshot.Parent{Key: p.key, Layers: p.layers, Host: p.host, Config: p.config}
-	var info *snapshot.Info
-	switch r := i.eng.(type) {
-	case localRunner:
-		info, err = r.Instance.Snapshot(ctx, store, o.excludes, parent, i.opts.logger)
-	case *remoteRunner:
-		info, err = r.snapshot(ctx, i.opts.cacheDir, o.excludes, parent)
-	}
+	info, err := i.runner.Snapshot(ctx, store, o.excludes, parent, i.opts.logger)
 	if err != nil {
 		return nil, fmt.Errorf("Snapshot: %w", err)
 	}
@@ -109,34 +102,6 @@ func (i *Instance) snapshotStore() (*image.Store, error) {
 	}
 	o := i.opts.storeOptions
 	return openStore(&o)
-}
-
-// snapshot asks the helper to capture its instance's changes.
-func (r *remoteRunner) snapshot(ctx context.Context, cacheDir string, excludes []string, parent snapshot.Parent) (*snapshot.Info, error) {
-	var e ipc.Encoder
-	ipc.EncodeSnapshotOptions(&e, ipc.SnapshotOptions{Excludes: excludes, CacheDir: cacheDir})
-	pj, err := json.Marshal(parent)
-	if err != nil {
-		return nil, err
-	}
-	e.WriteBytes(pj)
-	resp, err := r.helper.CallContext(ctx, ipc.MsgFsSnapshot, e.Bytes())
-	if err != nil {
-		var ie *ipc.IPCError
-		if errors.As(err, &ie) {
-			return nil, ie.Bare()
-		}
-		return nil, err
-	}
-	data, err := ipc.NewDecoder(resp[1:]).Bytes()
-	if err != nil {
-		return nil, err
-	}
-	var info snapshot.Info
-	if err := json.Unmarshal(data, &info); err != nil {
-		return nil, fmt.Errorf("the helper's snapshot answer: %w", err)
-	}
-	return &info, nil
 }
 
 // openSnapshotInfo makes a Snapshot of a record, holding a lease on its

@@ -24,7 +24,7 @@ func (i *Instance) stoppedErr(err error) error {
 		t := time.NewTimer(stopWait)
 		defer t.Stop()
 		select {
-		case <-i.eng.Done():
+		case <-i.runner.Done():
 		case <-t.C:
 		}
 	}

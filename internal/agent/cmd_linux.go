@@ -53,151 +53,139 @@ func (c *command) release() {
 }
 
 func (a *agent) registerCommands() {
-	a.handle(ipc.MsgCmdNew, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		c, err := newCommand(req, dec)
+	ipc.Route(a.mux, ipc.MsgCmdNew, func(req *ipc.Request, spec *ipc.CmdSpec) (ipc.HandleAns, error) {
+		c, err := newCommand(req, spec)
 		if err != nil {
-			return nil, err
+			return ipc.HandleAns{}, err
 		}
-		h := a.handles.add(c)
-		return ok(func(e *ipc.Encoder) { e.Uint64(h) }), nil
+		return ipc.HandleAns{Handle: a.handles.add(c)}, nil
 	})
-	a.handle(ipc.MsgCmdSpawn, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		c, err := newCommand(req, dec)
+	ipc.Route(a.mux, ipc.MsgCmdSpawn, func(req *ipc.Request, spec *ipc.CmdSpec) (ipc.SpawnAns, error) {
+		c, err := newCommand(req, spec)
 		if err != nil {
-			return nil, err
+			return ipc.SpawnAns{}, err
 		}
-		resp, err := a.start(req, c)
+		pid, err := a.start(req, c)
 		if err != nil {
 			c.release()
-			return nil, err
+			return ipc.SpawnAns{}, err
 		}
-		h := a.handles.add(c)
-		// The answer of start is Success, pid: put the handle between.
-		var e ipc.Encoder
-		e.Uint8(ipc.ErrCodeOK)
-		e.Uint64(h)
-		resp.Payload = append(e.Bytes(), resp.Payload[1:]...)
-		return resp, nil
+		return ipc.SpawnAns{Handle: a.handles.add(c), Pid: pid}, nil
 	})
-	a.handle(ipc.MsgCmdRun, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		c, err := newCommand(req, dec)
+	ipc.Route(a.mux, ipc.MsgCmdRun, func(req *ipc.Request, spec *ipc.CmdSpec) (ipc.RunAns, error) {
+		c, err := newCommand(req, spec)
 		if err != nil {
-			return nil, err
+			return ipc.RunAns{}, err
 		}
 		defer c.release()
 		if c.spec.Pty {
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "run: a pty needs MsgCmdSpawn"}
+			return ipc.RunAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "run: a pty needs MsgCmdSpawn"}
 		}
 		if _, err := a.start(req, c); err != nil {
-			return nil, err
+			return ipc.RunAns{}, err
 		}
 		p := c.proc
 		if err := a.reaper.await(req, p); err != nil {
 			// The client is gone: nothing can wait for or kill the
 			// process any more.
 			killTree(p.pid, syscall.SIGKILL)
-			return nil, err
+			return ipc.RunAns{}, err
 		}
-		return ok(func(e *ipc.Encoder) {
-			e.Int32(int32(p.pid))
-			ipc.EncodeExitStatus(e, p.status)
-		}), nil
+		return ipc.RunAns{Pid: int32(p.pid), Status: p.status}, nil
 	})
-	handleOn(a, ipc.MsgCmdStart, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
-		return a.start(req, c)
+	ipc.Route(a.mux, ipc.MsgCmdStart, func(req *ipc.Request, m *ipc.HandleReq) (ipc.PidAns, error) {
+		c, err := lookup[*command](a.handles, m.Handle)
+		if err != nil {
+			return ipc.PidAns{}, err
+		}
+		pid, err := a.start(req, c)
+		return ipc.PidAns{Pid: pid}, err
 	})
-	a.handle(ipc.MsgCmdWait, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
+	ipc.Route(a.mux, ipc.MsgCmdWait, func(req *ipc.Request, m *ipc.WaitReq) (ipc.ExitStatus, error) {
+		c, err := lookup[*command](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.ExitStatus{}, err
 		}
-		flags, _ := dec.Uint8() // optional
-		c, err := lookup[*command](a.handles, h)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		p := c.proc
-		c.mu.Unlock()
+		p := c.started()
 		if p == nil {
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "wait: not started"}
+			return ipc.ExitStatus{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "wait: not started"}
 		}
 		if err := a.reaper.await(req, p); err != nil {
-			return nil, err
+			return ipc.ExitStatus{}, err
 		}
-		if flags&ipc.WaitRelease != 0 {
-			if c, err := take[*command](a.handles, h); err == nil {
+		if m.Flags&ipc.WaitRelease != 0 {
+			if c, err := take[*command](a.handles, m.Handle); err == nil {
 				c.release()
 			}
 		}
-		return ok(func(e *ipc.Encoder) { ipc.EncodeExitStatus(e, p.status) }), nil
+		return p.status, nil
 	})
-	handleOn(a, ipc.MsgCmdKill, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
-		sig, err := dec.Int32()
+	ipc.Route(a.mux, ipc.MsgCmdKill, func(_ *ipc.Request, m *ipc.KillReq) (ipc.Empty, error) {
+		c, err := lookup[*command](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.Empty{}, err
 		}
-		tree, _ := dec.Bool()
-		c.mu.Lock()
-		p := c.proc
-		c.mu.Unlock()
+		p := c.started()
 		if p == nil {
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "kill: not started"}
+			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "kill: not started"}
 		}
 		select {
 		case <-p.exited:
-			if !tree {
-				return nil, os.ErrProcessDone
+			if !m.Tree {
+				return ipc.Empty{}, os.ErrProcessDone
 			}
 		default:
 		}
-		if tree {
-			killTree(p.pid, syscall.Signal(sig))
-			return ok(nil), nil
+		if m.Tree {
+			killTree(p.pid, syscall.Signal(m.Signal))
+			return ipc.Empty{}, nil
 		}
-		if err := unix.Kill(p.pid, syscall.Signal(sig)); err != nil {
+		if err := unix.Kill(p.pid, syscall.Signal(m.Signal)); err != nil {
 			if errors.Is(err, unix.ESRCH) {
-				return nil, os.ErrProcessDone
+				return ipc.Empty{}, os.ErrProcessDone
 			}
-			return nil, os.NewSyscallError("kill", err)
+			return ipc.Empty{}, os.NewSyscallError("kill", err)
 		}
-		return ok(nil), nil
+		return ipc.Empty{}, nil
 	})
-	handleOn(a, ipc.MsgCmdFree, take[*command], func(_ *ipc.Request, c *command, _ *ipc.Decoder) (*ipc.Response, error) {
+	ipc.Route(a.mux, ipc.MsgCmdFree, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.Empty, error) {
+		c, err := take[*command](a.handles, m.Handle)
+		if err != nil {
+			return ipc.Empty{}, err
+		}
 		c.release()
-		return ok(nil), nil
+		return ipc.Empty{}, nil
 	})
-	handleOn(a, ipc.MsgCmdAttach, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
-		stream, err := dec.Uint8()
+	ipc.Route(a.mux, ipc.MsgCmdAttach, func(req *ipc.Request, m *ipc.AttachReq) (ipc.Empty, error) {
+		c, err := lookup[*command](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.Empty{}, err
 		}
-		return c.attach(stream)
+		return ipc.Empty{}, c.attach(req, m.Stream)
 	})
-	handleOn(a, ipc.MsgCmdSetConsoleSize, lookup[*command], func(req *ipc.Request, c *command, dec *ipc.Decoder) (*ipc.Response, error) {
-		rows, err := dec.Uint16()
+	ipc.Route(a.mux, ipc.MsgCmdSetConsoleSize, func(_ *ipc.Request, m *ipc.ConsoleSizeReq) (ipc.Empty, error) {
+		c, err := lookup[*command](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
-		}
-		cols, err := dec.Uint16()
-		if err != nil {
-			return nil, err
+			return ipc.Empty{}, err
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.pty == nil {
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "set console size: the command has no pty here"}
+			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "set console size: the command has no pty here"}
 		}
-		return ok(nil), setWinsize(c.pty, rows, cols)
+		return ipc.Empty{}, setWinsize(c.pty, m.Rows, m.Cols)
 	})
 }
 
+// started returns the command's process, or nil before it starts.
+func (c *command) started() *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.proc
+}
+
 // newCommand takes a CmdSpec and its files from a request.
-func newCommand(req *ipc.Request, dec *ipc.Decoder) (*command, error) {
-	spec, err := ipc.DecodeCmdSpec(dec)
-	if err != nil {
-		return nil, err
-	}
+func newCommand(req *ipc.Request, spec *ipc.CmdSpec) (*command, error) {
 	for _, st := range spec.Stdio {
 		if st.Mode == ipc.StdioFile && (st.FileIndex < 0 || int(st.FileIndex) >= len(req.Files)) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stdio names file %d of %d", st.FileIndex, len(req.Files))}
@@ -206,25 +194,27 @@ func newCommand(req *ipc.Request, dec *ipc.Decoder) (*command, error) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "stdio on a pty without a pty"}
 		}
 	}
-	c := &command{spec: spec, files: req.Files}
+	c := &command{spec: *spec, files: req.Files}
 	req.Files = nil
 	return c, nil
 }
 
-// start starts a created command.
-func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
+// start starts a created command and returns its pid; the pty master
+// goes with the answer where the spec asked for it and the connection can
+// carry it.
+func (a *agent) start(req *ipc.Request, c *command) (int32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.proc != nil {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "exec: already started"}
+		return 0, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "exec: already started"}
 	}
 	spec := c.spec
 	id, err := resolveUser(a.root, spec.User)
 	if err != nil {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error(), Op: "exec"}
+		return 0, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error(), Op: "exec"}
 	}
 	if a.cfg.SingleID && (id.uid != 0 || id.gid != 0) {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Op: "exec", Message: fmt.Sprintf(
+		return 0, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Op: "exec", Message: fmt.Sprintf(
 			"user %q (%d:%d): this sandbox maps only its root user (the host program runs unprivileged without subordinate ids)", spec.User, id.uid, id.gid)}
 	}
 	env := spec.Env
@@ -233,7 +223,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	}
 	path, err := a.lookPath(spec.Path, lookupEnv(env, "PATH"))
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	dir := spec.Dir
 	if dir == "" {
@@ -244,7 +234,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	// string resolved in the child could lead through a magic link.
 	dirfd, err := a.root.openat2(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return nil, &fs.PathError{Op: "chdir", Path: dir, Err: err}
+		return 0, &fs.PathError{Op: "chdir", Path: dir, Err: err}
 	}
 	defer unix.Close(dirfd)
 
@@ -260,7 +250,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	if spec.Pty {
 		master, slave, err := openPty(spec.Rows, spec.Cols)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		c.pty, ptySlave = master, slave
 		closeAfter = append(closeAfter, slave)
@@ -270,7 +260,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 		case ipc.StdioNull:
 			f, err := a.devNull()
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			child[i] = f
 		case ipc.StdioFile:
@@ -278,7 +268,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 		case ipc.StdioStream:
 			r, w, err := os.Pipe()
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			if i == 0 {
 				child[i], c.streams[i] = r, w
@@ -290,7 +280,7 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 		case ipc.StdioPty:
 			child[i] = ptySlave
 		default:
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown stdio mode %d", st.Mode)}
+			return 0, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown stdio mode %d", st.Mode)}
 		}
 	}
 	closeAfter = append(closeAfter, c.files...)
@@ -327,15 +317,14 @@ func (a *agent) start(req *ipc.Request, c *command) (*ipc.Response, error) {
 	})
 	runtime.KeepAlive(child)
 	if err != nil {
-		return nil, startError(err, spec.Path, path, a.cfg.Workload)
+		return 0, startError(err, spec.Path, path, a.cfg.Workload)
 	}
 	c.proc = p
-	resp := ok(func(e *ipc.Encoder) { e.Int32(int32(p.pid)) })
 	if c.pty != nil && spec.WantFD && req.CanPassDescriptors() {
-		resp.Files = []*os.File{c.pty} // sent, then closed here: the host holds the master
+		req.SendFiles(c.pty) // sent, then closed here: the host holds the master
 		c.pty = nil
 	}
-	return resp, nil
+	return int32(p.pid), nil
 }
 
 // devNull returns the agent's null device, opened for reading and writing
@@ -402,7 +391,7 @@ func (a *agent) lookPath(name, path string) (string, error) {
 }
 
 // attach hands the connection over to one of the command's streams.
-func (c *command) attach(stream uint8) (*ipc.Response, error) {
+func (c *command) attach(req *ipc.Request, stream uint8) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var f *os.File
@@ -413,13 +402,12 @@ func (c *command) attach(stream uint8) (*ipc.Response, error) {
 		f, c.streams[stream] = c.streams[stream], nil
 	}
 	if f == nil {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stream %d is not available to attach", stream)}
+		return &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("stream %d is not available to attach", stream)}
 	}
-	resp := ok(nil)
-	resp.Hijack = func(conn net.Conn) {
+	req.HijackWith(func(conn net.Conn) {
 		go pump(conn, f, stream)
-	}
-	return resp, nil
+	})
+	return nil
 }
 
 // pump copies between a stream's connection and its pipe or pty, closing

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -44,6 +43,13 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	}
 	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(), root: r,
 		tun: -1, tunErr: errors.New("this sandbox cannot create network devices")}
+	a.register()
+	return a, nil
+}
+
+// register routes every message of the agent's (ipc.PeerAgent) to its
+// handler.
+func (a *agent) register() {
 	a.registerFS()
 	a.registerFiles()
 	a.registerCommands()
@@ -51,52 +57,9 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	a.registerNetConfig()
 	a.registerSnapshot()
 	// An agent that answers is running: the cheapest call there is.
-	a.handle(ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Decoder) (*ipc.Response, error) {
-		return ok(func(e *ipc.Encoder) { e.Bool(true) }), nil
+	ipc.Route(a.mux, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
+		return ipc.BoolAns{Value: true}, nil
 	})
-	return a, nil
-}
-
-// handlerFunc is the shape of the agent's handlers: the request, and a
-// decoder positioned at its payload.
-type handlerFunc func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error)
-
-// handle registers fn for msgType. Files that came with a request and that
-// fn did not take (by setting req.Files to nil) are closed after it returns.
-func (a *agent) handle(msgType uint16, fn handlerFunc) {
-	a.mux.HandleCall(msgType, ipc.CallHandlerFunc(func(ctx context.Context, req *ipc.Request) (*ipc.Response, error) {
-		defer func() {
-			for _, f := range req.Files {
-				f.Close()
-			}
-		}()
-		return fn(req, req.Decoder())
-	}))
-}
-
-// handleOn registers fn for msgType, whose payload starts with the handle
-// of a T: get (lookup, or take to remove it) finds the object fn is given.
-func handleOn[T any](a *agent, msgType uint16, get func(*handleTable, uint64) (T, error), fn func(req *ipc.Request, v T, dec *ipc.Decoder) (*ipc.Response, error)) {
-	a.handle(msgType, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		h, err := dec.Uint64()
-		if err != nil {
-			return nil, err
-		}
-		v, err := get(a.handles, h)
-		if err != nil {
-			return nil, err
-		}
-		return fn(req, v, dec)
-	})
-}
-
-// ok returns a success answer built by fill (which may be nil).
-func ok(fill func(*ipc.Encoder)) *ipc.Response {
-	rb := ipc.NewResponseBuilder().Success()
-	if fill != nil {
-		fill(rb.Encoder())
-	}
-	return &ipc.Response{Payload: rb.Build()}
 }
 
 // sandboxPath turns a request's path into an absolute sandbox path.

@@ -38,363 +38,241 @@ func fileInfo(fi fs.FileInfo) (ipc.FileInfo, ipc.Stat) {
 	return info, st
 }
 
-// infoResponse answers with a FileInfo and its Stat.
-func infoResponse(fi fs.FileInfo) *ipc.Response {
+// statAns answers with a file's metadata.
+func statAns(fi fs.FileInfo) ipc.StatAns {
 	info, st := fileInfo(fi)
-	return ok(func(e *ipc.Encoder) {
-		ipc.EncodeFileInfo(e, info)
-		ipc.EncodeStat(e, st)
-	})
+	return ipc.StatAns{Info: info, Stat: st}
 }
 
 func (a *agent) registerFS() {
-	a.handle(ipc.MsgFsStat, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
+	ipc.Route(a.mux, ipc.MsgFsStat, func(_ *ipc.Request, m *ipc.PathReq) (ipc.StatAns, error) {
+		fi, err := a.root.info(m.Path, true)
 		if err != nil {
-			return nil, err
+			return ipc.StatAns{}, err
 		}
-		fi, err := a.root.info(p, true)
-		if err != nil {
-			return nil, err
-		}
-		return infoResponse(fi), nil
+		return statAns(fi), nil
 	})
-	a.handle(ipc.MsgFsLstat, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
+	ipc.Route(a.mux, ipc.MsgFsLstat, func(_ *ipc.Request, m *ipc.PathReq) (ipc.StatAns, error) {
+		fi, err := a.root.info(m.Path, false)
 		if err != nil {
-			return nil, err
+			return ipc.StatAns{}, err
 		}
-		fi, err := a.root.info(p, false)
-		if err != nil {
-			return nil, err
-		}
-		return infoResponse(fi), nil
+		return statAns(fi), nil
 	})
-	a.handle(ipc.MsgFsReadFile, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
+	ipc.Route(a.mux, ipc.MsgFsReadFile, func(_ *ipc.Request, m *ipc.PathReq) (ipc.BytesAns, error) {
+		f, err := a.root.open(m.Path, os.O_RDONLY, 0)
 		if err != nil {
-			return nil, err
-		}
-		f, err := a.root.open(p, os.O_RDONLY, 0)
-		if err != nil {
-			return nil, err
+			return ipc.BytesAns{}, err
 		}
 		defer f.Close()
 		data, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
 		if err != nil {
-			return nil, err
+			return ipc.BytesAns{}, err
 		}
 		if len(data) > maxReadFile {
-			return nil, &fs.PathError{Op: "read", Path: p, Err: syscall.EFBIG}
+			return ipc.BytesAns{}, &fs.PathError{Op: "read", Path: m.Path, Err: syscall.EFBIG}
 		}
-		return ok(func(e *ipc.Encoder) { e.WriteBytes(data) }), nil
+		return ipc.BytesAns{Data: data}, nil
 	})
-	a.handle(ipc.MsgFsWriteFile, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		data, err := dec.BorrowBytes()
-		if err != nil {
-			return nil, err
-		}
-		perm, err := dec.Uint32()
-		if err != nil {
-			return nil, err
-		}
-		return ok(nil), a.root.writeFile(p, data, fs.FileMode(perm))
+	ipc.Route(a.mux, ipc.MsgFsWriteFile, func(_ *ipc.Request, m *ipc.WriteFileReq) (ipc.Empty, error) {
+		return ipc.Empty{}, a.root.writeFile(m.Path, m.Data, m.Perm)
 	})
-	a.handle(ipc.MsgFsOpenFile, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		flag, err := dec.Int32()
-		if err != nil {
-			return nil, err
-		}
-		perm, err := dec.Uint32()
-		if err != nil {
-			return nil, err
-		}
-		wantFD, err := dec.Bool()
-		if err != nil {
-			return nil, err
-		}
-		return a.open(req, p, int(flag), fs.FileMode(perm), wantFD)
+	ipc.Route(a.mux, ipc.MsgFsOpenFile, func(req *ipc.Request, m *ipc.OpenFileReq) (ipc.OpenAns, error) {
+		return a.open(req, m.Path, int(m.Flag), m.Perm, m.WantFD)
 	})
-	a.handle(ipc.MsgFsOpen, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		wantFD, _ := dec.Bool()
-		return a.open(req, p, os.O_RDONLY, 0, wantFD)
+	ipc.Route(a.mux, ipc.MsgFsOpen, func(req *ipc.Request, m *ipc.OpenReq) (ipc.OpenAns, error) {
+		return a.open(req, m.Path, os.O_RDONLY, 0, m.WantFD)
 	})
-	a.handle(ipc.MsgFsCreate, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		wantFD, _ := dec.Bool()
-		return a.open(req, p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666, wantFD)
+	ipc.Route(a.mux, ipc.MsgFsCreate, func(req *ipc.Request, m *ipc.OpenReq) (ipc.OpenAns, error) {
+		return a.open(req, m.Path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666, m.WantFD)
 	})
 	pathOp := func(msg uint16, op func(string) error) {
-		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-			p, err := dec.String()
-			if err != nil {
-				return nil, err
-			}
-			return ok(nil), op(p)
+		ipc.Route(a.mux, msg, func(_ *ipc.Request, m *ipc.PathReq) (ipc.Empty, error) {
+			return ipc.Empty{}, op(m.Path)
 		})
 	}
 	pathOp(ipc.MsgFsRemove, a.root.remove)
 	pathOp(ipc.MsgFsRemoveAll, a.root.removeAll)
 	modeOp := func(msg uint16, op func(string, fs.FileMode) error) {
-		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-			p, err := dec.String()
-			if err != nil {
-				return nil, err
-			}
-			m, err := dec.Uint32()
-			if err != nil {
-				return nil, err
-			}
-			return ok(nil), op(p, fs.FileMode(m))
+		ipc.Route(a.mux, msg, func(_ *ipc.Request, m *ipc.PathModeReq) (ipc.Empty, error) {
+			return ipc.Empty{}, op(m.Path, m.Mode)
 		})
 	}
 	modeOp(ipc.MsgFsMkdir, a.root.mkdir)
 	modeOp(ipc.MsgFsMkdirAll, a.root.mkdirAll)
 	modeOp(ipc.MsgFsChmod, a.root.chmod)
 	twoPathOp := func(msg uint16, op func(string, string) error) {
-		a.handle(msg, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-			oldp, err := dec.String()
-			if err != nil {
-				return nil, err
-			}
-			newp, err := dec.String()
-			if err != nil {
-				return nil, err
-			}
-			return ok(nil), op(oldp, newp)
+		ipc.Route(a.mux, msg, func(_ *ipc.Request, m *ipc.PathPairReq) (ipc.Empty, error) {
+			return ipc.Empty{}, op(m.Old, m.New)
 		})
 	}
 	twoPathOp(ipc.MsgFsRename, a.root.rename)
 	twoPathOp(ipc.MsgFsSymlink, a.root.symlink) // a symlink's target is stored as given
-	a.handle(ipc.MsgFsReadlink, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		target, err := a.root.readlink(p)
-		if err != nil {
-			return nil, err
-		}
-		return ok(func(e *ipc.Encoder) { e.String(target) }), nil
+	ipc.Route(a.mux, ipc.MsgFsReadlink, func(_ *ipc.Request, m *ipc.PathReq) (ipc.StringAns, error) {
+		target, err := a.root.readlink(m.Path)
+		return ipc.StringAns{Value: target}, err
 	})
-	a.handle(ipc.MsgFsReadDir, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
+	ipc.Route(a.mux, ipc.MsgFsReadDir, func(_ *ipc.Request, m *ipc.PathReq) (ipc.DirAns, error) {
+		entries, err := a.root.readDir(m.Path)
 		if err != nil {
-			return nil, err
+			return ipc.DirAns{}, err
 		}
-		entries, err := a.root.readDir(p)
-		if err != nil {
-			return nil, err
-		}
-		return dirResponse(entries), nil
+		return dirAns(entries), nil
 	})
-	a.handle(ipc.MsgFsChown, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		uid, err := dec.Int32()
-		if err != nil {
-			return nil, err
-		}
-		gid, err := dec.Int32()
-		if err != nil {
-			return nil, err
-		}
-		nofollow, _ := dec.Bool()
-		return ok(nil), a.root.chown(p, int(uid), int(gid), nofollow)
+	ipc.Route(a.mux, ipc.MsgFsChown, func(_ *ipc.Request, m *ipc.ChownReq) (ipc.Empty, error) {
+		return ipc.Empty{}, a.root.chown(m.Path, int(m.Uid), int(m.Gid), m.NoFollow)
 	})
-	a.handle(ipc.MsgFsChtimes, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		p, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		atime, err := dec.Int64()
-		if err != nil {
-			return nil, err
-		}
-		mtime, err := dec.Int64()
-		if err != nil {
-			return nil, err
-		}
-		flags, _ := dec.Uint8()
-		ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
-		if flags&1 != 0 {
+	ipc.Route(a.mux, ipc.MsgFsChtimes, func(_ *ipc.Request, m *ipc.ChtimesReq) (ipc.Empty, error) {
+		ts := []unix.Timespec{unix.NsecToTimespec(m.AtimeNs), unix.NsecToTimespec(m.MtimeNs)}
+		if m.Flags&ipc.ChtimesKeepAtime != 0 {
 			ts[0] = unix.Timespec{Nsec: unix.UTIME_OMIT}
 		}
-		if flags&2 != 0 {
+		if m.Flags&ipc.ChtimesKeepMtime != 0 {
 			ts[1] = unix.Timespec{Nsec: unix.UTIME_OMIT}
 		}
-		return ok(nil), a.root.chtimes(p, ts)
+		return ipc.Empty{}, a.root.chtimes(m.Path, ts)
 	})
 }
 
-// dirResponse answers with a count and the entries.
-func dirResponse(entries []fs.DirEntry) *ipc.Response {
-	return ok(func(e *ipc.Encoder) {
-		e.Uint32(uint32(len(entries)))
-		for _, de := range entries {
-			ipc.EncodeDirEntry(e, ipc.DirEntry{Name: de.Name(), IsDir: de.IsDir(), Mode: de.Type()})
-		}
-	})
+// dirAns answers with the entries.
+func dirAns(entries []fs.DirEntry) ipc.DirAns {
+	out := make([]ipc.DirEntry, len(entries))
+	for i, de := range entries {
+		out[i] = ipc.DirEntry{Name: de.Name(), IsDir: de.IsDir(), Mode: de.Type()}
+	}
+	return ipc.DirAns{Entries: out}
 }
 
 // open opens a file and answers with its descriptor when the connection can
 // carry it (handle 0), or with a handle for the File* messages.
-func (a *agent) open(req *ipc.Request, p string, flag int, perm fs.FileMode, wantFD bool) (*ipc.Response, error) {
+func (a *agent) open(req *ipc.Request, p string, flag int, perm fs.FileMode, wantFD bool) (ipc.OpenAns, error) {
 	f, err := a.root.open(p, flag, perm)
 	if err != nil {
-		return nil, err
+		return ipc.OpenAns{}, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return ipc.OpenAns{}, err
 	}
 	info, st := fileInfo(fi)
-	var h uint64
-	var files []*os.File
+	ans := ipc.OpenAns{Info: info, Stat: st}
 	if wantFD && req.CanPassDescriptors() && !fi.IsDir() {
 		// Directories stay here: their entries are read by the agent,
 		// which can stat them in the sandbox.
-		files = []*os.File{f} // the server closes the agent's copy once sent
+		req.SendFiles(f) // the server closes the agent's copy once sent
 	} else {
-		h = a.handles.add(f)
+		ans.Handle = a.handles.add(f)
 	}
-	resp := ok(func(e *ipc.Encoder) {
-		e.Uint64(h)
-		ipc.EncodeFileInfo(e, info)
-		ipc.EncodeStat(e, st)
-	})
-	resp.Files = files
-	return resp, nil
+	return ans, nil
 }
 
 func (a *agent) registerFiles() {
-	fileOp := func(msg uint16, fn func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error)) {
-		handleOn(a, msg, lookup[*os.File], func(_ *ipc.Request, f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-			return fn(f, dec)
-		})
-	}
-	handleOn(a, ipc.MsgFileClose, take[*os.File], func(_ *ipc.Request, f *os.File, _ *ipc.Decoder) (*ipc.Response, error) {
-		return ok(nil), f.Close()
-	})
-	fileOp(ipc.MsgFileRead, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		n, err := dec.Uint32()
+	ipc.Route(a.mux, ipc.MsgFileClose, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.Empty, error) {
+		f, err := take[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.Empty{}, err
 		}
-		buf := make([]byte, min(int(n), maxChunk))
+		return ipc.Empty{}, f.Close()
+	})
+	ipc.Route(a.mux, ipc.MsgFileRead, func(_ *ipc.Request, m *ipc.ReadReq) (ipc.BytesAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
+		if err != nil {
+			return ipc.BytesAns{}, err
+		}
+		buf := make([]byte, min(int(m.Max), maxChunk))
 		k, err := f.Read(buf)
 		if k == 0 && len(buf) > 0 {
 			if err == nil {
 				err = io.EOF
 			}
-			return nil, err
+			return ipc.BytesAns{}, err
 		}
-		return ok(func(e *ipc.Encoder) { e.WriteBytes(buf[:k]) }), nil
+		return ipc.BytesAns{Data: buf[:k]}, nil
 	})
-	fileOp(ipc.MsgFileReadAt, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		off, err := dec.Int64()
+	ipc.Route(a.mux, ipc.MsgFileReadAt, func(_ *ipc.Request, m *ipc.ReadAtReq) (ipc.BytesAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.BytesAns{}, err
 		}
-		n, err := dec.Uint32()
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, min(int(n), maxChunk))
-		k, err := f.ReadAt(buf, off)
+		buf := make([]byte, min(int(m.Max), maxChunk))
+		k, err := f.ReadAt(buf, m.Off)
 		if k < len(buf) && err != nil && !(errors.Is(err, io.EOF) && k > 0) {
-			return nil, err
+			return ipc.BytesAns{}, err
 		}
-		return ok(func(e *ipc.Encoder) { e.WriteBytes(buf[:k]) }), nil
+		return ipc.BytesAns{Data: buf[:k]}, nil
 	})
-	fileOp(ipc.MsgFileWrite, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		data, err := dec.BorrowBytes()
+	ipc.Route(a.mux, ipc.MsgFileWrite, func(_ *ipc.Request, m *ipc.WriteReq) (ipc.CountAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.CountAns{}, err
 		}
-		n, err := f.Write(data)
+		n, err := f.Write(m.Data)
 		if err != nil {
-			return nil, err
+			return ipc.CountAns{}, err
 		}
-		return ok(func(e *ipc.Encoder) { e.Uint32(uint32(n)) }), nil
+		return ipc.CountAns{N: uint32(n)}, nil
 	})
-	fileOp(ipc.MsgFileWriteAt, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		off, err := dec.Int64()
+	ipc.Route(a.mux, ipc.MsgFileWriteAt, func(_ *ipc.Request, m *ipc.WriteAtReq) (ipc.CountAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.CountAns{}, err
 		}
-		data, err := dec.BorrowBytes()
+		n, err := f.WriteAt(m.Data, m.Off)
 		if err != nil {
-			return nil, err
+			return ipc.CountAns{}, err
 		}
-		n, err := f.WriteAt(data, off)
-		if err != nil {
-			return nil, err
-		}
-		return ok(func(e *ipc.Encoder) { e.Uint32(uint32(n)) }), nil
+		return ipc.CountAns{N: uint32(n)}, nil
 	})
-	fileOp(ipc.MsgFileSeek, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		off, err := dec.Int64()
+	ipc.Route(a.mux, ipc.MsgFileSeek, func(_ *ipc.Request, m *ipc.SeekReq) (ipc.SeekAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.SeekAns{}, err
 		}
-		whence, err := dec.Int32()
-		if err != nil {
-			return nil, err
-		}
-		pos, err := f.Seek(off, int(whence))
-		if err != nil {
-			return nil, err
-		}
-		return ok(func(e *ipc.Encoder) { e.Int64(pos) }), nil
+		pos, err := f.Seek(m.Off, int(m.Whence))
+		return ipc.SeekAns{Pos: pos}, err
 	})
-	fileOp(ipc.MsgFileSync, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		return ok(nil), f.Sync()
-	})
-	fileOp(ipc.MsgFileTruncate, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		size, err := dec.Int64()
+	ipc.Route(a.mux, ipc.MsgFileSync, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.Empty, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.Empty{}, err
 		}
-		return ok(nil), f.Truncate(size)
+		return ipc.Empty{}, f.Sync()
 	})
-	fileOp(ipc.MsgFileStat, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
+	ipc.Route(a.mux, ipc.MsgFileTruncate, func(_ *ipc.Request, m *ipc.TruncateReq) (ipc.Empty, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		return ipc.Empty{}, f.Truncate(m.Size)
+	})
+	ipc.Route(a.mux, ipc.MsgFileStat, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.StatAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
+		if err != nil {
+			return ipc.StatAns{}, err
+		}
 		fi, err := f.Stat()
 		if err != nil {
-			return nil, err
+			return ipc.StatAns{}, err
 		}
-		return infoResponse(fi), nil
+		return statAns(fi), nil
 	})
-	fileOp(ipc.MsgFileName, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		return ok(func(e *ipc.Encoder) { e.String(f.Name()) }), nil
-	})
-	fileOp(ipc.MsgFileReadDir, func(f *os.File, dec *ipc.Decoder) (*ipc.Response, error) {
-		n, err := dec.Int32()
+	ipc.Route(a.mux, ipc.MsgFileName, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.StringAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
 		if err != nil {
-			return nil, err
+			return ipc.StringAns{}, err
 		}
-		entries, err := f.ReadDir(int(n))
+		return ipc.StringAns{Value: f.Name()}, nil
+	})
+	ipc.Route(a.mux, ipc.MsgFileReadDir, func(_ *ipc.Request, m *ipc.ReadDirReq) (ipc.DirAns, error) {
+		f, err := lookup[*os.File](a.handles, m.Handle)
+		if err != nil {
+			return ipc.DirAns{}, err
+		}
+		entries, err := f.ReadDir(int(m.N))
 		if err != nil && !(errors.Is(err, io.EOF) && len(entries) > 0) {
-			return nil, err
+			return ipc.DirAns{}, err
 		}
-		return dirResponse(entries), nil
+		return dirAns(entries), nil
 	})
 }

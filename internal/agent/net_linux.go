@@ -3,13 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 )
 
 // netListener is a listener the host holds by handle (the streamed path).
@@ -20,33 +19,32 @@ type netListener struct {
 func (l *netListener) release() { l.ln.Close() }
 
 func (a *agent) registerNet() {
-	a.handle(ipc.MsgNetListen, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		network, addr, wantFD, err := decodeNetAddr(dec)
+	ipc.Route(a.mux, ipc.MsgNetListen, func(req *ipc.Request, m *ipc.ListenReq) (ipc.ListenAns, error) {
+		ln, err := listen(m.Network, sandboxAddr(m.Network, m.Addr))
 		if err != nil {
-			return nil, err
+			return ipc.ListenAns{}, err
 		}
-		ln, err := listen(network, addr)
-		if err != nil {
-			return nil, err
-		}
-		local := ln.Addr().String()
-		if wantFD && req.CanPassDescriptors() {
+		ans := ipc.ListenAns{Addr: ln.Addr().String()}
+		if m.WantFD && req.CanPassDescriptors() {
 			f, err := socketFile(ln)
 			if ul, ok := ln.(*net.UnixListener); ok {
 				ul.SetUnlinkOnClose(false) // the socket lives on in the host
 			}
 			ln.Close() // the host's copy keeps the socket
 			if err != nil {
-				return nil, err
+				return ipc.ListenAns{}, err
 			}
-			resp := ok(func(e *ipc.Encoder) { e.Uint64(0); e.String(local) })
-			resp.Files = []*os.File{f}
-			return resp, nil
+			req.SendFiles(f)
+			return ans, nil
 		}
-		h := a.handles.add(&netListener{ln: ln})
-		return ok(func(e *ipc.Encoder) { e.Uint64(h); e.String(local) }), nil
+		ans.Handle = a.handles.add(&netListener{ln: ln})
+		return ans, nil
 	})
-	handleOn(a, ipc.MsgListenerAccept, lookup[*netListener], func(req *ipc.Request, l *netListener, _ *ipc.Decoder) (*ipc.Response, error) {
+	ipc.Route(a.mux, ipc.MsgListenerAccept, func(req *ipc.Request, m *ipc.HandleReq) (ipc.ConnAns, error) {
+		l, err := lookup[*netListener](a.handles, m.Handle)
+		if err != nil {
+			return ipc.ConnAns{}, err
+		}
 		ctx := req.Context()
 		type result struct {
 			c   net.Conn
@@ -67,92 +65,69 @@ func (a *agent) registerNet() {
 					r.c.Close()
 				}
 			}()
-			return nil, ctx.Err()
+			return ipc.ConnAns{}, ctx.Err()
 		}
 		if r.err != nil {
-			return nil, r.err
+			return ipc.ConnAns{}, r.err
 		}
-		return streamResponse(r.c), nil
+		return streamConn(req, r.c), nil
 	})
-	handleOn(a, ipc.MsgListenerClose, take[*netListener], func(req *ipc.Request, l *netListener, _ *ipc.Decoder) (*ipc.Response, error) {
-		return ok(nil), l.ln.Close()
+	ipc.Route(a.mux, ipc.MsgListenerClose, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.Empty, error) {
+		l, err := take[*netListener](a.handles, m.Handle)
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		return ipc.Empty{}, l.ln.Close()
 	})
-	handleOn(a, ipc.MsgListenerAddr, lookup[*netListener], func(req *ipc.Request, l *netListener, _ *ipc.Decoder) (*ipc.Response, error) {
-		return ok(func(e *ipc.Encoder) { e.String(l.ln.Addr().String()) }), nil
+	ipc.Route(a.mux, ipc.MsgListenerAddr, func(_ *ipc.Request, m *ipc.HandleReq) (ipc.StringAns, error) {
+		l, err := lookup[*netListener](a.handles, m.Handle)
+		if err != nil {
+			return ipc.StringAns{}, err
+		}
+		return ipc.StringAns{Value: l.ln.Addr().String()}, nil
 	})
-	a.handle(ipc.MsgNetDial, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		network, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		addr, err := dec.String()
-		if err != nil {
-			return nil, err
-		}
-		timeout, err := dec.Int64()
-		if err != nil {
-			return nil, err
-		}
-		wantFD, _ := dec.Bool()
+	ipc.Route(a.mux, ipc.MsgNetDial, func(req *ipc.Request, m *ipc.DialReq) (ipc.ConnAns, error) {
 		ctx := req.Context()
-		if timeout > 0 {
+		if m.TimeoutNs > 0 {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout))
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(m.TimeoutNs))
 			defer cancel()
 		}
 		var d net.Dialer
-		c, err := d.DialContext(ctx, network, sandboxAddr(network, addr))
+		c, err := d.DialContext(ctx, m.Network, sandboxAddr(m.Network, m.Addr))
 		if err != nil {
-			return nil, err
+			return ipc.ConnAns{}, err
 		}
-		if wantFD && req.CanPassDescriptors() {
+		if m.WantFD && req.CanPassDescriptors() {
 			f, err := socketFile(c)
-			local, remote := c.LocalAddr().String(), c.RemoteAddr().String()
+			ans := ipc.ConnAns{Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
 			c.Close()
 			if err != nil {
-				return nil, err
+				return ipc.ConnAns{}, err
 			}
-			resp := ok(func(e *ipc.Encoder) { e.String(local); e.String(remote) })
-			resp.Files = []*os.File{f}
-			return resp, nil
+			req.SendFiles(f)
+			return ans, nil
 		}
-		return streamResponse(c), nil
+		return streamConn(req, c), nil
 	})
-	a.handle(ipc.MsgNetListenPacket, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		network, addr, wantFD, err := decodeNetAddr(dec)
+	ipc.Route(a.mux, ipc.MsgNetListenPacket, func(req *ipc.Request, m *ipc.ListenReq) (ipc.StringAns, error) {
+		pc, err := net.ListenPacket(m.Network, sandboxAddr(m.Network, m.Addr))
 		if err != nil {
-			return nil, err
+			return ipc.StringAns{}, err
 		}
-		pc, err := net.ListenPacket(network, addr)
-		if err != nil {
-			return nil, err
-		}
-		local := pc.LocalAddr().String()
-		if wantFD && req.CanPassDescriptors() {
+		ans := ipc.StringAns{Value: pc.LocalAddr().String()}
+		if m.WantFD && req.CanPassDescriptors() {
 			f, err := socketFile(pc)
 			pc.Close()
 			if err != nil {
-				return nil, err
+				return ipc.StringAns{}, err
 			}
-			resp := ok(func(e *ipc.Encoder) { e.String(local) })
-			resp.Files = []*os.File{f}
-			return resp, nil
+			req.SendFiles(f)
+			return ans, nil
 		}
-		resp := ok(func(e *ipc.Encoder) { e.String(local) })
-		resp.Hijack = func(stream net.Conn) { go pumpPackets(stream, pc) }
-		return resp, nil
+		req.HijackWith(func(stream net.Conn) { go pumpPackets(stream, pc) })
+		return ans, nil
 	})
-}
-
-func decodeNetAddr(dec *ipc.Decoder) (network, addr string, wantFD bool, err error) {
-	if network, err = dec.String(); err != nil {
-		return
-	}
-	if addr, err = dec.String(); err != nil {
-		return
-	}
-	wantFD, err = dec.Bool()
-	return network, sandboxAddr(network, addr), wantFD, err
 }
 
 // sandboxAddr turns a unix socket path into a sandbox path; other addresses
@@ -186,45 +161,11 @@ func socketFile(s any) (*os.File, error) {
 	return nil, fmt.Errorf("cannot pass a %T", s)
 }
 
-// streamResponse answers with a connection's addresses and then joins the
+// streamConn answers with a connection's addresses and then joins the
 // call's connection to it.
-func streamResponse(c net.Conn) *ipc.Response {
-	resp := ok(func(e *ipc.Encoder) { e.String(c.LocalAddr().String()); e.String(c.RemoteAddr().String()) })
-	resp.Hijack = func(stream net.Conn) { go splice(stream, c) }
-	return resp
-}
-
-// splice copies both ways between the host's stream and a connection in the
-// sandbox, passing half closes on, and closes both when both ways are done
-// or either fails.
-func splice(stream, c net.Conn) {
-	var once sync.Once
-	closeBoth := func() { once.Do(func() { stream.Close(); c.Close() }) }
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if err != nil {
-			closeBoth()
-		} else {
-			closeWrite(dst)
-		}
-		done <- struct{}{}
-	}
-	go pipe(c, stream)
-	go pipe(stream, c)
-	<-done
-	<-done
-	closeBoth()
-}
-
-// closeWrite half-closes a connection, or closes it when it cannot.
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	c.Close()
+func streamConn(req *ipc.Request, c net.Conn) ipc.ConnAns {
+	req.HijackWith(func(stream net.Conn) { go netutil.Splice(stream, c) })
+	return ipc.ConnAns{Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
 }
 
 // pumpPackets carries datagrams between a packet socket in the sandbox and

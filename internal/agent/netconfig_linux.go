@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,48 +24,27 @@ type netConfig struct {
 	createTap bool
 }
 
-func decodeNetConfig(dec *ipc.Decoder) (netConfig, error) {
-	var c netConfig
-	var err error
-	var addr, gw string
-	if c.enabled, err = dec.Bool(); err != nil {
-		return c, err
-	}
-	if c.ifname, err = dec.String(); err != nil {
-		return c, err
-	}
-	if addr, err = dec.String(); err != nil {
-		return c, err
-	}
-	if gw, err = dec.String(); err != nil {
-		return c, err
-	}
-	if c.dns, err = dec.String(); err != nil {
-		return c, err
-	}
-	if c.mtu, err = dec.Uint32(); err != nil {
-		return c, err
-	}
-	if c.createTap, err = dec.Bool(); err != nil {
-		return c, err
-	}
+// parseNetConfig checks a MsgInstanceSetNetwork request.
+func parseNetConfig(m *ipc.NetworkReq) (netConfig, error) {
+	c := netConfig{enabled: m.Enabled, ifname: m.Ifname, dns: m.DNS, mtu: m.MTU, createTap: m.CreateTap}
 	if !c.enabled {
 		return c, nil
 	}
-	if c.addr, err = netip.ParsePrefix(addr); err != nil || !c.addr.Addr().Is4() {
-		return c, fmt.Errorf("network address %q: want an IPv4 prefix", addr)
+	var err error
+	if c.addr, err = netip.ParsePrefix(m.Addr); err != nil || !c.addr.Addr().Is4() {
+		return c, fmt.Errorf("network address %q: want an IPv4 prefix", m.Addr)
 	}
-	if c.gateway, err = netip.ParseAddr(gw); err != nil || !c.gateway.Is4() {
-		return c, fmt.Errorf("gateway %q: want an IPv4 address", gw)
+	if c.gateway, err = netip.ParseAddr(m.Gateway); err != nil || !c.gateway.Is4() {
+		return c, fmt.Errorf("gateway %q: want an IPv4 address", m.Gateway)
 	}
 	return c, nil
 }
 
 func (a *agent) registerNetConfig() {
-	a.handle(ipc.MsgInstanceSetNetwork, func(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
-		c, err := decodeNetConfig(dec)
+	ipc.Route(a.mux, ipc.MsgInstanceSetNetwork, func(req *ipc.Request, m *ipc.NetworkReq) (ipc.Empty, error) {
+		c, err := parseNetConfig(m)
 		if err != nil {
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
+			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
 		}
 		if !c.enabled {
 			if a.frames != nil {
@@ -73,21 +53,21 @@ func (a *agent) registerNetConfig() {
 			// The host closing a TAP removes it; a device that stays (a
 			// VM's NIC) goes down, which drops its routes.
 			if err := setLinkDown(c.ifname); err != nil && !errors.Is(err, unix.ENODEV) {
-				return nil, err
+				return ipc.Empty{}, err
 			}
-			return ok(nil), nil
+			return ipc.Empty{}, nil
 		}
 		var tap *os.File
 		if c.createTap {
 			if !req.CanPassDescriptors() {
-				return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "creating a TAP device needs a connection that passes descriptors"}
+				return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "creating a TAP device needs a connection that passes descriptors"}
 			}
 			if tap, err = a.createTap(c.ifname); err != nil {
-				return nil, err
+				return ipc.Empty{}, err
 			}
 		} else if a.frames != nil {
 			if err := a.frames.up(c.ifname, a.createTap); err != nil {
-				return nil, err
+				return ipc.Empty{}, err
 			}
 		}
 		configure := configureLink
@@ -98,16 +78,15 @@ func (a *agent) registerNetConfig() {
 			if tap != nil {
 				tap.Close()
 			}
-			return nil, err
+			return ipc.Empty{}, err
 		}
 		if c.dns != "" {
 			a.root.writeFile("/etc/resolv.conf", []byte("nameserver "+c.dns+"\n"), 0o644)
 		}
-		resp := ok(nil)
 		if tap != nil {
-			resp.Files = []*os.File{tap}
+			req.SendFiles(tap)
 		}
-		return resp, nil
+		return ipc.Empty{}, nil
 	})
 }
 
@@ -117,21 +96,11 @@ func (a *agent) createTap(ifname string) (*os.File, error) {
 	if a.tun < 0 {
 		return nil, a.tunErr
 	}
-	fd, err := unix.Open(fdPath(a.tun), unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, tunError(err)
+	f, err := netutil.OpenTap(fdPath(a.tun), ifname)
+	if pe, ok := errors.AsType[*os.PathError](err); ok && pe.Op == "open" {
+		return nil, tunError(pe.Err) // fdPath is no name to show
 	}
-	ifr, err := unix.NewIfreq(ifname)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("creating the TAP device %s: %w", ifname, err)
-	}
-	return os.NewFile(uintptr(fd), "tap-"+ifname), nil
+	return f, err
 }
 
 // tunError explains why /dev/net/tun cannot be used.

@@ -19,28 +19,27 @@ var guestIDs = idmap.Map{
 }
 
 func (a *agent) registerSnapshot() {
-	a.handle(ipc.MsgFsSnapshot, a.snapshotUpper)
+	ipc.Route(a.mux, ipc.MsgFsSnapshot, a.snapshotUpper)
 }
 
 // snapshotUpper answers MsgFsSnapshot where the host cannot read the
 // writable layer itself (a VM's disk): after the success answer the
 // connection carries the layer as an OCI layer tar (whiteouts as .wh.
 // files), then closes. The host leaves out what the snapshot excludes; the
-// payload (SnapshotOptions) is not needed here. A failure half way closes
-// the connection early, so the host reads a truncated tar.
-func (a *agent) snapshotUpper(req *ipc.Request, dec *ipc.Decoder) (*ipc.Response, error) {
+// request's options are not needed here. A failure half way closes the
+// connection early, so the host reads a truncated tar.
+func (a *agent) snapshotUpper(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
 	if a.upper == nil {
-		return nil, fmt.Errorf("the host reads this sandbox's writable layer itself: %w", errors.ErrUnsupported)
+		return ipc.Empty{}, fmt.Errorf("the host reads this sandbox's writable layer itself: %w", errors.ErrUnsupported)
 	}
 	dir := fmt.Sprintf("/proc/self/fd/%d", a.upper.Fd())
-	resp := ok(nil)
-	resp.Hijack = func(conn net.Conn) {
+	req.HijackWith(func(conn net.Conn) {
 		go func() {
 			defer conn.Close()
 			if err := layertar.Write(context.Background(), conn, dir, guestIDs, a.log); err != nil {
 				a.log.Warn("snapshot: writing the layer", "err", err)
 			}
 		}()
-	}
-	return resp, nil
+	})
+	return ipc.Empty{}, nil
 }

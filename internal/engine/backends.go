@@ -24,8 +24,10 @@ var backends = struct {
 	m map[string]hv.Backend
 }{m: map[string]hv.Backend{BackendNamespaces: ns.Backend{}, BackendVM: vm.Backend{}, BackendGVisor: gvisor.Backend{}}}
 
-// RegisterBackend makes a backend available by name (backend packages call
-// it from their init functions).
+// RegisterBackend makes b the backend of that name, replacing any other:
+// the opt-in package gvisor (github.com/ccsandbox/sandbox/gvisor) calls it
+// from its init to put the gVisor backend that runs the program itself as
+// runsc in place of the one that looks for a runsc binary.
 func RegisterBackend(name string, b hv.Backend) {
 	backends.Lock()
 	defer backends.Unlock()

@@ -38,9 +38,7 @@ func (i *Instance) Snapshot(ctx context.Context, store *image.Store, excludes []
 		defer upper.Close()
 		return snapshot.Capture(ctx, store, upper, snapshot.Generated, excludes, parent, log)
 	}
-	var e ipc.Encoder
-	ipc.EncodeSnapshotOptions(&e, ipc.SnapshotOptions{Excludes: excludes})
-	_, conn, err := i.client.Hijack(ctx, ipc.Message{Type: ipc.MsgFsSnapshot, Payload: e.Bytes()})
+	conn, err := ipc.NewAgent(i.client).Snapshot(ctx, ipc.SnapshotOptions{Excludes: excludes})
 	if err != nil {
 		return nil, err
 	}

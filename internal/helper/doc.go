@@ -1,15 +1,19 @@
 // Package helper is the out-of-process helper: a process that owns one
 // sandbox on behalf of a client (the public package in another process)
-// and serves internal/ipc over a Unix socket.
+// and serves internal/ipc over a Unix socket; and the client's side of it
+// (Start, Remote), so that both ends of the helper's messages, and the one
+// conversion of an engine.Spec into the seed's terms, live here.
 //
 // # Model
 //
 // One helper serves one instance, as the seed's design has it: the client
 // starts a helper (cmd/cc-helper, or the client's own binary re-executed
 // with EnvMarker), sends MsgInstanceNew, and the helper starts the sandbox
-// with internal/engine. The helper answers the Instance* messages itself
-// and forwards every other message to the sandbox's agent, with the
-// descriptors that come with it and, for streams, the connection itself.
+// with internal/engine. The helper answers the messages the protocol's
+// table names it for (ipc.PeerHelper) itself and forwards the agent's to
+// the sandbox's agent as the table describes them: with the descriptors
+// that come with them, a client's hang-up cancelling those that block,
+// and, for streams, the connection itself.
 // Where the backend allows it (the namespace backend), the answer to
 // MsgInstanceNew also carries the agent's channel, so the client can open
 // its own connections to the agent and its file, command and network calls

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -19,17 +18,82 @@ import (
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 )
 
-// handler serves one client: its instance's life, and everything else
-// forwarded to the instance's agent.
+// handler serves one client: its instance's life (the messages whose
+// descriptors name ipc.PeerHelper), and every message of the agent
+// forwarded to the instance's agent, as the table describes it.
 type handler struct {
 	log *slog.Logger
+	own *ipc.Mux // the helper's own messages
 
 	mu   sync.Mutex
 	inst *engine.Instance // guarded by mu; nil before MsgInstanceNew
 }
 
 func newHandler(log *slog.Logger) *handler {
-	return &handler{log: log}
+	h := &handler{log: log, own: ipc.NewMux()}
+	ipc.Route(h.own, ipc.MsgInstanceNew, h.newInstance)
+	ipc.Route(h.own, ipc.MsgInstanceClose, func(*ipc.Request, *ipc.Empty) (ipc.Empty, error) {
+		inst, err := h.instance()
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		return ipc.Empty{}, inst.Close()
+	})
+	ipc.Route(h.own, ipc.MsgInstanceWait, func(req *ipc.Request, _ *ipc.Empty) (ipc.Empty, error) {
+		inst, err := h.instance()
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		select {
+		case <-inst.Done():
+		case <-req.Context().Done():
+			return ipc.Empty{}, req.Context().Err()
+		}
+		return ipc.Empty{}, inst.Err()
+	})
+	ipc.Route(h.own, ipc.MsgInstanceID, func(*ipc.Request, *ipc.Empty) (ipc.StringAns, error) {
+		inst, err := h.instance()
+		if err != nil {
+			return ipc.StringAns{}, err
+		}
+		return ipc.StringAns{Value: inst.ID()}, nil
+	})
+	ipc.Route(h.own, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
+		inst, err := h.instance()
+		if err != nil {
+			return ipc.BoolAns{}, err
+		}
+		select {
+		case <-inst.Done():
+			return ipc.BoolAns{Value: false}, nil
+		default:
+			return ipc.BoolAns{Value: true}, nil
+		}
+	})
+	ipc.Route(h.own, ipc.MsgInstanceOpenLink, h.openLink)
+	ipc.Route(h.own, ipc.MsgInstanceSnapshot, h.snapshot)
+	ipc.Route(h.own, ipc.MsgInstanceStats, func(*ipc.Request, *ipc.Empty) (ipc.StatsAns, error) {
+		inst, err := h.instance()
+		if err != nil {
+			return ipc.StatsAns{}, err
+		}
+		n := 0
+		if c, ok := inst.Sandbox().(hv.OOMCounter); ok {
+			n = c.OOMKills()
+		}
+		return ipc.StatsAns{OOMKills: uint32(n)}, nil
+	})
+	ipc.Route(h.own, ipc.MsgInstanceSetTimeout, func(_ *ipc.Request, m *ipc.TimeoutReq) (ipc.Empty, error) {
+		inst, err := h.instance()
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		if m.Ns <= 0 {
+			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("timeout of %d ns", m.Ns)}
+		}
+		return ipc.Empty{}, inst.SetTimeout(time.Duration(m.Ns))
+	})
+	return h
 }
 
 // instance returns the instance, or ErrInvalidHandle before one exists.
@@ -42,220 +106,111 @@ func (h *handler) instance() (*engine.Instance, error) {
 	return h.inst, nil
 }
 
-// ServeCall implements ipc.CallHandler.
+// ServeCall implements ipc.CallHandler: the helper's own messages here,
+// the agent's forwarded, anything else refused.
 func (h *handler) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Response, error) {
-	switch req.Type {
-	case ipc.MsgInstanceNew:
-		return h.newInstance(req)
-	case ipc.MsgInstanceClose:
-		closeFiles(req.Files)
-		inst, err := h.instance()
-		if err != nil {
-			return nil, err
-		}
-		return success(), inst.Close()
-	case ipc.MsgInstanceWait:
-		closeFiles(req.Files)
-		inst, err := h.instance()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case <-inst.Done():
-		case <-req.Context().Done():
-			return nil, req.Context().Err()
-		}
-		return success(), inst.Err()
-	case ipc.MsgInstanceID:
-		closeFiles(req.Files)
-		inst, err := h.instance()
-		if err != nil {
-			return nil, err
-		}
-		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().String(inst.ID()).Build()}, nil
-	case ipc.MsgInstanceIsRunning:
-		closeFiles(req.Files)
-		inst, err := h.instance()
-		if err != nil {
-			return nil, err
-		}
-		running := true
-		select {
-		case <-inst.Done():
-			running = false
-		default:
-		}
-		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bool(running).Build()}, nil
-	case ipc.MsgInstanceOpenLink:
-		return h.openLink(req)
-	case ipc.MsgFsSnapshot:
-		return h.snapshot(req)
-	case ipc.MsgInstanceStats:
-		closeFiles(req.Files)
-		inst, err := h.instance()
-		if err != nil {
-			return nil, err
-		}
-		n := 0
-		if c, ok := inst.Sandbox().(hv.OOMCounter); ok {
-			n = c.OOMKills()
-		}
-		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Uint32(uint32(n)).Build()}, nil
-	case ipc.MsgInstanceSetTimeout:
-		closeFiles(req.Files)
-		inst, err := h.instance()
-		if err != nil {
-			return nil, err
-		}
-		ns, err := req.Decoder().Int64()
-		if err != nil {
-			return nil, err
-		}
-		if ns <= 0 {
-			return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("timeout of %d ns", ns)}
-		}
-		return success(), inst.SetTimeout(time.Duration(ns))
+	d := ipc.Describe(req.Type)
+	switch {
+	case d != nil && d.Peer&ipc.PeerHelper != 0:
+		return h.own.ServeCall(ctx, req)
+	case d != nil && d.Peer&ipc.PeerAgent != 0:
+		return h.forward(req, d)
 	}
-	return h.forward(req)
+	closeFiles(req.Files)
+	return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown message type: 0x%04x", req.Type)}
 }
 
 // newInstance starts the instance the client describes.
-func (h *handler) newInstance(req *ipc.Request) (*ipc.Response, error) {
-	closeFiles(req.Files)
-	dec := req.Decoder()
-	opts, err := ipc.DecodeInstanceOptions(dec)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := ipc.DecodeInstanceSpec(dec)
-	if err != nil {
-		return nil, err
-	}
+func (h *handler) newInstance(req *ipc.Request, m *ipc.NewReq) (ipc.NewAns, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.inst != nil {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "this helper already serves an instance"}
+		return ipc.NewAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "this helper already serves an instance"}
 	}
-	backend, err := engine.LookupBackend(spec.Backend)
+	es, err := engineSpec(m, h.log)
 	if err != nil {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: err.Error()}
-	}
-	es := engine.Spec{
-		Layers:    spec.Layers,
-		Hostname:  spec.Hostname,
-		MemoryMB:  opts.MemoryMB,
-		CPUs:      float64(spec.CPUsMilli) / 1000,
-		PidsMax:   spec.PidsMax,
-		NoFile:    spec.NoFile,
-		DiskMB:    spec.DiskMB,
-		Network:   spec.Network,
-		Timeout:   time.Duration(opts.TimeoutSecs * float64(time.Second)),
-		StateRoot: spec.StateRoot,
-		Kernel:    spec.Kernel,
-		CacheDir:  spec.CacheDir,
-		Backend:   backend,
-		Logger:    h.log,
-	}
-	for _, m := range opts.Mounts {
-		es.Binds = append(es.Binds, hv.Bind{HostPath: m.HostPath, Path: m.Tag, Writable: m.Writable})
+		return ipc.NewAns{}, err
 	}
 	inst, err := engine.Start(req.Context(), es)
 	if err != nil {
-		return nil, err
+		return ipc.NewAns{}, err
 	}
 	h.inst = inst
-	var channel *os.File
-	if c, ok := inst.Sandbox().(hv.Channeler); ok && spec.WantFD && req.CanPassDescriptors() {
-		if channel, err = c.Channel(); err != nil {
+	ans := ipc.NewAns{ID: inst.ID(), Pid: int32(inst.Sandbox().Pid()), PassesFDs: inst.Capabilities().PassesDescriptors}
+	if c, ok := inst.Sandbox().(hv.Channeler); ok && m.Spec.WantFD && req.CanPassDescriptors() {
+		channel, err := c.Channel()
+		if err != nil {
 			h.log.Warn("sharing the agent channel", "err", err)
+		} else {
+			req.SendFiles(channel)
+			ans.Channel = true
 		}
 	}
-	rb := ipc.NewResponseBuilder().Success().String(inst.ID()).Int32(int32(inst.Sandbox().Pid())).
-		Bool(inst.Capabilities().PassesDescriptors).Bool(channel != nil)
-	resp := &ipc.Response{Payload: rb.Build()}
-	if channel != nil {
-		resp.Files = []*os.File{channel}
-	}
-	return resp, nil
+	return ans, nil
 }
 
 // openLink creates the instance's egress device, where the helper can.
-func (h *handler) openLink(req *ipc.Request) (*ipc.Response, error) {
-	closeFiles(req.Files)
+func (h *handler) openLink(req *ipc.Request, m *ipc.LinkReq) (ipc.BoolAns, error) {
 	inst, err := h.instance()
 	if err != nil {
-		return nil, err
-	}
-	ifname, err := req.Decoder().String()
-	if err != nil {
-		return nil, err
+		return ipc.BoolAns{}, err
 	}
 	l, ok := inst.Sandbox().(hv.NetworkLinker)
 	if !ok {
-		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bool(false).Build()}, nil
+		return ipc.BoolAns{Value: false}, nil
 	}
-	f, err := l.OpenLink(ifname)
+	f, err := l.OpenLink(m.Ifname)
 	if errors.Is(err, hv.ErrLinkViaAgent) {
-		return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bool(false).Build()}, nil
+		return ipc.BoolAns{Value: false}, nil
 	}
 	if err != nil {
-		return nil, err
+		return ipc.BoolAns{}, err
 	}
-	return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bool(true).Build(), Files: []*os.File{f}}, nil
+	req.SendFiles(f)
+	return ipc.BoolAns{Value: true}, nil
 }
 
-// snapshot captures the instance's changes into the store (the helper
-// reads the writable layer; the client may not be able to). Request:
-// SnapshotOptions, then the parent (snapshot.Parent as JSON bytes).
-// Answer: the snapshot.Info as JSON bytes.
-func (h *handler) snapshot(req *ipc.Request) (*ipc.Response, error) {
-	closeFiles(req.Files)
+// snapshot captures the instance's changes into the store at the request's
+// cache directory (the helper reads the writable layer; the client may not
+// be able to).
+func (h *handler) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
 	inst, err := h.instance()
 	if err != nil {
-		return nil, err
-	}
-	dec := req.Decoder()
-	opts, err := ipc.DecodeSnapshotOptions(dec)
-	if err != nil {
-		return nil, err
-	}
-	pj, err := dec.Bytes()
-	if err != nil {
-		return nil, err
+		return ipc.SnapshotAns{}, err
 	}
 	var parent snapshot.Parent
-	if err := json.Unmarshal(pj, &parent); err != nil {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "snapshot parent: " + err.Error()}
+	if err := json.Unmarshal(m.Parent, &parent); err != nil {
+		return ipc.SnapshotAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "snapshot parent: " + err.Error()}
 	}
-	store, err := image.Open(opts.CacheDir, image.Options{Logger: h.log})
+	store, err := image.Open(m.Options.CacheDir, image.Options{Logger: h.log})
 	if err != nil {
-		return nil, err
+		return ipc.SnapshotAns{}, err
 	}
-	info, err := inst.Snapshot(req.Context(), store, opts.Excludes, parent, h.log)
+	info, err := inst.Snapshot(req.Context(), store, m.Options.Excludes, parent, h.log)
 	if err != nil {
-		return nil, err
+		return ipc.SnapshotAns{}, err
 	}
 	data, err := json.Marshal(info)
-	if err != nil {
-		return nil, err
-	}
-	return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Bytes(data).Build()}, nil
+	return ipc.SnapshotAns{Info: data}, err
 }
 
-// forward passes a request to the agent and its answer back, descriptors
-// and streams included.
-func (h *handler) forward(req *ipc.Request) (*ipc.Response, error) {
+// forward passes a request of the agent's to the agent and its answer
+// back, descriptors and streams included, as the message's descriptor d
+// says: a blocking call is cancelled when the client hangs up, and an
+// answer that turns the agent's connection into a stream turns the
+// client's into the same stream.
+func (h *handler) forward(req *ipc.Request, d *ipc.Desc) (*ipc.Response, error) {
 	defer closeFiles(req.Files) // the agent got its own copies
 	inst, err := h.instance()
 	if err != nil {
 		return nil, err
 	}
 	ctx := context.Background()
-	if blocking[req.Type] {
+	if d.Blocks {
 		ctx = req.Context() // a client that gives up cancels the agent's call
 	}
 	msg := ipc.Message{Type: req.Type, Payload: append([]byte(nil), req.Payload...), Files: req.Files}
-	resp, conn, err := inst.Client().HijackIf(ctx, msg, func(resp ipc.Message) bool { return streams(req.Type, resp) })
+	resp, conn, err := inst.Client().HijackIf(ctx, msg, func(resp ipc.Message) bool { return d.Hijacks(len(resp.Files)) })
 	if err != nil {
 		if errors.Is(err, ipc.ErrTransport) {
 			if rerr := inst.Err(); rerr != nil {
@@ -272,26 +227,6 @@ func (h *handler) forward(req *ipc.Request) (*ipc.Response, error) {
 	return out, nil
 }
 
-// blocking are the messages whose handlers wait for something: the
-// client's hang-up must reach them.
-var blocking = map[uint16]bool{
-	ipc.MsgCmdWait: true, ipc.MsgListenerAccept: true, ipc.MsgNetDial: true,
-	ipc.MsgFileRead: true, ipc.MsgFileReadAt: true,
-}
-
-// streams reports whether the agent's answer to a request of type req turned
-// its connection into a stream (see internal/ipc's netproto.go and
-// agentproto.go).
-func streams(req uint16, resp ipc.Message) bool {
-	switch req {
-	case ipc.MsgCmdAttach, ipc.MsgListenerAccept:
-		return true
-	case ipc.MsgNetDial, ipc.MsgNetListenPacket:
-		return len(resp.Files) == 0
-	}
-	return false
-}
-
 // shutdown stops the instance when the client has gone.
 func (h *handler) shutdown() {
 	h.mu.Lock()
@@ -299,15 +234,5 @@ func (h *handler) shutdown() {
 	h.mu.Unlock()
 	if inst != nil {
 		inst.Close()
-	}
-}
-
-func success() *ipc.Response {
-	return &ipc.Response{Payload: ipc.NewResponseBuilder().Success().Build()}
-}
-
-func closeFiles(files []*os.File) {
-	for _, f := range files {
-		f.Close()
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/layertar"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -228,23 +229,10 @@ func WriteArchive(path string, img v1.Image, tag string) error {
 			return err
 		}
 	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+randomName())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	err := fsutil.WriteAtomic(path, 0o644, func(f *os.File) error {
+		return tarball.MultiRefWrite(map[name.Reference]v1.Image{ref: img}, f)
+	})
 	if err != nil {
-		return fmt.Errorf("writing docker archive: %w", err)
-	}
-	err = tarball.MultiRefWrite(map[name.Reference]v1.Image{ref: img}, f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("writing docker archive %s: %w", path, err)
 	}
 	return nil

@@ -64,7 +64,7 @@ func (s *Store) PutRecord(ctx context.Context, r Record) error {
 	if err := os.MkdirAll(s.path("records", r.Kind), 0o700); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s, s.recordPath(r.Kind, r.Name), b); err != nil {
+	if err := writeFileAtomic(s.recordPath(r.Kind, r.Name), b); err != nil {
 		return fmt.Errorf("store record %s/%s: %w", r.Kind, r.Name, err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -76,7 +77,7 @@ func Open(root string, opts Options) (*Store, error) {
 			}
 		}
 		b, _ = json.Marshal(storeInfo{Version: storeVersion, Mode: mode})
-		if err := writeFileAtomic(s, info, b); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := writeFileAtomic(info, b); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating layer store: %w", err)
 		}
 		b, err = os.ReadFile(info)
@@ -221,39 +222,15 @@ func randomName() string {
 
 // writeFileAtomic writes data to path through a temporary file in the
 // same directory: written, fsynced, renamed, and the directory fsynced.
-func writeFileAtomic(s *Store, path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+"."+randomName())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+func writeFileAtomic(path string, data []byte) error {
+	return fsutil.WriteAtomic(path, 0o600, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	})
 }
 
 // syncDir fsyncs a directory, so that renames into it are durable.
-func syncDir(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
+func syncDir(path string) error { return fsutil.SyncDir(path) }
 
 // makePrivate makes the store's root 0700, whoever made it: layers keep
 // the setuid and setgid bits of their images (a sandbox needs them), and

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"sync"
 	"time"
 )
@@ -19,25 +17,17 @@ type DialFunc func(ctx context.Context) (net.Conn, error)
 // maxIdleConns bounds the idle connections a client keeps for reuse.
 const maxIdleConns = 32
 
-// helperGrace is how long Close waits for a spawned helper to exit on its
-// own before killing it.
-const helperGrace = 2 * time.Second
-
 // Client manages connections to a server: a cc-helper process, or the agent
 // inside a sandbox. It is safe for concurrent use; each call runs on a
 // connection of its own, so a call blocked in its handler delays no other.
 type Client struct {
-	dial       DialFunc
-	socketPath string    // the server's socket, when it has one
-	ownSocket  bool      // remove socketPath on Close (spawned helper)
-	socketLock *os.File  // held while the spawned helper's socket is in use (socketlock_linux.go)
-	cmd        *exec.Cmd // the spawned helper, or nil
-	info       string    // the server's self-description from the handshake
+	dial  DialFunc
+	info  string    // the server's self-description from the handshake
+	owner io.Closer // closed by Close after the connections: what else the client owns (a spawned helper, spawn.go); nil: nothing
 
-	control  net.Conn      // the control connection, watched for hang-up
-	deadCh   chan struct{} // closed once the peer is known gone
-	procDone chan struct{} // closed when cmd has been waited for; nil without cmd
-	wg       sync.WaitGroup
+	control net.Conn      // the control connection, watched for hang-up
+	deadCh  chan struct{} // closed once the peer is known gone
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex
 	idle   []*msgConn            // guarded by mu
@@ -48,15 +38,10 @@ type Client struct {
 
 // ConnectTo connects to an existing cc-helper process at the given socket path.
 func ConnectTo(socketPath string) (*Client, error) {
-	c, err := Connect(context.Background(), func(ctx context.Context) (net.Conn, error) {
+	return Connect(context.Background(), func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socketPath)
 	})
-	if err != nil {
-		return nil, err
-	}
-	c.socketPath = socketPath
-	return c, nil
 }
 
 // Connect opens a client on connections made by dial (extension): it dials
@@ -83,8 +68,7 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
 	}
 	mc := newMsgConn(conn)
 	var enc Encoder
-	enc.String(HelloMagic)
-	enc.Uint32(ProtocolVersion)
+	(&HelloReq{Magic: HelloMagic, Version: ProtocolVersion}).Encode(&enc)
 	resp, err := c.roundTrip(mc, Message{Type: MsgHello, Payload: enc.Bytes()}, nil)
 	if err == nil {
 		err = c.readHello(resp)
@@ -109,15 +93,14 @@ func (c *Client) readHello(resp Message) error {
 	if len(payload) == 0 {
 		return &TransportError{Op: "handshake", Err: errors.New("empty answer")}
 	}
-	dec := NewDecoder(payload[1:])
-	v, err := dec.Uint32()
-	if err != nil {
+	var hello HelloAns
+	if err := hello.Decode(NewDecoder(payload[1:])); err != nil {
 		return &TransportError{Op: "handshake", Err: err}
 	}
-	if v != ProtocolVersion {
-		return fmt.Errorf("ipc handshake: server speaks protocol version %d, this client %d: %w", v, ProtocolVersion, ErrVersionMismatch)
+	if hello.Version != ProtocolVersion {
+		return fmt.Errorf("ipc handshake: server speaks protocol version %d, this client %d: %w", hello.Version, ProtocolVersion, ErrVersionMismatch)
 	}
-	c.info, _ = dec.String()
+	c.info = hello.Info
 	return nil
 }
 
@@ -359,13 +342,6 @@ func (c *Client) Call(msgType uint16, payload []byte) ([]byte, error) {
 	return c.CallContext(context.Background(), msgType, payload)
 }
 
-// CallWithEncoder is a convenience method that uses an encoder for the request.
-func (c *Client) CallWithEncoder(msgType uint16, encode func(*Encoder)) ([]byte, error) {
-	enc := NewEncoder()
-	encode(enc)
-	return c.Call(msgType, enc.Bytes())
-}
-
 // CallContext is Call with a context (extension). When ctx ends first, the
 // call returns ctx.Err() and its connection is closed, which cancels the
 // context of the handler on the server (see [Request.Context]).
@@ -447,19 +423,12 @@ func (c *Client) HijackIf(ctx context.Context, req Message, hijack func(Message)
 
 // IsAlive checks if the helper process is still running: it reports false
 // once the client is closed, the server has hung up its control connection,
-// or the spawned helper process has exited.
+// or a spawned helper process has exited.
 func (c *Client) IsAlive() bool {
 	select {
 	case <-c.deadCh:
 		return false
 	default:
-	}
-	if c.procDone != nil {
-		select {
-		case <-c.procDone:
-			return false
-		default:
-		}
 	}
 	return c.Err() == nil
 }
@@ -478,18 +447,9 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.control.Close()
 	c.markDead(ErrAlreadyClosed)
-	if c.cmd != nil {
-		select {
-		case <-c.procDone:
-		case <-time.After(helperGrace):
-			c.cmd.Process.Kill()
-			<-c.procDone
-		}
+	if c.owner != nil {
+		c.owner.Close()
 	}
 	c.wg.Wait()
-	if c.ownSocket && c.socketPath != "" {
-		os.Remove(c.socketPath)
-		unlockSocket(c.socketPath, c.socketLock)
-	}
 	return nil
 }

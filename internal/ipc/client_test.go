@@ -420,7 +420,7 @@ func TestServerKilled(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(c.socketPath); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(c.owner.(*helperProcess).socketPath); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket file left behind: %v", err)
 	}
 }

@@ -12,19 +12,29 @@
 //
 // Payloads are built with [Encoder] and read with [Decoder]: integers are big
 // endian, a bool is one byte, strings and byte slices are a uint32 length and
-// the bytes, a string slice is a uint32 count and the strings. The Encode* and
-// Decode* functions lay out the protocol's structures field by field in the
-// order their Go declarations give. The message numbers and error codes are
-// those of the seed document; numbers this package adds are marked as
-// extensions and never reuse a seed number.
+// the bytes, a string slice is a uint32 count and the strings. The message
+// numbers and error codes are those of the seed document; numbers this
+// package adds are marked as extensions and never reuse a seed number.
 //
+// # Messages
+//
+// Every message in use has a [Desc] in the table of table.go (listed in
+// README.md): who serves it, the Go types of its request and answer bodies
+// ([Msg] values, one struct each, whose Encode and checked Decode lay out
+// the fields in the order their declarations give), whether it blocks,
+// turns the connection into a stream, or carries descriptors. Servers
+// register typed handlers with [Route], which decodes, calls and encodes;
+// callers use the typed calls ([Client.Do] and its kin) or [Agent], the
+// typed client of the agent's protocol. The seed's raw API ([Handler],
+// [ResponseBuilder], [Client.CallWithEncoder], the seed's unused numbers)
+// lives in seed_*.go.
+
 // # Responses
 //
 // Every request gets exactly one answer on the connection it came on:
 //
 //   - success: a [MsgResponse] whose payload starts with the byte
-//     [ErrCodeOK] (0), followed by the operation's results
-//     ([ResponseBuilder.Success] writes that byte);
+//     [ErrCodeOK] (0), followed by the answer's body;
 //   - failure: a [MsgError] whose payload is laid out by [EncodeError]: a
 //     uint8 code, then the message, op and path strings. An extension may
 //     follow: a uint32 Linux errno, which [DecodeError] reads when present.
@@ -52,8 +62,8 @@
 // # Limits
 //
 // No message may be longer than [MaxMessageSize]; [ReadHeader] rejects a
-// larger length before anything is allocated, and every Decode* function
-// checks lengths and counts against [Decoder.Remaining] before allocating.
+// larger length before anything is allocated, and every decoder checks
+// lengths and counts against [Decoder.Remaining] before allocating.
 //
 // # Descriptors
 //

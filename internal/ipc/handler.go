@@ -8,25 +8,6 @@ import (
 	"sync"
 )
 
-// Handler is a function that handles a request and returns a response: the
-// payload of a [MsgResponse] (start it with [ResponseBuilder.Success]), or an
-// error that the server sends as a [MsgError] laid out by [ToIPCError].
-// The request payload is valid only until the handler returns (the server
-// reuses large buffers): keep a copy of anything needed later.
-type Handler func(msgType uint16, payload []byte) ([]byte, error)
-
-// ServeCall lets a Handler serve as a [CallHandler]. It closes any files that
-// came with the request, which a Handler cannot see.
-func (h Handler) ServeCall(ctx context.Context, req *Request) (*Response, error) {
-	closeFiles(req.Files)
-	req.Files = nil
-	b, err := h(req.Type, req.Payload)
-	if err != nil {
-		return nil, err
-	}
-	return &Response{Payload: b}, nil
-}
-
 // CallHandler serves requests with everything that comes with them
 // (extension): descriptors, cancellation, and the option to take over the
 // connection. ServeCall is called concurrently for requests on different
@@ -53,6 +34,7 @@ type Request struct {
 	// them or hand them on.
 	Files []*os.File
 
+	reply    Response    // what Route sends back besides the body (SendFiles, HijackWith)
 	sc       *serverConn // nil when the request did not come from a Server
 	baseCtx  context.Context
 	ctxOnce  sync.Once
@@ -65,9 +47,6 @@ type Request struct {
 func (r *Request) CanPassDescriptors() bool {
 	return r.sc != nil && r.sc.mc.uc != nil
 }
-
-// Decoder returns a decoder over the request's payload.
-func (r *Request) Decoder() *Decoder { return NewDecoder(r.Payload) }
 
 // Context returns a context that is cancelled when the server closes or when
 // the client hangs up while the handler is still running (for example
@@ -90,8 +69,8 @@ func (r *Request) Context() context.Context {
 
 // Response is a handler's answer (extension).
 type Response struct {
-	// Payload is the payload of the MsgResponse; start it with
-	// [ResponseBuilder.Success].
+	// Payload is the payload of the MsgResponse: the success byte
+	// [ErrCodeOK], then the answer's body.
 	Payload []byte
 	// Files travel with the response. The server closes them after sending
 	// (or failing to send).
@@ -103,11 +82,9 @@ type Response struct {
 	Hijack func(conn net.Conn)
 }
 
-// MuxHandler handles a specific message type.
-type MuxHandler func(dec *Decoder) ([]byte, error)
-
-// Mux is a message type multiplexer for the server. It is safe for concurrent
-// use; handlers may be registered while serving.
+// Mux is a message type multiplexer for the server: [Route] registers the
+// typed handlers of the protocol on it. It is safe for concurrent use;
+// handlers may be registered while serving.
 type Mux struct {
 	mu       sync.RWMutex
 	handlers map[uint16]CallHandler // guarded by mu
@@ -116,19 +93,6 @@ type Mux struct {
 // NewMux creates a new message multiplexer.
 func NewMux() *Mux {
 	return &Mux{handlers: make(map[uint16]CallHandler)}
-}
-
-// Handle registers a handler for a message type, replacing any earlier one.
-func (m *Mux) Handle(msgType uint16, handler MuxHandler) {
-	m.HandleCall(msgType, CallHandlerFunc(func(ctx context.Context, req *Request) (*Response, error) {
-		closeFiles(req.Files)
-		req.Files = nil
-		b, err := handler(req.Decoder())
-		if err != nil {
-			return nil, err
-		}
-		return &Response{Payload: b}, nil
-	}))
 }
 
 // HandleCall registers a [CallHandler] for a message type (extension).
@@ -149,16 +113,4 @@ func (m *Mux) ServeCall(ctx context.Context, req *Request) (*Response, error) {
 		return nil, &IPCError{Code: ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown message type: 0x%04x", req.Type)}
 	}
 	return h.ServeCall(ctx, req)
-}
-
-// Handler returns a Handler function for use with Server.
-func (m *Mux) Handler() Handler {
-	return func(msgType uint16, payload []byte) ([]byte, error) {
-		resp, err := m.ServeCall(context.Background(), &Request{Type: msgType, Payload: payload})
-		if err != nil {
-			return nil, err
-		}
-		closeFiles(resp.Files)
-		return resp.Payload, nil
-	}
 }

@@ -6,29 +6,12 @@ import (
 	"io"
 )
 
-// Network messages of the agent (see agentproto.go for conventions). A
-// listener or connection is made inside the sandbox's network. With wantFD
-// on a connection that carries descriptors, the answer brings the socket
-// itself and the host uses it natively; otherwise a listener is a handle,
-// and a connection is the byte stream of the call's own connection, which
-// the caller takes over (Client.Hijack) once the answer arrives.
-//
-//	MsgNetListen        network, addr, wantFD          → handle u64 (0 with a file), addr [+1 file]
-//	MsgListenerAccept   handle                         → local, remote; then the stream of the accepted connection
-//	MsgListenerClose    handle                         →
-//	MsgListenerAddr     handle                         → addr
-//	MsgNetDial          network, addr, timeout i64 ns, wantFD → local, remote [+1 file]; without a file, then the stream
-//	MsgNetListenPacket  network, addr, wantFD          → local [+1 file]; without a file, then datagrams framed on the stream
-//
-// A stream ends as the connection does: end of file after a half close
-// (CloseWrite) either way, and a close of the stream closes the socket.
-// Datagrams on a packet stream are framed as a uint32 length, then the
-// peer's address (string) and the payload (bytes) as the Encoder writes
-// them.
-const (
-	MsgNetDial         uint16 = 0x0509
-	MsgNetListenPacket uint16 = 0x050A
-)
+// Datagrams of a packet socket on the streamed path (MsgNetListenPacket
+// without a descriptor) travel on the call's connection framed as a uint32
+// length, then the peer's address (string) and the payload (bytes) as the
+// Encoder writes them. A stream ends as the connection does: end of file
+// after a half close (CloseWrite) either way, and a close of the stream
+// closes the socket.
 
 // maxPacketFrame bounds a framed datagram: the largest UDP payload and a
 // generous address.

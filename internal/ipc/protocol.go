@@ -8,7 +8,9 @@ import (
 
 // Message types of the protocol, grouped by category in the high byte.
 // The seed's numbers never change meaning; numbers marked "extension" are
-// this SDK's additions inside free values.
+// this SDK's additions inside free values. These are the numbers in use:
+// table.go describes each, and seed_protocol.go holds the seed's numbers
+// that nothing sends.
 const (
 	// Instance lifecycle (0x01xx)
 	MsgInstanceNew        uint16 = 0x0100
@@ -16,9 +18,11 @@ const (
 	MsgInstanceWait       uint16 = 0x0102
 	MsgInstanceID         uint16 = 0x0103
 	MsgInstanceIsRunning  uint16 = 0x0104
-	MsgInstanceSetConsole uint16 = 0x0105
 	MsgInstanceSetNetwork uint16 = 0x0106
-	MsgInstanceExec       uint16 = 0x0107
+	MsgInstanceOpenLink   uint16 = 0x0108 // extension
+	MsgInstanceStats      uint16 = 0x0109 // extension
+	MsgInstanceSetTimeout uint16 = 0x010A // extension
+	MsgInstanceSnapshot   uint16 = 0x010B // extension
 
 	// Filesystem operations (0x02xx)
 	MsgFsOpen      uint16 = 0x0200
@@ -50,49 +54,34 @@ const (
 	MsgFileTruncate uint16 = 0x0305
 	MsgFileStat     uint16 = 0x0306
 	MsgFileName     uint16 = 0x0307
+	MsgFileReadAt   uint16 = 0x0308 // extension
+	MsgFileWriteAt  uint16 = 0x0309 // extension
+	MsgFileReadDir  uint16 = 0x030A // extension
 
 	// Command operations (0x04xx)
 	MsgCmdNew            uint16 = 0x0400
-	MsgCmdEntrypoint     uint16 = 0x0401
 	MsgCmdFree           uint16 = 0x0402
-	MsgCmdSetDir         uint16 = 0x0403
-	MsgCmdSetEnv         uint16 = 0x0404
-	MsgCmdGetEnv         uint16 = 0x0405
-	MsgCmdEnviron        uint16 = 0x0406
 	MsgCmdStart          uint16 = 0x0407
 	MsgCmdWait           uint16 = 0x0408
 	MsgCmdRun            uint16 = 0x0409
-	MsgCmdOutput         uint16 = 0x040A
-	MsgCmdCombinedOutput uint16 = 0x040B
-	MsgCmdExitCode       uint16 = 0x040C
 	MsgCmdKill           uint16 = 0x040D
+	MsgCmdAttach         uint16 = 0x040E // extension
+	MsgCmdSetConsoleSize uint16 = 0x040F // extension
+	MsgCmdSpawn          uint16 = 0x0410 // extension
 
 	// Network operations (0x05xx)
-	MsgNetListen      uint16 = 0x0500
-	MsgListenerAccept uint16 = 0x0501
-	MsgListenerClose  uint16 = 0x0502
-	MsgListenerAddr   uint16 = 0x0503
-	MsgConnRead       uint16 = 0x0504
-	MsgConnWrite      uint16 = 0x0505
-	MsgConnClose      uint16 = 0x0506
-	MsgConnLocalAddr  uint16 = 0x0507
-	MsgConnRemoteAddr uint16 = 0x0508
-
-	// Snapshot operations (0x06xx)
-	MsgSnapshotCacheKey uint16 = 0x0600
-	MsgSnapshotParent   uint16 = 0x0601
-	MsgSnapshotClose    uint16 = 0x0602
-	MsgSnapshotAsSource uint16 = 0x0603
-
-	// Dockerfile operations (0x07xx)
-	MsgBuildDockerfile uint16 = 0x0700
+	MsgNetListen       uint16 = 0x0500
+	MsgListenerAccept  uint16 = 0x0501
+	MsgListenerClose   uint16 = 0x0502
+	MsgListenerAddr    uint16 = 0x0503
+	MsgNetDial         uint16 = 0x0509 // extension
+	MsgNetListenPacket uint16 = 0x050A // extension
 
 	// Session (0x08xx, extension): messages about the connection itself.
 
 	// MsgHello is the versioned handshake a [Client] sends first, on its
-	// control connection. Request: string [HelloMagic], uint32 protocol
-	// version. Response: Success, uint32 version, string describing the
-	// server. A server of another version answers [ErrCodeVersionMismatch].
+	// control connection. A server of another version answers
+	// [ErrCodeVersionMismatch].
 	MsgHello uint16 = 0x0800
 
 	// Response types (0xFFxx)
@@ -104,8 +93,9 @@ const (
 // [MsgHello]. It changes whenever a message changes shape or one is added,
 // so that a helper installed from an older build fails the handshake
 // clearly rather than meeting a message it does not know. Version 2 added
-// MsgInstanceSetTimeout.
-const ProtocolVersion uint32 = 2
+// MsgInstanceSetTimeout; version 3 gave the helper's snapshot its own
+// number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's).
+const ProtocolVersion uint32 = 3
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

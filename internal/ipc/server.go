@@ -34,12 +34,6 @@ type Server struct {
 	closeEv *os.File // guarded by mu: readable once closed (see Request.AwaitReadable); nil until used
 }
 
-// NewServer creates a new IPC server listening on the given Unix socket path.
-// A stale socket file at the path is replaced.
-func NewServer(socketPath string, handler Handler) (*Server, error) {
-	return Listen(socketPath, handler)
-}
-
 // Listen creates a server for h listening on a Unix socket at socketPath
 // (extension: it takes any [CallHandler], such as a [*Mux]). A stale socket
 // file at the path is replaced. The socket gets mode 0600 whatever the
@@ -320,23 +314,21 @@ func (sc *serverConn) call(m Message) (resp *Response, err error) {
 
 // hello answers a handshake. It returns false when the connection must end.
 func (sc *serverConn) hello(m Message) bool {
-	dec := NewDecoder(m.Payload)
-	magic, err := dec.String()
-	if err != nil || magic != HelloMagic {
-		sc.writeError(&IPCError{Code: ErrCodeInvalidArgument, Message: "not a cc-sandbox ipc handshake", Op: "hello"})
+	var req HelloReq
+	if err := req.Decode(NewDecoder(m.Payload)); err != nil || req.Magic != HelloMagic {
+		msg := "not a cc-sandbox ipc handshake"
+		if err != nil && req.Magic == HelloMagic {
+			msg = "truncated handshake"
+		}
+		sc.writeError(&IPCError{Code: ErrCodeInvalidArgument, Message: msg, Op: "hello"})
 		return false
 	}
-	v, err := dec.Uint32()
-	if err != nil {
-		sc.writeError(&IPCError{Code: ErrCodeInvalidArgument, Message: "truncated handshake", Op: "hello"})
-		return false
-	}
-	if v != ProtocolVersion {
+	if req.Version != ProtocolVersion {
 		sc.writeError(&IPCError{Code: ErrCodeVersionMismatch, Op: "hello",
-			Message: fmt.Sprintf("client speaks protocol version %d, this server speaks %d", v, ProtocolVersion)})
+			Message: fmt.Sprintf("client speaks protocol version %d, this server speaks %d", req.Version, ProtocolVersion)})
 		return false
 	}
-	resp := NewResponseBuilder().Success().Uint32(ProtocolVersion).String(sc.srv.info).Build()
+	resp := appendAnswer(&HelloAns{Version: ProtocolVersion, Info: sc.srv.info})
 	return sc.mc.writeMsg(Message{Type: MsgResponse, Payload: resp}) == nil
 }
 

@@ -85,19 +85,19 @@ func TestHelperSocketLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	lock := c.socketPath + socketLockSuffix
+	lock := c.owner.(*helperProcess).socketPath + socketLockSuffix
 	if _, err := os.Stat(lock); err != nil {
 		t.Fatalf("no lock file beside the helper's socket: %v", err)
 	}
 	RemoveStaleSockets()
-	if _, err := os.Stat(c.socketPath); err != nil {
+	if _, err := os.Stat(c.owner.(*helperProcess).socketPath); err != nil {
 		t.Fatalf("a sweep removed a live helper's socket: %v", err)
 	}
 	if got, err := c.Call(msgEcho, []byte("hi")); err != nil || string(got) != "\x00hi" {
 		t.Fatalf("echo through the helper after a sweep: %q %v", got, err)
 	}
 	c.Close()
-	for _, p := range []string{c.socketPath, lock} {
+	for _, p := range []string{c.owner.(*helperProcess).socketPath, lock} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("%s after Close: %v", p, err)
 		}

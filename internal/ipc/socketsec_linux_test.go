@@ -107,12 +107,12 @@ func TestHelperSocketPrivate(t *testing.T) {
 		}
 		return fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid
 	}
-	dir := filepath.Dir(c.socketPath)
+	dir := filepath.Dir(c.owner.(*helperProcess).socketPath)
 	if m, uid := mode(dir); !m.IsDir() || m.Perm() != 0o700 || int(uid) != os.Geteuid() {
 		t.Errorf("the socket directory %s: mode %v, uid %d; want a directory, 0700, uid %d", dir, m, uid, os.Geteuid())
 	}
-	if m, _ := mode(c.socketPath); m&os.ModeSocket == 0 || m.Perm() != 0o600 {
-		t.Errorf("the socket %s: mode %v, want a socket with 0600", c.socketPath, m)
+	if m, _ := mode(c.owner.(*helperProcess).socketPath); m&os.ModeSocket == 0 || m.Perm() != 0o600 {
+		t.Errorf("the socket %s: mode %v, want a socket with 0600", c.owner.(*helperProcess).socketPath, m)
 	}
 	if got, err := c.Call(msgEcho, []byte("hi")); err != nil || string(got) != "\x00hi" {
 		t.Fatalf("echo from the helper's own user: %q %v", got, err)
@@ -121,7 +121,7 @@ func TestHelperSocketPrivate(t *testing.T) {
 		t.Log("not root: the part with another user's process needs root to start one")
 		return
 	}
-	got := dialAsNobody(t, c.socketPath)
+	got := dialAsNobody(t, c.owner.(*helperProcess).socketPath)
 	t.Logf("another user, through the private directory: %s", got)
 	if !strings.HasPrefix(got, "refused:") {
 		t.Errorf("another user reached the helper: %s", got)

@@ -190,8 +190,8 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		}
 	}
 
-	c := &Client{dial: dial, deadCh: make(chan struct{}), busy: make(map[*msgConn]struct{}),
-		socketPath: socketPath, ownSocket: true, socketLock: lock, cmd: cmd, procDone: procDone}
+	proc := &helperProcess{cmd: cmd, done: procDone, socketPath: socketPath, lock: lock}
+	c := &Client{dial: dial, deadCh: make(chan struct{}), busy: make(map[*msgConn]struct{}), owner: proc}
 	if err := c.handshake(ctx, conn); err != nil {
 		return fail(err)
 	}
@@ -206,4 +206,31 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		c.markDead(cause)
 	}()
 	return c, nil
+}
+
+// helperGrace is how long Close waits for a spawned helper to exit on its
+// own before killing it.
+const helperGrace = 2 * time.Second
+
+// helperProcess is a helper StartHelper started: its Client owns it, and
+// closes it once its connections are closed, which asks the helper to exit.
+type helperProcess struct {
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when cmd has been waited for
+	socketPath string
+	lock       *os.File // held while the socket is in use (socketlock_linux.go)
+}
+
+// Close waits for the helper to exit, killing it after helperGrace, and
+// removes its socket.
+func (p *helperProcess) Close() error {
+	select {
+	case <-p.done:
+	case <-time.After(helperGrace):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	os.Remove(p.socketPath)
+	unlockSocket(p.socketPath, p.lock)
+	return nil
 }

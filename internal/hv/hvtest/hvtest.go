@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,27 +99,14 @@ func stateDir(t *testing.T) string {
 	return d
 }
 
-// call sends a request built by enc and returns the decoder after Success.
-func call(t *testing.T, c *ipc.Client, msg uint16, enc func(*ipc.Encoder)) (*ipc.Decoder, error) {
-	t.Helper()
-	var e ipc.Encoder
-	enc(&e)
-	resp, err := c.Call(msg, e.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	return ipc.NewDecoder(resp[1:]), nil
-}
-
 func testStartServeStop(t *testing.T, h Harness) {
 	sb, c := start(t, h, nil)
-	dec, err := call(t, c, ipc.MsgFsStat, func(e *ipc.Encoder) { e.String("/bin/busybox") })
+	st, err := ipc.NewAgent(c).Stat(context.Background(), "/bin/busybox")
 	if err != nil {
 		t.Fatalf("stat /bin/busybox: %v", err)
 	}
-	fi, err := ipc.DecodeFileInfo(dec)
-	if err != nil || fi.Name != "busybox" || fi.Size == 0 {
-		t.Fatalf("stat answer %+v %v", fi, err)
+	if fi := st.Info; fi.Name != "busybox" || fi.Size == 0 {
+		t.Fatalf("stat answer %+v", fi)
 	}
 	select {
 	case <-sb.Done():
@@ -144,13 +133,14 @@ func testStartServeStop(t *testing.T, h Harness) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client did not notice the sandbox stopped")
 	}
-	if _, err := c.Call(ipc.MsgFsStat, nil); !errors.Is(err, ipc.ErrTransport) && !errors.Is(err, ipc.ErrAlreadyClosed) {
+	if _, err := ipc.NewAgent(c).Stat(context.Background(), "/"); !errors.Is(err, ipc.ErrTransport) && !errors.Is(err, ipc.ErrAlreadyClosed) {
 		t.Errorf("call after Stop: %v", err)
 	}
 }
 
 func testConcurrentConnections(t *testing.T, h Harness) {
 	_, c := start(t, h, nil)
+	a := ipc.NewAgent(c)
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for i := range 50 {
@@ -158,8 +148,7 @@ func testConcurrentConnections(t *testing.T, h Harness) {
 		go func() {
 			defer wg.Done()
 			p := fmt.Sprintf("/tmp-%d", i)
-			_, err := call(t, c, ipc.MsgFsMkdir, func(e *ipc.Encoder) { e.String(p); e.Uint32(0o755) })
-			errs <- err
+			errs <- a.Mkdir(context.Background(), p, 0o755)
 		}()
 	}
 	wg.Wait()
@@ -173,31 +162,25 @@ func testConcurrentConnections(t *testing.T, h Harness) {
 
 func testDescriptors(t *testing.T, h Harness) {
 	_, c := start(t, h, nil)
-	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/f"); e.WriteBytes([]byte("data")); e.Uint32(0o644) }); err != nil {
+	a := ipc.NewAgent(c)
+	if err := a.WriteFile(context.Background(), "/f", []byte("data"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var e ipc.Encoder
-	e.String("/f")
-	e.Int32(int32(os.O_RDONLY))
-	e.Uint32(0)
-	e.Bool(true)
-	resp, err := c.Exchange(context.Background(), ipc.Message{Type: ipc.MsgFsOpenFile, Payload: e.Bytes()})
+	_, f, err := a.OpenFile(context.Background(), ipc.OpenFileReq{Path: "/f", Flag: int32(os.O_RDONLY), WantFD: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		for _, f := range resp.Files {
-			f.Close()
-		}
-	}()
+	if f != nil {
+		defer f.Close()
+	}
 	caps := h.Backend.Capabilities()
-	if caps.PassesDescriptors != (len(resp.Files) == 1) {
-		t.Fatalf("PassesDescriptors %v, but the open answer carried %d files", caps.PassesDescriptors, len(resp.Files))
+	if caps.PassesDescriptors != (f != nil) {
+		t.Fatalf("PassesDescriptors %v, but the open answer carried the file: %v", caps.PassesDescriptors, f != nil)
 	}
 	if !caps.PassesDescriptors {
 		return
 	}
-	b, err := io.ReadAll(resp.Files[0])
+	b, err := io.ReadAll(f)
 	if err != nil || string(b) != "data" {
 		t.Errorf("read through the passed descriptor: %q %v", b, err)
 	}
@@ -216,7 +199,7 @@ func testUpperDir(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	defer upper.Close()
-	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/new"); e.WriteBytes([]byte("x")); e.Uint32(0o644) }); err != nil {
+	if err := ipc.NewAgent(c).WriteFile(context.Background(), "/new", []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n, err := upper.Lookup("new")
@@ -259,17 +242,18 @@ func testBinds(t *testing.T, h Harness) {
 	_, c := start(t, h, func(cfg *hv.Config) {
 		cfg.Binds = []hv.Bind{{HostPath: ro, Path: "/ro"}, {HostPath: rw, Path: "/deep/rw", Writable: true}}
 	})
-	dec, err := call(t, c, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String("/ro/f") })
+	a := ipc.NewAgent(c)
+	b, err := a.ReadFile(context.Background(), "/ro/f")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := dec.Bytes(); string(b) != "host" {
+	if string(b) != "host" {
 		t.Errorf("read-only bind reads %q", b)
 	}
-	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/ro/g"); e.WriteBytes(nil); e.Uint32(0o644) }); err == nil {
+	if err := a.WriteFile(context.Background(), "/ro/g", nil, 0o644); err == nil {
 		t.Error("wrote into a read-only bind")
 	}
-	if _, err := call(t, c, ipc.MsgFsWriteFile, func(e *ipc.Encoder) { e.String("/deep/rw/g"); e.WriteBytes([]byte("in")); e.Uint32(0o644) }); err != nil {
+	if err := a.WriteFile(context.Background(), "/deep/rw/g", []byte("in"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(rw, "g")); err != nil || string(b) != "in" {
@@ -279,11 +263,11 @@ func testBinds(t *testing.T, h Harness) {
 
 func testHostname(t *testing.T, h Harness) {
 	_, c := start(t, h, func(cfg *hv.Config) { cfg.Hostname = "confhost" })
-	dec, err := call(t, c, ipc.MsgFsReadFile, func(e *ipc.Encoder) { e.String("/proc/sys/kernel/hostname") })
+	b, err := ipc.NewAgent(c).ReadFile(context.Background(), "/proc/sys/kernel/hostname")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := dec.Bytes(); !bytes.Equal(b, []byte("confhost\n")) {
+	if !bytes.Equal(b, []byte("confhost\n")) {
 		t.Errorf("hostname %q", b)
 	}
 }
@@ -300,34 +284,29 @@ func testBadLayer(t *testing.T, h Harness) {
 
 func testNoLayers(t *testing.T, h Harness) {
 	_, c := start(t, h, func(cfg *hv.Config) { cfg.Layers = nil })
-	dec, err := call(t, c, ipc.MsgFsReadDir, func(e *ipc.Encoder) { e.String("/") })
+	entries, err := ipc.NewAgent(c).ReadDir(context.Background(), "/")
 	if err != nil {
 		t.Fatalf("readdir of an empty root: %v", err)
 	}
-	if n, _ := dec.Uint32(); n == 0 {
+	if len(entries) == 0 {
 		t.Error("an empty root has not even /proc")
 	}
 }
 
 func testCommand(t *testing.T, h Harness) {
 	_, c := start(t, h, nil)
+	a := ipc.NewAgent(c)
 	spec := ipc.CmdSpec{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 7"}, Env: []string{"PATH=/bin"}}
-	var e ipc.Encoder
-	ipc.EncodeCmdSpec(&e, spec)
-	resp, err := c.Call(ipc.MsgCmdSpawn, e.Bytes())
+	ans, _, err := a.CmdSpawn(context.Background(), &spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hnd, _ := ipc.NewDecoder(resp[1:]).Uint64()
-	dec, err := call(t, c, ipc.MsgCmdWait, func(e *ipc.Encoder) { e.Uint64(hnd); e.Uint8(ipc.WaitRelease) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ipc.DecodeExitStatus(dec)
+	st, err := a.CmdWait(context.Background(), ans.Handle, ipc.WaitRelease)
 	if err != nil || !st.Exited || st.Code != 7 {
 		t.Fatalf("exit status %+v %v", st, err)
 	}
-	if _, err := c.Call(ipc.MsgCmdWait, (&ipc.Encoder{}).Bytes()); err == nil {
-		t.Error("a malformed wait succeeded")
+	// A request the agent cannot decode is refused, clearly.
+	if _, err := c.Call(ipc.MsgCmdWait, nil); !errors.Is(err, fs.ErrInvalid) || !strings.Contains(err.Error(), "malformed MsgCmdWait") {
+		t.Errorf("a malformed wait: %v", err)
 	}
 }

@@ -63,9 +63,8 @@ func startWith(t *testing.T, b Backend, mutate func(*hv.Config)) (*sandbox, *ipc
 // spawn starts script under sh in the sandbox, its output discarded.
 func spawn(t *testing.T, c *ipc.Client, script string) {
 	t.Helper()
-	var e ipc.Encoder
-	ipc.EncodeCmdSpec(&e, ipc.CmdSpec{Path: "/bin/sh", Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}})
-	if _, err := c.Call(ipc.MsgCmdSpawn, e.Bytes()); err != nil {
+	spec := ipc.CmdSpec{Path: "/bin/sh", Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}}
+	if _, _, err := ipc.NewAgent(c).CmdSpawn(context.Background(), &spec, nil); err != nil {
 		t.Fatalf("starting %q: %v", script, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,7 +47,7 @@ func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
 			res <- result{nil, fmt.Errorf("entering the sandbox's network namespace: %w", err)}
 			return
 		}
-		f, err := openTap(ifname)
+		f, err := netutil.OpenTap("/dev/net/tun", ifname)
 		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
@@ -54,24 +55,4 @@ func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
 	}()
 	r := <-res
 	return r.f, r.err
-}
-
-// openTap opens /dev/net/tun and creates the TAP device ifname in the
-// calling thread's network namespace.
-func openTap(ifname string) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("opening /dev/net/tun: %w", err)
-	}
-	ifr, err := unix.NewIfreq(ifname)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("creating the TAP device %s: %w", ifname, err)
-	}
-	return os.NewFile(uintptr(fd), "tap-"+ifname), nil
 }

@@ -12,9 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/ccsandbox/sandbox/internal/agent"
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -53,7 +51,7 @@ func (b Backend) Start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &sandbox{cfg: cfg, log: log, done: make(chan struct{}), stopping: make(chan struct{})}
+	s := &sandbox{cfg: cfg, log: log, proc: hv.NewProc("agent")}
 	if err := s.prepareDirs(); err != nil {
 		return nil, err
 	}
@@ -80,15 +78,12 @@ type sandbox struct {
 	cgroup *cgroup // its directories may be none (no cgroup could be had)
 	upper  string
 
-	done     chan struct{} // closed when the agent has been waited for
-	waitErr  error         // set before done closes
-	stopOnce sync.Once
-	stopping chan struct{} // closed by Stop before it kills
+	proc *hv.Proc // the agent's life
 }
 
 func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx) }
 func (s *sandbox) Channel() (*os.File, error)                 { return s.dialer.File() }
-func (s *sandbox) Done() <-chan struct{}                      { return s.done }
+func (s *sandbox) Done() <-chan struct{}                      { return s.proc.Done() }
 func (s *sandbox) Pid() int                                   { return s.cmd.Process.Pid }
 
 // OpenUpper opens the writable layer as an untrusted tree.
@@ -96,23 +91,16 @@ func (s *sandbox) OpenUpper() (*untrusted.Dir, error) { return untrusted.Open(s.
 
 // Err reports why the sandbox ended: nil when Stop ended it.
 func (s *sandbox) Err() error {
-	select {
-	case <-s.done:
-	default:
+	if !s.proc.Ended() {
 		return nil
-	}
-	select {
-	case <-s.stopping:
-		return nil
-	default:
 	}
 	if s.cgroup.oomKilled() {
 		return fmt.Errorf("sandbox killed: %w", ipc.ErrOutOfMemory)
 	}
-	if s.waitErr == nil {
-		return errors.New("sandbox agent exited")
+	if err := s.proc.ExitErr(); err != nil {
+		return fmt.Errorf("sandbox agent: %w", err)
 	}
-	return fmt.Errorf("sandbox agent: %w", s.waitErr)
+	return errors.New("sandbox agent exited")
 }
 
 // prepareDirs creates the upper, work and rootfs directories, writes the
@@ -209,12 +197,10 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	}
 	logDone := make(chan struct{})
 	go s.forwardLog(logR, logDone)
-	go func() {
-		s.waitErr = s.cmd.Wait()
+	s.proc.Watch(s.cmd, func() {
 		<-logDone
 		s.cgroup.remove()
-		close(s.done)
-	}()
+	})
 	stop := func(err error) error {
 		local.Close()
 		s.Stop()
@@ -372,34 +358,21 @@ func (s *sandbox) forwardLog(r io.ReadCloser, done chan<- struct{}) {
 }
 
 // Kill kills the agent, and with it every process of the sandbox.
-func (s *sandbox) Kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.stopOnce.Do(func() {
-		close(s.stopping)
-		if s.dialer != nil {
-			s.dialer.Close()
-		}
-		s.cmd.Process.Kill()
-		s.cgroup.thawV1() // a task frozen by the v1 freezer cannot die
-	})
-}
+func (s *sandbox) Kill() { s.proc.Kill(s.beforeKill, s.afterKill) }
 
 // Stop kills the agent, and with it every process of the sandbox, and
 // waits for it.
-func (s *sandbox) Stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
-	}
-	s.Kill()
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(hv.StopGrace):
-		return fmt.Errorf("sandbox %s: agent pid %d did not exit after SIGKILL", s.cfg.ID, s.cmd.Process.Pid)
+func (s *sandbox) Stop() error { return s.proc.Stop(s.cfg.ID, s.beforeKill, s.afterKill) }
+
+// beforeKill fails the calls waiting on the agent's channel.
+func (s *sandbox) beforeKill() {
+	if s.dialer != nil {
+		s.dialer.Close()
 	}
 }
+
+// afterKill thaws the sandbox: a task frozen by the v1 freezer cannot die.
+func (s *sandbox) afterKill() { s.cgroup.thawV1() }
 
 // spawnError explains the usual reasons a namespace clone fails.
 func spawnError(err error) error {

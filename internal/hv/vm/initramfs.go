@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // initramfsVersion changes whenever the initramfs changes shape.
@@ -130,27 +132,14 @@ func buildInitramfs(dir string, p *initramfsPlan) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-initramfs-")
+	// QEMU reads it as the sandbox's root: 0644.
+	err = fsutil.WriteAtomic(out, 0o644, func(tmp *os.File) error {
+		if err := p.write(tmp); err != nil {
+			return fmt.Errorf("writing the initramfs: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	if err := p.write(tmp); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("writing the initramfs: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil { // QEMU reads it as the sandbox's root
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
 		return "", err
 	}
 	return out, nil

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -48,10 +47,7 @@ type sandbox struct {
 	// QEMU has exited.
 	link *os.File
 
-	done     chan struct{} // closed when QEMU has been waited for
-	waitErr  error         // set before done closes
-	stopOnce sync.Once
-	stopping chan struct{} // closed by Kill
+	proc *hv.Proc // QEMU's life
 }
 
 // launch is what start prepares for QEMU: the descriptors it inherits, in
@@ -103,7 +99,7 @@ func start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &sandbox{cfg: cfg, cache: cache, log: log, done: make(chan struct{}), stopping: make(chan struct{}),
+	s := &sandbox{cfg: cfg, cache: cache, log: log, proc: hv.NewProc("QEMU"),
 		con: &console{log: log, id: cfg.ID}}
 
 	l := &launch{}
@@ -370,14 +366,12 @@ func (s *sandbox) spawn(qemu string, args []string, l *launch) error {
 	}
 	logDone := make(chan struct{})
 	go s.con.copy(logR, logDone)
-	go func() {
-		s.waitErr = s.cmd.Wait()
+	s.proc.Watch(s.cmd, func() {
 		<-logDone
 		if s.link != nil {
 			s.link.Close()
 		}
-		close(s.done)
-	}()
+	})
 	return nil
 }
 
@@ -450,14 +444,14 @@ func (s *sandbox) handshake(ctx context.Context, ctl *net.UnixConn, guest *agent
 		ctl.SetDeadline(time.Unix(1, 0))
 		<-result
 		err = fmt.Errorf("the VM did not start in time (%w)", ctx.Err())
-	case <-s.done:
+	case <-s.proc.Done():
 		ctl.SetDeadline(time.Unix(1, 0))
 		<-result
-		err = fmt.Errorf("QEMU exited during boot (%v)", s.waitErr)
+		err = fmt.Errorf("QEMU exited during boot (%v)", s.proc.ExitErr())
 	}
 	if err != nil {
 		s.Kill()
-		<-s.done
+		<-s.proc.Done()
 		return fmt.Errorf("vm backend: %w; the guest console's last lines:\n%s", err, s.con.last())
 	}
 	sess, err := agent.NewVMMuxClient(ctl)
@@ -480,7 +474,7 @@ func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
-func (s *sandbox) Done() <-chan struct{} { return s.done }
+func (s *sandbox) Done() <-chan struct{} { return s.proc.Done() }
 func (s *sandbox) OpenUpper() (*untrusted.Dir, error) {
 	return nil, fmt.Errorf("a VM keeps its writable layer on its own disk: %w", errors.ErrUnsupported)
 }
@@ -488,45 +482,23 @@ func (s *sandbox) Pid() int { return s.cmd.Process.Pid }
 
 // Err reports why the VM stopped: nil when Stop or Kill stopped it.
 func (s *sandbox) Err() error {
-	select {
-	case <-s.done:
-	default:
+	if !s.proc.Ended() {
 		return nil
 	}
-	select {
-	case <-s.stopping:
-		return nil
-	default:
-	}
-	return fmt.Errorf("sandbox vm exited (%v); the guest console's last lines:\n%s", s.waitErr, s.con.last())
+	return fmt.Errorf("sandbox vm exited (%v); the guest console's last lines:\n%s", s.proc.ExitErr(), s.con.last())
 }
 
 // Kill kills QEMU, and with it the guest. Its disk is scratch: nothing is
 // lost that a snapshot would have kept.
-func (s *sandbox) Kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.stopOnce.Do(func() {
-		close(s.stopping)
-		if s.sess != nil {
-			s.sess.Close()
-		}
-		s.cmd.Process.Kill()
-	})
-}
+func (s *sandbox) Kill() { s.proc.Kill(s.closeSession, nil) }
 
 // Stop kills QEMU and waits for it.
-func (s *sandbox) Stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
-	}
-	s.Kill()
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(hv.StopGrace):
-		return fmt.Errorf("sandbox %s: QEMU pid %d did not exit after SIGKILL", s.cfg.ID, s.cmd.Process.Pid)
+func (s *sandbox) Stop() error { return s.proc.Stop(s.cfg.ID, s.closeSession, nil) }
+
+// closeSession fails the calls waiting on the agent's connections.
+func (s *sandbox) closeSession() {
+	if s.sess != nil {
+		s.sess.Close()
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // xzMagic starts an xz stream: Debian compresses its kernels' payload
@@ -54,38 +56,25 @@ func unpackVmlinux(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-vmlinux-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	cmd := exec.Command(xz, "-dc", "--single-stream") // the bzImage goes on after the stream
-	cmd.Stdin = bytes.NewReader(data[off:])
-	cmd.Stdout = tmp
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("unpacking %s: %w", src, err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	f, err := elf.NewFile(tmp)
-	if err != nil {
-		return fmt.Errorf("unpacking %s: %w", src, err)
-	}
-	if !hasPVHNote(f) {
-		return fmt.Errorf("%s: the kernel has no PVH entry point", src)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return fsutil.WriteAtomic(dst, 0o644, func(tmp *os.File) error {
+		cmd := exec.Command(xz, "-dc", "--single-stream") // the bzImage goes on after the stream
+		cmd.Stdin = bytes.NewReader(data[off:])
+		cmd.Stdout = tmp
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("unpacking %s: %w", src, err)
+		}
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		f, err := elf.NewFile(tmp)
+		if err != nil {
+			return fmt.Errorf("unpacking %s: %w", src, err)
+		}
+		if !hasPVHNote(f) {
+			return fmt.Errorf("%s: the kernel has no PVH entry point", src)
+		}
+		return nil
+	})
 }
 
 // hasPVHNote reports whether the ELF kernel carries the Xen note that

@@ -1,0 +1,130 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/ccsandbox/sandbox/internal/netutil"
+)
+
+// Expose forwards every connection accepted on hostListener (a host
+// listener) to sandboxAddr inside the sandbox, both ways. It takes
+// ownership of hostListener. Close of the returned Closer stops
+// forwarding, closes the listener and every live connection, and waits.
+func (i *Instance) Expose(network, sandboxAddr string, hostListener net.Listener) (io.Closer, error) {
+	if hostListener == nil {
+		return nil, errors.New("Expose: nil listener")
+	}
+	f := newForwarder(hostListener, func(ctx context.Context) (net.Conn, error) {
+		return i.DialContext(ctx, network, sandboxAddr)
+	})
+	return f, nil
+}
+
+// Forward sends every connection accepted on sandboxListener (from
+// Listen) to hostAddr, dialed on the host with network, both ways. It
+// takes ownership of sandboxListener. Close stops forwarding, closes the
+// listener and every live connection, and waits.
+func (i *Instance) Forward(sandboxListener net.Listener, network, hostAddr string) (io.Closer, error) {
+	if sandboxListener == nil {
+		return nil, errors.New("Forward: nil listener")
+	}
+	f := newForwarder(sandboxListener, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, hostAddr)
+	})
+	return f, nil
+}
+
+// forwarder accepts on one side and dials the other for each connection.
+type forwarder struct {
+	ln     net.Listener
+	dial   func(context.Context) (net.Conn, error)
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // guarded by mu
+}
+
+func newForwarder(ln net.Listener, dial func(context.Context) (net.Conn, error)) *forwarder {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &forwarder{ln: ln, dial: dial, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	f.wg.Add(1)
+	go f.acceptLoop()
+	return f
+}
+
+func (f *forwarder) acceptLoop() {
+	defer f.wg.Done()
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && f.ctx.Err() == nil {
+				continue
+			}
+			return
+		}
+		f.wg.Add(1)
+		go f.serve(c)
+	}
+}
+
+// serve joins one accepted connection to a dialed one.
+func (f *forwarder) serve(a net.Conn) {
+	defer f.wg.Done()
+	if !f.add(a) {
+		a.Close()
+		return
+	}
+	defer f.remove(a)
+	b, err := f.dial(f.ctx)
+	if err != nil {
+		a.Close()
+		return
+	}
+	if !f.add(b) {
+		a.Close()
+		b.Close()
+		return
+	}
+	defer f.remove(b)
+	netutil.Splice(a, b)
+}
+
+func (f *forwarder) add(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		return false
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *forwarder) remove(c net.Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+}
+
+// Close stops forwarding and waits until every connection is closed.
+func (f *forwarder) Close() error {
+	f.cancel()
+	err := f.ln.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
