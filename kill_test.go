@@ -73,6 +73,9 @@ func runChild(role string) int {
 	if role == "tty-probe" {
 		return ttyProbe(os.Args[len(os.Args)-1])
 	}
+	if role == "helper-dial" {
+		return helperDial(os.Args[len(os.Args)-1])
+	}
 	if role == "exchange" {
 		return exchangerRole(os.Args[1:])
 	}

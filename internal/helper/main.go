@@ -23,7 +23,9 @@ func init() {
 }
 
 // Main runs a helper with the given command-line arguments (-socket PATH)
-// and returns its exit code. It serves one client, then stops its sandbox.
+// and returns its exit code. It serves one client, the process that
+// started it (its parent: connections from any other process are refused),
+// then stops its sandbox.
 func Main(args []string) int {
 	flags := flag.NewFlagSet("cc-helper", flag.ContinueOnError)
 	socket := flags.String("socket", "", "the Unix socket to serve on")
@@ -40,12 +42,14 @@ func Main(args []string) int {
 		out = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	parent := os.Getppid() // before anything can reparent this process
 	h := newHandler(log)
 	srv, err := ipc.Listen(*socket, h)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cc-helper:", err)
 		return 1
 	}
+	srv.ServeOnly(parent)
 	srv.SetInfo(fmt.Sprintf("cc-helper pid %d", os.Getpid()))
 	srv.SetLogger(log)
 	err = srv.ServeOne()

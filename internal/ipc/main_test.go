@@ -43,11 +43,13 @@ func runTestServer() int {
 		fmt.Fprintln(os.Stderr, "test server: need -socket")
 		return 2
 	}
+	parent := os.Getppid()
 	srv, err := Listen(*socket, newTestMux(nil))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	srv.ServeOnly(parent) // as the real helper does
 	if err := srv.ServeOne(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

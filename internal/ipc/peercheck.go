@@ -45,3 +45,21 @@ func checkPeerPid(c net.Conn, pid int) error {
 	}
 	return nil
 }
+
+// checkPeerIs returns nil when the process at the other end of c is pid
+// itself, and an error matching ErrPeerRefused otherwise: another process
+// of the same user too. Where the system cannot tell (see peerCred), it
+// returns nil.
+func checkPeerIs(c net.Conn, pid int) error {
+	_, got, err := peerCred(c)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: its credentials: %v", ErrPeerRefused, err)
+	}
+	if got != pid {
+		return fmt.Errorf("%w: pid %d connected; this server serves pid %d only", ErrPeerRefused, got, pid)
+	}
+	return nil
+}

@@ -57,6 +57,14 @@ func Listen(socketPath string, h CallHandler) (*Server, error) {
 	return s, nil
 }
 
+// ServeOnly makes the server accept connections from process pid alone
+// (extension): a helper serves the process that started it, and no other
+// process, of its user or root's, gets an answer from it. Call it before
+// serving.
+func (s *Server) ServeOnly(pid int) {
+	s.checkPeer = func(c net.Conn) error { return checkPeerIs(c, pid) }
+}
+
 // accept returns the next connection from a peer the server accepts,
 // closing those it refuses.
 func (s *Server) accept() (net.Conn, error) {
