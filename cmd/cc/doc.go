@@ -56,7 +56,10 @@
 // cc mcp serves sandboxes on standard input and output to one MCP client
 // (an agent) with tools to create a sandbox, run a command in it, write,
 // read and list its files, list the open sandboxes and close one. Network
-// access is off unless the server runs with --allow-network; --memory,
+// access is off unless the server runs with --allow-network, and so is
+// pulling: without it, an image a client names must already be in the
+// store. A client's image name is never looked up among the host's files
+// (host paths are refused by their spelling alone). --memory,
 // --cpus, --pids and --timeout are each sandbox's defaults and the most a
 // client may ask for; --max-sandboxes bounds how many are open at once.
 // Every sandbox the server made is closed when the client disconnects or

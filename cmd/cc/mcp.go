@@ -35,7 +35,8 @@ func newMCPCmd(g *globals) *cobra.Command {
 			"with tools to create sandboxes, run commands in them, write, read and list\n" +
 			"their files, and close them. Every sandbox it made is closed when the\n" +
 			"client disconnects. Sandboxes have no network unless --allow-network is\n" +
-			"given and the client asks for it. --memory, --cpus, --pids and --timeout\n" +
+			"given and the client asks for it; without it, images a client names are not\n" +
+			"pulled but must be in the store already. --memory, --cpus, --pids and --timeout\n" +
 			"are each sandbox's defaults and the most a client may ask for.",
 		Example: "  cc mcp --image host --memory 512 --timeout 30m --max-sandboxes 4",
 		Args:    usageArgs(cobra.NoArgs),
@@ -45,7 +46,7 @@ func newMCPCmd(g *globals) *cobra.Command {
 	}
 	fl := c.Flags()
 	fl.StringVar(&f.image, "image", "host", "the image of sandboxes the client names none for (as cc run's IMAGE)")
-	fl.BoolVar(&f.allowNetwork, "allow-network", false, "let clients ask for sandboxes with outbound network access")
+	fl.BoolVar(&f.allowNetwork, "allow-network", false, "let clients ask for sandboxes with outbound network access, and pull the images they name")
 	fl.Uint64Var(&f.memoryMB, "memory", 0, "each sandbox's memory limit in MiB, and the most a client may ask for (0: none)")
 	fl.Float64Var(&f.cpus, "cpus", 0, "each sandbox's CPU limit, and the most a client may ask for (0: none)")
 	fl.Int64Var(&f.pids, "pids", 0, "each sandbox's process limit, and the most a client may ask for (0: none)")

@@ -100,6 +100,11 @@ func TestMCP(t *testing.T) {
 	leakcheck.Check(t)
 	ref, host := serveBusybox(t)
 	cache := t.TempDir()
+	// Without --allow-network the server pulls nothing: the image its
+	// client names is in the store already.
+	if r := runCCIn(t, cache, nil, "pull", ref); r.code != 0 {
+		t.Fatalf("cc pull %s: %d %s", ref, r.code, r.stderr)
+	}
 	s, _ := startMCP(t, cache, "--max-sandboxes", "2", "--command-timeout", "10m")
 
 	if info := s.InitializeResult().ServerInfo; info.Name != "cc" {
@@ -186,7 +191,7 @@ func TestMCP(t *testing.T) {
 		args any
 		want string
 	}{
-		{"create_sandbox", m{"image": host + "/test/nothing:1"}, "nothing"},
+		{"create_sandbox", m{"image": host + "/test/nothing:1"}, "--allow-network"},
 		{"create_sandbox", m{"image": zero}, zero},
 		{"create_sandbox", m{"image": "/etc"}, "host paths are not accepted"},
 		{"create_sandbox", m{"memory_mb": -1}, "negative"},

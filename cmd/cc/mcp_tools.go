@@ -79,7 +79,9 @@ func (t *tools) create(ctx context.Context, in createIn) (createOut, error) {
 	if err != nil {
 		return createOut{}, err
 	}
-	image, rules := in.Image, sourceRules{}
+	// A client's image name never reaches the host's files, and reaches a
+	// registry only when the operator allowed the network.
+	image, rules := in.Image, sourceRules{noPull: !t.f.allowNetwork}
 	if image == "" {
 		image, rules = t.f.image, sourceRules{paths: true} // the operator's choice
 	}

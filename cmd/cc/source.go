@@ -14,7 +14,8 @@ import (
 
 // sourceRules say which kinds of IMAGE an openSource call accepts.
 type sourceRules struct {
-	paths    bool      // layout directories and archives on the host
+	paths    bool      // layout directories and archives on the host; false: never looked at, not even stat
+	noPull   bool      // use only images the store has: no registry is asked
 	progress io.Writer // where a pull draws its progress bar; nil: nowhere
 }
 
@@ -29,7 +30,7 @@ func openSource(ctx context.Context, g *globals, name string, rules sourceRules)
 		return nil, nop, errors.New("empty image name")
 	case name == "host":
 		return sandbox.HostImage(), nop, nil
-	case isPath(name):
+	case isPath(name, rules.paths):
 		if !rules.paths {
 			return nil, nop, fmt.Errorf("image %q: host paths are not accepted here; name an image reference, a digest or \"host\"", name)
 		}
@@ -47,18 +48,26 @@ func openSource(ctx context.Context, g *globals, name string, rules sourceRules)
 	if rules.progress != nil {
 		opts = append(opts, sandbox.WithProgress(sandbox.ProgressBar(rules.progress)))
 	}
+	if rules.noPull {
+		opts = append(opts, sandbox.WithPullPolicy(sandbox.PullNever))
+	}
 	img, err := sandbox.Pull(ctx, name, opts...)
+	if rules.noPull && errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("%w (images are pulled only by a server started with --allow-network; cc pull puts one in the store)", err)
+	}
 	return img, nop, err
 }
 
 // isPath reports whether IMAGE names a file or directory of the host: it
-// is written as a path (from / or ., or ending in .tar), or it has a
-// slash and exists. Otherwise it is a reference ("library/busybox").
-func isPath(name string) bool {
+// is written as a path (from / or ., or ending in .tar), or (with look) it
+// has a slash and exists. Otherwise it is a reference ("library/busybox").
+// Without look the host is not asked, so that a name cannot tell its
+// sender whether a host path exists.
+func isPath(name string, look bool) bool {
 	if strings.HasPrefix(name, "/") || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tar") {
 		return true
 	}
-	if strings.Contains(name, "/") {
+	if look && strings.Contains(name, "/") {
 		_, err := os.Stat(name)
 		return err == nil
 	}
