@@ -37,6 +37,29 @@ const maxDepth = 2048
 // errTooDeep matches the error of a tree nested deeper than maxDepth.
 var errTooDeep = fmt.Errorf("directories nested deeper than %d levels", maxDepth)
 
+// maxPath is PATH_MAX: a path in a layer, with its terminating NUL, fits
+// in it, or the layer cannot be mounted, linked in or exported by path.
+const maxPath = 4096
+
+// pathTooLong is the error of an entry whose path is maxPath bytes or
+// more; it matches syscall.ENAMETOOLONG.
+type pathTooLong struct{ n int }
+
+func (e *pathTooLong) Error() string {
+	return fmt.Sprintf("a path of %d bytes: a snapshot holds paths shorter than %d bytes (PATH_MAX): %v", e.n, maxPath, unix.ENAMETOOLONG)
+}
+
+func (e *pathTooLong) Unwrap() error { return unix.ENAMETOOLONG }
+
+// checkPathLen returns an *fs.PathError naming the start of p when p is
+// too long for a layer (see maxPath).
+func checkPathLen(p string) error {
+	if len(p) < maxPath {
+		return nil
+	}
+	return &fs.PathError{Op: "snapshot", Path: p[:64] + "...", Err: &pathTooLong{len(p)}}
+}
+
 // inode identifies a file, to keep hard links linked.
 type inode struct{ dev, ino uint64 }
 
@@ -143,8 +166,12 @@ func (c *copier) copyDir(ctx context.Context, src *untrusted.Dir, dst *os.File, 
 		return err
 	}
 	for _, name := range names {
-		if c.exclude.match(path.Join(src.Path(), name)) {
+		full := path.Join(src.Path(), name)
+		if c.exclude.match(full) {
 			continue
+		}
+		if err := checkPathLen(full); err != nil {
+			return err
 		}
 		if err := c.copyEntry(ctx, src, dst, name, depth); err != nil {
 			return err
