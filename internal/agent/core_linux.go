@@ -41,6 +41,9 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if os.Getpid() == 1 {
+		holdSignals()
+	}
 	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(), root: r,
 		tun: -1, tunErr: errors.New("this sandbox cannot create network devices")}
 	a.register()

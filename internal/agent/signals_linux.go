@@ -1,0 +1,35 @@
+package agent
+
+import (
+	"os"
+	"os/signal"
+
+	"golang.org/x/sys/unix"
+)
+
+// deadlySignals are the signals whose default action ends a process and
+// which the Go runtime acts on (it exits) unless the program asks for them.
+// SIGKILL and SIGSTOP are not among them: the kernel drops those for a
+// namespace's init when they come from inside it.
+var deadlySignals = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT, unix.SIGBUS,
+	unix.SIGFPE, unix.SIGSEGV, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE, unix.SIGALRM, unix.SIGTERM,
+	unix.SIGSTKFLT, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF, unix.SIGSYS, unix.SIGPWR,
+}
+
+// holdSignals makes the agent, as PID 1, live through any signal code in
+// the sandbox sends it (kill -TERM 1): the kernel delivers to a
+// namespace's init from inside only the signals it has a handler for, and
+// the Go runtime has one for each of these that exits the process. They
+// are caught and dropped here. Caught, not ignored: an ignored signal
+// stays ignored in the commands the agent starts, a caught one is reset
+// to its default by exec. The host ends the agent with SIGKILL from
+// outside the namespace, which no handler stops.
+func holdSignals() {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, deadlySignals...)
+	go func() {
+		for range ch {
+		}
+	}()
+}
