@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -300,7 +299,6 @@ func (c *copier) copyFile(n *untrusted.Node, dfd int, name string, xattrs [][2]s
 	}
 	defer in.Close()
 	sum := sha256.New()
-	var w io.Writer = sum
 	var out *os.File
 	if dfd >= 0 {
 		fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -309,11 +307,10 @@ func (c *copier) copyFile(n *untrusted.Node, dfd int, name string, xattrs [][2]s
 		}
 		out = os.NewFile(uintptr(fd), name)
 		defer out.Close()
-		w = io.MultiWriter(out, sum)
 	}
 	// The size recorded is what was read: a file the sandbox writes while
-	// it cannot be frozen hashes as copied.
-	size, err := io.Copy(w, in)
+	// it cannot be frozen hashes as copied. Holes and zeros stay holes.
+	size, err := copyContent(in, out, sum)
 	if err != nil {
 		return fmt.Errorf("copying %s: %w", p, err)
 	}
