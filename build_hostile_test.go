@@ -1,0 +1,81 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
+)
+
+// TestBuildHostileSources: a Dockerfile reaches for a host file outside
+// its context through COPY (--parents), RUN --mount binds, caches (by id
+// and source), secrets and targets: symlinks in the context pointing out
+// (absolute, relative, to a directory and to the file), ../ sources, a
+// cache and a writable bind into which a step plants links for the next.
+// Every step is refused or builds an image without the host file, and the
+// host directory is unchanged.
+func TestBuildHostileSources(t *testing.T) {
+	secretDir := t.TempDir()
+	secret := "HOST-CANARY-" + filepath.Base(secretDir)
+	if err := os.WriteFile(filepath.Join(secretDir, "canary"), []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctxDir := t.TempDir()
+	os.Symlink(secretDir, filepath.Join(ctxDir, "link"))
+	os.Symlink(filepath.Join(secretDir, "canary"), filepath.Join(ctxDir, "abs"))
+	os.Symlink("../../../../../../../../"+strings.TrimPrefix(secretDir, "/"), filepath.Join(ctxDir, "rel"))
+	os.MkdirAll(filepath.Join(ctxDir, "d"), 0o755)
+	os.WriteFile(filepath.Join(ctxDir, "d", "ok"), []byte("ok"), 0o644)
+	cache := t.TempDir()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := loadInStore(t, src, cache)
+	up := strings.Repeat("../", 12) + strings.TrimPrefix(secretDir, "/")
+	steps := []string{
+		"COPY --parents link/canary /p1/",
+		"COPY --parents abs /p2/",
+		"COPY --parents rel/canary /p3/",
+		"COPY --parents " + up + "/canary /p4/",
+		"COPY --parents d/../link/canary /p5/",
+		"COPY --parents ./**/canary /p6/",
+		"COPY link /p7/",
+		"RUN --mount=type=bind,source=link,target=/m cat /m/canary > /r1; true",
+		"RUN --mount=type=bind,source=abs,target=/m cat /m > /r2; true",
+		"RUN --mount=type=bind,source=rel,target=/m cat /m/canary > /r3; true",
+		"RUN --mount=type=bind,source=" + up + ",target=/m cat /m/canary > /r4; true",
+		"RUN --mount=type=cache,id=" + up + ",target=/m cat /m/canary > /r5; true",
+		"RUN --mount=type=cache,source=" + up + ",target=/m cat /m/canary > /r6; true",
+		"RUN --mount=type=cache,id=x,target=/m ln -sf " + secretDir + " /m/l; true",
+		"RUN --mount=type=cache,id=x,target=/m cat /m/l/canary > /r7; true",
+		"RUN --mount=type=bind,source=d,target=/m,rw ln -s " + secretDir + " /m/l2; true",
+		"RUN --mount=type=bind,source=d,target=" + up + " cat " + up + "/canary > /r8; true",
+		"RUN --mount=type=secret,id=nope,target=/s,required=false cat /s > /r9; true",
+	}
+	for _, step := range steps {
+		df := "FROM busybox\n" + step + "\n"
+		snap, err := Build(context.Background(), []byte(df), WithBuildSource("busybox", base), WithCacheDir(cache), WithContextDir(ctxDir))
+		if err != nil {
+			t.Logf("%s: refused: %.200v", step, err)
+			continue
+		}
+		inst := newInstance(t, snap, WithCacheDir(cache))
+		out, _ := inst.Command("sh", "-c", "grep -r HOST-CANARY /r1 /r2 /r3 /r4 /r5 /r6 /r7 /r8 /r9 /p1 /p2 /p3 /p4 /p5 /p6 /p7 /m /tmp 2>/dev/null | head -3").CombinedOutput()
+		if strings.Contains(string(out), secret) {
+			t.Errorf("%s: the image holds the host file: %q", step, out)
+		}
+		inst.Close()
+		snap.Close()
+	}
+	if b, _ := os.ReadFile(filepath.Join(secretDir, "canary")); string(b) != secret {
+		t.Errorf("the host file changed: %q", b)
+	}
+	ents, _ := os.ReadDir(secretDir)
+	if len(ents) != 1 {
+		t.Errorf("the host directory changed: %v", ents)
+	}
+}
