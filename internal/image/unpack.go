@@ -389,15 +389,19 @@ func (u *unpacker) writeFile(hdr *tar.Header, fd int, base string, data io.Reade
 	var written int64
 	for {
 		n, rerr := io.ReadFull(data, u.buf)
-		for p := u.buf[:n]; len(p) > 0; {
-			m, err := unix.Write(fd, p)
+		// A chunk of zeros is left a hole (the final truncate sizes the
+		// file): a sandbox's sparse file, streamed as a tar of its zeros,
+		// takes the store no more room than it took the sandbox.
+		off := written
+		for p := u.buf[:n]; len(p) > 0 && !zeroChunk(p); {
+			m, err := unix.Pwrite(fd, p, off)
 			if err == unix.EINTR {
 				continue
 			}
 			if err != nil {
 				return u.sysErr(hdr.Name, "write", err)
 			}
-			p = p[m:]
+			p, off = p[m:], off+int64(m)
 		}
 		written += int64(n)
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && written == hdr.Size {
@@ -409,6 +413,9 @@ func (u *unpacker) writeFile(hdr *tar.Header, fd int, base string, data io.Reade
 			}
 			return &os.PathError{Op: "unpack", Path: hdr.Name, Err: rerr}
 		}
+	}
+	if err := unix.Ftruncate(fd, written); err != nil {
+		return u.sysErr(hdr.Name, "truncate", err)
 	}
 	u.stats.Bytes += written
 	if u.writeback && written > 0 {
@@ -545,4 +552,20 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return n - 1, ErrTooLarge
 	}
 	return n, err
+}
+
+// zeroChunk reports whether b holds only zero bytes.
+func zeroChunk(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
