@@ -176,6 +176,14 @@ func (u *unpacker) tooLarge(entry string) error {
 
 // entry writes one archive entry.
 func (u *unpacker) entry(hdr *tar.Header, data io.Reader) error {
+	if err := checkNameLen(hdr.Name); err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeLink {
+		if err := checkNameLen(hdr.Linkname); err != nil {
+			return err
+		}
+	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
@@ -568,4 +576,14 @@ func zeroChunk(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// checkNameLen refuses an entry name of PATH_MAX (4096) bytes or more,
+// which no path-based tool could use, with an error that names the
+// length and the limit and matches both ErrInvalidEntry and ENAMETOOLONG.
+func checkNameLen(name string) error {
+	if len(name) < 4096 {
+		return nil
+	}
+	return &os.PathError{Op: "unpack", Path: name[:64] + "...", Err: fmt.Errorf("%w: a path of %d bytes: paths are shorter than 4096 bytes (PATH_MAX): %w", ErrInvalidEntry, len(name), unix.ENAMETOOLONG)}
 }
