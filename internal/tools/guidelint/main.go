@@ -22,14 +22,14 @@ package main
 import (
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/tools/lintsrc"
 )
 
 // maxLines is the longest a Go file outside tests may be.
@@ -117,33 +117,7 @@ func lineCount(src []byte) int {
 
 // checkPublic checks the public package's files (root's own, tests left
 // out) for messages laid out or read by hand.
-func checkPublic(root string) ([]finding, error) {
-	names, err := filepath.Glob(filepath.Join(root, "*.go"))
-	if err != nil {
-		return nil, err
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("%s: no Go files", root)
-	}
-	sort.Strings(names)
-	fset := token.NewFileSet()
-	var out []finding
-	for _, name := range names {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		file, err := parser.ParseFile(fset, name, src, parser.SkipObjectResolution)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, checkFile(fset, file)...)
-	}
-	return out, nil
-}
+func checkPublic(root string) ([]finding, error) { return lintsrc.CheckDir(root, checkFile) }
 
 // checkFile returns where one file of the public package names ipc's
 // encoder or decoder, or reads a message's Payload.
