@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -451,19 +452,7 @@ func (s *sandbox) Stop() error {
 // egress (MsgInstanceSetNetwork), and removes it when the host disables
 // it.
 func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
-	rc, err := s.link.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	cerr := rc.Control(func(raw uintptr) { fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) })
-	if cerr != nil {
-		return nil, cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "gvisor-frames"), nil
+	return fsutil.DupFile(s.link, "gvisor-frames")
 }
 
 // agentLibs returns, for a dynamically linked host binary, the host
