@@ -69,6 +69,7 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 	$(GO) run ./internal/tools/treelint $(TREE_PKGS)
+	$(GO) run ./internal/tools/guidelint .
 
 ## bench: every benchmark, each printed beside the floor it is compared with.
 ## The unpack benchmarks take about a second per round: a time-based

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ccsandbox/sandbox/internal/ipc"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,24 +63,7 @@ func runGVisor() error {
 	a.tun, a.tunErr = tun, tunErr
 	a.frames = newFrameLink(os.NewFile(GVisorFdFrames, "frames"), a.log)
 	defer a.frames.close()
-	if _, err := channel.WriteString(VMOK + "\n"); err != nil {
-		a.shutdown()
-		return err
-	}
-	sess, err := NewVMMuxServer(channel)
-	if err != nil {
-		a.shutdown()
-		return err
-	}
-	srv := ipc.NewServerListener(sess, a.mux)
-	var uts unix.Utsname
-	unix.Uname(&uts)
-	srv.SetInfo("gvisor agent, kernel " + unix.ByteSliceToString(uts.Release[:]))
-	srv.SetLogger(a.log)
-	err = srv.ServeOne()
-	a.shutdown()
-	sess.Close()
-	return err
+	return a.serveSession(channel, "gvisor agent")
 }
 
 // buildGVisorRoot makes the sandbox's root from what the host put in the

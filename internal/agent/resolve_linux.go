@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,22 +91,6 @@ func pathErr(op, p string, err error) error {
 	return &fs.PathError{Op: op, Path: p, Err: err}
 }
 
-// syscallMode converts a FileMode to the mode bits of a syscall, as the
-// os package does.
-func syscallMode(m fs.FileMode) uint32 {
-	o := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		o |= unix.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		o |= unix.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		o |= unix.S_ISVTX
-	}
-	return o
-}
-
 // info returns the FileInfo of the file at p (its final symlink followed
 // when follow is set).
 func (r *root) info(p string, follow bool) (fs.FileInfo, error) {
@@ -141,7 +126,7 @@ func (r *root) stat(p string) (*unix.Stat_t, error) {
 
 // open opens the file at p as os.OpenFile does.
 func (r *root) open(p string, flag int, perm fs.FileMode) (*os.File, error) {
-	fd, err := r.openat2(p, flag, syscallMode(perm))
+	fd, err := r.openat2(p, flag, fsutil.UnixPerm(perm))
 	if err != nil {
 		return nil, pathErr("open", p, err)
 	}
@@ -304,7 +289,7 @@ func (r *root) mkdir(p string, perm fs.FileMode) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	return pathErr("mkdir", p, unix.Mkdirat(dfd, name, syscallMode(perm)))
+	return pathErr("mkdir", p, unix.Mkdirat(dfd, name, fsutil.UnixPerm(perm)))
 }
 
 // mkdirAll creates p and the directories above it that are missing, as
@@ -402,7 +387,7 @@ func (r *root) chmod(p string, mode fs.FileMode) error {
 		return pathErr("chmod", p, err)
 	}
 	defer unix.Close(fd)
-	return pathErr("chmod", p, unix.Chmod(fdPath(fd), syscallMode(mode)))
+	return pathErr("chmod", p, unix.Chmod(fdPath(fd), fsutil.UnixPerm(mode)))
 }
 
 // chown changes the owner of the file at p; of a final symlink itself

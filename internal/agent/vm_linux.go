@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ccsandbox/sandbox/internal/ipc"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,24 +89,7 @@ func bootVM() error {
 	}
 	a.reaper.caps = caps
 	a.upper = upper
-	if _, err := port.WriteString(VMOK + "\n"); err != nil {
-		a.shutdown()
-		return err
-	}
-	sess, err := NewVMMuxServer(port)
-	if err != nil {
-		a.shutdown()
-		return err
-	}
-	srv := ipc.NewServerListener(sess, a.mux)
-	var uts unix.Utsname
-	unix.Uname(&uts)
-	srv.SetInfo("vm agent, kernel " + unix.ByteSliceToString(uts.Release[:]))
-	srv.SetLogger(a.log)
-	err = srv.ServeOne()
-	a.shutdown()
-	sess.Close()
-	return err
+	return a.serveSession(port, "vm agent")
 }
 
 // mountKernelFS mounts /proc, /sys and /dev in the initramfs.

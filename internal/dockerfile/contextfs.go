@@ -135,18 +135,3 @@ func entryOf(st *unix.Stat_t, host string) *entry {
 		host:  host,
 	}
 }
-
-// unixPerm converts the permission bits of an fs.FileMode to st_mode's.
-func unixPerm(m fs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		p |= unix.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		p |= unix.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		p |= unix.S_ISVTX
-	}
-	return p
-}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/layertar"
 	"github.com/ccsandbox/sandbox/internal/untrusted"
@@ -160,7 +161,7 @@ func (w *layerWriter) finishEntry(p string, isLink bool, mode fs.FileMode, uid, 
 		return err
 	}
 	if !isLink {
-		if err := unix.Chmod(p, unixPerm(mode)); err != nil {
+		if err := unix.Chmod(p, fsutil.UnixPerm(mode)); err != nil {
 			return &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // RUN --mount, with BuildKit's option names and defaults. What a mount
@@ -269,7 +271,7 @@ func (s *state) chownHost(p string, uid, gid int) error {
 // chmodHost sets a host file's permission bits, setuid and the like
 // included.
 func chmodHost(p string, mode fs.FileMode) error {
-	if err := unix.Chmod(p, unixPerm(mode)); err != nil {
+	if err := unix.Chmod(p, fsutil.UnixPerm(mode)); err != nil {
 		return &fs.PathError{Op: "chmod", Path: p, Err: err}
 	}
 	return nil

@@ -37,3 +37,20 @@ func FileMode(m uint32) fs.FileMode {
 	}
 	return mode
 }
+
+// UnixPerm converts the permission bits of an fs.FileMode (with setuid,
+// setgid and sticky) to st_mode's, for the calls that take a mode
+// (open, mkdir, chmod); the file type is left out.
+func UnixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= unix.S_ISVTX
+	}
+	return p
+}

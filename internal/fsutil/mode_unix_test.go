@@ -37,3 +37,17 @@ func TestFileMode(t *testing.T) {
 		}
 	}
 }
+
+// TestUnixPerm: the permission bits and setuid, setgid and sticky go to
+// st_mode's and back through FileMode unchanged; the type is left out.
+func TestUnixPerm(t *testing.T) {
+	for _, m := range []fs.FileMode{0, 0o644, 0o755 | fs.ModeSetuid, 0o750 | fs.ModeSetgid, 0o777 | fs.ModeSticky,
+		0o777 | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky} {
+		if got := FileMode(UnixPerm(m)); got != m {
+			t.Errorf("FileMode(UnixPerm(%v)) = %v", m, got)
+		}
+	}
+	if got, want := UnixPerm(fs.ModeDir|fs.ModeSetuid|0o700), uint32(unix.S_ISUID|0o700); got != want {
+		t.Errorf("UnixPerm(dir, setuid, 0700) = %#o, want %#o", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"golang.org/x/sys/unix"
 )
@@ -28,25 +29,10 @@ func platform(m idmap.Map) (string, error) {
 	default:
 		return "", fmt.Errorf("CC_GVISOR_PLATFORM=%s: want systrap, kvm or ptrace", p)
 	}
-	if kvmOpen(m) && kvmUsable() {
+	if hv.KVMOpen(m) && kvmUsable() {
 		return platformKVM, nil
 	}
 	return platformSystrap, nil
-}
-
-// kvmOpen reports whether runsc, run with the id mapping m, can open
-// /dev/kvm: as the host user itself (unprivileged: a single mapping), or
-// as root's sandbox ids through the device's group (see procAttr) or its
-// permissions for everyone. The VM backend asks the same.
-func kvmOpen(m idmap.Map) bool {
-	var st unix.Stat_t
-	if unix.Stat("/dev/kvm", &st) != nil {
-		return false
-	}
-	if m.Single() {
-		return unix.Access("/dev/kvm", unix.R_OK|unix.W_OK) == nil
-	}
-	return st.Mode&0o006 == 0o006 || st.Mode&0o060 == 0o060
 }
 
 var kvmProbe struct {

@@ -77,7 +77,7 @@ func TestPlatform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[bool]string{true: "kvm", false: "systrap"}[kvmOpen(idmap.Current()) && kvmUsable()]; p != want {
+	if want := map[bool]string{true: "kvm", false: "systrap"}[hv.KVMOpen(idmap.Current()) && kvmUsable()]; p != want {
 		t.Errorf("platform %q, want %q", p, want)
 	}
 	t.Logf("platform here: %s", p)

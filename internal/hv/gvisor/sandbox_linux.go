@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -44,11 +45,8 @@ type sandbox struct {
 	// duplicates, and it is closed once the launcher has exited.
 	link *os.File
 
-	done     chan struct{} // closed when the launcher has been waited for
-	waitErr  error         // set before done closes
-	oomKills int           // the cgroup's count at the end, set before done closes
-	stopOnce sync.Once
-	stopping chan struct{} // closed by Kill
+	proc     *hv.Proc // the launcher's life: waited for, killed once
+	oomKills int      // the cgroup's count at the end, set before proc.Done closes
 
 	mu   sync.Mutex
 	tail []string // guarded by mu: the launcher's last output lines
@@ -84,7 +82,7 @@ func start(ctx context.Context, cfg *hv.Config, self bool) (hv.Sandbox, error) {
 	if dir := os.Getenv("CC_GVISOR_DEBUG"); dir != "" {
 		p.Flags = append(p.Flags, "--debug", "--debug-log="+dir+"/")
 	}
-	s := &sandbox{cfg: cfg, log: log, done: make(chan struct{}), stopping: make(chan struct{})}
+	s := &sandbox{cfg: cfg, log: log, proc: hv.NewProc("the gVisor launcher")}
 	if s.cgroup, err = newCgroup(cfg); err != nil {
 		return nil, err
 	}
@@ -180,14 +178,12 @@ func (s *sandbox) spawn(p *plan) (*net.UnixConn, error) {
 	}
 	outDone := make(chan struct{})
 	go s.collect(outR, outDone)
-	go func() {
-		s.waitErr = s.cmd.Wait()
+	s.proc.Watch(s.cmd, func() {
 		<-outDone
 		s.link.Close()
 		s.oomKills = s.cgroup.oomKills()
 		s.cgroup.remove()
-		close(s.done)
-	}()
+	})
 	err = s.cgroup.add(s.cmd.Process.Pid)
 	if err == nil {
 		err = s.sendFiles(hostFiles, s.cmd.Process.Pid)
@@ -195,7 +191,7 @@ func (s *sandbox) spawn(p *plan) (*net.UnixConn, error) {
 	if err != nil {
 		ctl.Close()
 		s.Kill()
-		<-s.done
+		<-s.proc.Done()
 		return nil, err
 	}
 	return ctl, nil
@@ -360,7 +356,7 @@ func (s *sandbox) handshake(ctx context.Context, ctl *net.UnixConn) error {
 	}
 	if err != nil {
 		s.Kill()
-		<-s.done
+		<-s.proc.Done()
 		return fmt.Errorf("gvisor backend: %w; runsc's last output:\n%s", err, s.last())
 	}
 	sess, err := agent.NewVMMuxClient(ctl)
@@ -379,7 +375,7 @@ func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) {
 	return s.sess.Open()
 }
 
-func (s *sandbox) Done() <-chan struct{} { return s.done }
+func (s *sandbox) Done() <-chan struct{} { return s.proc.Done() }
 func (s *sandbox) OpenUpper() (*untrusted.Dir, error) {
 	return nil, fmt.Errorf("gVisor keeps the writable layer in its own memory: %w", errors.ErrUnsupported)
 }
@@ -389,7 +385,7 @@ func (s *sandbox) Pid() int { return s.cmd.Process.Pid }
 // killed it for its memory limit, else nil when Stop or Kill stopped it.
 func (s *sandbox) Err() error {
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 	default:
 		return nil
 	}
@@ -398,19 +394,17 @@ func (s *sandbox) Err() error {
 	if s.oomKills > 0 {
 		return fmt.Errorf("gvisor sandbox killed: %w", ipc.ErrOutOfMemory)
 	}
-	select {
-	case <-s.stopping:
+	if !s.proc.Ended() {
 		return nil
-	default:
 	}
-	return fmt.Errorf("gvisor sandbox exited (%v); runsc's last output:\n%s", s.waitErr, s.last())
+	return fmt.Errorf("gvisor sandbox exited (%v); runsc's last output:\n%s", s.proc.ExitErr(), s.last())
 }
 
 // OOMKills returns how many processes of the sandbox the host killed for
 // memory: the sentry, which takes the whole sandbox with it.
 func (s *sandbox) OOMKills() int {
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 		return s.oomKills
 	default:
 		return s.cgroup.oomKills()
@@ -419,30 +413,15 @@ func (s *sandbox) OOMKills() int {
 
 // Kill kills the launcher, and with it, as its pid namespace ends, every
 // process of the sandbox.
-func (s *sandbox) Kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.stopOnce.Do(func() {
-		close(s.stopping)
-		if s.sess != nil {
-			s.sess.Close()
-		}
-		s.cmd.Process.Kill()
-	})
-}
+func (s *sandbox) Kill() { s.proc.Kill(s.closeSession, nil) }
 
 // Stop kills the sandbox and waits until its processes are gone.
-func (s *sandbox) Stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
-	}
-	s.Kill()
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(hv.StopGrace):
-		return fmt.Errorf("sandbox %s: the gVisor launcher pid %d did not exit after SIGKILL", s.cfg.ID, s.cmd.Process.Pid)
+func (s *sandbox) Stop() error { return s.proc.Stop(s.cfg.ID, s.closeSession, nil) }
+
+// closeSession fails the calls waiting on the agent's connections.
+func (s *sandbox) closeSession() {
+	if s.sess != nil {
+		s.sess.Close()
 	}
 }
 
@@ -451,19 +430,7 @@ func (s *sandbox) Stop() error {
 // egress (MsgInstanceSetNetwork), and removes it when the host disables
 // it.
 func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
-	rc, err := s.link.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	cerr := rc.Control(func(raw uintptr) { fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) })
-	if cerr != nil {
-		return nil, cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "gvisor-frames"), nil
+	return fsutil.DupFile(s.link, "gvisor-frames")
 }
 
 // agentLibs returns, for a dynamically linked host binary, the host

@@ -58,7 +58,7 @@ func errOr(err error, s string) string {
 // accelerator returns the fastest accelerator for guests of qemu: the
 // CC_VM_ACCEL environment variable when set (kvm, hvf, whpx or tcg); hvf on
 // macOS, whpx on Windows; on Linux kvm when QEMU's identity can open
-// /dev/kvm (see kvmOpen) and a paused QEMU starts with it, else tcg.
+// /dev/kvm (see hv.KVMOpen) and a paused QEMU starts with it, else tcg.
 func accelerator(qemu string, kvmOpen bool) (string, error) {
 	if a := os.Getenv("CC_VM_ACCEL"); a != "" {
 		switch a {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -122,7 +123,7 @@ func start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) {
 		s.link = host
 		l.spec.NetFD = l.add(guest)
 	}
-	if l.spec.Accel, err = accelerator(qemu, kvmOpen(cfg.IDMap)); err != nil {
+	if l.spec.Accel, err = accelerator(qemu, hv.KVMOpen(cfg.IDMap)); err != nil {
 		ctl.Close()
 		return nil, err
 	}
@@ -502,21 +503,6 @@ func (s *sandbox) closeSession() {
 	}
 }
 
-// kvmOpen reports whether QEMU, run with the id mapping m, can open
-// /dev/kvm: as the host user itself (unprivileged: a single mapping), or
-// as root's unprivileged sandbox ids through the device's group (see
-// qemuProcAttr) or its permissions for everyone.
-func kvmOpen(m idmap.Map) bool {
-	var st unix.Stat_t
-	if unix.Stat("/dev/kvm", &st) != nil {
-		return false
-	}
-	if m.Single() {
-		return unix.Access("/dev/kvm", unix.R_OK|unix.W_OK) == nil
-	}
-	return st.Mode&0o006 == 0o006 || st.Mode&0o060 == 0o060
-}
-
 // frameSocket returns a connected pair of datagram sockets for the guest
 // NIC's frames: the host's end (non-blocking, for the egress stack's
 // poller) and QEMU's. Large buffers keep bursts of 64 KB frames flowing.
@@ -549,19 +535,5 @@ func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
 	if ifname != "eth0" {
 		return nil, fmt.Errorf("the VM's network device is eth0, not %q", ifname)
 	}
-	// Through the raw descriptor: File.Fd would make the shared file
-	// description blocking, and the egress stack polls it.
-	rc, err := s.link.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	cerr := rc.Control(func(raw uintptr) { fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) })
-	if cerr != nil {
-		return nil, cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "vm-nic"), nil
+	return fsutil.DupFile(s.link, "vm-nic")
 }

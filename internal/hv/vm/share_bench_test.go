@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
@@ -44,7 +45,7 @@ func BenchmarkGuestShare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	accel, err := accelerator(qemu, kvmOpen(idmap.Current()))
+	accel, err := accelerator(qemu, hv.KVMOpen(idmap.Current()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,13 +20,12 @@ package main
 import (
 	"fmt"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/tools/lintsrc"
 )
 
 // byName are the functions that resolve a path argument by name, per
@@ -94,33 +93,7 @@ func main() {
 
 // checkDir checks the Go files of one package directory; tests, which
 // build their trees by name, are left out.
-func checkDir(dir string) ([]finding, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		return nil, err
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("%s: no Go files", dir)
-	}
-	sort.Strings(names)
-	fset := token.NewFileSet()
-	var out []finding
-	for _, name := range names {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		file, err := parser.ParseFile(fset, name, src, parser.ParseComments)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, checkFile(fset, file)...)
-	}
-	return out, nil
-}
+func checkDir(dir string) ([]finding, error) { return lintsrc.CheckDir(dir, checkFile) }
 
 // checkFile returns the refused calls of one file.
 func checkFile(fset *token.FileSet, file *ast.File) []finding {
