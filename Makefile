@@ -53,10 +53,11 @@ test:
 ## test-gvisor: the public suite on the gVisor backend, with the test binary
 ## as runsc (tag gvisor links it in; runsc needs a static binary, so no cgo
 ## and no race detector), then the gVisor tests and the hv conformance suite.
-GVISOR_SUITE := TestExec$$|TestFS$$|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshot|TestEgress|TestOpenFilesLimit|TestLifecycle
+## The same selection as scripts/test-phases' gvisor phase (make test runs it).
+GVISOR_SUITE := ^(TestExec|TestFS|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshotRace|TestSnapshotAndFork|TestSnapshotForksAreIsolated|TestSnapshotKeys|TestSnapshotReopenAcrossProcesses|TestSnapshotExport|TestSnapshotRedoneChange|TestEgress.*|TestOpenFilesLimit|TestLifecycle|TestGVisor.*)$$
 test-gvisor:
-	CGO_ENABLED=0 CC_BACKEND=gvisor $(GO) test -tags gvisor -count=1 -timeout 30m -run '$(GVISOR_SUITE)' -skip '/vm$$' .
-	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m -run 'TestGVisor|TestExamples/gvisor' .
+	CGO_ENABLED=0 CC_BACKEND=gvisor $(GO) test -tags gvisor -count=1 -timeout 30m -run '$(GVISOR_SUITE)' -skip '/(vm|descriptors)$$' .
+	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m -run 'TestExamples/gvisor' .
 	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m ./internal/hv/gvisor
 
 ## test-short: the suite without lint and race detector, for quick iterations.

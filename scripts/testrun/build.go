@@ -23,20 +23,20 @@ type pkg struct {
 
 // built is what the build step made.
 type built struct {
-	module    string            // the module's root directory
-	modPath   string            // the module's path
-	pkgs      map[string][]*pkg // by phase name, in go list order
-	examples  string            // directory of the example programs
-	helper    string            // the cc-helper program
-	cc        map[bool]string   // the cc program, by race
-	test2json string            // go tool test2json
+	module    string               // the module's root directory
+	modPath   string               // the module's path
+	pkgs      map[string][]*pkg    // by phase name, in go list order
+	examples  string               // directory of the example programs
+	helper    string               // the cc-helper program
+	cc        map[buildKind]string // the cc program, by kind of build
+	test2json string               // go tool test2json
 }
 
 // The programs the tests run, built once: TestExamples runs the examples
 // from CC_TEST_EXAMPLES_BIN and TestHelperBinary runs CC_TEST_HELPER_BIN,
 // both built without -race, as a user builds them; cmd/cc's tests run
-// CC_TEST_CC_BIN, built with -race when the tests are (as their TestMain
-// would build it).
+// CC_TEST_CC_BIN, built as the tests are (with -race when they are, as
+// their TestMain would build it).
 const (
 	examplesPattern = "./examples/..."
 	helperPackage   = "./cmd/cc-helper"
@@ -44,7 +44,7 @@ const (
 )
 
 // build lists every phase's packages and builds their test binaries, each
-// package once per kind of build (with -race or without), and the
+// package once per kind of build (race, plain, static:TAGS), and the
 // programs the tests run.
 func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 	b := &built{pkgs: map[string][]*pkg{}}
@@ -55,26 +55,30 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 	b.module, b.modPath, _ = strings.Cut(strings.TrimSpace(mod), "\t")
 	type key struct {
 		importPath string
-		race       bool
+		build      buildKind
 	}
 	all := map[key]*pkg{}
-	order := map[bool][]*pkg{}
+	order := map[buildKind][]*pkg{}
+	var kinds []buildKind // in the phases' order
 	for _, p := range phases {
 		list, err := listPackages(ctx, p.patterns)
 		if err != nil {
 			return nil, fmt.Errorf("phase %s: %w", p.name, err)
 		}
 		for _, l := range list {
-			k := key{l.importPath, p.race}
+			k := key{l.importPath, p.build}
 			if all[k] == nil {
 				all[k] = l
-				order[p.race] = append(order[p.race], l)
+				if order[p.build] == nil {
+					kinds = append(kinds, p.build)
+				}
+				order[p.build] = append(order[p.build], l)
 			}
 			b.pkgs[p.name] = append(b.pkgs[p.name], all[k])
 		}
 	}
-	for _, race := range []bool{true, false} {
-		if err := buildTests(ctx, filepath.Join(work, "bin", kind(race)), race, order[race]); err != nil {
+	for _, k := range kinds {
+		if err := buildTests(ctx, filepath.Join(work, "bin", k.dir()), k, order[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -86,18 +90,16 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 		return nil, err
 	}
 	b.helper = filepath.Join(b.examples, "cc-helper")
-	b.cc = map[bool]string{}
-	for _, race := range []bool{true, false} {
-		if len(order[race]) == 0 {
-			continue
+	b.cc = map[buildKind]string{}
+	for _, k := range kinds {
+		if !hasPackage(order[k], b.modPath+strings.TrimPrefix(ccPackage, ".")) {
+			continue // only cmd/cc's tests run it
 		}
-		b.cc[race] = filepath.Join(work, "programs-"+kind(race), "cc")
-		args := []string{"build", "-o", b.cc[race], ccPackage}
-		if race {
-			args = []string{"build", "-race", "-o", b.cc[race], ccPackage}
-		}
-		say("go %s", strings.Join(args, " "))
-		if err := command(ctx, "go", args...); err != nil {
+		b.cc[k] = filepath.Join(work, "programs-"+k.dir(), "cc")
+		flags, env := k.goFlags()
+		args := append(append([]string{"build"}, flags...), "-o", b.cc[k], ccPackage)
+		say("%sgo %s", envPrefix(env), strings.Join(args, " "))
+		if err := command(ctx, "env", append(append(env, "go"), args...)...); err != nil {
 			return nil, err
 		}
 	}
@@ -120,7 +122,8 @@ func build(ctx context.Context, work string, phases []*phase) (*built, error) {
 // buildTests builds the test binaries of pkgs into dir. go test -c -o
 // DIR/ names each binary after the last element of its import path:
 // packages that share one go to separate directories.
-func buildTests(ctx context.Context, dir string, race bool, pkgs []*pkg) error {
+func buildTests(ctx context.Context, dir string, k buildKind, pkgs []*pkg) error {
+	flags, env := k.goFlags()
 	var rounds [][]*pkg
 	for _, p := range pkgs {
 		name := path.Base(p.importPath)
@@ -138,28 +141,35 @@ func buildTests(ctx context.Context, dir string, race bool, pkgs []*pkg) error {
 	}
 	for i, r := range rounds {
 		out := filepath.Join(dir, strconv.Itoa(i)) + "/"
-		args := []string{"test", "-c"}
-		if race {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", out)
+		args := append(append([]string{"test", "-c"}, flags...), "-o", out)
 		for _, p := range r {
 			args = append(args, p.importPath)
 			p.bin = filepath.Join(out, path.Base(p.importPath)+".test")
 		}
-		say("go %s ... (%s)", strings.Join(args[:len(args)-len(r)], " "), plural(len(r), "package"))
-		if err := command(ctx, "go", args...); err != nil {
+		say("%sgo %s ... (%s)", envPrefix(env), strings.Join(args[:len(args)-len(r)], " "), plural(len(r), "package"))
+		if err := command(ctx, "env", append(append(env, "go"), args...)...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func kind(race bool) string {
-	if race {
-		return "race"
+// envPrefix shows a command's environment before it, as a shell would.
+func envPrefix(env []string) string {
+	if len(env) == 0 {
+		return ""
 	}
-	return "plain"
+	return strings.Join(env, " ") + " "
+}
+
+// hasPackage reports whether pkgs holds the package importPath.
+func hasPackage(pkgs []*pkg, importPath string) bool {
+	for _, p := range pkgs {
+		if p.importPath == importPath {
+			return true
+		}
+	}
+	return false
 }
 
 func hasBase(r []*pkg, name string) bool {

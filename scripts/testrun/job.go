@@ -171,7 +171,7 @@ func (j *job) exec(ctx context.Context, c *config, b *built, work string, ru *ro
 		"TMPDIR=" + tmp,
 		"CC_TEST_EXAMPLES_BIN=" + b.examples,
 		"CC_TEST_HELPER_BIN=" + b.helper,
-		"CC_TEST_CC_BIN=" + b.cc[j.phase.race],
+		"CC_TEST_CC_BIN=" + b.cc[j.phase.build],
 		"GORACE=atexit_sleep_ms=0",
 	}, j.phase.env...)
 	var cmd *exec.Cmd

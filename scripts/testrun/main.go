@@ -16,7 +16,10 @@
 // Each step and phase prints a header when it starts and its time when it
 // ends; while test binaries run, a line a minute says where each one is.
 //
-//	go run ./scripts/testrun [-jobs N] [-step NAME=COMMAND]... [-suite TestName]... [phases-file]
+//	go run ./scripts/testrun [-jobs N] [-only PHASE]... [-step NAME=COMMAND]... [-suite TestName]... [phases-file]
+//
+// -only runs the named phases of the file and no others (and builds only
+// what they need).
 //
 // It exits 1 when anything failed. The work directory (binaries, logs) is
 // removed at the end unless something failed or -keep is given.
@@ -61,6 +64,7 @@ type config struct {
 	steps      stepFlag
 	beside     stepFlag
 	suites     listFlag
+	only       listFlag
 	jobs       int
 	timeout    time.Duration
 	user       string
@@ -73,6 +77,7 @@ func main() {
 	flag.Var(&c.steps, "step", "NAME=COMMAND: a step run with sh -c before the build (repeatable, in order)")
 	flag.Var(&c.beside, "beside", "NAME=COMMAND: a step run with sh -c beside the test phases, at the lowest CPU priority (repeatable)")
 	flag.Var(&c.suites, "suite", "a test whose subtests (cases) the summary counts per phase (repeatable)")
+	flag.Var(&c.only, "only", "run only this phase of the phases file (repeatable)")
 	flag.IntVar(&c.jobs, "jobs", 3, "test binaries running at once, across phases")
 	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "each test binary's -test.timeout")
 	flag.StringVar(&c.user, "user", "ccsandbox-test", "the unprivileged user of rootless phases (when run as root)")
@@ -145,6 +150,10 @@ func run(ctx context.Context, c *config) int {
 	phases, err := parsePhases(f)
 	f.Close()
 	if err != nil {
+		fmt.Fprintf(os.Stderr, "testrun: %s: %v\n", c.phasesFile, err)
+		return 2
+	}
+	if phases, err = selectPhases(phases, c.only); err != nil {
 		fmt.Fprintf(os.Stderr, "testrun: %s: %v\n", c.phasesFile, err)
 		return 2
 	}

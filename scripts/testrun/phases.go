@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -11,12 +12,12 @@ import (
 // binaries run as one user with one environment.
 type phase struct {
 	name     string
-	rootless bool     // run as the unprivileged user
-	race     bool     // test binaries built with -race
-	env      []string // KEY=value
-	patterns []string // package patterns
-	flags    []string // -test.* flags for each binary
-	line     int      // in the phases file, for messages
+	rootless bool      // run as the unprivileged user
+	build    buildKind // how its test binaries are built
+	env      []string  // KEY=value
+	patterns []string  // package patterns
+	flags    []string  // -test.* flags for each binary
+	line     int       // in the phases file, for messages
 }
 
 // describe says what the phase runs, for its header.
@@ -25,11 +26,7 @@ func (p *phase) describe() string {
 	if p.rootless {
 		who = "as an unprivileged user"
 	}
-	build := "without -race"
-	if p.race {
-		build = "-race"
-	}
-	s := fmt.Sprintf("%s, %s, %s", strings.Join(p.patterns, " "), build, who)
+	s := fmt.Sprintf("%s, %s, %s", strings.Join(p.patterns, " "), p.build.describe(), who)
 	if len(p.env) > 0 {
 		s += ", with " + strings.Join(p.env, " ")
 	}
@@ -66,13 +63,11 @@ func parsePhases(r io.Reader) ([]*phase, error) {
 		default:
 			return nil, fmt.Errorf("line %d: user %q: want root or rootless", n, f[1])
 		}
-		switch f[2] {
-		case "race":
-			p.race = true
-		case "plain":
-		default:
-			return nil, fmt.Errorf("line %d: build %q: want race or plain", n, f[2])
+		build, err := parseBuild(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
+		p.build = build
 		if f[3] != "-" {
 			for _, kv := range strings.Split(f[3], ",") {
 				if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
@@ -101,6 +96,91 @@ func parsePhases(r io.Reader) ([]*phase, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no phases")
+	}
+	return out, nil
+}
+
+// A buildKind is how a phase's test binaries are built: "race" (-race),
+// "plain" (neither -race nor tags), or "static:TAGS" (CGO_ENABLED=0,
+// -tags TAGS, without -race: a static binary, as one that is runsc too
+// must be). Phases of the same kind share their packages' binaries.
+type buildKind string
+
+// parseBuild checks a phase line's BUILD field.
+func parseBuild(s string) (buildKind, error) {
+	switch tags, static := strings.CutPrefix(s, "static:"); {
+	case s == "race", s == "plain":
+		return buildKind(s), nil
+	case static && tags != "" && !strings.ContainsAny(tags, " \t\"'"):
+		return buildKind(s), nil
+	}
+	return "", fmt.Errorf("build %q: want race, plain or static:TAGS (tags comma-separated)", s)
+}
+
+// race reports whether the kind builds with the race detector.
+func (k buildKind) race() bool { return k == "race" }
+
+// tags returns the build tags of a static kind, or "".
+func (k buildKind) tags() string {
+	t, _ := strings.CutPrefix(string(k), "static:")
+	if t == string(k) {
+		return ""
+	}
+	return t
+}
+
+// goFlags returns the go build flags of the kind, and the environment
+// go needs for it (CGO_ENABLED=0 for a static kind).
+func (k buildKind) goFlags() (flags, env []string) {
+	switch {
+	case k.race():
+		return []string{"-race"}, nil
+	case k.tags() != "":
+		return []string{"-tags", k.tags()}, []string{"CGO_ENABLED=0"}
+	}
+	return nil, nil
+}
+
+// dir is the kind as a directory name.
+func (k buildKind) dir() string { return strings.NewReplacer(":", "-", ",", "-").Replace(string(k)) }
+
+// describe says how the kind builds, for a phase's header.
+func (k buildKind) describe() string {
+	switch {
+	case k.race():
+		return "-race"
+	case k.tags() != "":
+		return "static (CGO_ENABLED=0), -tags " + k.tags() + ", without -race"
+	}
+	return "without -race"
+}
+
+// selectPhases returns the phases named in only, in the file's order, or
+// all of them when only is empty; a name the file lacks is an error.
+func selectPhases(phases []*phase, only []string) ([]*phase, error) {
+	if len(only) == 0 {
+		return phases, nil
+	}
+	var out []*phase
+	for _, name := range only {
+		found := false
+		for _, p := range phases {
+			if p.name == name {
+				found = true
+			}
+		}
+		if !found {
+			var names []string
+			for _, p := range phases {
+				names = append(names, p.name)
+			}
+			return nil, fmt.Errorf("-only %s: no such phase (there are %s)", name, strings.Join(names, ", "))
+		}
+	}
+	for _, p := range phases {
+		if slices.Contains(only, p.name) {
+			out = append(out, p)
+		}
 	}
 	return out, nil
 }

@@ -24,30 +24,48 @@ func TestPhasesFile(t *testing.T) {
 	for _, p := range phases {
 		names = append(names, p.name)
 	}
-	if want := []string{"race", "helper", "rootless"}; !slices.Equal(names, want) {
+	if want := []string{"race", "helper", "rootless", "gvisor", "gvisor-hv"}; !slices.Equal(names, want) {
 		t.Fatalf("phases %q, want %q", names, want)
 	}
-	if !slices.Equal(phases[1].env, []string{"CC_USE_HELPER=1"}) || !phases[2].rootless || phases[0].rootless || !phases[0].race {
-		t.Errorf("helper env %q, rootless %v %v, race %v", phases[1].env, phases[2].rootless, phases[0].rootless, phases[0].race)
+	if !slices.Equal(phases[1].env, []string{"CC_USE_HELPER=1"}) || !phases[2].rootless || phases[0].rootless || !phases[0].build.race() {
+		t.Errorf("helper env %q, rootless %v %v, build %q", phases[1].env, phases[2].rootless, phases[0].rootless, phases[0].build)
+	}
+	// The gVisor runs: the test binary is runsc too, so static, with the
+	// tag that links runsc in, and the public suite on the gVisor backend.
+	for _, p := range phases[3:] {
+		if flags, env := p.build.goFlags(); !slices.Equal(flags, []string{"-tags", "gvisor"}) || !slices.Equal(env, []string{"CGO_ENABLED=0"}) {
+			t.Errorf("phase %s builds with %q %q, want CGO_ENABLED=0 -tags gvisor", p.name, env, flags)
+		}
+	}
+	if !slices.Contains(phases[3].env, "CC_BACKEND=gvisor") {
+		t.Errorf("the gvisor phase's environment %q lacks CC_BACKEND=gvisor", phases[3].env)
 	}
 }
 
 // TestParsePhases: every field of a line, and a clear error, naming the
 // line, for each kind of mistake.
 func TestParsePhases(t *testing.T) {
-	ps, err := parsePhases(strings.NewReader("# comment\n\ngvisor root race CC_BACKEND=gvisor,X=1 . ./cli -test.run=^TestVM # trailing\n"))
+	ps, err := parsePhases(strings.NewReader("# comment\n\ngvisor root race CC_BACKEND=gvisor,X=1 . ./cli -test.run=^TestVM # trailing\nst root static:gvisor,x - .\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := ps[0]
-	if p.name != "gvisor" || p.rootless || !p.race || !slices.Equal(p.env, []string{"CC_BACKEND=gvisor", "X=1"}) ||
+	if p.name != "gvisor" || p.rootless || !p.build.race() || !slices.Equal(p.env, []string{"CC_BACKEND=gvisor", "X=1"}) ||
 		!slices.Equal(p.patterns, []string{".", "./cli"}) || !slices.Equal(p.flags, []string{"-test.run=^TestVM"}) || p.line != 3 {
 		t.Errorf("%+v", p)
+	}
+	if flags, env := ps[1].build.goFlags(); ps[1].build.race() || !slices.Equal(flags, []string{"-tags", "gvisor,x"}) ||
+		!slices.Equal(env, []string{"CGO_ENABLED=0"}) || ps[1].build.dir() != "static-gvisor-x" {
+		t.Errorf("static:gvisor,x builds with %q %q in %q", env, flags, ps[1].build.dir())
+	}
+	if flags, env := ps[0].build.goFlags(); !slices.Equal(flags, []string{"-race"}) || env != nil {
+		t.Errorf("race builds with %q %q", env, flags)
 	}
 	for _, bad := range []struct{ text, want string }{
 		{"race root race -\n", "line 1: want NAME USER BUILD ENV PACKAGES"},
 		{"race admin race - .\n", `line 1: user "admin"`},
-		{"race root fast - .\n", `line 1: build "fast"`},
+		{"race root fast - .\n", `line 1: build "fast": want race, plain or static:TAGS`},
+		{"race root static: - .\n", `line 1: build "static:"`},
 		{"race root race FOO .\n", `line 1: environment "FOO"`},
 		{"race root race - . -run=X\n", `flag "-run=X"`},
 		{"race root plain - -test.v\n", `phase "race" names no packages`},
@@ -58,6 +76,25 @@ func TestParsePhases(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: %v, want an error containing %q", bad.text, err, bad.want)
 		}
+	}
+}
+
+// TestSelectPhases: -only keeps the named phases in the file's order, and
+// names the phases there are when it names one that is not.
+func TestSelectPhases(t *testing.T) {
+	ps, err := parsePhases(strings.NewReader("a root race - .\nb root plain - .\nc root static:gvisor - .\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := selectPhases(ps, []string{"c", "a"})
+	if err != nil || len(got) != 2 || got[0].name != "a" || got[1].name != "c" {
+		t.Errorf("-only c -only a: %v %v", got, err)
+	}
+	if got, err := selectPhases(ps, nil); err != nil || len(got) != 3 {
+		t.Errorf("no -only: %d phases, %v", len(got), err)
+	}
+	if _, err := selectPhases(ps, []string{"d"}); err == nil || !strings.Contains(err.Error(), "no such phase (there are a, b, c)") {
+		t.Errorf("-only d: %v", err)
 	}
 }
 
