@@ -84,6 +84,14 @@ const (
 	// [ErrCodeVersionMismatch].
 	MsgHello uint16 = 0x0800
 
+	// Network helper (0x09xx, extension): the messages of a helper that
+	// serves many clients over TCP (cc-helper serve), where a connection
+	// names its instance with MsgRemoteAttach instead of owning one.
+	MsgRemoteAttach   uint16 = 0x0900
+	MsgRemoteNew      uint16 = 0x0901
+	MsgRemotePull     uint16 = 0x0902
+	MsgRemoteCapacity uint16 = 0x0903
+
 	// Response types (0xFFxx)
 	MsgResponse uint16 = 0xFF00
 	MsgError    uint16 = 0xFF01
@@ -94,8 +102,9 @@ const (
 // so that a helper installed from an older build fails the handshake
 // clearly rather than meeting a message it does not know. Version 2 added
 // MsgInstanceSetTimeout; version 3 gave the helper's snapshot its own
-// number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's).
-const ProtocolVersion uint32 = 3
+// number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's);
+// version 4 added the network helper's messages (0x09xx).
+const ProtocolVersion uint32 = 4
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

@@ -1,0 +1,207 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"io/fs"
+	"log"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ccsandbox/sandbox/internal/helper"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+	"github.com/ccsandbox/sandbox/internal/testutil/testcerts"
+	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
+)
+
+// testRegistry serves the busybox test image from an in-process registry
+// listening on addr ("127.0.0.1:0", or an address other namespaces reach)
+// and returns its reference.
+func testRegistry(t testing.TB, addr string) string {
+	t.Helper()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	reg.Listener.Close()
+	reg.Listener = ln
+	reg.Start()
+	t.Cleanup(reg.Close)
+	ref := ln.Addr().String() + "/test/busybox:1"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, src); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// testPKI is the certificates of a network helper test: a CA for the
+// helpers and their clients, and a stranger's CA.
+type testPKI struct {
+	ca, other *testcerts.CA
+	dir       string // PEM files for cc-helper serve
+}
+
+func newTestPKI(t testing.TB) *testPKI {
+	p := &testPKI{ca: testcerts.NewCA("cc-test-ca"), other: testcerts.NewCA("stranger-ca"), dir: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(p.dir, "ca.pem"), p.ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serverFiles issues a helper certificate for ips and the name
+// "helpers.test" and returns the serve flags naming its files.
+func (p *testPKI) serverFlags(t testing.TB, tag string, ips ...net.IP) []string {
+	c := p.ca.Issue("helper-"+tag, []string{"helpers.test"}, ips)
+	cert, key := filepath.Join(p.dir, tag+".pem"), filepath.Join(p.dir, tag+".key")
+	if err := c.Write(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-tls-cert", cert, "-tls-key", key, "-client-ca", filepath.Join(p.dir, "ca.pem")}
+}
+
+// client returns the TLS configuration of client cn.
+func (p *testPKI) client(cn string) *tls.Config {
+	return p.ca.Issue(cn, nil, nil).ClientConfig(p.ca, "helpers.test")
+}
+
+// startNetHelper runs a network helper in this process on loopback and
+// returns its address.
+func startNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer {
+	t.Helper()
+	args := append([]string{"-listen", "127.0.0.1:0", "-store", testCache}, p.serverFlags(t, "lo", net.IPv4(127, 0, 0, 1))...)
+	cfg, err := helper.ParseServeFlags(append(args, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := helper.NewNetServer(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// exercise runs a command, a file round trip and a Dial in inst.
+func exercise(t testing.TB, inst *Instance) {
+	t.Helper()
+	out, err := inst.Command("sh", "-c", "echo hi from $(hostname)").Output()
+	if err != nil || !strings.HasPrefix(string(out), "hi from") {
+		t.Fatalf("command: %q, %v", out, err)
+	}
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	if err := inst.WriteFile("/tmp/f", data, 0o644); err != nil {
+		t.Fatalf("WriteFile: %v", err)
+	}
+	back, err := inst.ReadFile("/tmp/f")
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("ReadFile: %d bytes, %v", len(back), err)
+	}
+	ln, err := inst.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	c, err := inst.Dial("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through Dial: %q, %v", buf, err)
+	}
+}
+
+// TestRemoteLoopback runs sandboxes on a network helper in this process
+// over TCP with mutual TLS: every Instance method used works, a limit is
+// refused clearly, and a helper-side mount is refused by default.
+func TestRemoteLoopback(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	policy := filepath.Join(p.dir, "policy.json")
+	os.WriteFile(policy, []byte(`{"clients":{"limited":{"maxInstances":1}}}`), 0o600)
+	s := startNetHelper(t, p, "-policy", policy)
+
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, img); err == nil {
+		t.Error("a helper's image started a local sandbox")
+	}
+	inst, err := r.New(ctx, img, WithEnv("X=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exercise(t, inst)
+	if _, err := r.New(ctx, img, WithMount("/etc", "/mnt")); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("WithMount of a helper path: %v, want fs.ErrPermission", err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case <-inst.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("Done did not fire after Close")
+	}
+
+	lim, err := DialRemote(ctx, s.Addr().String(), p.client("limited"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lim.Close()
+	one, err := lim.New(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if c, err := lim.Capacity(ctx); err != nil || c.Free != 0 {
+		t.Errorf("capacity of a client at its limit: %+v, %v", c, err)
+	}
+	if _, err := lim.New(ctx, img); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxInstances") {
+		t.Errorf("a second sandbox over maxInstances 1: %v", err)
+	}
+}
