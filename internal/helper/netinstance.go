@@ -81,6 +81,9 @@ func (ni *NetInstance) wait(ctx context.Context) {
 // ID returns the sandbox's id on its helper.
 func (ni *NetInstance) ID() string { return ni.id }
 
+// Helper returns the address of the sandbox's helper.
+func (ni *NetInstance) Helper() string { return ni.nc.addr }
+
 // Client returns the client of the sandbox's agent, through the helper.
 func (ni *NetInstance) Client() *ipc.Client { return ni.agent }
 
