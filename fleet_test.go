@@ -129,8 +129,9 @@ func helperOf(inst *Instance) string { return inst.runner.(*helper.NetInstance).
 // placing 30 sandboxes on all three, each running a command, a file round
 // trip and a Dial; strangers refused before any message is read; a helper
 // killed with SIGKILL failing its sandboxes fast (ErrNotRunning) while new
-// ones go to the other two, and used again once it is back; nothing left
-// afterwards on either side.
+// ones go to the other two; one cut off (its link down) failing its
+// sandboxes once the keepalives go unanswered; the killed one used again
+// once it is back; nothing left afterwards on either side.
 func TestFleet(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("TestFleet needs root to create network namespaces (ip netns); the race phase of make test runs it as root")
@@ -231,6 +232,32 @@ func TestFleet(t *testing.T) {
 		}
 		insts = append(insts, inst)
 	}
+
+	// Cut another node off the network without a word (its link down):
+	// its sandboxes fail too, once the keepalives go unanswered.
+	cut := nodes[1]
+	ipCmd(t, "link", "set", cut.veth, "down")
+	cutAt := time.Now()
+	for _, inst := range insts {
+		if helperOf(inst) != cut.addr() {
+			continue
+		}
+		select {
+		case <-inst.Done():
+		case <-time.After(60 * time.Second):
+			t.Fatalf("sandbox %s: Done did not fire after its helper was cut off", inst.ID())
+		}
+		if !errors.Is(inst.Err(), ErrNotRunning) {
+			t.Errorf("sandbox %s: Err %v, want ErrNotRunning", inst.ID(), inst.Err())
+		}
+	}
+	t.Logf("sandboxes of the cut-off helper: Done within %v", time.Since(cutAt))
+	if inst := startMany(t, fleet, img, 1)[0]; helperOf(inst) != nodes[2].addr() {
+		t.Errorf("with one helper killed and one cut off, a sandbox went to %s", helperOf(inst))
+	} else {
+		insts = append(insts, inst)
+	}
+	ipCmd(t, "link", "set", cut.veth, "up")
 
 	// The helper comes back (same node, same address): it is used again,
 	// being the one with the most room.
