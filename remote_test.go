@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -204,4 +205,52 @@ func TestRemoteLoopback(t *testing.T) {
 	if _, err := lim.New(ctx, img); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxInstances") {
 		t.Errorf("a second sandbox over maxInstances 1: %v", err)
 	}
+}
+
+// TestWriteFileStreamed: a WriteFile larger than streamWriteMin where
+// descriptors cannot pass streams the data (MsgFsWriteStream): locally,
+// and through a network helper; the content arrives whole, and a
+// failure (the path is a directory) comes back as the call's error.
+func TestWriteFileStreamed(t *testing.T) {
+	data := make([]byte, streamWriteMin+3<<20+5)
+	rand.Read(data)
+	check := func(t *testing.T, inst *Instance) {
+		if err := inst.WriteFile("/tmp/big", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, err := inst.ReadFile("/tmp/big")
+		if err != nil || !bytes.Equal(back, data) {
+			t.Fatalf("read back %d of %d bytes, %v", len(back), len(data), err)
+		}
+		if fi, err := inst.Stat("/tmp/big"); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("stat: %v, %v", fi, err)
+		}
+		if err := inst.WriteFile("/tmp", data, 0o600); err == nil {
+			t.Error("a streamed write onto a directory succeeded")
+		}
+		if _, err := inst.Command("true").Output(); err != nil {
+			t.Errorf("the sandbox after the refused write: %v", err)
+		}
+	}
+	t.Run("local", func(t *testing.T) { check(t, newInstance(t, busyboxImage(t), withoutDescriptors())) })
+	t.Run("remote", func(t *testing.T) {
+		ctx := context.Background()
+		p := newTestPKI(t)
+		s := startNetHelper(t, p)
+		r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		img, err := r.Pull(ctx, testRegistry(t, "127.0.0.1:0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := r.New(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close()
+		check(t, inst)
+	})
 }

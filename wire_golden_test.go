@@ -34,6 +34,7 @@ var composedOnly = map[string]bool{
 	"hello": true, "isrunning": true, "instance-new": true, "instance-id": true, "fs-open": true, "fs-create": true,
 	"file-name": true, "cmd-new": true, "cmd-start": true, "cmd-free": true, "cmd-wait-keep": true,
 	"listener-addr": true, "agent-snapshot": true, "error": true,
+	"fs-writestream": true, // its stream is exercised by real sandboxes (TestWriteFileStreamed)
 }
 
 // fakeRunner is a runner whose agent is the fake.

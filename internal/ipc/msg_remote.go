@@ -242,3 +242,32 @@ func (m *CapacityAns) Decode(d *Decoder) (err error) {
 	}
 	return nil
 }
+
+// WriteStreamReq is MsgFsWriteStream's request: after the success answer
+// the client sends Size bytes on the connection, which the agent writes
+// to the file (created or truncated, as os.WriteFile does), and the agent
+// answers with a status frame (see WriteStatus).
+type WriteStreamReq struct {
+	Path string
+	Perm uint32 // fs.FileMode
+	Size uint64
+}
+
+// Encode implements Msg.
+func (m *WriteStreamReq) Encode(e *Encoder) {
+	e.String(m.Path)
+	e.Uint32(m.Perm)
+	e.Uint64(m.Size)
+}
+
+// Decode implements Msg.
+func (m *WriteStreamReq) Decode(d *Decoder) (err error) {
+	if m.Path, err = d.String(); err != nil {
+		return err
+	}
+	if m.Perm, err = d.Uint32(); err != nil {
+		return err
+	}
+	m.Size, err = d.Uint64()
+	return err
+}

@@ -99,6 +99,9 @@ var messages = []Desc{
 	{Type: MsgFsSnapshot, Name: "MsgFsSnapshot", Peer: PeerAgent,
 		Purpose: "send the writable layer as an OCI layer tar, where the host cannot read it (a VM's disk)",
 		Request: body[SnapshotOptions](), Answer: body[Empty](), Hijack: HijackAlways},
+	{Type: MsgFsWriteStream, Name: "MsgFsWriteStream", Peer: PeerAgent,
+		Purpose: "write a whole file from the stream that follows the answer (Size bytes, then the agent's status frame): bulk writes where descriptors cannot pass",
+		Request: body[WriteStreamReq](), Answer: body[Empty](), Hijack: HijackAlways},
 
 	// Open files.
 	{Type: MsgFileClose, Name: "MsgFileClose", Peer: PeerAgent,
