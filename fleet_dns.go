@@ -57,8 +57,8 @@ func (d *fleetDNS) tlsFor() *tls.Config {
 
 // FleetFromDNS returns a fleet of the helpers that name resolves to, as a
 // Kubernetes headless service publishes them: the SRV records of name
-// when it has some (their targets and ports), else its A and AAAA records
-// with port. The records are looked up again every 30 s (WithRefresh):
+// when it has some (their targets' addresses, and ports), else its A and
+// AAAA records with port. The records are looked up again every 30 s (WithRefresh):
 // new helpers join, helpers no longer listed take no new sandboxes (those
 // they run go on). Helpers are dialed when first needed, with tc, whose
 // ServerName defaults to name. It returns an error when the first lookup
@@ -86,7 +86,14 @@ func (d *fleetDNS) lookup(ctx context.Context) ([]string, error) {
 	var addrs []string
 	if _, srvs, err := d.resolver.LookupSRV(ctx, "", "", d.name); err == nil && len(srvs) > 0 {
 		for _, s := range srvs {
-			addrs = append(addrs, net.JoinHostPort(strings.TrimSuffix(s.Target, "."), strconv.Itoa(int(s.Port))))
+			// The targets are resolved here, with the same resolver.
+			hosts, err := d.resolver.LookupHost(ctx, s.Target)
+			if err != nil {
+				continue // a target that does not resolve now: maybe later
+			}
+			for _, h := range hosts {
+				addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(int(s.Port))))
+			}
 		}
 	} else {
 		hosts, err := d.resolver.LookupHost(ctx, d.name)

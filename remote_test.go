@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log"
@@ -25,6 +26,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	"github.com/ccsandbox/sandbox/internal/testutil/testcerts"
+	"github.com/ccsandbox/sandbox/internal/testutil/testdns"
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
 )
 
@@ -253,4 +255,69 @@ func TestWriteFileStreamed(t *testing.T) {
 		defer inst.Close()
 		check(t, inst)
 	})
+}
+
+// TestFleetPlacement: a fleet from DNS SRV records (targets resolved by
+// the same resolver) and a fixed one place sandboxes on the helper with
+// the most room, skip a full one, and say why when none can take one.
+func TestFleetPlacement(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	small := startNetHelper(t, p, "-max-instances", "1")
+	big := startNetHelper(t, p, "-max-instances", "3")
+	dns, err := testdns.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	_, smallPort, _ := net.SplitHostPort(small.Addr().String())
+	_, bigPort, _ := net.SplitHostPort(big.Addr().String())
+	var sp, bp int
+	fmt.Sscan(smallPort, &sp)
+	fmt.Sscan(bigPort, &bp)
+	dns.SetSRV("_cc._tcp.helpers.test", []string{"node-a.helpers.test", "node-b.helpers.test"}, []uint16{uint16(sp), uint16(bp)})
+	dns.SetA("node-a.helpers.test", net.IPv4(127, 0, 0, 1))
+	dns.SetA("node-b.helpers.test", net.IPv4(127, 0, 0, 1))
+	fleet, err := FleetFromDNS(ctx, "_cc._tcp.helpers.test", 0, p.client("alice").Clone(), WithResolver(dns.Resolver()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	img, err := fleet.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 4 {
+		inst, err := fleet.New(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close()
+		got = append(got, helperOf(inst))
+	}
+	// Free: big 3, small 1, so the first goes to big; then ties may go
+	// either way, but big takes 3 in all and small 1.
+	counts := map[string]int{}
+	for _, a := range got {
+		counts[a]++
+	}
+	if counts[big.Addr().String()] != 3 || counts[small.Addr().String()] != 1 || got[0] != big.Addr().String() {
+		t.Errorf("placement %v, want the first on %s and 3 there in all, 1 on %s", got, big.Addr(), small.Addr())
+	}
+	if _, err := fleet.New(ctx, img); err == nil || !strings.Contains(err.Error(), "full") {
+		t.Errorf("a fifth sandbox on a full fleet: %v", err)
+	}
+
+	r, err := DialRemote(ctx, small.Addr().String(), p.client("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	static := NewFleet(r)
+	defer static.Close()
+	if _, err := static.New(ctx, img); err == nil || !strings.Contains(err.Error(), "full") {
+		t.Errorf("a fixed fleet of one full helper: %v", err)
+	}
 }
