@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,5 +138,29 @@ func TestServeInsecureLoopback(t *testing.T) {
 	defer nc.Close()
 	if c, err := nc.Capacity(context.Background()); err != nil || c.MaxInstances != 100 {
 		t.Errorf("capacity over plaintext: %+v, %v", c, err)
+	}
+}
+
+// TestNetClientLimits: a client's maxMemoryMB bounds the sum of its
+// sandboxes' memory limits (and a sandbox without one is refused), with
+// errors that name the limit; capacity reports what is left.
+func TestNetClientLimits(t *testing.T) {
+	s, ca := startServer(t, time.Second)
+	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"mem": {MaxMemoryMB: 100}}}
+	nc := dialAs(t, s, ca, "mem")
+	ctx := context.Background()
+	if _, _, err := nc.Start(ctx, &ipc.RemoteNewReq{}); !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "WithMemoryMB") {
+		t.Errorf("a sandbox without a memory limit: %v", err)
+	}
+	ni, _, err := nc.Start(ctx, &ipc.RemoteNewReq{MemoryMB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	if c, err := nc.Capacity(ctx); err != nil || c.MemoryFreeMB != 36 {
+		t.Errorf("capacity after 64 of 100 MB: %+v, %v", c, err)
+	}
+	if _, _, err := nc.Start(ctx, &ipc.RemoteNewReq{MemoryMB: 64}); !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "maxMemoryMB") {
+		t.Errorf("128 MB over a limit of 100: %v", err)
 	}
 }
