@@ -211,7 +211,7 @@ func TestRemoteLoopback(t *testing.T) {
 
 // TestWriteFileStreamed: a WriteFile larger than streamWriteMin where
 // descriptors cannot pass streams the data (MsgFsWriteStream): locally,
-// and through a network helper; the content arrives whole, and a
+// in a VM, and through a network helper; the content arrives whole, and a
 // failure (the path is a directory) comes back as the call's error.
 func TestWriteFileStreamed(t *testing.T) {
 	data := make([]byte, streamWriteMin+3<<20+5)
@@ -235,6 +235,7 @@ func TestWriteFileStreamed(t *testing.T) {
 		}
 	}
 	t.Run("local", func(t *testing.T) { check(t, newInstance(t, busyboxImage(t), withoutDescriptors())) })
+	t.Run("vm", func(t *testing.T) { check(t, vmInstance(t)) })
 	t.Run("remote", func(t *testing.T) {
 		ctx := context.Background()
 		p := newTestPKI(t)
