@@ -54,7 +54,7 @@ func (n *NetClient) dial(ctx context.Context) (net.Conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
 	}
-	d := net.Dialer{KeepAliveConfig: KeepAlive}
+	d := net.Dialer{KeepAliveConfig: KeepAlive, Control: controlUserTimeout}
 	conn, err := d.DialContext(ctx, "tcp", n.addr)
 	if err != nil || n.tls == nil {
 		return conn, err

@@ -80,7 +80,7 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 		return nil, fmt.Errorf("-store: %w", err)
 	}
 	s.store = store
-	lc := net.ListenConfig{KeepAliveConfig: KeepAlive}
+	lc := net.ListenConfig{KeepAliveConfig: KeepAlive, Control: controlUserTimeout}
 	ln, err := lc.Listen(context.Background(), "tcp", cfg.Listen)
 	if err != nil {
 		return nil, err
