@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +25,7 @@ type CA struct {
 	PEM  []byte // the CA certificate, PEM
 }
 
-var serial int64
+var serial atomic.Int64
 
 func newKey() *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -35,9 +36,8 @@ func newKey() *ecdsa.PrivateKey {
 }
 
 func template(cn string) *x509.Certificate {
-	serial++
 	return &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
+		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
