@@ -27,63 +27,90 @@ import (
 // A fleet test runs three network helpers on this machine as three
 // nodes: each in its own network namespace, with its own address on a
 // veth pair to this one. The helpers are this test binary re-executed as
-// cc-helper serve (helper.EnvMarker).
+// cc-helper serve (helper.EnvMarker). The namespaces are unnamed (made by
+// the helper's clone, configured through nsenter), so they leave no bind
+// mount under /run/netns that another test's mount count would see, and
+// they end with the helper.
 
 const fleetPort = 7443
 
 // node is one helper of a fleet test.
 type node struct {
-	ns, veth   string
+	name       string
+	veth       string
 	hostIP, ip net.IP
 	store      string
 	args       []string
 	cmd        *exec.Cmd
+	netns      string // the helper's network namespace, as /proc/PID/ns/net reads
 	waited     chan error
 }
 
 func (n *node) addr() string { return net.JoinHostPort(n.ip.String(), fmt.Sprint(fleetPort)) }
 
-func ipCmd(t testing.TB, args ...string) {
+func runCmd(t testing.TB, name string, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
 
-// newNode makes network namespace i with a veth pair to this one.
-func newNode(t testing.TB, i int) *node {
+func ipCmd(t testing.TB, args ...string) {
+	t.Helper()
+	runCmd(t, "ip", args...)
+}
+
+// fleetNet picks the second byte of the test's 10.x.0.0/16 addresses: one
+// no address of this host uses yet (the race and helper phases of make
+// test may run TestFleet at the same time).
+func fleetNet(t testing.TB) int {
+	out, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		t.Fatalf("ip addr show: %v", err)
+	}
+	start := os.Getpid() % 100
+	for k := range 100 {
+		x := 100 + (start+k)%100
+		if !strings.Contains(string(out), fmt.Sprintf(" 10.%d.", x)) {
+			return x
+		}
+	}
+	t.Fatal("no free 10.x.0.0/16 for the fleet's nodes")
+	return 0
+}
+
+// newNode describes node i, on 10.net2.i.0/24.
+func newNode(t testing.TB, net2, i int) *node {
 	pid := os.Getpid()
-	net2 := 100 + pid%100
 	n := &node{
-		ns:     fmt.Sprintf("ccfleet-%d-%d", pid, i),
+		name:   fmt.Sprint("node", i),
 		veth:   fmt.Sprintf("cf%d%c", pid%100000, 'a'+i),
 		hostIP: net.IPv4(10, byte(net2), byte(i), 1),
 		ip:     net.IPv4(10, byte(net2), byte(i), 2),
 		store:  t.TempDir(),
 	}
-	ipCmd(t, "netns", "add", n.ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.ns).Run() })
-	ipCmd(t, "link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", n.ns)
 	t.Cleanup(func() { exec.Command("ip", "link", "del", n.veth).Run() })
-	ipCmd(t, "addr", "add", n.hostIP.String()+"/24", "dev", n.veth)
-	ipCmd(t, "link", "set", n.veth, "up")
-	ipCmd(t, "-n", n.ns, "addr", "add", n.ip.String()+"/24", "dev", "eth0")
-	ipCmd(t, "-n", n.ns, "link", "set", "eth0", "up")
-	ipCmd(t, "-n", n.ns, "link", "set", "lo", "up")
-	ipCmd(t, "-n", n.ns, "route", "add", "default", "via", n.hostIP.String())
 	return n
 }
 
-// start runs the node's helper and waits until it listens.
+// start runs the node's helper in a network namespace of its own, wired
+// to this one, and waits until it listens.
 func (n *node) start(t testing.TB) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns, exe}, n.args...)...)
+	// sh waits, in the new namespace, until the namespace is wired, then
+	// becomes the helper.
+	n.cmd = exec.Command("sh", append([]string{"-c", `read ready && exec "$0" "$@"`, exe}, n.args...)...)
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	n.cmd.Env = append(os.Environ(), helper.EnvMarker+"=1", "GORACE=atexit_sleep_ms=0")
 	n.cmd.Stderr = os.Stderr
+	in, err := n.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := n.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -92,12 +119,46 @@ func (n *node) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	n.waited = make(chan error, 1)
-	line, err := bufio.NewReader(out).ReadString('\n')
-	go func() { io.Copy(io.Discard, out); n.waited <- n.cmd.Wait() }()
-	if err != nil || !strings.Contains(line, "serving on "+n.addr()) {
+	lines := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(out)
+		line, _ := r.ReadString('\n')
+		lines <- line
+		io.Copy(io.Discard, r)
+		n.waited <- n.cmd.Wait()
+	}()
+	nsnet := fmt.Sprintf("/proc/%d/ns/net", n.cmd.Process.Pid)
+	n.netns, _ = os.Readlink(nsnet)
+	// The last helper's namespace, and with it the old pair, may still be
+	// going away.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := exec.Command("ip", "link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", fmt.Sprint(n.cmd.Process.Pid)).Run()
+		if err == nil {
+			break
+		}
+		exec.Command("ip", "link", "del", n.veth).Run()
+		if time.Now().After(end) {
+			t.Fatalf("veth %s: %v", n.veth, err)
+		}
+	}
+	ipCmd(t, "addr", "add", n.hostIP.String()+"/24", "dev", n.veth)
+	ipCmd(t, "link", "set", n.veth, "up")
+	inNS := func(args ...string) { runCmd(t, "nsenter", append([]string{"--net=" + nsnet, "ip"}, args...)...) }
+	inNS("addr", "add", n.ip.String()+"/24", "dev", "eth0")
+	inNS("link", "set", "eth0", "up")
+	inNS("link", "set", "lo", "up")
+	inNS("route", "add", "default", "via", n.hostIP.String())
+	in.Write([]byte("ready\n"))
+	in.Close()
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(60 * time.Second):
+	}
+	if !strings.Contains(line, "serving on "+n.addr()) {
 		n.cmd.Process.Kill()
 		<-n.waited
-		t.Fatalf("helper in %s: %q, %v", n.ns, line, err)
+		t.Fatalf("helper of %s: %q", n.name, line)
 	}
 }
 
@@ -111,12 +172,12 @@ func (n *node) stop(t testing.TB) {
 	select {
 	case err := <-n.waited:
 		if err != nil {
-			t.Errorf("helper in %s: %v", n.ns, err)
+			t.Errorf("helper of %s: %v", n.name, err)
 		}
 	case <-time.After(60 * time.Second):
 		n.cmd.Process.Kill()
 		<-n.waited
-		t.Errorf("helper in %s did not stop on SIGTERM", n.ns)
+		t.Errorf("helper of %s did not stop on SIGTERM", n.name)
 	}
 	n.cmd = nil
 }
@@ -139,11 +200,6 @@ func TestFleet(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatalf("TestFleet needs iproute2's ip: %v", err)
 	}
-	// The first network namespace mounts /run/netns for good: make it
-	// before counting mounts.
-	probe := fmt.Sprintf("ccfleet-%d-probe", os.Getpid())
-	ipCmd(t, "netns", "add", probe)
-	ipCmd(t, "netns", "del", probe)
 	leakcheck.Check(t)
 	sockets := countSockets()
 	t.Cleanup(func() { // after everything else but leakcheck's
@@ -159,17 +215,19 @@ func TestFleet(t *testing.T) {
 	p := newTestPKI(t)
 	nodes := make([]*node, 3)
 	var ips []net.IP
+	net2 := fleetNet(t)
 	for i := range nodes {
-		nodes[i] = newNode(t, i)
+		nodes[i] = newNode(t, net2, i)
 		ips = append(ips, nodes[i].ip)
 	}
-	ref := testRegistry(t, net.JoinHostPort(nodes[0].hostIP.String(), "0"))
-	for i, n := range nodes {
+	for _, n := range nodes {
 		n.args = append([]string{"serve", "-listen", n.addr(), "-store", n.store, "-client-grace", "2s", "-max-instances", "20"},
-			p.serverFlags(t, fmt.Sprint("node", i), n.ip)...)
+			p.serverFlags(t, n.name, n.ip)...)
 		n.start(t)
 		defer n.stop(t)
 	}
+	// On the address of the node that stays up to the end.
+	ref := testRegistry(t, net.JoinHostPort(nodes[2].hostIP.String(), "0"))
 	dns, err := testdns.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -276,8 +334,8 @@ func TestFleet(t *testing.T) {
 	fleet.Close()
 	for _, n := range nodes {
 		n.stop(t)
-		if out, _ := exec.Command("ip", "netns", "pids", n.ns).Output(); len(strings.TrimSpace(string(out))) > 0 {
-			t.Errorf("processes left in %s: %s", n.ns, out)
+		if left := processesIn(n.netns); len(left) > 0 {
+			t.Errorf("processes left in the network namespace of %s: %v", n.name, left)
 		}
 	}
 	for _, n := range nodes[1:] { // the killed helper could not clean up
@@ -378,4 +436,17 @@ func countSockets() int {
 		}
 	}
 	return n
+}
+
+// processesIn returns the pids of the processes in network namespace ns
+// (as /proc/PID/ns/net reads).
+func processesIn(ns string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && l == ns {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
 }

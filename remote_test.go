@@ -12,6 +12,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -55,6 +56,11 @@ func testRegistry(t testing.TB, addr string) string {
 	}
 	if err := remote.Write(r, src); err != nil {
 		t.Fatal(err)
+	}
+	// The push's keep-alive connections would outlive an address the
+	// test takes away (TestFleet's nodes) before the registry closes.
+	if tr, ok := remote.DefaultTransport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
 	}
 	return ref
 }
