@@ -195,10 +195,12 @@ func helperOf(inst *Instance) string { return inst.runner.(*helper.NetInstance).
 // once it is back; nothing left afterwards on either side.
 func TestFleet(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("TestFleet needs root to create network namespaces (ip netns); the race phase of make test runs it as root")
+		t.Skip("TestFleet needs root to create network namespaces and veth pairs; the race phase of make test runs it as root")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("TestFleet needs iproute2's ip: %v", err)
+	for _, tool := range []string{"ip", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("TestFleet needs %s (iproute2, util-linux): %v", tool, err)
+		}
 	}
 	leakcheck.Check(t)
 	sockets := countSockets()
