@@ -43,6 +43,12 @@ var (
 // goes through an opened file.
 const maxInlineWrite = 1 << 20
 
+// streamWriteMin is the size above which WriteFile, where descriptors
+// cannot pass, streams the data on a connection of its own
+// (MsgFsWriteStream) rather than in one message: no copy into a message,
+// and the transport, any forwarding and the agent's writes overlap.
+const streamWriteMin = 8 << 20
+
 // fsPath checks an fs.FS name (with an optional leading slash) and returns
 // the sandbox path.
 func fsPath(op, name string) (string, error) {
@@ -246,6 +252,9 @@ func (i *Instance) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	p, err := osPath("open", name)
 	if err != nil {
 		return err
+	}
+	if !i.fdOK && len(data) > streamWriteMin {
+		return i.pathErr("open", name, i.agent.WriteFileStream(context.Background(), p, data, perm))
 	}
 	if len(data) <= maxInlineWrite || !i.fdOK {
 		if len(data) <= ipc.MaxMessageSize-len(p)-64 {

@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -27,6 +28,9 @@ type Image struct {
 	raw    []byte         // the config blob
 	cfg    *v1.ConfigFile // parsed raw
 	layers []v1.Hash      // diffIDs, lowest first
+	// remote says how a network helper gets the image (Remote.Pull,
+	// Fleet.Pull); its layers are in the helpers' stores, not in store.
+	remote *ipc.PullReq
 }
 
 // ImageConfig is what an image's config says about running it.
@@ -220,6 +224,9 @@ func (i *Image) Config() ImageConfig {
 // names. It returns an error matching fs.ErrNotExist when a layer was
 // pruned since (after RemoveImage).
 func (i *Image) rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec, error) {
+	if i.remote != nil {
+		return nil, errRemoteImage(i)
+	}
 	layers, cfg := i.layersAndConfig()
 	for k, id := range i.layers {
 		if !i.store.HasLayer(id) {
@@ -288,6 +295,9 @@ func (i *Image) export(ctx context.Context, opts []ExportOption) (*exportOptions
 		if err := opt.applyExport(&o); err != nil {
 			return nil, nil, fmt.Errorf("sandbox: export: %w", err)
 		}
+	}
+	if i.remote != nil {
+		return nil, nil, errRemoteImage(i)
 	}
 	layers, _ := i.layersAndConfig()
 	exp, err := i.store.Export(ctx, layers, i.raw)

@@ -339,14 +339,26 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.New: %w", err)
 	}
+	inst := newInstanceOn(run, rs.config.withOptions(&o), rs.parent, o)
+	if o.network {
+		if err := inst.SetNetworkEnabled(true); err != nil {
+			inst.Close()
+			return nil, fmt.Errorf("sandbox.New: %w", err)
+		}
+	}
+	return inst, nil
+}
+
+// newInstanceOn makes the Instance of a started runner (New, Remote.New).
+func newInstanceOn(run runner, defaults runConfig, parent snapshotParent, o newOptions) *Instance {
 	inst := &Instance{
 		id:       run.ID(),
 		runner:   run,
 		agent:    ipc.NewAgent(run.Client()),
 		fdOK:     run.PassesFDs() && !o.noFDs,
 		ids:      idmap.Current(),
-		defaults: rs.config.withOptions(&o),
-		parent:   rs.parent,
+		defaults: defaults,
+		parent:   parent,
 		opts:     o,
 		dialer:   o.dialer,
 	}
@@ -356,13 +368,7 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 		<-run.Done()
 		inst.closeSockets()
 	}()
-	if o.network {
-		if err := inst.SetNetworkEnabled(true); err != nil {
-			inst.Close()
-			return nil, fmt.Errorf("sandbox.New: %w", err)
-		}
-	}
-	return inst, nil
+	return inst
 }
 
 // ID returns the sandbox's id, unique on this host.

@@ -77,6 +77,7 @@ func (a *agent) registerFS() {
 	ipc.Route(a.mux, ipc.MsgFsWriteFile, func(_ *ipc.Request, m *ipc.WriteFileReq) (ipc.Empty, error) {
 		return ipc.Empty{}, a.root.writeFile(m.Path, m.Data, m.Perm)
 	})
+	ipc.Route(a.mux, ipc.MsgFsWriteStream, a.writeStream)
 	ipc.Route(a.mux, ipc.MsgFsOpenFile, func(req *ipc.Request, m *ipc.OpenFileReq) (ipc.OpenAns, error) {
 		return a.open(req, m.Path, int(m.Flag), m.Perm, m.WantFD)
 	})

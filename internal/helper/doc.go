@@ -31,6 +31,20 @@
 // Programs that start many short sandboxes and need the helper should
 // weigh the 9.5 ms; in-process mode does not pay it.
 //
+// # The network helper
+//
+// `cc-helper serve` (serve.go, NetServer) is the other model: one
+// long-lived process on a machine of its own, serving many clients over
+// TCP with mutual TLS, each with sandboxes of its own that the engine runs
+// in this process. Its connections carry the same messages; descriptors
+// cannot cross TCP, so the client's calls take the streamed path, and a
+// connection names the sandbox it serves (MsgRemoteAttach), checked
+// against the client's certificate (netsession.go). The ledger
+// (ledger.go) holds who owns what, the per-client limits of the policy,
+// and the grace period after which a vanished client's sandboxes stop.
+// NetClient and NetInstance are the client's side; the public package's
+// Remote and Fleet build on them.
+//
 // # Lifetimes
 //
 // The helper exits when its client's control connection closes (the client

@@ -93,6 +93,12 @@ func newHandler(log *slog.Logger) *handler {
 		}
 		return ipc.Empty{}, inst.SetTimeout(time.Duration(m.Ns))
 	})
+	for _, t := range []uint16{ipc.MsgRemoteAttach, ipc.MsgRemoteNew, ipc.MsgRemotePull, ipc.MsgRemoteCapacity} {
+		h.own.HandleCall(t, ipc.CallHandlerFunc(func(context.Context, *ipc.Request) (*ipc.Response, error) {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported,
+				Message: fmt.Sprintf("%s is a network helper's message (cc-helper serve), not this one's", ipc.Describe(t).Name)}
+		}))
+	}
 	return h
 }
 
@@ -205,6 +211,13 @@ func (h *handler) forward(req *ipc.Request, d *ipc.Desc) (*ipc.Response, error) 
 	if err != nil {
 		return nil, err
 	}
+	return forwardTo(inst, req, d)
+}
+
+// forwardTo passes req, of the agent's message d, to inst's agent, and its
+// answer back (see handler.forward); the network helper forwards the same
+// way.
+func forwardTo(inst *engine.Instance, req *ipc.Request, d *ipc.Desc) (*ipc.Response, error) {
 	ctx := context.Background()
 	if d.Blocks {
 		ctx = req.Context() // a client that gives up cancels the agent's call

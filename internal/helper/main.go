@@ -22,11 +22,16 @@ func init() {
 	os.Exit(Main(os.Args[1:]))
 }
 
-// Main runs a helper with the given command-line arguments (-socket PATH)
-// and returns its exit code. It serves one client, the process that
-// started it (its parent: connections from any other process are refused),
-// then stops its sandbox.
+// Main runs a helper with the given command-line arguments and returns
+// its exit code: with -socket PATH it serves one client over a Unix
+// socket, the process that started it (its parent: connections from any
+// other process are refused), then stops its sandbox; `serve ...` runs a
+// network helper serving many clients over TCP with mutual TLS (see
+// ParseServeFlags).
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == "serve" {
+		return serveMain(args[1:])
+	}
 	flags := flag.NewFlagSet("cc-helper", flag.ContinueOnError)
 	socket := flags.String("socket", "", "the Unix socket to serve on")
 	verbose := flags.Bool("v", false, "log to standard error")

@@ -87,3 +87,18 @@ func TestHelperServesTable(t *testing.T) {
 		}
 	}
 }
+
+// TestNetSessionServesTable: a network helper's connection serves every
+// message the table names the helper for itself.
+func TestNetSessionServesTable(t *testing.T) {
+	s := newSession(&NetServer{ledger: newLedger(1, Policy{}, 0)}, "c")
+	for _, d := range ipc.Messages() {
+		if d.Peer&ipc.PeerHelper == 0 {
+			continue
+		}
+		_, err := s.own.ServeCall(context.Background(), &ipc.Request{Type: d.Type, Payload: []byte{0xff}})
+		if err != nil && strings.Contains(err.Error(), "unknown message type") {
+			t.Errorf("%s: the network helper does not serve it: %v", d.Name, err)
+		}
+	}
+}

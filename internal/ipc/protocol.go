@@ -25,25 +25,26 @@ const (
 	MsgInstanceSnapshot   uint16 = 0x010B // extension
 
 	// Filesystem operations (0x02xx)
-	MsgFsOpen      uint16 = 0x0200
-	MsgFsCreate    uint16 = 0x0201
-	MsgFsOpenFile  uint16 = 0x0202
-	MsgFsReadFile  uint16 = 0x0203
-	MsgFsWriteFile uint16 = 0x0204
-	MsgFsStat      uint16 = 0x0205
-	MsgFsLstat     uint16 = 0x0206
-	MsgFsRemove    uint16 = 0x0207
-	MsgFsRemoveAll uint16 = 0x0208
-	MsgFsMkdir     uint16 = 0x0209
-	MsgFsMkdirAll  uint16 = 0x020A
-	MsgFsRename    uint16 = 0x020B
-	MsgFsSymlink   uint16 = 0x020C
-	MsgFsReadlink  uint16 = 0x020D
-	MsgFsReadDir   uint16 = 0x020E
-	MsgFsChmod     uint16 = 0x020F
-	MsgFsChown     uint16 = 0x0210
-	MsgFsChtimes   uint16 = 0x0211
-	MsgFsSnapshot  uint16 = 0x0212
+	MsgFsOpen        uint16 = 0x0200
+	MsgFsCreate      uint16 = 0x0201
+	MsgFsOpenFile    uint16 = 0x0202
+	MsgFsReadFile    uint16 = 0x0203
+	MsgFsWriteFile   uint16 = 0x0204
+	MsgFsStat        uint16 = 0x0205
+	MsgFsLstat       uint16 = 0x0206
+	MsgFsRemove      uint16 = 0x0207
+	MsgFsRemoveAll   uint16 = 0x0208
+	MsgFsMkdir       uint16 = 0x0209
+	MsgFsMkdirAll    uint16 = 0x020A
+	MsgFsRename      uint16 = 0x020B
+	MsgFsSymlink     uint16 = 0x020C
+	MsgFsReadlink    uint16 = 0x020D
+	MsgFsReadDir     uint16 = 0x020E
+	MsgFsChmod       uint16 = 0x020F
+	MsgFsChown       uint16 = 0x0210
+	MsgFsChtimes     uint16 = 0x0211
+	MsgFsSnapshot    uint16 = 0x0212
+	MsgFsWriteStream uint16 = 0x0213 // extension
 
 	// File operations (0x03xx)
 	MsgFileClose    uint16 = 0x0300
@@ -84,6 +85,14 @@ const (
 	// [ErrCodeVersionMismatch].
 	MsgHello uint16 = 0x0800
 
+	// Network helper (0x09xx, extension): the messages of a helper that
+	// serves many clients over TCP (cc-helper serve), where a connection
+	// names its instance with MsgRemoteAttach instead of owning one.
+	MsgRemoteAttach   uint16 = 0x0900
+	MsgRemoteNew      uint16 = 0x0901
+	MsgRemotePull     uint16 = 0x0902
+	MsgRemoteCapacity uint16 = 0x0903
+
 	// Response types (0xFFxx)
 	MsgResponse uint16 = 0xFF00
 	MsgError    uint16 = 0xFF01
@@ -94,8 +103,10 @@ const (
 // so that a helper installed from an older build fails the handshake
 // clearly rather than meeting a message it does not know. Version 2 added
 // MsgInstanceSetTimeout; version 3 gave the helper's snapshot its own
-// number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's).
-const ProtocolVersion uint32 = 3
+// number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's);
+// version 4 added the network helper's messages (0x09xx) and
+// MsgFsWriteStream.
+const ProtocolVersion uint32 = 4
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

@@ -163,10 +163,18 @@ func (s *Server) ServeOne() error {
 // ServeConn serves requests on one connection until it closes, the peer
 // breaks the protocol, or the server closes (extension).
 func (s *Server) ServeConn(conn net.Conn) {
+	s.ServeConnWith(conn, s.h)
+}
+
+// ServeConnWith serves requests on one connection with h instead of the
+// server's handler (extension), so that a connection can carry state of
+// its own (the network helper's attached instance); otherwise as
+// [Server.ServeConn].
+func (s *Server) ServeConnWith(conn net.Conn, h CallHandler) {
 	if !s.track(conn) {
 		return
 	}
-	s.serveConn(conn)
+	s.serveConnWith(conn, h)
 }
 
 // track records conn as served, or closes it and returns false when the
@@ -233,6 +241,7 @@ func (s *Server) Close() error {
 type serverConn struct {
 	srv *Server
 	mc  *msgConn
+	h   CallHandler
 
 	// hang-up watch of the current request (see Request.Context); only the
 	// connection's goroutine and the watch goroutine touch these, in order.
@@ -245,9 +254,12 @@ type serverConn struct {
 }
 
 // serveConn runs the request loop of one connection.
-func (s *Server) serveConn(conn net.Conn) {
+func (s *Server) serveConn(conn net.Conn) { s.serveConnWith(conn, s.h) }
+
+// serveConnWith runs the request loop of one connection with handler h.
+func (s *Server) serveConnWith(conn net.Conn, h CallHandler) {
 	defer s.wg.Done()
-	sc := &serverConn{srv: s, mc: newMsgConn(conn)}
+	sc := &serverConn{srv: s, mc: newMsgConn(conn), h: h}
 	hijacked := false
 	defer func() {
 		if !hijacked {
@@ -313,7 +325,7 @@ func (sc *serverConn) call(m Message) (resp *Response, err error) {
 			resp, err = nil, &IPCError{Code: ErrCodeUnknown, Message: fmt.Sprintf("internal error handling message 0x%04x: %v", m.Type, p)}
 		}
 	}()
-	resp, err = sc.srv.h.ServeCall(sc.srv.ctx, req)
+	resp, err = sc.h.ServeCall(sc.srv.ctx, req)
 	if err == nil && resp == nil {
 		resp = &Response{Payload: []byte{ErrCodeOK}}
 	}

@@ -99,6 +99,9 @@ var messages = []Desc{
 	{Type: MsgFsSnapshot, Name: "MsgFsSnapshot", Peer: PeerAgent,
 		Purpose: "send the writable layer as an OCI layer tar, where the host cannot read it (a VM's disk)",
 		Request: body[SnapshotOptions](), Answer: body[Empty](), Hijack: HijackAlways},
+	{Type: MsgFsWriteStream, Name: "MsgFsWriteStream", Peer: PeerAgent,
+		Purpose: "write a whole file from the stream that follows the answer (Size bytes, then the agent's status frame): bulk writes where descriptors cannot pass",
+		Request: body[WriteStreamReq](), Answer: body[Empty](), Hijack: HijackAlways},
 
 	// Open files.
 	{Type: MsgFileClose, Name: "MsgFileClose", Peer: PeerAgent,
@@ -195,4 +198,18 @@ var messages = []Desc{
 	{Type: MsgHello, Name: "MsgHello", Peer: PeerSession,
 		Purpose: "the versioned handshake, first on a client's control connection",
 		Request: body[HelloReq](), Answer: body[HelloAns]()},
+
+	// Network helper.
+	{Type: MsgRemoteAttach, Name: "MsgRemoteAttach", Peer: PeerHelper,
+		Purpose: "network helper: make the connection serve the named instance of this client (its lifecycle and agent messages)",
+		Request: body[InstanceAttachReq](), Answer: body[Empty]()},
+	{Type: MsgRemoteNew, Name: "MsgRemoteNew", Peer: PeerHelper,
+		Purpose: "network helper: start an instance from an image reference, within the client's limits and the helper's policy",
+		Request: body[RemoteNewReq](), Answer: body[RemoteNewAns](), Blocks: true},
+	{Type: MsgRemotePull, Name: "MsgRemotePull", Peer: PeerHelper,
+		Purpose: "network helper: pull an image into the helper's own store",
+		Request: body[PullReq](), Answer: body[PullAns](), Blocks: true},
+	{Type: MsgRemoteCapacity, Name: "MsgRemoteCapacity", Peer: PeerHelper,
+		Purpose: "network helper: how many more sandboxes (and MB) the client may start, and the helper's counters",
+		Request: body[Empty](), Answer: body[CapacityAns]()},
 }

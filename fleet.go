@@ -1,0 +1,199 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fleet places sandboxes on a set of network helpers: each New goes to the
+// helper with the most free capacity for this client (each helper reports
+// its own), skipping helpers that are down or full; a helper that comes
+// back is used again. The helpers are given (NewFleet) or found in DNS and
+// refreshed (FleetFromDNS). A Fleet is safe for concurrent use.
+type Fleet struct {
+	dns *fleetDNS // nil: a fixed set
+
+	mu      sync.Mutex
+	members []*fleetMember // guarded by mu
+	next    int            // guarded by mu: where ties start, so ties spread
+	closed  bool           // guarded by mu
+}
+
+// fleetMember is one helper of a fleet.
+type fleetMember struct {
+	addr   string
+	mu     sync.Mutex
+	remote *Remote // guarded by mu; nil until dialed (FleetFromDNS)
+	gone   bool    // guarded by mu: no longer in DNS; used for nothing new
+}
+
+// capacityTimeout bounds how long Fleet.New waits for one helper's
+// capacity: a helper slower than that counts as down for this placement.
+const capacityTimeout = 5 * time.Second
+
+// NewFleet returns a fleet over remotes. Closing the fleet closes them.
+func NewFleet(remotes ...*Remote) *Fleet {
+	f := &Fleet{}
+	for _, r := range remotes {
+		f.members = append(f.members, &fleetMember{addr: r.Addr(), remote: r})
+	}
+	return f
+}
+
+// Remotes returns the helpers of the fleet that are dialed now.
+func (f *Fleet) Remotes() []*Remote {
+	var out []*Remote
+	for _, m := range f.snapshot() {
+		m.mu.Lock()
+		if m.remote != nil && !m.gone {
+			out = append(out, m.remote)
+		}
+		m.mu.Unlock()
+	}
+	return out
+}
+
+func (f *Fleet) snapshot() []*fleetMember {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.members)
+}
+
+// candidate is a helper with what it reported.
+type candidate struct {
+	m   *fleetMember
+	r   *Remote
+	cap RemoteCapacity
+	err error
+}
+
+// survey asks every helper of the fleet for its capacity, at once, and
+// returns those that answered with room, most free first, and why the
+// others cannot take a sandbox now.
+func (f *Fleet) survey(ctx context.Context) ([]candidate, []string) {
+	members := f.snapshot()
+	f.mu.Lock()
+	start := f.next
+	f.next++
+	f.mu.Unlock()
+	cs := make([]candidate, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, capacityTimeout)
+			defer cancel()
+			c := candidate{m: m}
+			c.r, c.err = f.dial(cctx, m)
+			if c.err == nil {
+				c.cap, c.err = c.r.Capacity(cctx)
+			}
+			cs[i] = c
+		})
+	}
+	wg.Wait()
+	var ok []candidate
+	var why []string
+	for k := range cs {
+		c := cs[(start+k)%len(cs)] // ties go round the fleet
+		switch {
+		case c.err != nil:
+			why = append(why, c.err.Error())
+		case c.cap.Free == 0:
+			why = append(why, fmt.Sprintf("helper %s: full (%d of %d sandboxes running)", c.m.addr, c.cap.Running, c.cap.Max))
+		default:
+			ok = append(ok, c)
+		}
+	}
+	slices.SortStableFunc(ok, func(a, b candidate) int { return b.cap.Free - a.cap.Free })
+	return ok, why
+}
+
+// dial returns the member's Remote, dialing it the first time; nil and an
+// error for a member that has left the fleet or cannot be reached.
+func (f *Fleet) dial(ctx context.Context, m *fleetMember) (*Remote, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.gone:
+		return nil, fmt.Errorf("helper %s: no longer in the fleet", m.addr)
+	case m.remote != nil:
+		return m.remote, nil
+	case f.dns == nil:
+		return nil, fmt.Errorf("helper %s: not dialed", m.addr)
+	}
+	r, err := DialRemote(ctx, m.addr, f.dns.tlsFor())
+	if err != nil {
+		return nil, err
+	}
+	m.remote = r
+	return r, nil
+}
+
+// New starts a sandbox of src (see Remote.New) on the helper with the
+// most free capacity; when that one fails (it went down, filled up, or
+// refused), on the next. It returns an error naming every helper's reason
+// when none could take it.
+func (f *Fleet) New(ctx context.Context, src Source, opts ...Option) (*Instance, error) {
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return nil, errors.New("Fleet.New: the fleet is closed")
+	}
+	cs, why := f.survey(ctx)
+	for _, c := range cs {
+		inst, err := c.r.New(ctx, src, opts...)
+		if err == nil {
+			return inst, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		why = append(why, err.Error())
+	}
+	if len(why) == 0 {
+		why = append(why, "the fleet has no helpers")
+	}
+	return nil, fmt.Errorf("Fleet.New: no helper could start the sandbox: %s", strings.Join(why, "; "))
+}
+
+// Pull has the first helper that answers pull the image ref names (see
+// Remote.Pull); the others pull it when Fleet.New first places it there.
+func (f *Fleet) Pull(ctx context.Context, ref string, opts ...PullOption) (*Image, error) {
+	cs, why := f.survey(ctx)
+	for _, c := range cs {
+		img, err := c.r.Pull(ctx, ref, opts...)
+		if err == nil {
+			return img, nil
+		}
+		why = append(why, err.Error())
+	}
+	return nil, fmt.Errorf("Fleet.Pull: %s", strings.Join(why, "; "))
+}
+
+// Close stops refreshing, then closes every helper's Remote (and so every
+// sandbox the fleet started). It returns nil.
+func (f *Fleet) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	if f.dns != nil {
+		f.dns.stop()
+	}
+	var wg sync.WaitGroup
+	for _, m := range f.snapshot() {
+		m.mu.Lock()
+		r := m.remote
+		m.mu.Unlock()
+		if r != nil {
+			wg.Go(func() { r.Close() })
+		}
+	}
+	wg.Wait()
+	return nil
+}

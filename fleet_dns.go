@@ -1,0 +1,165 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FleetOption configures FleetFromDNS.
+type FleetOption func(*fleetDNS)
+
+// WithResolver makes FleetFromDNS look the helpers up with r instead of
+// net.DefaultResolver.
+func WithResolver(r *net.Resolver) FleetOption {
+	return func(d *fleetDNS) { d.resolver = r }
+}
+
+// WithRefresh sets how often FleetFromDNS looks the helpers up again
+// (default 30 s).
+func WithRefresh(every time.Duration) FleetOption {
+	return func(d *fleetDNS) { d.every = every }
+}
+
+// fleetDNS keeps a fleet's helpers in step with DNS.
+type fleetDNS struct {
+	name     string
+	port     int
+	tls      *tls.Config
+	resolver *net.Resolver
+	every    time.Duration
+
+	done chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// tlsFor returns the TLS configuration to dial a helper with: the
+// caller's, naming the service when it names no server (the helpers'
+// certificates name the service, not each address).
+func (d *fleetDNS) tlsFor() *tls.Config {
+	if d.tls == nil {
+		return nil
+	}
+	tc := d.tls.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName = strings.TrimSuffix(d.name, ".")
+	}
+	return tc
+}
+
+// FleetFromDNS returns a fleet of the helpers that name resolves to, as a
+// Kubernetes headless service publishes them: the SRV records of name
+// when it has some (their targets' addresses, and ports), else its A and
+// AAAA records with port. The records are looked up again every 30 s (WithRefresh):
+// new helpers join, helpers no longer listed take no new sandboxes (those
+// they run go on). Helpers are dialed when first needed, with tc, whose
+// ServerName defaults to name. It returns an error when the first lookup
+// fails or finds nothing; Close stops the refreshing.
+func FleetFromDNS(ctx context.Context, name string, port int, tc *tls.Config, opts ...FleetOption) (*Fleet, error) {
+	d := &fleetDNS{name: name, port: port, tls: tc, resolver: net.DefaultResolver, every: 30 * time.Second, done: make(chan struct{})}
+	for _, o := range opts {
+		o(d)
+	}
+	if tc == nil {
+		return nil, errors.New("FleetFromDNS: a TLS configuration is required")
+	}
+	f := &Fleet{dns: d}
+	addrs, err := d.lookup(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("FleetFromDNS: %w", err)
+	}
+	f.update(addrs)
+	d.wg.Go(func() { d.refresh(f) })
+	return f, nil
+}
+
+// lookup returns the helpers' addresses, sorted.
+func (d *fleetDNS) lookup(ctx context.Context) ([]string, error) {
+	var addrs []string
+	if _, srvs, err := d.resolver.LookupSRV(ctx, "", "", d.name); err == nil && len(srvs) > 0 {
+		for _, s := range srvs {
+			// The targets are resolved here, with the same resolver.
+			hosts, err := d.resolver.LookupHost(ctx, s.Target)
+			if err != nil {
+				continue // a target that does not resolve now: maybe later
+			}
+			for _, h := range hosts {
+				addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(int(s.Port))))
+			}
+		}
+	} else {
+		hosts, err := d.resolver.LookupHost(ctx, d.name)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hosts {
+			addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(d.port)))
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%s: no helpers", d.name)
+	}
+	slices.Sort(addrs)
+	return slices.Compact(addrs), nil
+}
+
+// refresh looks the helpers up every d.every until stop.
+func (d *fleetDNS) refresh(f *Fleet) {
+	t := time.NewTicker(d.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d.every)
+		addrs, err := d.lookup(ctx)
+		cancel()
+		if err == nil { // a failed lookup keeps what there is
+			f.update(addrs)
+		}
+	}
+}
+
+// update makes the fleet's members the helpers at addrs: new ones join
+// (dialed when first needed), missing ones leave, and one that returns
+// is taken back.
+func (f *Fleet) update(addrs []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	have := map[string]*fleetMember{}
+	for _, m := range f.members {
+		have[m.addr] = m
+	}
+	for _, a := range addrs {
+		m, ok := have[a]
+		if !ok {
+			f.members = append(f.members, &fleetMember{addr: a})
+			continue
+		}
+		m.mu.Lock()
+		m.gone = false
+		m.mu.Unlock()
+	}
+	for _, m := range f.members {
+		if !slices.Contains(addrs, m.addr) {
+			m.mu.Lock()
+			m.gone = true
+			m.mu.Unlock()
+		}
+	}
+}
+
+func (d *fleetDNS) stop() {
+	d.once.Do(func() { close(d.done) })
+	d.wg.Wait()
+}

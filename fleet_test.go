@@ -1,0 +1,454 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/helper"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+	"github.com/ccsandbox/sandbox/internal/testutil/testdns"
+)
+
+// A fleet test runs three network helpers on this machine as three
+// nodes: each in its own network namespace, with its own address on a
+// veth pair to this one. The helpers are this test binary re-executed as
+// cc-helper serve (helper.EnvMarker). The namespaces are unnamed (made by
+// the helper's clone, configured through nsenter), so they leave no bind
+// mount under /run/netns that another test's mount count would see, and
+// they end with the helper.
+
+const fleetPort = 7443
+
+// node is one helper of a fleet test.
+type node struct {
+	name       string
+	veth       string
+	hostIP, ip net.IP
+	store      string
+	args       []string
+	cmd        *exec.Cmd
+	netns      string // the helper's network namespace, as /proc/PID/ns/net reads
+	waited     chan error
+}
+
+func (n *node) addr() string { return net.JoinHostPort(n.ip.String(), fmt.Sprint(fleetPort)) }
+
+func runCmd(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func ipCmd(t testing.TB, args ...string) {
+	t.Helper()
+	runCmd(t, "ip", args...)
+}
+
+// fleetNet picks the second byte of the test's 10.x.0.0/16 addresses: one
+// no address of this host uses yet (the race and helper phases of make
+// test may run TestFleet at the same time).
+func fleetNet(t testing.TB) int {
+	out, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		t.Fatalf("ip addr show: %v", err)
+	}
+	start := os.Getpid() % 100
+	for k := range 100 {
+		x := 100 + (start+k)%100
+		if !strings.Contains(string(out), fmt.Sprintf(" 10.%d.", x)) {
+			return x
+		}
+	}
+	t.Fatal("no free 10.x.0.0/16 for the fleet's nodes")
+	return 0
+}
+
+// newNode describes node i, on 10.net2.i.0/24.
+func newNode(t testing.TB, net2, i int) *node {
+	pid := os.Getpid()
+	n := &node{
+		name:   fmt.Sprint("node", i),
+		veth:   fmt.Sprintf("cf%d%c", pid%100000, 'a'+i),
+		hostIP: net.IPv4(10, byte(net2), byte(i), 1),
+		ip:     net.IPv4(10, byte(net2), byte(i), 2),
+		store:  t.TempDir(),
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", n.veth).Run() })
+	return n
+}
+
+// start runs the node's helper in a network namespace of its own, wired
+// to this one, and waits until it listens.
+func (n *node) start(t testing.TB) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sh waits, in the new namespace, until the namespace is wired, then
+	// becomes the helper.
+	n.cmd = exec.Command("sh", append([]string{"-c", `read ready && exec "$0" "$@"`, exe}, n.args...)...)
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	n.cmd.Env = append(os.Environ(), helper.EnvMarker+"=1", "GORACE=atexit_sleep_ms=0")
+	n.cmd.Stderr = os.Stderr
+	in, err := n.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := n.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.waited = make(chan error, 1)
+	lines := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(out)
+		line, _ := r.ReadString('\n')
+		lines <- line
+		io.Copy(io.Discard, r)
+		n.waited <- n.cmd.Wait()
+	}()
+	nsnet := fmt.Sprintf("/proc/%d/ns/net", n.cmd.Process.Pid)
+	n.netns, _ = os.Readlink(nsnet)
+	// The last helper's namespace, and with it the old pair, may still be
+	// going away.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := exec.Command("ip", "link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", fmt.Sprint(n.cmd.Process.Pid)).Run()
+		if err == nil {
+			break
+		}
+		exec.Command("ip", "link", "del", n.veth).Run()
+		if time.Now().After(end) {
+			t.Fatalf("veth %s: %v", n.veth, err)
+		}
+	}
+	ipCmd(t, "addr", "add", n.hostIP.String()+"/24", "dev", n.veth)
+	ipCmd(t, "link", "set", n.veth, "up")
+	inNS := func(args ...string) { runCmd(t, "nsenter", append([]string{"--net=" + nsnet, "ip"}, args...)...) }
+	inNS("addr", "add", n.ip.String()+"/24", "dev", "eth0")
+	inNS("link", "set", "eth0", "up")
+	inNS("link", "set", "lo", "up")
+	inNS("route", "add", "default", "via", n.hostIP.String())
+	in.Write([]byte("ready\n"))
+	in.Close()
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(60 * time.Second):
+	}
+	if !strings.Contains(line, "serving on "+n.addr()) {
+		n.cmd.Process.Kill()
+		<-n.waited
+		t.Fatalf("helper of %s: %q", n.name, line)
+	}
+}
+
+// stop ends the node's helper with SIGTERM (it stops its sandboxes) and
+// waits for it.
+func (n *node) stop(t testing.TB) {
+	if n.cmd == nil {
+		return
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.waited:
+		if err != nil {
+			t.Errorf("helper of %s: %v", n.name, err)
+		}
+	case <-time.After(60 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.waited
+		t.Errorf("helper of %s did not stop on SIGTERM", n.name)
+	}
+	n.cmd = nil
+}
+
+// helperOf returns the address of the helper inst runs on.
+func helperOf(inst *Instance) string { return inst.runner.(*helper.NetInstance).Helper() }
+
+// TestFleet is issue 19's Done-when test: three helpers as three nodes
+// (network namespaces, certificates made here), a fleet found in DNS
+// placing 30 sandboxes on all three, each running a command, a file round
+// trip and a Dial; strangers refused before any message is read; a helper
+// killed with SIGKILL failing its sandboxes fast (ErrNotRunning) while new
+// ones go to the other two; one cut off (its link down) failing its
+// sandboxes once the keepalives go unanswered; the killed one used again
+// once it is back; nothing left afterwards on either side.
+func TestFleet(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("TestFleet needs root to create network namespaces and veth pairs; the race phase of make test runs it as root")
+	}
+	for _, tool := range []string{"ip", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("TestFleet needs %s (iproute2, util-linux): %v", tool, err)
+		}
+	}
+	leakcheck.Check(t)
+	sockets := countSockets()
+	t.Cleanup(func() { // after everything else but leakcheck's
+		left := countSockets()
+		for end := time.Now().Add(5 * time.Second); left > sockets && time.Now().Before(end); left = countSockets() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if left > sockets {
+			t.Errorf("sockets: %d before, %d after", sockets, left)
+		}
+	})
+	ctx := context.Background()
+	p := newTestPKI(t)
+	nodes := make([]*node, 3)
+	var ips []net.IP
+	net2 := fleetNet(t)
+	for i := range nodes {
+		nodes[i] = newNode(t, net2, i)
+		ips = append(ips, nodes[i].ip)
+	}
+	for _, n := range nodes {
+		n.args = append([]string{"serve", "-listen", n.addr(), "-store", n.store, "-client-grace", "2s", "-max-instances", "20"},
+			p.serverFlags(t, n.name, n.ip)...)
+		n.start(t)
+		defer n.stop(t)
+	}
+	// On the address of the node that stays up to the end.
+	ref := testRegistry(t, net.JoinHostPort(nodes[2].hostIP.String(), "0"))
+	dns, err := testdns.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	dns.SetA("helpers.test", ips...)
+	fleet, err := FleetFromDNS(ctx, "helpers.test", fleetPort, p.client("tenant-a"), WithResolver(dns.Resolver()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+
+	t.Run("refused", func(t *testing.T) { checkRefusals(t, p, nodes[0].addr()) })
+
+	img, err := fleet.Pull(ctx, ref, WithPlainHTTP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts := startMany(t, fleet, img, 30)
+	perNode := map[string]int{}
+	for _, inst := range insts {
+		perNode[helperOf(inst)]++
+	}
+	t.Logf("30 sandboxes: %v", perNode)
+	for _, n := range nodes {
+		if perNode[n.addr()] == 0 {
+			t.Errorf("no sandbox landed on %s: %v", n.addr(), perNode)
+		}
+	}
+
+	// Kill one node's helper: its sandboxes fail fast, new ones go to
+	// the other two.
+	dead := nodes[0]
+	dead.cmd.Process.Kill()
+	killed := time.Now()
+	<-dead.waited
+	dead.cmd = nil
+	var slowest time.Duration
+	defer func() { t.Logf("sandboxes of the killed helper: Done within %v", slowest) }()
+	for _, inst := range insts {
+		if helperOf(inst) != dead.addr() {
+			continue
+		}
+		select {
+		case <-inst.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("sandbox %s: Done did not fire after its helper was killed", inst.ID())
+		}
+		slowest = max(slowest, time.Since(killed))
+		if !errors.Is(inst.Err(), ErrNotRunning) {
+			t.Errorf("sandbox %s: Err %v, want ErrNotRunning", inst.ID(), inst.Err())
+		}
+		if _, err := inst.Command("true").Output(); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("sandbox %s: a command after its helper died: %v, want ErrNotRunning", inst.ID(), err)
+		}
+	}
+	for _, inst := range startMany(t, fleet, img, 4) {
+		if helperOf(inst) == dead.addr() {
+			t.Errorf("a new sandbox went to the killed helper %s", dead.addr())
+		}
+		insts = append(insts, inst)
+	}
+
+	// Cut another node off the network without a word (its link down):
+	// its sandboxes fail too, once the keepalives go unanswered.
+	cut := nodes[1]
+	ipCmd(t, "link", "set", cut.veth, "down")
+	cutAt := time.Now()
+	for _, inst := range insts {
+		if helperOf(inst) != cut.addr() {
+			continue
+		}
+		select {
+		case <-inst.Done():
+		case <-time.After(60 * time.Second):
+			t.Fatalf("sandbox %s: Done did not fire after its helper was cut off", inst.ID())
+		}
+		if !errors.Is(inst.Err(), ErrNotRunning) {
+			t.Errorf("sandbox %s: Err %v, want ErrNotRunning", inst.ID(), inst.Err())
+		}
+	}
+	t.Logf("sandboxes of the cut-off helper: Done within %v", time.Since(cutAt))
+	if inst := startMany(t, fleet, img, 1)[0]; helperOf(inst) != nodes[2].addr() {
+		t.Errorf("with one helper killed and one cut off, a sandbox went to %s", helperOf(inst))
+	} else {
+		insts = append(insts, inst)
+	}
+	ipCmd(t, "link", "set", cut.veth, "up")
+
+	// The helper comes back (same node, same address): it is used again,
+	// being the one with the most room.
+	dead.start(t)
+	back := startMany(t, fleet, img, 1)[0]
+	if helperOf(back) != dead.addr() {
+		t.Errorf("the new sandbox went to %s, not to the helper that came back with the most room (%s)", helperOf(back), dead.addr())
+	}
+	insts = append(insts, back)
+
+	for _, inst := range insts {
+		if err := inst.Close(); err != nil && !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Close %s: %v", inst.ID(), err)
+		}
+	}
+	fleet.Close()
+	for _, n := range nodes {
+		n.stop(t)
+		if left := processesIn(n.netns); len(left) > 0 {
+			t.Errorf("processes left in the network namespace of %s: %v", n.name, left)
+		}
+	}
+	for _, n := range nodes[1:] { // the killed helper could not clean up
+		if left, _ := filepath.Glob(filepath.Join(n.store, "instances", "*")); len(left) > 0 {
+			t.Errorf("instance state left in %s: %v", n.store, left)
+		}
+	}
+}
+
+// startMany starts n sandboxes through fleet, a few at a time, and runs a
+// command, a file round trip and a Dial in each.
+func startMany(t *testing.T, fleet *Fleet, img *Image, n int) []*Instance {
+	t.Helper()
+	out := make([]*Instance, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 6)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i], errs[i] = fleet.New(context.Background(), img)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			for _, inst := range out {
+				if inst != nil {
+					inst.Close()
+				}
+			}
+			t.Fatal(err)
+		}
+	}
+	for _, inst := range out {
+		exercise(t, inst)
+	}
+	return out
+}
+
+// checkRefusals: a client with a certificate of another CA, one without a
+// certificate, and one speaking plaintext are refused before the helper
+// reads a message from them (its counters: refused connections up by
+// three, messages decoded up only by the capacity call asking).
+func checkRefusals(t *testing.T, p *testPKI, addr string) {
+	ctx := context.Background()
+	r, err := DialRemote(ctx, addr, p.client("auditor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	before, err := r.nc.Capacity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := p.other.Issue("tenant-a", nil, nil).ClientConfig(p.ca, "helpers.test")
+	if _, err := DialRemote(ctx, addr, stranger); err == nil {
+		t.Error("a client certificate of another CA was accepted")
+	}
+	noCert := &tls.Config{RootCAs: p.ca.Pool(), ServerName: "helpers.test"}
+	if _, err := DialRemote(ctx, addr, noCert); err == nil {
+		t.Error("a client without a certificate was accepted")
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := (&ipc.Encoder{})
+	(&ipc.HelloReq{Magic: ipc.HelloMagic, Version: ipc.ProtocolVersion}).Encode(hello)
+	frame := binary.BigEndian.AppendUint16(nil, ipc.MsgHello)
+	frame = binary.BigEndian.AppendUint32(frame, uint32(len(hello.Bytes())))
+	conn.Write(append(frame, hello.Bytes()...))
+	conn.SetReadDeadline(time.Now().Add(helper.HandshakeTimeout + 5*time.Second))
+	if h, err := ipc.ReadHeader(conn); err == nil && h.Type == ipc.MsgResponse {
+		t.Error("a plaintext hello was answered")
+	}
+	conn.Close()
+	after, err := r.nc.Capacity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Refused != before.Refused+3 {
+		t.Errorf("refused connections: %d, then %d; want 3 more", before.Refused, after.Refused)
+	}
+	if after.Messages != before.Messages+1 {
+		t.Errorf("messages decoded: %d, then %d; want only the capacity call's", before.Messages, after.Messages)
+	}
+}
+
+// countSockets returns how many sockets this process has open.
+func countSockets() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// processesIn returns the pids of the processes in network namespace ns
+// (as /proc/PID/ns/net reads).
+func processesIn(ns string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && l == ns {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
+}

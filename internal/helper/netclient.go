@@ -1,0 +1,185 @@
+package helper
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// NetClient is the client of one network helper (cc-helper serve): its
+// own connection for starting sandboxes, pulling and asking for capacity,
+// redialed when it broke (a helper that comes back is used again), and the
+// instances it started, each on connections of their own.
+type NetClient struct {
+	addr string
+	tls  *tls.Config // nil: plaintext, a -insecure-loopback helper
+
+	mu        sync.Mutex
+	c         *ipc.Client               // guarded by mu; nil or dead: dial again
+	instances map[*NetInstance]struct{} // guarded by mu
+	closed    bool                      // guarded by mu
+}
+
+// dialTimeout bounds a dial and TLS handshake to a network helper when the
+// caller's context sets no deadline.
+const dialTimeout = 10 * time.Second
+
+// DialNet connects to the network helper at addr with tc (nil: plaintext,
+// for a helper serving on loopback with -insecure-loopback). It returns a
+// *ipc.TransportError when the helper cannot be reached or the TLS
+// handshake fails, and an error matching ipc.ErrVersionMismatch for a
+// helper of another protocol version.
+func DialNet(ctx context.Context, addr string, tc *tls.Config) (*NetClient, error) {
+	n := &NetClient{addr: addr, tls: tc, instances: map[*NetInstance]struct{}{}}
+	if _, err := n.client(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Addr returns the helper's address.
+func (n *NetClient) Addr() string { return n.addr }
+
+// dial opens one connection to the helper: TCP with keepalives, then the
+// TLS handshake, both bounded by ctx or dialTimeout.
+func (n *NetClient) dial(ctx context.Context) (net.Conn, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+	}
+	d := net.Dialer{KeepAliveConfig: KeepAlive, Control: controlUserTimeout}
+	conn, err := d.DialContext(ctx, "tcp", n.addr)
+	if err != nil || n.tls == nil {
+		return conn, err
+	}
+	tc := n.tls.Clone()
+	if tc.MinVersion < tls.VersionTLS13 {
+		tc.MinVersion = tls.VersionTLS13
+	}
+	c := tls.Client(conn, tc)
+	if err := c.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", n.addr, err)
+	}
+	return c, nil
+}
+
+// client returns the live client of the helper's own messages, dialing
+// again when the last one broke.
+func (n *NetClient) client(ctx context.Context) (*ipc.Client, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
+	}
+	if n.c != nil && n.c.IsAlive() {
+		return n.c, nil
+	}
+	if n.c != nil {
+		n.c.Close()
+		n.c = nil
+	}
+	c, err := ipc.Connect(ctx, n.dial)
+	if err != nil {
+		return nil, fmt.Errorf("helper %s: %w", n.addr, err)
+	}
+	n.c = c
+	return c, nil
+}
+
+// do makes one call of the helper's own messages.
+func (n *NetClient) do(ctx context.Context, t uint16, req, ans ipc.Msg) error {
+	c, err := n.client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.Do(ctx, t, req, ans); err != nil {
+		if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
+			return fmt.Errorf("helper %s: %w", n.addr, ie.Bare())
+		}
+		return fmt.Errorf("helper %s: %w", n.addr, err)
+	}
+	return nil
+}
+
+// Capacity asks the helper what this client may still start there.
+func (n *NetClient) Capacity(ctx context.Context) (ipc.CapacityAns, error) {
+	var a ipc.CapacityAns
+	err := n.do(ctx, ipc.MsgRemoteCapacity, &ipc.Empty{}, &a)
+	return a, err
+}
+
+// Pull asks the helper to pull an image into its store.
+func (n *NetClient) Pull(ctx context.Context, req *ipc.PullReq) (ipc.PullAns, error) {
+	var a ipc.PullAns
+	err := n.do(ctx, ipc.MsgRemotePull, req, &a)
+	return a, err
+}
+
+// Start starts a sandbox on the helper and connects to it. It returns the
+// instance and its image's config blob, or the helper's error (a limit:
+// matching fs.ErrPermission).
+func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInstance, []byte, error) {
+	var a ipc.RemoteNewAns
+	if err := n.do(ctx, ipc.MsgRemoteNew, req, &a); err != nil {
+		return nil, nil, err
+	}
+	ni := &NetInstance{id: a.ID, nc: n, done: make(chan struct{})}
+	agent, err := ipc.Connect(ctx, ni.dial)
+	if err != nil {
+		// No connection ever attached: the helper's grace period stops it.
+		return nil, nil, fmt.Errorf("connecting to sandbox %s on %s: %w", a.ID, n.addr, err)
+	}
+	ni.agent = agent
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		ni.Close()
+		return nil, nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
+	}
+	n.instances[ni] = struct{}{}
+	n.mu.Unlock()
+	waitCtx, cancel := context.WithCancel(context.Background())
+	ni.waitStop = cancel
+	go ni.wait(waitCtx)
+	return ni, a.Config, nil
+}
+
+// forget drops a closed instance.
+func (n *NetClient) forget(ni *NetInstance) {
+	n.mu.Lock()
+	delete(n.instances, ni)
+	n.mu.Unlock()
+}
+
+// Close closes every instance started through n (stopping their
+// sandboxes, where the helper can be reached), then the connection.
+func (n *NetClient) Close() error {
+	n.mu.Lock()
+	n.closed = true
+	all := make([]*NetInstance, 0, len(n.instances))
+	for ni := range n.instances {
+		all = append(all, ni)
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ni := range all {
+		wg.Go(func() { ni.Close() })
+	}
+	wg.Wait()
+	n.mu.Lock()
+	c := n.c
+	n.c = nil
+	n.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package helper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
+)
+
+// NetInstance is a sandbox on a network helper: every connection of its
+// client is attached to it (MsgRemoteAttach) and carries its lifecycle
+// messages and the agent's; descriptors cannot cross TCP, so file,
+// command and network calls take the streamed path. When the helper dies
+// or is cut off, Done fires and Err matches ipc.ErrNotRunning.
+type NetInstance struct {
+	id    string
+	nc    *NetClient
+	agent *ipc.Client
+
+	done     chan struct{}
+	reason   error // set before done closes
+	waitStop context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// closeTimeout bounds MsgInstanceClose: a helper that neither answers nor
+// breaks the connection by then is taken for gone.
+const closeTimeout = 30 * time.Second
+
+// dial opens a connection to the helper attached to the instance. A
+// helper that no longer has it answers ErrInvalidHandle, which becomes an
+// error matching ipc.ErrNotRunning.
+func (ni *NetInstance) dial(ctx context.Context) (net.Conn, error) {
+	conn, err := ni.nc.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	err = ipc.CallOn(conn, ipc.MsgRemoteAttach, &ipc.InstanceAttachReq{ID: ni.id}, &ipc.Empty{})
+	conn.SetDeadline(time.Time{})
+	if err != nil {
+		conn.Close()
+		if errors.Is(err, ipc.ErrInvalidHandle) {
+			return nil, fmt.Errorf("sandbox %s on %s: %w (%v)", ni.id, ni.nc.addr, ipc.ErrNotRunning, err)
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
+// wait waits for the sandbox to stop, or the helper to go.
+func (ni *NetInstance) wait(ctx context.Context) {
+	err := ni.agent.Do(ctx, ipc.MsgInstanceWait, nil, nil)
+	switch {
+	case err == nil, ctx.Err() != nil:
+		ni.reason = nil // closed
+	case errors.Is(err, ipc.ErrTransport), errors.Is(err, ipc.ErrAlreadyClosed):
+		ni.reason = fmt.Errorf("sandbox %s: its helper %s is gone or cut off: %w", ni.id, ni.nc.addr, ipc.ErrNotRunning)
+	default:
+		if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
+			err = ie.Bare()
+		}
+		ni.reason = err
+	}
+	ni.agent.Close() // calls in flight fail at once
+	close(ni.done)
+}
+
+// ID returns the sandbox's id on its helper.
+func (ni *NetInstance) ID() string { return ni.id }
+
+// Helper returns the address of the sandbox's helper.
+func (ni *NetInstance) Helper() string { return ni.nc.addr }
+
+// Client returns the client of the sandbox's agent, through the helper.
+func (ni *NetInstance) Client() *ipc.Client { return ni.agent }
+
+// PassesFDs reports false: descriptors cannot cross TCP.
+func (ni *NetInstance) PassesFDs() bool { return false }
+
+// Done returns a channel closed once the sandbox has stopped, or its
+// helper has gone.
+func (ni *NetInstance) Done() <-chan struct{} { return ni.done }
+
+// Err returns why the sandbox stopped: nil while it runs and after Close.
+func (ni *NetInstance) Err() error {
+	select {
+	case <-ni.done:
+		return ni.reason
+	default:
+		return nil
+	}
+}
+
+// Pid returns 0: the agent runs on another host.
+func (ni *NetInstance) Pid() int { return 0 }
+
+// OpenLink returns an error: an egress device cannot cross TCP.
+func (ni *NetInstance) OpenLink(string) (*os.File, error) {
+	return nil, fmt.Errorf("sandbox %s on %s: egress for a network helper's sandbox: %w", ni.id, ni.nc.addr, errors.ErrUnsupported)
+}
+
+// OOMKills asks the helper how many processes were killed for memory (0
+// when it cannot tell).
+func (ni *NetInstance) OOMKills() int {
+	var a ipc.StatsAns
+	if err := ni.agent.Do(context.Background(), ipc.MsgInstanceStats, nil, &a); err != nil {
+		return 0
+	}
+	return int(a.OOMKills)
+}
+
+// SetTimeout asks the helper to stop the sandbox d from now.
+func (ni *NetInstance) SetTimeout(d time.Duration) error {
+	return ni.agent.Do(context.Background(), ipc.MsgInstanceSetTimeout, &ipc.TimeoutReq{Ns: int64(d)}, nil)
+}
+
+// Snapshot returns an error matching errors.ErrUnsupported: a network
+// helper's store is its own, and snapshots of its sandboxes are not
+// brought back yet.
+func (ni *NetInstance) Snapshot(context.Context, *image.Store, []string, snapshot.Parent, *slog.Logger) (*snapshot.Info, error) {
+	return nil, fmt.Errorf("sandbox %s on %s: snapshot of a network helper's sandbox: %w", ni.id, ni.nc.addr, errors.ErrUnsupported)
+}
+
+// Close stops the sandbox (when the helper can still be reached) and
+// closes its connections. It is safe to call more than once; later calls
+// return the first call's result.
+func (ni *NetInstance) Close() error {
+	ni.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		err := ni.agent.Do(ctx, ipc.MsgInstanceClose, nil, nil)
+		cancel()
+		if err != nil && !errors.Is(err, ipc.ErrTransport) && !errors.Is(err, ipc.ErrAlreadyClosed) &&
+			!errors.Is(err, ipc.ErrNotRunning) && !errors.Is(err, context.DeadlineExceeded) {
+			if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
+				err = ie.Bare()
+			}
+			ni.closeErr = err
+		}
+		ni.waitStop()
+		<-ni.done
+		ni.agent.Close()
+		ni.nc.forget(ni)
+	})
+	return ni.closeErr
+}

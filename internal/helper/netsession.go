@@ -1,0 +1,180 @@
+package helper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/engine"
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// session serves one connection of a network helper's client, whose
+// identity (the certificate's common name) the TLS handshake proved. A
+// session is either a client's own (MsgRemoteNew, MsgRemotePull,
+// MsgRemoteCapacity) or, after MsgRemoteAttach, one of an instance's:
+// its lifecycle messages and the agent's, forwarded as the table says.
+type session struct {
+	srv    *NetServer
+	client string
+	own    *ipc.Mux
+
+	mu sync.Mutex
+	ni *netInstance // guarded by mu: the attached instance; nil before MsgRemoteAttach
+}
+
+func newSession(srv *NetServer, client string) *session {
+	s := &session{srv: srv, client: client, own: ipc.NewMux()}
+	ipc.Route(s.own, ipc.MsgRemoteAttach, s.attach)
+	ipc.Route(s.own, ipc.MsgRemoteNew, func(req *ipc.Request, m *ipc.RemoteNewReq) (ipc.RemoteNewAns, error) {
+		return srv.newInstance(req.Context(), client, m)
+	})
+	ipc.Route(s.own, ipc.MsgRemotePull, func(req *ipc.Request, m *ipc.PullReq) (ipc.PullAns, error) {
+		return srv.pull(req.Context(), m)
+	})
+	ipc.Route(s.own, ipc.MsgRemoteCapacity, func(*ipc.Request, *ipc.Empty) (ipc.CapacityAns, error) {
+		return srv.capacity(client), nil
+	})
+	ipc.Route(s.own, ipc.MsgInstanceNew, func(*ipc.Request, *ipc.NewReq) (ipc.NewAns, error) {
+		return ipc.NewAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported,
+			Message: "a network helper starts sandboxes from image references (MsgRemoteNew), never from its host's paths"}
+	})
+	ipc.Route(s.own, ipc.MsgInstanceClose, func(*ipc.Request, *ipc.Empty) (ipc.Empty, error) {
+		ni, err := s.instance()
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		return ipc.Empty{}, srv.ledger.close(ni)
+	})
+	ipc.Route(s.own, ipc.MsgInstanceWait, func(req *ipc.Request, _ *ipc.Empty) (ipc.Empty, error) {
+		inst, err := s.engine()
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		select {
+		case <-inst.Done():
+		case <-req.Context().Done():
+			return ipc.Empty{}, req.Context().Err()
+		}
+		return ipc.Empty{}, inst.Err()
+	})
+	ipc.Route(s.own, ipc.MsgInstanceID, func(*ipc.Request, *ipc.Empty) (ipc.StringAns, error) {
+		inst, err := s.engine()
+		if err != nil {
+			return ipc.StringAns{}, err
+		}
+		return ipc.StringAns{Value: inst.ID()}, nil
+	})
+	ipc.Route(s.own, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
+		inst, err := s.engine()
+		if err != nil {
+			return ipc.BoolAns{}, err
+		}
+		select {
+		case <-inst.Done():
+			return ipc.BoolAns{Value: false}, nil
+		default:
+			return ipc.BoolAns{Value: true}, nil
+		}
+	})
+	ipc.Route(s.own, ipc.MsgInstanceOpenLink, func(*ipc.Request, *ipc.LinkReq) (ipc.BoolAns, error) {
+		return ipc.BoolAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "egress devices cannot cross a network helper's connection"}
+	})
+	ipc.Route(s.own, ipc.MsgInstanceSnapshot, func(*ipc.Request, *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
+		return ipc.SnapshotAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "snapshots of a network helper's sandboxes are not supported yet"}
+	})
+	ipc.Route(s.own, ipc.MsgInstanceStats, func(*ipc.Request, *ipc.Empty) (ipc.StatsAns, error) {
+		inst, err := s.engine()
+		if err != nil {
+			return ipc.StatsAns{}, err
+		}
+		n := 0
+		if c, ok := inst.Sandbox().(hv.OOMCounter); ok {
+			n = c.OOMKills()
+		}
+		return ipc.StatsAns{OOMKills: uint32(n)}, nil
+	})
+	ipc.Route(s.own, ipc.MsgInstanceSetTimeout, func(_ *ipc.Request, m *ipc.TimeoutReq) (ipc.Empty, error) {
+		inst, err := s.engine()
+		if err != nil {
+			return ipc.Empty{}, err
+		}
+		if m.Ns <= 0 {
+			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("timeout of %d ns", m.Ns)}
+		}
+		return ipc.Empty{}, inst.SetTimeout(time.Duration(m.Ns))
+	})
+	return s
+}
+
+// attach makes the session serve client's instance m.ID.
+func (s *session) attach(_ *ipc.Request, m *ipc.InstanceAttachReq) (ipc.Empty, error) {
+	ni, err := s.srv.ledger.get(s.client, m.ID)
+	if err != nil {
+		return ipc.Empty{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ni != nil {
+		return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "this connection serves a sandbox already"}
+	}
+	s.ni = ni
+	s.srv.ledger.attach(ni)
+	return ipc.Empty{}, nil
+}
+
+// end detaches the session from its instance once the connection is gone.
+func (s *session) end() {
+	s.mu.Lock()
+	ni := s.ni
+	s.ni = nil
+	s.mu.Unlock()
+	if ni != nil {
+		s.srv.ledger.detach(ni)
+	}
+}
+
+// instance returns the attached instance, or ErrInvalidHandle.
+func (s *session) instance() (*netInstance, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ni == nil {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidHandle, Message: "no sandbox: send MsgRemoteAttach first"}
+	}
+	return s.ni, nil
+}
+
+// engine returns the attached instance's engine instance.
+func (s *session) engine() (*engine.Instance, error) {
+	ni, err := s.instance()
+	if err != nil {
+		return nil, err
+	}
+	return ni.inst, nil
+}
+
+// ServeCall implements ipc.CallHandler: the helper's own messages here,
+// the agent's forwarded to the attached instance, anything else refused.
+// Descriptors cannot come over TCP; the streamed path needs none.
+func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Response, error) {
+	s.srv.messages.Add(1)
+	d := ipc.Describe(req.Type)
+	switch {
+	case d != nil && d.Peer&ipc.PeerHelper != 0:
+		return s.own.ServeCall(ctx, req)
+	case d != nil && d.Peer&ipc.PeerAgent != 0:
+		inst, err := s.engine()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := forwardTo(inst, req, d)
+		if err != nil && errors.Is(err, ipc.ErrNotRunning) {
+			return nil, &ipc.IPCError{Code: ipc.ErrCodeNotRunning, Message: err.Error()}
+		}
+		return resp, err
+	}
+	return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown message type: 0x%04x", req.Type)}
+}

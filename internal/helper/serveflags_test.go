@@ -1,0 +1,46 @@
+package helper
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseServeFlags(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"allowMounts":["/srv/data/"],"clients":{"ci":{"maxInstances":3}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseServeFlags([]string{"-listen", ":7443", "-tls-cert", "c", "-tls-key", "k", "-client-ca", "ca", "-policy", policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientGrace != DefaultClientGrace || c.Policy.AllowMounts[0] != "/srv/data" || c.Policy.Clients["ci"].MaxInstances != 3 {
+		t.Fatalf("parsed %+v", c)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"allowMount":["/x"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tls-cert", "c"}, "-listen is required"},
+		{[]string{"-listen", ":1"}, "mutual TLS"},
+		{[]string{"-listen", "0.0.0.0:1", "-insecure-loopback"}, "loopback"},
+		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-nope"}, "nope"},
+		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-policy", bad}, "unknown field"},
+		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "extra"}, "unexpected argument"},
+	} {
+		_, err := ParseServeFlags(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseServeFlags(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := ParseServeFlags([]string{"-listen", "[::1]:1", "-insecure-loopback"}); err != nil {
+		t.Errorf("loopback plaintext refused: %v", err)
+	}
+}

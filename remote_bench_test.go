@@ -1,0 +1,130 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/helper"
+)
+
+// BenchmarkRemote measures a sandbox on a network helper (cc-helper serve
+// in this process, over TCP with mutual TLS on loopback) beside its
+// floors, in the same run:
+//
+//   - CommandRoundTrip: sdk, a command through the network helper; floor,
+//     the same command in a sandbox of the same image through the
+//     Unix-socket helper (CC_USE_HELPER=1). Target: at most 2x.
+//   - WriteFile100MB: sdk, 100 MB WriteFile through the network helper;
+//     floor, 100 MB copied over a raw TLS 1.3 connection on loopback and
+//     acknowledged. Target: at least 0.8x the floor's throughput.
+func BenchmarkRemote(b *testing.B) {
+	ctx := context.Background()
+	ref := testRegistry(b, "127.0.0.1:0")
+	p := newTestPKI(b)
+	s := startNetHelper(b, p)
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	remoteInst := func(b *testing.B) *Instance {
+		inst, err := r.New(ctx, img)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { inst.Close() })
+		return inst
+	}
+	b.Run("CommandRoundTrip", func(b *testing.B) {
+		run := func(b *testing.B, inst *Instance) {
+			for b.Loop() {
+				if err := inst.Command("true").Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run("sdk", func(b *testing.B) { run(b, remoteInst(b)) })
+		b.Run("floor", func(b *testing.B) {
+			withHelper(b, false)
+			inst := newInstance(b, busyboxImage(b))
+			if _, ok := inst.runner.(*helper.Remote); !ok {
+				b.Fatal("the floor's sandbox is not in a Unix-socket helper")
+			}
+			run(b, inst)
+		})
+	})
+	big := make([]byte, bulkSize)
+	rand.Read(big)
+	b.Run("WriteFile100MB", func(b *testing.B) {
+		b.Run("sdk", func(b *testing.B) {
+			inst := remoteInst(b)
+			b.SetBytes(bulkSize)
+			for b.Loop() {
+				if err := inst.WriteFile("/tmp/big", big, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("floor", func(b *testing.B) {
+			c := tlsPair(b, p)
+			b.SetBytes(bulkSize)
+			ack := make([]byte, 1)
+			for b.Loop() {
+				if _, err := c.Write(big); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, ack); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}
+
+// tlsPair returns the client end of a TLS 1.3 connection on loopback,
+// mutually authenticated as the network helper's are, whose server reads
+// bulkSize bytes and answers one byte, over and over.
+func tlsPair(b *testing.B, p *testPKI) net.Conn {
+	srvCert := p.ca.Issue("floor", []string{"helpers.test"}, nil)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{srvCert.TLS},
+		ClientCAs: p.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			if _, err := io.CopyN(io.Discard, c, bulkSize); err != nil {
+				return
+			}
+			if _, err := c.Write([]byte{1}); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), p.client("bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c.Close()
+		ln.Close()
+		<-done
+	})
+	return c
+}

@@ -1,0 +1,330 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ccsandbox/sandbox/internal/helper"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+	"github.com/ccsandbox/sandbox/internal/testutil/testcerts"
+	"github.com/ccsandbox/sandbox/internal/testutil/testdns"
+	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
+)
+
+// testRegistry serves the busybox test image from an in-process registry
+// listening on addr ("127.0.0.1:0", or an address other namespaces reach)
+// and returns its reference.
+func testRegistry(t testing.TB, addr string) string {
+	t.Helper()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	reg.Listener.Close()
+	reg.Listener = ln
+	reg.Start()
+	t.Cleanup(reg.Close)
+	ref := ln.Addr().String() + "/test/busybox:1"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, src); err != nil {
+		t.Fatal(err)
+	}
+	// The push's keep-alive connections would outlive an address the
+	// test takes away (TestFleet's nodes) before the registry closes.
+	if tr, ok := remote.DefaultTransport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+	return ref
+}
+
+// testPKI is the certificates of a network helper test: a CA for the
+// helpers and their clients, and a stranger's CA.
+type testPKI struct {
+	ca, other *testcerts.CA
+	dir       string // PEM files for cc-helper serve
+}
+
+func newTestPKI(t testing.TB) *testPKI {
+	p := &testPKI{ca: testcerts.NewCA("cc-test-ca"), other: testcerts.NewCA("stranger-ca"), dir: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(p.dir, "ca.pem"), p.ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serverFiles issues a helper certificate for ips and the name
+// "helpers.test" and returns the serve flags naming its files.
+func (p *testPKI) serverFlags(t testing.TB, tag string, ips ...net.IP) []string {
+	c := p.ca.Issue("helper-"+tag, []string{"helpers.test"}, ips)
+	cert, key := filepath.Join(p.dir, tag+".pem"), filepath.Join(p.dir, tag+".key")
+	if err := c.Write(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-tls-cert", cert, "-tls-key", key, "-client-ca", filepath.Join(p.dir, "ca.pem")}
+}
+
+// client returns the TLS configuration of client cn.
+func (p *testPKI) client(cn string) *tls.Config {
+	return p.ca.Issue(cn, nil, nil).ClientConfig(p.ca, "helpers.test")
+}
+
+// startNetHelper runs a network helper in this process on loopback and
+// returns its address.
+func startNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer {
+	t.Helper()
+	args := append([]string{"-listen", "127.0.0.1:0", "-store", testCache}, p.serverFlags(t, "lo", net.IPv4(127, 0, 0, 1))...)
+	cfg, err := helper.ParseServeFlags(append(args, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := helper.NewNetServer(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// exercise runs a command, a file round trip and a Dial in inst.
+func exercise(t testing.TB, inst *Instance) {
+	t.Helper()
+	out, err := inst.Command("sh", "-c", "echo hi from $(hostname)").Output()
+	if err != nil || !strings.HasPrefix(string(out), "hi from") {
+		t.Fatalf("command: %q, %v", out, err)
+	}
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	if err := inst.WriteFile("/tmp/f", data, 0o644); err != nil {
+		t.Fatalf("WriteFile: %v", err)
+	}
+	back, err := inst.ReadFile("/tmp/f")
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("ReadFile: %d bytes, %v", len(back), err)
+	}
+	ln, err := inst.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	c, err := inst.Dial("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through Dial: %q, %v", buf, err)
+	}
+}
+
+// TestRemoteLoopback runs sandboxes on a network helper in this process
+// over TCP with mutual TLS: every Instance method used works, a limit is
+// refused clearly, and a helper-side mount is refused by default.
+func TestRemoteLoopback(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	policy := filepath.Join(p.dir, "policy.json")
+	os.WriteFile(policy, []byte(`{"clients":{"limited":{"maxInstances":1}}}`), 0o600)
+	s := startNetHelper(t, p, "-policy", policy)
+
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, img); err == nil {
+		t.Error("a helper's image started a local sandbox")
+	}
+	inst, err := r.New(ctx, img, WithEnv("X=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exercise(t, inst)
+	if _, err := r.New(ctx, img, WithMount("/etc", "/mnt")); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("WithMount of a helper path: %v, want fs.ErrPermission", err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case <-inst.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("Done did not fire after Close")
+	}
+
+	lim, err := DialRemote(ctx, s.Addr().String(), p.client("limited"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lim.Close()
+	one, err := lim.New(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if c, err := lim.Capacity(ctx); err != nil || c.Free != 0 {
+		t.Errorf("capacity of a client at its limit: %+v, %v", c, err)
+	}
+	if _, err := lim.New(ctx, img); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxInstances") {
+		t.Errorf("a second sandbox over maxInstances 1: %v", err)
+	}
+}
+
+// TestWriteFileStreamed: a WriteFile larger than streamWriteMin where
+// descriptors cannot pass streams the data (MsgFsWriteStream): locally,
+// in a VM, and through a network helper; the content arrives whole, and a
+// failure (the path is a directory) comes back as the call's error.
+func TestWriteFileStreamed(t *testing.T) {
+	data := make([]byte, streamWriteMin+3<<20+5)
+	rand.Read(data)
+	check := func(t *testing.T, inst *Instance) {
+		if err := inst.WriteFile("/tmp/big", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, err := inst.ReadFile("/tmp/big")
+		if err != nil || !bytes.Equal(back, data) {
+			t.Fatalf("read back %d of %d bytes, %v", len(back), len(data), err)
+		}
+		if fi, err := inst.Stat("/tmp/big"); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("stat: %v, %v", fi, err)
+		}
+		if err := inst.WriteFile("/tmp", data, 0o600); err == nil {
+			t.Error("a streamed write onto a directory succeeded")
+		}
+		if _, err := inst.Command("true").Output(); err != nil {
+			t.Errorf("the sandbox after the refused write: %v", err)
+		}
+	}
+	t.Run("local", func(t *testing.T) { check(t, newInstance(t, busyboxImage(t), withoutDescriptors())) })
+	t.Run("vm", func(t *testing.T) { check(t, vmInstance(t)) })
+	t.Run("remote", func(t *testing.T) {
+		ctx := context.Background()
+		p := newTestPKI(t)
+		s := startNetHelper(t, p)
+		r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		img, err := r.Pull(ctx, testRegistry(t, "127.0.0.1:0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := r.New(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close()
+		check(t, inst)
+	})
+}
+
+// TestFleetPlacement: a fleet from DNS SRV records (targets resolved by
+// the same resolver) and a fixed one place sandboxes on the helper with
+// the most room, skip a full one, and say why when none can take one.
+func TestFleetPlacement(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	small := startNetHelper(t, p, "-max-instances", "1")
+	big := startNetHelper(t, p, "-max-instances", "3")
+	dns, err := testdns.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	_, smallPort, _ := net.SplitHostPort(small.Addr().String())
+	_, bigPort, _ := net.SplitHostPort(big.Addr().String())
+	var sp, bp int
+	fmt.Sscan(smallPort, &sp)
+	fmt.Sscan(bigPort, &bp)
+	dns.SetSRV("_cc._tcp.helpers.test", []string{"node-a.helpers.test", "node-b.helpers.test"}, []uint16{uint16(sp), uint16(bp)})
+	dns.SetA("node-a.helpers.test", net.IPv4(127, 0, 0, 1))
+	dns.SetA("node-b.helpers.test", net.IPv4(127, 0, 0, 1))
+	fleet, err := FleetFromDNS(ctx, "_cc._tcp.helpers.test", 0, p.client("alice").Clone(), WithResolver(dns.Resolver()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	img, err := fleet.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 4 {
+		inst, err := fleet.New(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close()
+		got = append(got, helperOf(inst))
+	}
+	// Free: big 3, small 1, so the first goes to big; then ties may go
+	// either way, but big takes 3 in all and small 1.
+	counts := map[string]int{}
+	for _, a := range got {
+		counts[a]++
+	}
+	if counts[big.Addr().String()] != 3 || counts[small.Addr().String()] != 1 || got[0] != big.Addr().String() {
+		t.Errorf("placement %v, want the first on %s and 3 there in all, 1 on %s", got, big.Addr(), small.Addr())
+	}
+	if _, err := fleet.New(ctx, img); err == nil || !strings.Contains(err.Error(), "full") {
+		t.Errorf("a fifth sandbox on a full fleet: %v", err)
+	}
+
+	r, err := DialRemote(ctx, small.Addr().String(), p.client("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	static := NewFleet(r)
+	defer static.Close()
+	if _, err := static.New(ctx, img); err == nil || !strings.Contains(err.Error(), "full") {
+		t.Errorf("a fixed fleet of one full helper: %v", err)
+	}
+}
