@@ -9,7 +9,7 @@ PKGS        := ./...
 
 # Debian packages the tests and benchmarks need on a fresh machine.
 DEB_TEST    := busybox-static skopeo docker-registry podman \
-               openssh-client gcc make libc6-dev python3-pip python3-venv nodejs
+               openssh-client openssl gcc make libc6-dev python3-pip python3-venv nodejs
 DEB_BENCH   := bubblewrap buildah
 
 .PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench clean helper-image
