@@ -96,7 +96,9 @@ fuzz:
 ## HELPER_IMAGE_OUT/cc-helper.tar (an OCI layout in a tar: podman load,
 ## skopeo copy oci-archive:, ctr images import take it), named
 ## HELPER_IMAGE_TAG. cc-helper is built here, statically, and copied in:
-## the build gives its steps no network. The store is cc's (CC_CACHE_DIR).
+## the build gives its steps no network (built as make test's build step
+## builds it, so the two share Go's build cache). The store is cc's
+## (CC_CACHE_DIR).
 HELPER_IMAGE_OUT ?= deploy/out
 HELPER_IMAGE_TAG ?= cc-helper:latest
 CA_BUNDLE        ?= /etc/ssl/certs/ca-certificates.crt
@@ -104,7 +106,7 @@ helper-image:
 	@test -r $(CA_BUNDLE) || { echo "helper-image: no CA bundle at $(CA_BUNDLE) (install ca-certificates or set CA_BUNDLE)"; exit 1; }
 	rm -rf $(HELPER_IMAGE_OUT)/context $(HELPER_IMAGE_OUT)/layout
 	mkdir -p $(HELPER_IMAGE_OUT)/context
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(HELPER_IMAGE_OUT)/context/cc-helper ./cmd/cc-helper
+	CGO_ENABLED=0 $(GO) build -o $(HELPER_IMAGE_OUT)/context/cc-helper ./cmd/cc-helper
 	cp $(CA_BUNDLE) $(HELPER_IMAGE_OUT)/context/ca-certificates.crt
 	$(GO) run ./cmd/cc build -f deploy/Dockerfile -t $(HELPER_IMAGE_TAG) -o $(HELPER_IMAGE_OUT)/layout $(HELPER_IMAGE_OUT)/context
 	tar -C $(HELPER_IMAGE_OUT)/layout --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf $(HELPER_IMAGE_OUT)/cc-helper.tar .
