@@ -9,10 +9,10 @@ PKGS        := ./...
 
 # Debian packages the tests and benchmarks need on a fresh machine.
 DEB_TEST    := busybox-static skopeo docker-registry podman \
-               openssh-client gcc make libc6-dev python3-pip python3-venv nodejs
+               openssh-client openssl gcc make libc6-dev python3-pip python3-venv nodejs
 DEB_BENCH   := bubblewrap buildah
 
-.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench clean
+.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench clean helper-image
 
 all: build
 
@@ -92,6 +92,28 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## helper-image: cc-helper's container image (deploy/Dockerfile), built by
+## the SDK's own Build through cc build and written as an OCI archive,
+## HELPER_IMAGE_OUT/cc-helper.tar (an OCI layout in a tar: podman load,
+## skopeo copy oci-archive:, ctr images import take it), named
+## HELPER_IMAGE_TAG. cc-helper is built here, statically, and copied in:
+## the build gives its steps no network (built as make test's build step
+## builds it, so the two share Go's build cache). The store is cc's
+## (CC_CACHE_DIR).
+HELPER_IMAGE_OUT ?= deploy/out
+HELPER_IMAGE_TAG ?= cc-helper:latest
+CA_BUNDLE        ?= /etc/ssl/certs/ca-certificates.crt
+helper-image:
+	@test -r $(CA_BUNDLE) || { echo "helper-image: no CA bundle at $(CA_BUNDLE) (install ca-certificates or set CA_BUNDLE)"; exit 1; }
+	rm -rf $(HELPER_IMAGE_OUT)/context $(HELPER_IMAGE_OUT)/layout
+	mkdir -p $(HELPER_IMAGE_OUT)/context
+	CGO_ENABLED=0 $(GO) build -o $(HELPER_IMAGE_OUT)/context/cc-helper ./cmd/cc-helper
+	cp $(CA_BUNDLE) $(HELPER_IMAGE_OUT)/context/ca-certificates.crt
+	$(GO) run ./cmd/cc build -f deploy/Dockerfile -t $(HELPER_IMAGE_TAG) -o $(HELPER_IMAGE_OUT)/layout $(HELPER_IMAGE_OUT)/context
+	tar -C $(HELPER_IMAGE_OUT)/layout --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf $(HELPER_IMAGE_OUT)/cc-helper.tar .
+	rm -rf $(HELPER_IMAGE_OUT)/layout
+	@echo "helper-image: $(HELPER_IMAGE_OUT)/cc-helper.tar ($(HELPER_IMAGE_TAG))"
 
 clean:
 	$(GO) clean -testcache
