@@ -1,10 +1,10 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -185,7 +185,10 @@ func BenchmarkIdlePSS(b *testing.B) {
 		if err != nil {
 			b.Fatalf("bwrap is missing (make bench installs Debian's bubblewrap): %v", err)
 		}
-		args := []string{"--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+		// No --die-with-parent: the parent death signal follows the
+		// thread that forked bwrap, which the Go runtime may end; the loop
+		// kills them itself.
+		args := []string{"--unshare-all", "--ro-bind", "/usr", "/usr",
 			"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"}
 		for _, d := range hostDirs[1:] {
 			if target, err := os.Readlink("/" + d); err == nil {
@@ -217,8 +220,9 @@ func BenchmarkIdlePSS(b *testing.B) {
 					b.Fatal(err)
 				}
 				cmds = append(cmds, c)
-				// bwrap writes its info once the sandbox runs.
-				bufio.NewReader(r).ReadByte()
+				// bwrap writes its info once the sandbox runs, and closes
+				// it (closing it early would kill bwrap with SIGPIPE).
+				io.ReadAll(r)
 				r.Close()
 			}
 			b.StopTimer()
