@@ -12,7 +12,7 @@ DEB_TEST    := busybox-static skopeo docker-registry podman \
                openssh-client gcc make libc6-dev python3-pip python3-venv nodejs
 DEB_BENCH   := bubblewrap buildah
 
-.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench clean
+.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench scale clean
 
 all: build
 
@@ -90,6 +90,13 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## scale: start N idle sandboxes, print the time and memory they took,
+## close them and check that nothing is left (scripts/scale).
+N ?= 1000
+scale:
+	$(GO) build -o /tmp/cc-scale ./scripts/scale
+	nice -n 10 /tmp/cc-scale -n $(N)
 
 clean:
 	$(GO) clean -testcache
