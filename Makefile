@@ -12,7 +12,7 @@ DEB_TEST    := busybox-static skopeo docker-registry podman \
                openssh-client openssl gcc make libc6-dev python3-pip python3-venv nodejs
 DEB_BENCH   := bubblewrap buildah
 
-.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench clean helper-image
+.PHONY: all build test test-short test-gvisor lint bench bench-gvisor fuzz deps deps-bench scale clean helper-image
 
 all: build
 
@@ -114,6 +114,13 @@ helper-image:
 	tar -C $(HELPER_IMAGE_OUT)/layout --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf $(HELPER_IMAGE_OUT)/cc-helper.tar .
 	rm -rf $(HELPER_IMAGE_OUT)/layout
 	@echo "helper-image: $(HELPER_IMAGE_OUT)/cc-helper.tar ($(HELPER_IMAGE_TAG))"
+
+## scale: start N idle sandboxes, print the time and memory they took,
+## close them and check that nothing is left (scripts/scale).
+N ?= 1000
+scale:
+	$(GO) build -o /tmp/cc-scale ./scripts/scale
+	nice -n 10 /tmp/cc-scale -n $(N)
 
 clean:
 	$(GO) clean -testcache

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"golang.org/x/sys/unix"
 )
 
 // run is the agent's life in a namespace sandbox: set up, serve, exit.
 func run() error {
+	started := hv.Monotonic()
 	sessionErr := newSession() // before anything else
 	inheritErr := closeInherited(FdChannel, FdConfig, FdStatus)
 	for _, fd := range []int{FdChannel, FdConfig, FdStatus} {
@@ -33,6 +35,10 @@ func run() error {
 	if err != nil {
 		return fail(fmt.Errorf("reading the configuration: %w", err))
 	}
+	if cfg.Trace {
+		cfg.phaseAt("agent init", started) // the runtime and package inits
+		cfg.phase("config received")
+	}
 	tun, tunErr := openTunPath() // before the pivot hides the host's /dev
 	err = setup(cfg)
 	cfg.closeHostFds() // before anything in the sandbox runs
@@ -43,6 +49,7 @@ func run() error {
 	if err != nil {
 		return fail(err)
 	}
+	cfg.phase("confine")
 	a, err := newAgent(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return fail(err)
@@ -56,7 +63,8 @@ func run() error {
 	srv := ipc.NewServerListener(ln, a.mux)
 	srv.SetInfo(fmt.Sprintf("agent pid %d", os.Getpid()))
 	srv.SetLogger(a.log)
-	if _, err := status.WriteString("ok\n"); err != nil {
+	cfg.phase("agent serve")
+	if _, err := status.WriteString(cfg.traceLine() + "ok\n"); err != nil {
 		return err // the host is gone
 	}
 	status.Close()

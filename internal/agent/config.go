@@ -46,7 +46,12 @@ type Config struct {
 	// the sandbox's limits, below the agent's own.
 	Workload *Workload
 
-	received []int // every descriptor the host sent but Workload's, closed after setup
+	// Trace asks the agent to time its start's phases and report them on
+	// the status line (see TracePrefix).
+	Trace bool
+
+	received []int    // every descriptor the host sent but Workload's, closed after setup
+	phases   []string // name=time of each traced phase (see phase)
 }
 
 // Workload places the commands of a sandbox with limits in cgroups below

@@ -21,30 +21,38 @@ func setupRoot(cfg *Config, enter func(rootfd int) error) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
+	cfg.phase("private mounts")
 	rootfd, err := mountOverlay(cfg)
 	if err != nil {
 		return err
 	}
+	cfg.phase("mount overlay")
 	defer unix.Close(rootfd)
 	r := &rootFS{fd: rootfd}
 	for _, b := range cfg.Binds {
 		if err := r.bind(b); err != nil {
 			return err
 		}
+		cfg.phase("mount bind " + b.Path)
 	}
 	if err := r.mountProc(); err != nil {
 		return err
 	}
+	cfg.phase("mount proc")
 	r.mountSys() // optional: some hosts forbid sysfs in a user namespace
+	cfg.phase("mount sys")
 	if err := r.mountDev(); err != nil {
 		return err
 	}
+	cfg.phase("mount dev")
 	if err := r.maskPaths(); err != nil {
 		return err
 	}
+	cfg.phase("mask paths")
 	if err := enter(rootfd); err != nil {
 		return err
 	}
+	cfg.phase("pivot")
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return fmt.Errorf("setting the hostname: %w", err)
@@ -53,6 +61,7 @@ func setupRoot(cfg *Config, enter func(rootfd int) error) error {
 	if err := loopbackUp(); err != nil {
 		return fmt.Errorf("bringing up lo: %w", err)
 	}
+	cfg.phase("hostname and lo")
 	unix.Umask(0o022)
 	return nil
 }

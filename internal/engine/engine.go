@@ -82,6 +82,8 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 		}
 		backend = b
 	}
+	clock := hv.NewClock(traceContext(ctx, log))
+	defer clock.Done()
 	sweepOnce(spec.StateRoot, log)
 	id := newID()
 	stateDir := filepath.Join(spec.StateRoot, id)
@@ -89,13 +91,14 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	clock.Mark("state dir")
 	hostname := spec.Hostname
 	if hostname == "" {
 		hostname = id
 	}
 	sb, err := backend.Start(ctx, &hv.Config{
 		ID: id, StateDir: stateDir, Layers: HighestOnly(spec.Layers), Binds: spec.Binds, Hostname: hostname,
-		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Network: spec.Network, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log,
+		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Network: spec.Network, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log, Clock: clock,
 	})
 	if err != nil {
 		lock.Close()
@@ -109,6 +112,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 		untrusted.RemoveAll(stateDir)
 		return nil, fmt.Errorf("connecting to the sandbox agent: %w", err)
 	}
+	clock.Mark("connect")
 	inst := &Instance{
 		id: id, sb: sb, caps: backend.Capabilities(), client: client, stateDir: stateDir, lock: lock, log: log,
 		done: make(chan struct{}), watched: make(chan struct{}),
@@ -119,6 +123,18 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	go inst.watch()
 	log.Debug("sandbox started", "id", id, "backend", backend.Name(), "layers", len(spec.Layers))
 	return inst, nil
+}
+
+// traceContext returns ctx, with a trace that logs each phase of the start
+// at debug level when log logs debug messages and ctx carries no trace of
+// its own.
+func traceContext(ctx context.Context, log *slog.Logger) context.Context {
+	if hv.ContextTrace(ctx) != nil || !log.Enabled(ctx, slog.LevelDebug) {
+		return ctx
+	}
+	return hv.WithTrace(ctx, &hv.Trace{Phase: func(name string, d time.Duration) {
+		log.Debug("sandbox start phase", "phase", name, "took", d)
+	}})
 }
 
 // ID returns the instance's id.

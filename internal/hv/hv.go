@@ -82,6 +82,8 @@ type Config struct {
 	Kernel string
 
 	Logger *slog.Logger
+	// Clock, when not nil, times the start's phases (see Trace).
+	Clock *Clock
 }
 
 // Bind mounts a host path into the sandbox.

@@ -51,15 +51,18 @@ func (b Backend) Start(ctx context.Context, cfg *hv.Config) (hv.Sandbox, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Clock.Mark("host check")
 	s := &sandbox{cfg: cfg, log: log, proc: hv.NewProc("agent")}
 	if err := s.prepareDirs(); err != nil {
 		return nil, err
 	}
+	cfg.Clock.Mark("state files")
 	cg, err := newCgroup(cfg, b.cgroups)
 	if err != nil {
 		return nil, err
 	}
 	s.cgroup = cg
+	cfg.Clock.Mark("cgroup")
 	if err := s.spawn(ctx); err != nil {
 		if s.cmd == nil || s.cmd.Process == nil {
 			s.cgroup.remove() // no wait goroutine will
@@ -195,6 +198,7 @@ func (s *sandbox) spawn(ctx context.Context) error {
 		logR.Close()
 		return fail(fmt.Errorf("starting the sandbox agent: %w", spawnError(err)))
 	}
+	s.cfg.Clock.Mark("agent exec")
 	logDone := make(chan struct{})
 	go s.forwardLog(logR, logDone)
 	s.proc.Watch(s.cmd, func() {
@@ -218,13 +222,21 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	if err != nil {
 		return stop(err)
 	}
+	s.cfg.Clock.Mark("config sent")
 	status := make(chan string, 1)
+	var agentPhases string // set before status is sent to
 	go func() {
-		line, _ := bufio.NewReader(statusR).ReadString('\n')
+		r := bufio.NewReader(statusR)
+		line, _ := r.ReadString('\n')
+		if rest, ok := strings.CutPrefix(line, agent.TracePrefix); ok {
+			agentPhases = rest
+			line, _ = r.ReadString('\n')
+		}
 		status <- strings.TrimSpace(line)
 	}()
 	select {
 	case line := <-status:
+		agent.ParsePhases(agentPhases, s.cfg.Clock.MarkAt)
 		if line != "ok" {
 			if line == "" {
 				line = "the agent exited during setup"
@@ -289,7 +301,7 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 		}
 		return nil, nil, err
 	}
-	c := &agent.Config{Hostname: s.cfg.Hostname, SingleID: s.cfg.IDMap.Single(), NoFile: s.cfg.NoFile, Unconfined: s.cfg.Unconfined}
+	c := &agent.Config{Hostname: s.cfg.Hostname, SingleID: s.cfg.IDMap.Single(), NoFile: s.cfg.NoFile, Unconfined: s.cfg.Unconfined, Trace: s.cfg.Clock.Enabled()}
 	w, err := s.cgroup.workload(func(f *os.File) int {
 		files = append(files, f)
 		return len(files) - 1
