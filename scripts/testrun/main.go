@@ -79,7 +79,7 @@ func main() {
 	flag.Var(&c.suites, "suite", "a test whose subtests (cases) the summary counts per phase (repeatable)")
 	flag.Var(&c.only, "only", "run only this phase of the phases file (repeatable)")
 	flag.IntVar(&c.jobs, "jobs", 3, "test binaries running at once, across phases")
-	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "each test binary's -test.timeout")
+	flag.DurationVar(&c.timeout, "timeout", 40*time.Minute, "each test binary's -test.timeout")
 	flag.StringVar(&c.user, "user", "ccsandbox-test", "the unprivileged user of rootless phases (when run as root)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory (binaries and test2json logs)")
 	flag.DurationVar(&c.heartbeat, "heartbeat", time.Minute, "how often to say where running test binaries are")
