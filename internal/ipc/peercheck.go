@@ -29,10 +29,12 @@ func checkSameUser(c net.Conn) error {
 	return nil
 }
 
-// checkPeerPid returns nil when the process at the other end of c is pid
-// (the helper this process started listens on the socket it reached), or
-// when the system cannot tell; an error matching ErrPeerRefused otherwise.
-func checkPeerPid(c net.Conn, pid int) error {
+// checkPeerPid returns nil when the process at the other end of c is pid,
+// or when the system cannot tell (see peerCred); otherwise an error
+// matching ErrPeerRefused that says what pid was expected to be (want:
+// "the helper this process started", "the process this helper serves").
+// Another process of the same user is refused too.
+func checkPeerPid(c net.Conn, pid int, want string) error {
 	_, got, err := peerCred(c)
 	if errors.Is(err, errors.ErrUnsupported) {
 		return nil
@@ -41,25 +43,7 @@ func checkPeerPid(c net.Conn, pid int) error {
 		return fmt.Errorf("%w: its credentials: %v", ErrPeerRefused, err)
 	}
 	if got != pid {
-		return fmt.Errorf("%w: the socket is served by pid %d, not by the helper (pid %d)", ErrPeerRefused, got, pid)
-	}
-	return nil
-}
-
-// checkPeerIs returns nil when the process at the other end of c is pid
-// itself, and an error matching ErrPeerRefused otherwise: another process
-// of the same user too. Where the system cannot tell (see peerCred), it
-// returns nil.
-func checkPeerIs(c net.Conn, pid int) error {
-	_, got, err := peerCred(c)
-	if errors.Is(err, errors.ErrUnsupported) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%w: its credentials: %v", ErrPeerRefused, err)
-	}
-	if got != pid {
-		return fmt.Errorf("%w: pid %d connected; this server serves pid %d only", ErrPeerRefused, got, pid)
+		return fmt.Errorf("%w: pid %d is at the other end, not %s (pid %d)", ErrPeerRefused, got, want, pid)
 	}
 	return nil
 }

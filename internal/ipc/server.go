@@ -62,7 +62,7 @@ func Listen(socketPath string, h CallHandler) (*Server, error) {
 // process, of its user or root's, gets an answer from it. Call it before
 // serving.
 func (s *Server) ServeOnly(pid int) {
-	s.checkPeer = func(c net.Conn) error { return checkPeerIs(c, pid) }
+	s.checkPeer = func(c net.Conn) error { return checkPeerPid(c, pid, "the process this helper serves") }
 }
 
 // accept returns the next connection from a peer the server accepts,

@@ -164,7 +164,7 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkPeerPid(conn, cmd.Process.Pid); err != nil {
+		if err := checkPeerPid(conn, cmd.Process.Pid, "the helper this process started"); err != nil {
 			conn.Close()
 			return nil, err
 		}
