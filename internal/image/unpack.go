@@ -401,7 +401,7 @@ func (u *unpacker) writeFile(hdr *tar.Header, fd int, base string, data io.Reade
 		// file): a sandbox's sparse file, streamed as a tar of its zeros,
 		// takes the store no more room than it took the sandbox.
 		off := written
-		for p := u.buf[:n]; len(p) > 0 && !zeroChunk(p); {
+		for p := u.buf[:n]; len(p) > 0 && !fsutil.AllZero(p); {
 			m, err := unix.Pwrite(fd, p, off)
 			if err == unix.EINTR {
 				continue
@@ -560,22 +560,6 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return n - 1, ErrTooLarge
 	}
 	return n, err
-}
-
-// zeroChunk reports whether b holds only zero bytes.
-func zeroChunk(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // checkNameLen refuses an entry name of PATH_MAX (4096) bytes or more,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,7 +57,7 @@ func copyContent(in, out *os.File, sum hash.Hash) (int64, error) {
 			got, err := in.ReadAt(buf[:n], pos)
 			if got > 0 {
 				sum.Write(buf[:got])
-				if out != nil && !allZero(buf[:got]) {
+				if out != nil && !fsutil.AllZero(buf[:got]) {
 					if _, err := out.WriteAt(buf[:got], pos); err != nil {
 						return pos, err
 					}
@@ -87,20 +88,4 @@ func hashZeros(sum hash.Hash, n int64) {
 		sum.Write(zeros[:k])
 		n -= k
 	}
-}
-
-// allZero reports whether b holds only zero bytes.
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
