@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -39,60 +38,9 @@ func newHandler(log *slog.Logger) *handler {
 		}
 		return ipc.Empty{}, inst.Close()
 	})
-	ipc.Route(h.own, ipc.MsgInstanceWait, func(req *ipc.Request, _ *ipc.Empty) (ipc.Empty, error) {
-		inst, err := h.instance()
-		if err != nil {
-			return ipc.Empty{}, err
-		}
-		select {
-		case <-inst.Done():
-		case <-req.Context().Done():
-			return ipc.Empty{}, req.Context().Err()
-		}
-		return ipc.Empty{}, inst.Err()
-	})
-	ipc.Route(h.own, ipc.MsgInstanceID, func(*ipc.Request, *ipc.Empty) (ipc.StringAns, error) {
-		inst, err := h.instance()
-		if err != nil {
-			return ipc.StringAns{}, err
-		}
-		return ipc.StringAns{Value: inst.ID()}, nil
-	})
-	ipc.Route(h.own, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
-		inst, err := h.instance()
-		if err != nil {
-			return ipc.BoolAns{}, err
-		}
-		select {
-		case <-inst.Done():
-			return ipc.BoolAns{Value: false}, nil
-		default:
-			return ipc.BoolAns{Value: true}, nil
-		}
-	})
+	routeInstance(h.own, h.instance)
 	ipc.Route(h.own, ipc.MsgInstanceOpenLink, h.openLink)
 	ipc.Route(h.own, ipc.MsgInstanceSnapshot, h.snapshot)
-	ipc.Route(h.own, ipc.MsgInstanceStats, func(*ipc.Request, *ipc.Empty) (ipc.StatsAns, error) {
-		inst, err := h.instance()
-		if err != nil {
-			return ipc.StatsAns{}, err
-		}
-		n := 0
-		if c, ok := inst.Sandbox().(hv.OOMCounter); ok {
-			n = c.OOMKills()
-		}
-		return ipc.StatsAns{OOMKills: uint32(n)}, nil
-	})
-	ipc.Route(h.own, ipc.MsgInstanceSetTimeout, func(_ *ipc.Request, m *ipc.TimeoutReq) (ipc.Empty, error) {
-		inst, err := h.instance()
-		if err != nil {
-			return ipc.Empty{}, err
-		}
-		if m.Ns <= 0 {
-			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("timeout of %d ns", m.Ns)}
-		}
-		return ipc.Empty{}, inst.SetTimeout(time.Duration(m.Ns))
-	})
 	for _, t := range []uint16{ipc.MsgRemoteAttach, ipc.MsgRemoteNew, ipc.MsgRemotePull, ipc.MsgRemoteCapacity} {
 		h.own.HandleCall(t, ipc.CallHandlerFunc(func(context.Context, *ipc.Request) (*ipc.Response, error) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported,

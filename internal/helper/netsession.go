@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
-	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
@@ -49,63 +47,12 @@ func newSession(srv *NetServer, client string) *session {
 		}
 		return ipc.Empty{}, srv.ledger.close(ni)
 	})
-	ipc.Route(s.own, ipc.MsgInstanceWait, func(req *ipc.Request, _ *ipc.Empty) (ipc.Empty, error) {
-		inst, err := s.engine()
-		if err != nil {
-			return ipc.Empty{}, err
-		}
-		select {
-		case <-inst.Done():
-		case <-req.Context().Done():
-			return ipc.Empty{}, req.Context().Err()
-		}
-		return ipc.Empty{}, inst.Err()
-	})
-	ipc.Route(s.own, ipc.MsgInstanceID, func(*ipc.Request, *ipc.Empty) (ipc.StringAns, error) {
-		inst, err := s.engine()
-		if err != nil {
-			return ipc.StringAns{}, err
-		}
-		return ipc.StringAns{Value: inst.ID()}, nil
-	})
-	ipc.Route(s.own, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
-		inst, err := s.engine()
-		if err != nil {
-			return ipc.BoolAns{}, err
-		}
-		select {
-		case <-inst.Done():
-			return ipc.BoolAns{Value: false}, nil
-		default:
-			return ipc.BoolAns{Value: true}, nil
-		}
-	})
+	routeInstance(s.own, s.engine)
 	ipc.Route(s.own, ipc.MsgInstanceOpenLink, func(*ipc.Request, *ipc.LinkReq) (ipc.BoolAns, error) {
 		return ipc.BoolAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "egress devices cannot cross a network helper's connection"}
 	})
 	ipc.Route(s.own, ipc.MsgInstanceSnapshot, func(*ipc.Request, *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
 		return ipc.SnapshotAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "snapshots of a network helper's sandboxes are not supported yet"}
-	})
-	ipc.Route(s.own, ipc.MsgInstanceStats, func(*ipc.Request, *ipc.Empty) (ipc.StatsAns, error) {
-		inst, err := s.engine()
-		if err != nil {
-			return ipc.StatsAns{}, err
-		}
-		n := 0
-		if c, ok := inst.Sandbox().(hv.OOMCounter); ok {
-			n = c.OOMKills()
-		}
-		return ipc.StatsAns{OOMKills: uint32(n)}, nil
-	})
-	ipc.Route(s.own, ipc.MsgInstanceSetTimeout, func(_ *ipc.Request, m *ipc.TimeoutReq) (ipc.Empty, error) {
-		inst, err := s.engine()
-		if err != nil {
-			return ipc.Empty{}, err
-		}
-		if m.Ns <= 0 {
-			return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("timeout of %d ns", m.Ns)}
-		}
-		return ipc.Empty{}, inst.SetTimeout(time.Duration(m.Ns))
 	})
 	return s
 }
