@@ -21,10 +21,24 @@ type Msg struct {
 	Ans   []byte // the answer's payload, its success byte first
 }
 
-// Path returns the golden file's path.
+// Path returns the golden file's path: under the module root found above
+// the working directory (a test runs in its package's directory, which may
+// be a copy of the checkout, as make test's rootless phases run), else
+// beside this source file as it was compiled.
 func Path() string {
+	const rel = "internal/ipc/testdata/wire.golden"
+	if d, err := os.Getwd(); err == nil {
+		for ; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				return filepath.Join(d, rel)
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "ipc", "testdata", "wire.golden")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", rel)
 }
 
 // Read returns the golden messages in file order, or why the file cannot
