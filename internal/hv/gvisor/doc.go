@@ -65,7 +65,12 @@
 // # Limits, snapshots, egress
 //
 // WithPidsLimit is gVisor's own pids controller inside the sandbox (the
-// host sees only the sentry's threads). Memory and CPU limits are a host
+// host sees only the sentry's threads): the agent mounts it as gVisor's
+// only v1 hierarchy (runsc --in-sandbox-cgroup=v2 mounts none of its own;
+// with several, gVisor checks only some forks against the limit) and starts
+// every command in a cgroup under it, while it stays out of the limit
+// itself, as on the namespace backend. gVisor uncharges a task when it
+// exits, not when it is reaped: zombies do not count against the limit. Memory and CPU limits are a host
 // cgroup around the launcher, and so around the whole sandbox: gVisor has
 // no out-of-memory killer of its own, so a sandbox over its memory limit
 // is killed as a whole, and Err then matches ipc.ErrOutOfMemory.

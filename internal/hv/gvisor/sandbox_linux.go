@@ -71,8 +71,11 @@ func start(ctx context.Context, cfg *hv.Config, self bool) (hv.Sandbox, error) {
 	}
 	p := &plan{
 		Runsc: r.path, Argv0: r.path, ID: "cc-" + cfg.ID, Libs: libs, Hostname: cfg.Hostname, platform: plat,
+		// --in-sandbox-cgroup=v2: runsc mounts none of its seven v1
+		// cgroup hierarchies, where gVisor checks few forks against the
+		// agent's pids limit (see agent.limitTasks).
 		Flags: []string{"--root=" + filepath.Join(work, "state"), "--network=none", "--ignore-cgroups",
-			"--overlay2=none", "--platform=" + plat},
+			"--in-sandbox-cgroup=v2", "--overlay2=none", "--platform=" + plat},
 		Agent: agent.GVisorConfig{Hostname: cfg.Hostname, SingleID: cfg.IDMap.Single(), DiskMB: cfg.DiskMB,
 			PidsMax: cfg.PidsMax, NoFile: cfg.NoFile, Unconfined: cfg.Unconfined},
 	}
