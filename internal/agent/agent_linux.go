@@ -3,9 +3,9 @@ package agent
 import (
 	"cmp"
 	"errors"
-	"net"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
