@@ -1,6 +1,17 @@
 package sandbox
 
-import "github.com/ccsandbox/sandbox/internal/ipc"
+import (
+	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// LimitError is what New returns when starting a sandbox met a limit of
+// the kernel or of this process (too many tasks, user namespaces or open
+// files): its Limit names what to raise ("kernel.pid_max",
+// "user.max_user_namespaces", "RLIMIT_NOFILE", ...), and errors.Is still
+// matches the system's error (EAGAIN, ENOSPC, EMFILE). Match it with
+// errors.As.
+type LimitError = hv.LimitError
 
 // Sentinel errors. Each matches, with errors.Is, the errors the SDK returns
 // for that condition, whether the sandbox runs in process or behind the

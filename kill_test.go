@@ -24,6 +24,8 @@ const childRoleEnv = "CC_SANDBOX_TEST_CHILD"
 // runChild plays the role named by the environment.
 func runChild(role string) int {
 	switch role {
+	case "new-at-nofile":
+		return newAtNofile()
 	case "sandbox-then-hang":
 		// Start a sandbox with a command in it, report the agent's host pid
 		// and the pid namespace, then wait to be killed.

@@ -287,7 +287,8 @@ func New(ctx context.Context, source Source, opts ...Option) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	return start(ctx, source, o)
+	inst, err := start(ctx, source, o)
+	return inst, hv.AsLimit(err)
 }
 
 // resolveNewOptions applies opts over the defaults.

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -16,8 +18,8 @@ func run() error {
 	started := hv.Monotonic()
 	sessionErr := newSession() // before anything else
 	inheritErr := closeInherited(FdChannel, FdConfig, FdStatus)
-	for _, fd := range []int{FdChannel, FdConfig, FdStatus} {
-		unix.CloseOnExec(fd) // never leak into commands
+	for _, fd := range []int{FdChannel, FdConfig, FdStatus, 2} {
+		unix.CloseOnExec(fd) // never leak into commands (2 is the channel too)
 	}
 	os.Unsetenv(EnvMarker)
 	status := os.NewFile(FdStatus, "status")
@@ -69,8 +71,15 @@ func run() error {
 	}
 	status.Close()
 	go a.warmUp() // while the host connects
-	err = srv.ServeOne()
+	// Serve until the host's end of the channel is gone (the host closed
+	// it or died): the host's connections come and go, none of them is
+	// kept open only to say that the host is alive.
+	err = srv.Serve()
+	srv.Close()
 	a.shutdown()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
 	return err
 }
 

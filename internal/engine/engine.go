@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -53,7 +51,7 @@ type Instance struct {
 	caps     hv.Capabilities
 	client   *ipc.Client
 	stateDir string
-	lock     *os.File // the state directory, flocked while in use
+	release  func() // gives the state directory up once removed (createStateDir)
 	log      *slog.Logger
 
 	done    chan struct{} // closed when the instance has stopped
@@ -86,8 +84,7 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 	defer clock.Done()
 	sweepOnce(spec.StateRoot, log)
 	id := newID()
-	stateDir := filepath.Join(spec.StateRoot, id)
-	lock, err := createStateDir(spec.StateRoot, id)
+	stateDir, release, err := createStateDir(spec.StateRoot, id)
 	if err != nil {
 		return nil, err
 	}
@@ -101,20 +98,26 @@ func Start(ctx context.Context, spec Spec) (*Instance, error) {
 		IDMap: idmap.Current(), MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, PidsMax: spec.PidsMax, NoFile: spec.NoFile, DiskMB: spec.DiskMB, Unconfined: spec.Unconfined, Network: spec.Network, Kernel: spec.Kernel, CacheDir: spec.CacheDir, Logger: log, Clock: clock,
 	})
 	if err != nil {
-		lock.Close()
 		untrusted.RemoveAll(stateDir)
+		release()
 		return nil, err
 	}
-	client, err := ipc.Connect(ctx, sb.Dial)
+	caps := backend.Capabilities()
+	var client *ipc.Client
+	if caps.AgentServesUntilDone {
+		client, err = ipc.ConnectWatched(ctx, sb.Dial, sb.Done())
+	} else {
+		client, err = ipc.Connect(ctx, sb.Dial)
+	}
 	if err != nil {
 		sb.Stop()
-		lock.Close()
 		untrusted.RemoveAll(stateDir)
+		release()
 		return nil, fmt.Errorf("connecting to the sandbox agent: %w", err)
 	}
 	clock.Mark("connect")
 	inst := &Instance{
-		id: id, sb: sb, caps: backend.Capabilities(), client: client, stateDir: stateDir, lock: lock, log: log,
+		id: id, sb: sb, caps: caps, client: client, stateDir: stateDir, release: release, log: log,
 		done: make(chan struct{}), watched: make(chan struct{}),
 	}
 	if spec.Timeout > 0 {
@@ -259,7 +262,7 @@ func (i *Instance) Close() error {
 			err = fmt.Errorf("removing the state of sandbox %s: %w", i.id, rerr)
 		}
 	}
-	i.lock.Close()
+	i.release()
 	return err
 }
 

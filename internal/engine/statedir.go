@@ -15,10 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Every instance has a state directory under a state root, flocked while
-// the instance runs. A process that dies without closing its instances
-// leaves their directories behind unlocked, and the first Start in a later
-// process sweeps them away. Several processes (helpers, other programs)
+// Every instance has a state directory in its process's directory under a
+// state root, which the process flocks while it has instances there: one
+// descriptor per process and root, not one per instance (ten thousand
+// sandboxes would otherwise hold ten thousand). A process that dies
+// without closing its instances leaves its directory behind unlocked, and
+// the first Start in a later process sweeps it away. Several processes (helpers, other programs)
 // share one root, so a sweep must never take a directory that another
 // process has made but not locked yet: creators hold the root's lock
 // shared from mkdir to flock, and a sweep holds it exclusive while it
@@ -31,10 +33,54 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// createStateDir makes root/id and returns it open and locked; closing the
-// file releases it. It returns an error if the directory cannot be made or
-// locked.
-func createStateDir(root, id string) (*os.File, error) {
+// procDir is this process's directory under one state root, held while
+// instances use it.
+type procDir struct {
+	path  string
+	lock  *os.File // path, flocked
+	users int
+}
+
+var (
+	procDirsMu sync.Mutex
+	procDirs   = map[string]*procDir{} // guarded by procDirsMu: by state root
+)
+
+// createStateDir makes a fresh state directory for instance id in this
+// process's directory under root, and returns its path and the function
+// that gives it up once the instance has removed it (the last instance
+// out removes the process's directory and unlocks it). It returns an
+// error if a directory cannot be made or locked.
+func createStateDir(root, id string) (string, func(), error) {
+	procDirsMu.Lock()
+	defer procDirsMu.Unlock()
+	pd := procDirs[root]
+	if pd == nil {
+		var err error
+		if pd, err = newProcDir(root); err != nil {
+			return "", nil, err
+		}
+		procDirs[root] = pd
+	}
+	dir := filepath.Join(pd.path, id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if pd.users == 0 {
+			pd.drop(root)
+		}
+		return "", nil, fmt.Errorf("creating the instance state directory: %w", err)
+	}
+	pd.users++
+	return dir, func() {
+		procDirsMu.Lock()
+		defer procDirsMu.Unlock()
+		if pd.users--; pd.users == 0 {
+			pd.drop(root)
+		}
+	}, nil
+}
+
+// newProcDir makes and locks a directory for this process under root.
+func newProcDir(root string) (*procDir, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the instance state directory: %w", err)
 	}
@@ -43,7 +89,7 @@ func createStateDir(root, id string) (*os.File, error) {
 		return nil, err
 	}
 	defer rootLock.Close()
-	dir := filepath.Join(root, id)
+	dir := filepath.Join(root, "p"+newID())
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the instance state directory: %w", err)
 	}
@@ -52,7 +98,16 @@ func createStateDir(root, id string) (*os.File, error) {
 		untrusted.RemoveAll(dir)
 		return nil, err
 	}
-	return lock, nil
+	return &procDir{path: dir, lock: lock}, nil
+}
+
+// drop removes the process's directory, empty once its last instance has
+// gone (what it still holds is left to a later sweep), and unlocks it.
+// The caller holds procDirsMu.
+func (pd *procDir) drop(root string) {
+	os.Remove(pd.path)
+	pd.lock.Close()
+	delete(procDirs, root)
 }
 
 // lockPath opens path and flocks it with how, held while the returned file

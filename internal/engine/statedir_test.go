@@ -29,19 +29,21 @@ func TestSweepSparesStartingInstances(t *testing.T) {
 	}()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var held []*os.File
+	var held []string
+	var releases []func()
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range 300 {
-				lock, err := createStateDir(root, newID())
+				dir, release, err := createStateDir(root, newID())
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				mu.Lock()
-				held = append(held, lock)
+				held = append(held, dir)
+				releases = append(releases, release)
 				mu.Unlock()
 			}
 		}()
@@ -50,11 +52,17 @@ func TestSweepSparesStartingInstances(t *testing.T) {
 	stop.Store(true)
 	<-sweeper
 	sweep(root, slog.New(slog.DiscardHandler))
-	for _, lock := range held {
-		if _, err := os.Stat(lock.Name()); err != nil {
+	for _, dir := range held {
+		if _, err := os.Stat(dir); err != nil {
 			t.Errorf("a held state directory was swept: %v", err)
 		}
-		lock.Close()
+		os.Remove(dir)
+	}
+	for _, release := range releases {
+		release()
+	}
+	if left, _ := os.ReadDir(root); len(left) > 0 {
+		t.Errorf("after the last release, %s holds %d entries, want none", root, len(left))
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("the unheld directory survived the sweep: %v", err)

@@ -48,6 +48,10 @@ type Capabilities struct {
 	HostUpperDir bool
 	// OwnKernel: the sandbox runs its own kernel.
 	OwnKernel bool
+	// AgentServesUntilDone: the agent serves until the sandbox ends, not
+	// until its client's first connection closes, and Done reports the
+	// end; the client keeps no connection open only to watch the agent.
+	AgentServesUntilDone bool
 }
 
 // Config describes a sandbox to start.

@@ -13,9 +13,19 @@ import (
 // (Stop), and tells an end the host asked for from one the sandbox met on
 // its own (Ended), so that Err reports only the latter. Make it with
 // NewProc.
+//
+// A backend follows the process one of two ways. Watch waits for it on a
+// goroutine blocked in the kernel, which holds a thread and the process's
+// descriptor for the sandbox's life: fine for the few sandboxes of a
+// heavy backend. Adopt holds neither: the backend learns that the process
+// is ending another way (a hang-up on a socket only the process holds)
+// and then calls Reap, which waits for it by pid.
 type Proc struct {
 	what     string    // the process, in errors: "agent", "QEMU"
-	cmd      *exec.Cmd // nil until Watch
+	cmd      *exec.Cmd // set by Watch
+	pid      int       // set by Watch or Adopt; 0 before
+	mu       sync.Mutex
+	reaped   bool // guarded by mu: Adopt's pid has been waited for and may be reused
 	done     chan struct{}
 	waitErr  error // set before done closes
 	stopOnce sync.Once
@@ -30,7 +40,7 @@ func NewProc(what string) *Proc {
 // Watch waits for cmd, which has started, on a goroutine of its own; once
 // it has exited and cleanup (which may be nil) has run, Done closes.
 func (p *Proc) Watch(cmd *exec.Cmd, cleanup func()) {
-	p.cmd = cmd
+	p.cmd, p.pid = cmd, cmd.Process.Pid
 	go func() {
 		p.waitErr = cmd.Wait()
 		if cleanup != nil {
@@ -66,9 +76,9 @@ func (p *Proc) Ended() bool {
 
 // Kill ends the process, once: before runs first (closing the
 // connections the sandbox's calls wait on), after right after the signal.
-// Either may be nil. Kill before Watch does nothing.
+// Either may be nil. Kill before Watch or Adopt does nothing.
 func (p *Proc) Kill(before, after func()) {
-	if p.cmd == nil {
+	if p.pid == 0 {
 		return
 	}
 	p.stopOnce.Do(func() {
@@ -76,7 +86,7 @@ func (p *Proc) Kill(before, after func()) {
 		if before != nil {
 			before()
 		}
-		p.cmd.Process.Kill()
+		p.kill()
 		if after != nil {
 			after()
 		}
@@ -86,7 +96,7 @@ func (p *Proc) Kill(before, after func()) {
 // Stop is Kill, then a wait of at most StopGrace for the end; it returns
 // an error naming sandbox id when the process outlives it.
 func (p *Proc) Stop(id string, before, after func()) error {
-	if p.cmd == nil {
+	if p.pid == 0 {
 		return nil
 	}
 	p.Kill(before, after)
@@ -94,6 +104,21 @@ func (p *Proc) Stop(id string, before, after func()) error {
 	case <-p.done:
 		return nil
 	case <-time.After(StopGrace):
-		return fmt.Errorf("sandbox %s: %s pid %d did not exit after SIGKILL", id, p.what, p.cmd.Process.Pid)
+		return fmt.Errorf("sandbox %s: %s pid %d did not exit after SIGKILL", id, p.what, p.pid)
+	}
+}
+
+// kill sends SIGKILL to the process: through os.Process after Watch, by
+// pid after Adopt, and then only while the pid is still the process's
+// (not yet reaped).
+func (p *Proc) kill() {
+	if p.cmd != nil {
+		p.cmd.Process.Kill()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped {
+		killPid(p.pid)
 	}
 }

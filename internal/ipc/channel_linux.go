@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // A channel carries connections as descriptors (extension): each message on
@@ -77,6 +79,67 @@ func (d *ChannelDialer) Dial(ctx context.Context) (net.Conn, error) {
 	c, err := net.FileConn(mine)
 	mine.Close()
 	return c, err
+}
+
+// channelBufs hold the messages Receive reads: no channel keeps a buffer
+// of its own while it waits.
+var channelBufs = sync.Pool{New: func() any { return new([maxChannelMessage]byte) }}
+
+// maxChannelMessage bounds what Receive reads of one message; the rest of a
+// longer one is dropped.
+const maxChannelMessage = 16 << 10
+
+// Receive reads what the other end writes on the channel (extension): the
+// bytes of each message go to handle, descriptors sent along are closed. A
+// process that holds the listening end can so report on the channel (its
+// log, written as messages), and its end is seen as soon as it is gone.
+// Receive holds no buffer while it waits. It returns nil once every copy of
+// the other end is closed, and an error matching net.ErrClosed after Close.
+func (d *ChannelDialer) Receive(handle func([]byte)) error {
+	rc, err := d.ch.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for {
+		var n int
+		var rerr error
+		var hup bool
+		err := rc.Read(func(fd uintptr) bool {
+			buf := channelBufs.Get().(*[maxChannelMessage]byte)
+			defer channelBufs.Put(buf)
+			var oob [64]byte // a few descriptors, all closed
+			var oobn int
+			n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), buf[:], oob[:], syscall.MSG_DONTWAIT|syscall.MSG_CMSG_CLOEXEC)
+			if rerr == syscall.EAGAIN {
+				return false
+			}
+			if oobn > 0 {
+				var files []*os.File
+				parseRights(oob[:oobn], &files)
+				closeFiles(files)
+			}
+			if rerr == nil && n > 0 {
+				handle(buf[:min(n, len(buf))])
+			}
+			if rerr == nil && n == 0 {
+				// The end of the stream, or an empty message: only the
+				// hang-up tells them apart.
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				unix.Poll(pfd, 0)
+				hup = pfd[0].Revents&unix.POLLHUP != 0
+			}
+			return true
+		})
+		switch {
+		case err != nil:
+			return err
+		case rerr == syscall.EINTR:
+		case rerr != nil:
+			return os.NewSyscallError("recvmsg", rerr)
+		case hup:
+			return nil // the other end is gone
+		}
+	}
 }
 
 // Close closes the channel end; the listening side's Accept then fails

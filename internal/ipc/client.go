@@ -25,8 +25,10 @@ type Client struct {
 	info  string    // the server's self-description from the handshake
 	owner io.Closer // closed by Close after the connections: what else the client owns (a spawned helper, spawn.go); nil: nothing
 
-	control net.Conn      // the control connection, watched for hang-up
-	deadCh  chan struct{} // closed once the peer is known gone
+	control net.Conn        // the control connection, watched for hang-up; nil with ConnectWatched
+	gone    <-chan struct{} // ConnectWatched's: closed once the server is gone
+	unix    bool            // the connections are Unix sockets
+	deadCh  chan struct{}   // closed once the peer is known gone
 	wg      sync.WaitGroup
 
 	mu     sync.Mutex
@@ -60,8 +62,27 @@ func Connect(ctx context.Context, dial DialFunc) (*Client, error) {
 	return c, nil
 }
 
+// ConnectWatched is [Connect] for a server whose end the caller learns of
+// another way (extension): gone closes once the server is gone. The client
+// keeps no control connection: the handshake's connection is closed after
+// it, each call takes a connection from the pool or dials one, and an idle
+// client holds no descriptor. The server must not take the close of the
+// handshake's connection for the client's end.
+func ConnectWatched(ctx context.Context, dial DialFunc, gone <-chan struct{}) (*Client, error) {
+	c := &Client{dial: dial, gone: gone, deadCh: make(chan struct{}), busy: make(map[*msgConn]struct{})}
+	conn, err := dial(ctx)
+	if err != nil {
+		return nil, &TransportError{Op: "dial", Err: err}
+	}
+	if err := c.handshake(ctx, conn); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // handshake says hello on conn, which becomes the control connection, and
-// starts watching it. On failure conn is closed.
+// starts watching it (or, with gone, is closed and gone is watched). On
+// failure conn is closed.
 func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
@@ -78,8 +99,14 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	conn.SetDeadline(time.Time{})
-	c.control = conn
+	_, c.unix = conn.(*net.UnixConn)
 	c.wg.Add(1)
+	if c.gone != nil {
+		conn.Close()
+		go c.watchGone()
+		return nil
+	}
+	c.control = conn
 	go c.watchControl(mc)
 	return nil
 }
@@ -120,6 +147,16 @@ func (c *Client) watchControl(mc *msgConn) {
 	}
 }
 
+// watchGone waits for ConnectWatched's gone, or for Close.
+func (c *Client) watchGone() {
+	defer c.wg.Done()
+	select {
+	case <-c.gone:
+		c.markDead(errors.New("server is gone"))
+	case <-c.deadCh:
+	}
+}
+
 // markDead records that the peer is gone and fails every connection, so that
 // calls in flight return at once.
 func (c *Client) markDead(cause error) {
@@ -145,8 +182,7 @@ func (c *Client) markDead(cause error) {
 // CanPassDescriptors reports whether this client's connections carry
 // descriptors (extension): true for Unix sockets where the platform allows.
 func (c *Client) CanPassDescriptors() bool {
-	_, ok := c.control.(*net.UnixConn)
-	return ok && canPassDescriptors
+	return c.unix && canPassDescriptors
 }
 
 // Info returns the server's description of itself from the handshake
@@ -445,7 +481,9 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.control.Close()
+	if c.control != nil {
+		c.control.Close()
+	}
 	c.markDead(ErrAlreadyClosed)
 	if c.owner != nil {
 		c.owner.Close()

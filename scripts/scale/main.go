@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ccsandbox/sandbox"
@@ -25,7 +26,10 @@ func main() {
 	n := flag.Int("n", 1000, "how many sandboxes")
 	minAvail := flag.Int("min-available", 3072, "stop starting below this much MemAvailable, in MiB")
 	flag.Parse()
-	if err := run(*n, uint64(*minAvail)<<10); err != nil {
+	restore := raiseLimits(*n)
+	err := run(*n, uint64(*minAvail)<<10)
+	restore()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
@@ -112,8 +116,12 @@ func takeState(cache string) state {
 		}
 		return nil
 	})
-	ents, _ := os.ReadDir(filepath.Join(cache, "instances"))
-	s.stateDirs = len(ents)
+	// instances/<process dir>/<instance>: count the instances
+	dirs, _ := os.ReadDir(filepath.Join(cache, "instances"))
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(filepath.Join(cache, "instances", d.Name()))
+		s.stateDirs += len(ents)
+	}
 	return s
 }
 
@@ -166,4 +174,58 @@ func procField(path, key string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in %s", key, path)
+}
+
+// tasksPerSandbox bounds the kernel tasks one idle sandbox costs (the
+// agent's threads), for the sysctls raiseLimits sets.
+const tasksPerSandbox = 10
+
+// raiseLimits raises, as root, the system limits n sandboxes would meet
+// (kernel.pid_max, kernel.threads-max, user.max_user_namespaces) and this
+// process's RLIMIT_NOFILE to its hard limit, says so, and returns the
+// function that puts the sysctls back.
+func raiseLimits(n int) func() {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		old := lim.Cur
+		lim.Cur = lim.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+			fmt.Printf("RLIMIT_NOFILE raised from %d to %d (its hard limit)\n", old, lim.Max)
+		}
+	}
+	if os.Geteuid() != 0 {
+		fmt.Println("not root: kernel.pid_max, kernel.threads-max and user.max_user_namespaces stay as they are")
+		return func() {}
+	}
+	need := map[string]int{
+		"kernel/pid_max":           min(n*tasksPerSandbox+65536, 4194304),
+		"kernel/threads-max":       n*tasksPerSandbox + 65536,
+		"user/max_user_namespaces": n + 1024,
+	}
+	var undo []func()
+	for name, want := range need {
+		path := "/proc/sys/" + name
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		was := strings.TrimSpace(string(b))
+		if cur, err := strconv.Atoi(was); err != nil || cur >= want {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
+			fmt.Printf("could not raise %s from %s to %d: %v\n", strings.ReplaceAll(name, "/", "."), was, want, err)
+			continue
+		}
+		fmt.Printf("raised %s from %s to %d (put back at the end)\n", strings.ReplaceAll(name, "/", "."), was, want)
+		undo = append(undo, func() {
+			os.WriteFile(path, []byte(was), 0o644)
+			fmt.Printf("%s put back to %s\n", strings.ReplaceAll(name, "/", "."), was)
+		})
+	}
+	return func() {
+		for _, u := range undo {
+			u()
+		}
+	}
 }

@@ -2,10 +2,10 @@ package ns
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -34,7 +34,7 @@ func (Backend) Name() string { return "ns" }
 
 // Capabilities: descriptors pass, the upper directory is on the host.
 func (Backend) Capabilities() hv.Capabilities {
-	return hv.Capabilities{PassesDescriptors: true, HostUpperDir: true}
+	return hv.Capabilities{PassesDescriptors: true, HostUpperDir: true, AgentServesUntilDone: true}
 }
 
 // Start starts a sandbox: it prepares the state directory, re-executes the
@@ -80,6 +80,7 @@ type sandbox struct {
 	dialer *ipc.ChannelDialer
 	cgroup *cgroup // its directories may be none (no cgroup could be had)
 	upper  string
+	pid    int // the agent's
 
 	proc *hv.Proc // the agent's life
 }
@@ -87,7 +88,7 @@ type sandbox struct {
 func (s *sandbox) Dial(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx) }
 func (s *sandbox) Channel() (*os.File, error)                 { return s.dialer.File() }
 func (s *sandbox) Done() <-chan struct{}                      { return s.proc.Done() }
-func (s *sandbox) Pid() int                                   { return s.cmd.Process.Pid }
+func (s *sandbox) Pid() int                                   { return s.pid }
 
 // OpenUpper opens the writable layer as an untrusted tree.
 func (s *sandbox) OpenUpper() (*untrusted.Dir, error) { return untrusted.Open(s.upper) }
@@ -164,8 +165,11 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	}
 	defer closeChildEnds()
 	childEnds = append(childEnds, remote)
+	if s.dialer, err = ipc.NewChannelDialer(local); err != nil {
+		return err
+	}
 	fail := func(err error) error {
-		local.Close()
+		s.dialer.Close()
 		return err
 	}
 	cfgHost, cfgChild, err := configSocket()
@@ -180,38 +184,32 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	}
 	defer statusR.Close()
 	childEnds = append(childEnds, statusW)
-	logR, logW, err := os.Pipe()
-	if err != nil {
-		return fail(err)
-	}
-	childEnds = append(childEnds, logW)
 
 	s.cmd, err = s.cgroup.startAgent(func() *exec.Cmd {
 		cmd := AgentCommand(s.cfg.IDMap)
-		cmd.Stderr = logW
+		// The agent's stderr is its end of the channel too: what it logs
+		// (and what the Go runtime prints if it dies) arrives as messages
+		// on the channel, which is also how the host learns that the
+		// agent is gone. No pipe, no descriptor of its own.
+		cmd.Stderr = remote
 		cmd.ExtraFiles = []*os.File{remote, cfgChild, statusW} // fds 3, 4, 5: see agent.Fd*
 		return cmd
 	})
 	closeChildEnds()
 	if err != nil {
 		s.cmd = nil
-		logR.Close()
 		return fail(fmt.Errorf("starting the sandbox agent: %w", spawnError(err)))
 	}
+	s.pid = s.cmd.Process.Pid
 	s.cfg.Clock.Mark("agent exec")
-	logDone := make(chan struct{})
-	go s.forwardLog(logR, logDone)
-	s.proc.Watch(s.cmd, func() {
-		<-logDone
-		s.cgroup.remove()
-	})
+	s.proc.Adopt(s.cmd)
+	go s.follow()
 	stop := func(err error) error {
-		local.Close()
 		s.Stop()
 		return err
 	}
 
-	acfg, dirs, err := s.agentConfig(s.cmd.Process.Pid)
+	acfg, dirs, err := s.agentConfig(s.pid)
 	if err != nil {
 		return stop(err)
 	}
@@ -247,11 +245,34 @@ func (s *sandbox) spawn(ctx context.Context) error {
 		statusR.Close()
 		return stop(ctx.Err())
 	}
-	if s.dialer, err = ipc.NewChannelDialer(local); err != nil {
-		return stop(err)
-	}
 	return nil
 }
+
+// follow forwards the agent's log from the channel until the agent is
+// gone (its end of the channel closed) or the host closed its own end to
+// kill it, then reaps it and removes its cgroups.
+func (s *sandbox) follow() {
+	var partial []byte // a line the agent has not ended yet
+	s.dialer.Receive(func(b []byte) {
+		for len(b) > 0 {
+			line, rest, ok := bytes.Cut(b, []byte{'\n'})
+			if !ok && len(partial)+len(line) < maxLogLine {
+				partial = append(partial, line...)
+				return
+			}
+			s.log.Warn("sandbox agent", "id", s.cfg.ID, "line", string(partial)+string(line))
+			partial, b = nil, rest
+		}
+	})
+	if len(partial) > 0 {
+		s.log.Warn("sandbox agent", "id", s.cfg.ID, "line", string(partial))
+	}
+	s.proc.Reap(s.cgroup.remove)
+}
+
+// maxLogLine bounds a line of the agent's log; a longer one is logged in
+// pieces.
+const maxLogLine = 4096
 
 // AgentCommand returns the command that starts a sandbox's agent: this
 // program again, in new namespaces with the id mapping m, as the sandbox's
@@ -359,16 +380,6 @@ func configSocket() (*net.UnixConn, *os.File, error) {
 	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "agent-config"), nil
 }
 
-// forwardLog copies the agent's stderr into the logger.
-func (s *sandbox) forwardLog(r io.ReadCloser, done chan<- struct{}) {
-	defer close(done)
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		s.log.Warn("sandbox agent", "id", s.cfg.ID, "line", sc.Text())
-	}
-}
-
 // Kill kills the agent, and with it every process of the sandbox.
 func (s *sandbox) Kill() { s.proc.Kill(s.beforeKill, s.afterKill) }
 
@@ -388,6 +399,9 @@ func (s *sandbox) afterKill() { s.cgroup.thawV1() }
 
 // spawnError explains the usual reasons a namespace clone fails.
 func spawnError(err error) error {
+	if le := hv.CloneLimit(err); le != nil {
+		return le
+	}
 	switch {
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EUSERS):
 		return fmt.Errorf("%w: creating namespaces failed (%v): user namespaces are disabled or exhausted (see /proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)", ipc.ErrHypervisorUnavailable, err)
