@@ -186,6 +186,13 @@ func (i *Instance) ReadFile(name string) ([]byte, error) {
 		if !errors.Is(err, syscall.EFBIG) {
 			return nil, i.pathErr("open", name, err)
 		}
+		// Too large for one answer: the file comes as a stream, its reads
+		// pipelined through every hop, rather than message by message.
+		data, err = i.agent.ReadFileStream(context.Background(), p)
+		if err != nil {
+			return nil, i.pathErr("open", name, err)
+		}
+		return data, nil
 	}
 	f, err := i.openFile(name, p, os.O_RDONLY, 0)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/helper"
@@ -21,6 +23,12 @@ import (
 //   - WriteFile100MB: sdk, 100 MB WriteFile through the network helper;
 //     floor, 100 MB copied over a raw TLS 1.3 connection on loopback and
 //     acknowledged. Target: at least 0.8x the floor's throughput.
+//     tlsfile, for reference: the same raw TLS copy written into a file
+//     (truncated each round, as WriteFile does) on the helper's store's
+//     file system, the least a remote WriteFile can cost: the sdk also
+//     pays the file write, which the floor does not.
+//   - ReadFile100MB: sdk, 100 MB ReadFile through the network helper;
+//     floor, 100 MB copied the other way over a raw TLS connection.
 func BenchmarkRemote(b *testing.B) {
 	ctx := context.Background()
 	ref := testRegistry(b, "127.0.0.1:0")
@@ -73,8 +81,8 @@ func BenchmarkRemote(b *testing.B) {
 				}
 			}
 		})
-		b.Run("floor", func(b *testing.B) {
-			c := tlsPair(b, p)
+		tlsCopy := func(b *testing.B, sink func() (io.WriteCloser, error)) {
+			c := tlsPair(b, p, func(c net.Conn) error { return drain(c, sink) })
 			b.SetBytes(bulkSize)
 			ack := make([]byte, 1)
 			for b.Loop() {
@@ -85,14 +93,77 @@ func BenchmarkRemote(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		}
+		b.Run("floor", func(b *testing.B) {
+			tlsCopy(b, func() (io.WriteCloser, error) { return nopCloser{io.Discard}, nil })
+		})
+		b.Run("tlsfile", func(b *testing.B) {
+			name := filepath.Join(b.TempDir(), "big")
+			tlsCopy(b, func() (io.WriteCloser, error) { return os.Create(name) })
+		})
+	})
+	b.Run("ReadFile100MB", func(b *testing.B) {
+		b.Run("sdk", func(b *testing.B) {
+			inst := remoteInst(b)
+			if err := inst.WriteFile("/tmp/big", big, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(bulkSize)
+			for b.Loop() {
+				if got, err := inst.ReadFile("/tmp/big"); err != nil || len(got) != bulkSize {
+					b.Fatalf("ReadFile: %d bytes, %v", len(got), err)
+				}
+			}
+		})
+		b.Run("floor", func(b *testing.B) {
+			c := tlsPair(b, p, func(c net.Conn) error {
+				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+					return err
+				}
+				_, err := c.Write(big)
+				return err
+			})
+			b.SetBytes(bulkSize)
+			for b.Loop() {
+				got := make([]byte, bulkSize) // as ReadFile allocates its result
+				if _, err := c.Write([]byte{1}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, got); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	})
 }
 
+// nopCloser is a WriteCloser whose Close does nothing.
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// drain reads bulkSize bytes from c into a writer sink opens, closes it
+// and answers one byte.
+func drain(c net.Conn, sink func() (io.WriteCloser, error)) error {
+	w, err := sink()
+	if err != nil {
+		return err
+	}
+	_, err = io.CopyN(w, c, bulkSize)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.Write([]byte{1})
+	return err
+}
+
 // tlsPair returns the client end of a TLS 1.3 connection on loopback,
-// mutually authenticated as the network helper's are, whose server reads
-// bulkSize bytes and answers one byte, over and over.
-func tlsPair(b *testing.B, p *testPKI) net.Conn {
+// mutually authenticated as the network helper's are, whose server calls
+// round over and over until it fails.
+func tlsPair(b *testing.B, p *testPKI, round func(c net.Conn) error) net.Conn {
 	srvCert := p.ca.Issue("floor", []string{"helpers.test"}, nil)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{srvCert.TLS},
@@ -108,13 +179,7 @@ func tlsPair(b *testing.B, p *testPKI) net.Conn {
 			return
 		}
 		defer c.Close()
-		for {
-			if _, err := io.CopyN(io.Discard, c, bulkSize); err != nil {
-				return
-			}
-			if _, err := c.Write([]byte{1}); err != nil {
-				return
-			}
+		for round(c) == nil {
 		}
 	}()
 	c, err := tls.Dial("tcp", ln.Addr().String(), p.client("bench"))

@@ -17,9 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -327,4 +329,49 @@ func TestFleetPlacement(t *testing.T) {
 	if _, err := static.New(ctx, img); err == nil || !strings.Contains(err.Error(), "full") {
 		t.Errorf("a fixed fleet of one full helper: %v", err)
 	}
+}
+
+// TestReadFileStreamed: a file too large for one message comes back whole
+// through MsgFsReadStream where descriptors cannot pass (in process
+// without them, and through a network helper), and a directory is refused
+// with the sandbox intact.
+func TestReadFileStreamed(t *testing.T) {
+	data := make([]byte, ipc.MaxMessageSize+1<<20+7)
+	rand.Read(data)
+	check := func(t *testing.T, inst *Instance) {
+		if err := inst.WriteFile("/tmp/big", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, err := inst.ReadFile("/tmp/big")
+		if err != nil || !bytes.Equal(back, data) {
+			t.Fatalf("read back %d of %d bytes, %v", len(back), len(data), err)
+		}
+		if _, err := inst.agent.ReadFileStream(context.Background(), "/tmp"); !errors.Is(err, syscall.EFBIG) {
+			t.Errorf("a streamed read of a directory: %v, want EFBIG", err)
+		}
+		if _, err := inst.Command("true").Output(); err != nil {
+			t.Errorf("the sandbox after the refused read: %v", err)
+		}
+	}
+	t.Run("local", func(t *testing.T) { check(t, newInstance(t, busyboxImage(t), withoutDescriptors())) })
+	t.Run("remote", func(t *testing.T) {
+		ctx := context.Background()
+		p := newTestPKI(t)
+		s := startNetHelper(t, p)
+		r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		img, err := r.Pull(ctx, testRegistry(t, "127.0.0.1:0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := r.New(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close()
+		check(t, inst)
+	})
 }

@@ -35,6 +35,7 @@ var composedOnly = map[string]bool{
 	"file-name": true, "cmd-new": true, "cmd-start": true, "cmd-free": true, "cmd-wait-keep": true,
 	"listener-addr": true, "agent-snapshot": true, "error": true,
 	"fs-writestream": true, // its stream is exercised by real sandboxes (TestWriteFileStreamed)
+	"fs-readstream":  true, // likewise (TestReadFileStreamed)
 }
 
 // fakeRunner is a runner whose agent is the fake.

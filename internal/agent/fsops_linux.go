@@ -65,6 +65,11 @@ func (a *agent) registerFS() {
 			return ipc.BytesAns{}, err
 		}
 		defer f.Close()
+		// A regular file too large for one answer is refused before any
+		// of it is read (the client then asks for a stream).
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > maxReadFile {
+			return ipc.BytesAns{}, &fs.PathError{Op: "read", Path: m.Path, Err: syscall.EFBIG}
+		}
 		data, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
 		if err != nil {
 			return ipc.BytesAns{}, err
@@ -78,6 +83,7 @@ func (a *agent) registerFS() {
 		return ipc.Empty{}, a.root.writeFile(m.Path, m.Data, m.Perm)
 	})
 	ipc.Route(a.mux, ipc.MsgFsWriteStream, a.writeStream)
+	ipc.Route(a.mux, ipc.MsgFsReadStream, a.readStream)
 	ipc.Route(a.mux, ipc.MsgFsOpenFile, func(req *ipc.Request, m *ipc.OpenFileReq) (ipc.OpenAns, error) {
 		return a.open(req, m.Path, int(m.Flag), m.Perm, m.WantFD)
 	})

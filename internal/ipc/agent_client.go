@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"os"
+	"slices"
 )
 
 // Agent is a typed client of the agent's protocol (the messages whose
@@ -334,6 +336,44 @@ func (a *Agent) WriteFileStream(ctx context.Context, path string, data []byte, p
 		return &TransportError{Op: "write", Err: err}
 	}
 	return ReadStatus(conn)
+}
+
+// maxStreamPrealloc bounds what ReadFileStream allocates on the agent's
+// word alone; more grows as the data arrives.
+const maxStreamPrealloc = MaxMessageSize
+
+// ReadFileStream reads a whole regular file, streamed on the call's
+// connection (MsgFsReadStream): where descriptors cannot pass, a file
+// larger than one message. It returns the agent's error (the open's, or
+// the status that ends the stream), or a *TransportError when the stream
+// breaks.
+func (a *Agent) ReadFileStream(ctx context.Context, path string) ([]byte, error) {
+	var ans ReadStreamAns
+	files, conn, err := a.c.DoStream(ctx, MsgFsReadStream, &PathReq{Path: path}, &ans)
+	closeFiles(files)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if ans.Size > math.MaxInt-1 {
+		return nil, &TransportError{Op: "read", Err: fmt.Errorf("the agent announced a file of %d bytes", ans.Size)}
+	}
+	size := int(ans.Size)
+	data := make([]byte, 0, min(size, maxStreamPrealloc))
+	for len(data) < size {
+		if len(data) == cap(data) {
+			data = slices.Grow(data, min(size-len(data), cap(data)))
+		}
+		n, err := conn.Read(data[len(data):min(cap(data), size)])
+		data = data[:len(data)+n]
+		if err != nil && len(data) < size {
+			return nil, &TransportError{Op: "read", Err: err}
+		}
+	}
+	if err := ReadStatus(conn); err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
 // Snapshot asks the agent for its writable layer: the returned connection

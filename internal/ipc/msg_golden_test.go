@@ -116,6 +116,7 @@ var goldenBodies = map[string][2]Msg{
 	"agent-snapshot": {&SnapshotOptions{Excludes: []string{"/tmp/**"}}, &Empty{}},
 	"remote-attach":  {&InstanceAttachReq{"sb-1"}, &Empty{}},
 	"fs-writestream": {&WriteStreamReq{"/big", 0o644, 100 << 20}, &Empty{}},
+	"fs-readstream":  {&PathReq{"/big"}, &ReadStreamAns{100 << 20}},
 	"remote-new": {&RemoteNewReq{Image: PullReq{"registry:5000/x:1", "linux/amd64", 1, true}, Digest: "sha256:ab", Backend: "ns", Hostname: "h",
 		MemoryMB: 256, CPUsMilli: 500, PidsMax: 64, NoFile: 1024, DiskMB: 10, TimeoutNs: 3e9, Mounts: []RemoteMount{{"/srv/data", "/data", true}}},
 		&RemoteNewAns{"sb-1", []byte(`{"os":"linux"}`)}},

@@ -243,6 +243,24 @@ func (m *CapacityAns) Decode(d *Decoder) (err error) {
 	return nil
 }
 
+// ReadStreamAns is MsgFsReadStream's answer: the file's size when it was
+// opened. Size bytes follow on the connection (zeros after a file that
+// shrank meanwhile, whose status is then an error), then the agent's
+// status frame (see WriteStatus). The agent may be hostile: a reader
+// must not trust Size to allocate.
+type ReadStreamAns struct {
+	Size uint64
+}
+
+// Encode implements Msg.
+func (m *ReadStreamAns) Encode(e *Encoder) { e.Uint64(m.Size) }
+
+// Decode implements Msg.
+func (m *ReadStreamAns) Decode(d *Decoder) (err error) {
+	m.Size, err = d.Uint64()
+	return err
+}
+
 // WriteStreamReq is MsgFsWriteStream's request: after the success answer
 // the client sends Size bytes on the connection, which the agent writes
 // to the file (created or truncated, as os.WriteFile does), and the agent

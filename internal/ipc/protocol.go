@@ -45,6 +45,7 @@ const (
 	MsgFsChtimes     uint16 = 0x0211
 	MsgFsSnapshot    uint16 = 0x0212
 	MsgFsWriteStream uint16 = 0x0213 // extension
+	MsgFsReadStream  uint16 = 0x0214 // extension
 
 	// File operations (0x03xx)
 	MsgFileClose    uint16 = 0x0300
@@ -105,8 +106,8 @@ const (
 // MsgInstanceSetTimeout; version 3 gave the helper's snapshot its own
 // number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's);
 // version 4 added the network helper's messages (0x09xx) and
-// MsgFsWriteStream.
-const ProtocolVersion uint32 = 4
+// MsgFsWriteStream; version 5 added MsgFsReadStream.
+const ProtocolVersion uint32 = 5
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

@@ -46,7 +46,7 @@ const maxStatusSize = 64 << 10
 
 // WriteStatus writes the outcome of a stream's work on w as one answer
 // frame (extension): success, or err as the error answer a call would
-// carry. MsgFsWriteStream ends with it.
+// carry. MsgFsWriteStream and MsgFsReadStream end with it.
 func WriteStatus(w io.Writer, err error) error {
 	m := Message{Type: MsgResponse, Payload: []byte{ErrCodeOK}}
 	if err != nil {

@@ -102,6 +102,9 @@ var messages = []Desc{
 	{Type: MsgFsWriteStream, Name: "MsgFsWriteStream", Peer: PeerAgent,
 		Purpose: "write a whole file from the stream that follows the answer (Size bytes, then the agent's status frame): bulk writes where descriptors cannot pass",
 		Request: body[WriteStreamReq](), Answer: body[Empty](), Hijack: HijackAlways},
+	{Type: MsgFsReadStream, Name: "MsgFsReadStream", Peer: PeerAgent,
+		Purpose: "a whole file's content on the stream that follows the answer (Size bytes, then the agent's status frame): bulk reads where descriptors cannot pass",
+		Request: body[PathReq](), Answer: body[ReadStreamAns](), Hijack: HijackAlways},
 
 	// Open files.
 	{Type: MsgFileClose, Name: "MsgFileClose", Peer: PeerAgent,

@@ -10,11 +10,18 @@ import (
 // ended, then closes both. When one side reaches EOF, the other is
 // half-closed (CloseWrite) where it can be, so the peer sees the end of
 // the data and may still answer; an error in either direction, or a side
-// that cannot half-close, closes both at once.
+// that cannot half-close, closes both at once. Between raw sockets the
+// kernel moves the data (io.Copy's splice); from anything else (a TLS
+// connection) copyBatched gathers the pieces that arrive during a write.
 func Splice(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
+		var err error
+		if kernelCopies(dst, src) {
+			_, err = io.Copy(dst, src)
+		} else {
+			_, err = copyBatched(dst, src)
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
 			cw.CloseWrite()
 		} else {

@@ -1,0 +1,66 @@
+package netutil
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+)
+
+// smallReader hands out its data 1000 bytes at a time, as a TLS
+// connection hands out records.
+type smallReader struct{ r io.Reader }
+
+func (s smallReader) Read(b []byte) (int, error) { return s.r.Read(b[:min(len(b), 1000)]) }
+func (smallReader) Close() error                 { return nil }
+
+// TestCopyBatched: every byte arrives in order, and the count is right.
+func TestCopyBatched(t *testing.T) {
+	data := make([]byte, 3<<20+17)
+	rand.Read(data)
+	var out bytes.Buffer
+	n, err := copyBatched(&out, smallReader{bytes.NewReader(data)})
+	if err != nil || n != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("copied %d of %d bytes, equal %v, %v", n, len(data), bytes.Equal(out.Bytes(), data), err)
+	}
+}
+
+type failWriter struct{ after int }
+
+func (f *failWriter) Write(b []byte) (int, error) {
+	if f.after <= 0 {
+		return 0, errors.New("broken")
+	}
+	f.after--
+	return len(b), nil
+}
+
+// blockingReader blocks until closed, like a connection with no data.
+type blockingReader struct{ closed chan struct{} }
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	select {
+	case <-b.closed:
+		return 0, io.ErrClosedPipe
+	default:
+	}
+	p[0] = 1
+	return 1, nil
+}
+func (b *blockingReader) Close() error { close(b.closed); return nil }
+
+// TestCopyBatchedWriteError: a failed write returns its error, and the
+// reading goroutine has ended (src closed) by then.
+func TestCopyBatchedWriteError(t *testing.T) {
+	src := &blockingReader{closed: make(chan struct{})}
+	_, err := copyBatched(&failWriter{after: 3}, src)
+	if err == nil || err.Error() != "broken" {
+		t.Fatalf("err = %v, want the writer's", err)
+	}
+	select {
+	case <-src.closed:
+	default:
+		t.Fatal("src was not closed")
+	}
+}
