@@ -35,11 +35,15 @@ TREE_PKGS   := internal/untrusted internal/snapshot
 ## deps; one build of every test binary (go test -c) and of the examples;
 ## then lint (gofmt, vet, staticcheck) at the lowest CPU priority, beside
 ## the phases of scripts/test-phases, which run side by side: the
-## race-enabled suite, the public suite again through the helper
-## (CC_USE_HELPER=1), and the sandbox tests again as an unprivileged user
-## (from binaries built once, as the user running make).
-## It ends with a summary: each step's and phase's time, every skipped test
-## with its reason, and the TEST_SUITES' cases. Add a phase with a line in
+## race-enabled suite, the builder's suites in full without -race, the
+## public suite again through the helper (CC_USE_HELPER=1), the sandbox
+## tests again as an unprivileged user (from binaries built once, as the
+## user running make), and the gVisor runs. Work that does not depend on
+## the phase runs in full once and as a selection elsewhere; each test a
+## phase leaves out is named in scripts/test-phases with the reason.
+## It ends with a summary: each step's and phase's time and CPU, what the
+## phases leave out and why, every skipped test with its reason, and the
+## TEST_SUITES' cases. Add a phase with a line in
 ## scripts/test-phases. TEST_JOBS test binaries run at once.
 TEST_JOBS   ?= 3
 TEST_SUITES ?= TestDockerfileConformance

@@ -40,8 +40,12 @@ type result struct {
 	wanted  []string            // suite names
 }
 
-// suite counts the direct subtests of one test (its cases).
-type suite struct{ passed, skipped, failed int }
+// suite counts the direct subtests of one test (its cases) and names
+// them, in the order they ended.
+type suite struct {
+	passed, skipped, failed int
+	cases                   []string
+}
 
 // timed is a top-level test's duration.
 type timed struct {
@@ -113,6 +117,7 @@ func (r *result) countSuite(e event) {
 		s = &suite{}
 		r.suites[parent] = s
 	}
+	s.cases = append(s.cases, rest)
 	switch e.Action {
 	case "pass":
 		s.passed++

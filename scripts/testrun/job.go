@@ -28,7 +28,11 @@ type job struct {
 	res     *result
 	started time.Time
 	elapsed time.Duration
-	err     error // the binary's exit, or why it could not run
+	// cpu is the user and system CPU time of the binary and of the
+	// processes it waited for (sandboxes, VMs, helpers; su and unshare
+	// wait for theirs).
+	cpu time.Duration
+	err error // the binary's exit, or why it could not run
 }
 
 func (j *job) ok() bool { return j.err == nil && j.res.failed == 0 && !j.res.pkgFailed }
@@ -99,7 +103,7 @@ func runPhases(ctx context.Context, c *config, rep *report, b *built, work strin
 			pr.jobs = append(pr.jobs, j)
 			if left[j.phase]--; left[j.phase] == 0 {
 				pr.end = time.Now()
-				say("== %s: %s in %s (%s)", j.phase.name, pr.verdict(), dur(pr.end.Sub(pr.start)), pr.counts())
+				say("== %s: %s in %s, cpu %s (%s)", j.phase.name, pr.verdict(), dur(pr.end.Sub(pr.start)), dur(pr.cpu()), pr.counts())
 			}
 		}()
 	}
@@ -151,6 +155,7 @@ func (j *job) run(ctx context.Context, c *config, b *built, work string, ru *roo
 	j.mu.Unlock()
 }
 
+// exec runs the test binary and records the CPU time it used in j.cpu.
 func (j *job) exec(ctx context.Context, c *config, b *built, work string, ru *rootless) error {
 	label := j.phase.name + "-" + strings.NewReplacer("/", "_", ".", "_").Replace(j.name)
 	// Each run has a temporary directory of its own, like /tmp (mode
@@ -166,7 +171,7 @@ func (j *job) exec(ctx context.Context, c *config, b *built, work string, ru *ro
 	}
 	defer removeAll(tmp)
 	args := []string{j.pkg.bin, "-test.paniconexit0", "-test.v=test2json", "-test.count=1", "-test.timeout=" + c.timeout.String()}
-	args = append(args, j.phase.flags...)
+	args = append(args, j.phase.args()...)
 	env := append([]string{
 		"TMPDIR=" + tmp,
 		"CC_TEST_EXAMPLES_BIN=" + b.examples,
@@ -261,6 +266,11 @@ func (j *job) exec(ctx context.Context, c *config, b *built, work string, ru *ro
 	t2jErr := t2j.Wait()
 	close(scanned)
 	<-waited
+	if ps := cmd.ProcessState; ps != nil {
+		j.mu.Lock()
+		j.cpu = ps.UserTime() + ps.SystemTime()
+		j.mu.Unlock()
+	}
 	switch {
 	case runErr != nil:
 		return fmt.Errorf("starting the test binary: %w", runErr)

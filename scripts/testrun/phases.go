@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -17,7 +18,69 @@ type phase struct {
 	env      []string  // KEY=value
 	patterns []string  // package patterns
 	flags    []string  // -test.* flags for each binary
+	excepts  []except  // tests left out, each with its reason
 	line     int       // in the phases file, for messages
+}
+
+// An except is a test (or subtests) the phase leaves out, from an
+// "except PATTERN REASON..." line below the phase's: PATTERN is one
+// alternative of go test's -skip (levels split by /), REASON says why
+// (where it runs instead).
+type except struct {
+	pattern, reason string
+	line            int
+}
+
+// args returns the flags for each of the phase's test binaries: its
+// -test.* flags, with the excepts' patterns joined into -test.skip.
+func (p *phase) args() []string {
+	var skips []string
+	var out []string
+	for _, f := range p.flags {
+		if v, ok := strings.CutPrefix(f, "-test.skip="); ok {
+			skips = append(skips, splitTop(v, '|')...)
+			continue
+		}
+		out = append(out, f)
+	}
+	for _, e := range p.excepts {
+		skips = append(skips, splitTop(e.pattern, '|')...)
+	}
+	if len(skips) == 0 {
+		return out
+	}
+	// go test tries the alternatives in order and stops at the first
+	// that matches a test's name, even partly (an alternative of more
+	// levels than the name has): a partial match does not skip, so one
+	// like /(vm)$ placed first would keep ^TestX$ from skipping TestX.
+	// Fewer levels first, then.
+	slices.SortStableFunc(skips, func(a, b string) int { return len(splitTop(a, '/')) - len(splitTop(b, '/')) })
+	return append(out, "-test.skip="+strings.Join(skips, "|"))
+}
+
+// splitTop splits a -run or -skip pattern at each sep outside brackets
+// and parentheses, as go test does with | (alternatives) and / (levels).
+func splitTop(s string, sep byte) []string {
+	var out []string
+	brackets, parens, start := 0, 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			i++
+		case c == '[':
+			brackets++
+		case c == ']' && brackets > 0:
+			brackets--
+		case c == '(' && brackets == 0:
+			parens++
+		case c == ')' && brackets == 0:
+			parens--
+		case c == sep && brackets == 0 && parens == 0:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // describe says what the phase runs, for its header.
@@ -33,11 +96,15 @@ func (p *phase) describe() string {
 	if len(p.flags) > 0 {
 		s += ", flags " + strings.Join(p.flags, " ")
 	}
+	if len(p.excepts) > 0 {
+		s += ", leaving out " + plural(len(p.excepts), "pattern") + " (the summary lists them)"
+	}
 	return s
 }
 
 // parsePhases reads a phases file (see scripts/test-phases): one phase a
-// line, "NAME USER BUILD ENV PACKAGES... [FLAGS...]", with # comments.
+// line, "NAME USER BUILD ENV PACKAGES... [FLAGS...]", each followed by
+// the tests it leaves out, "except PATTERN REASON...", with # comments.
 func parsePhases(r io.Reader) ([]*phase, error) {
 	var out []*phase
 	seen := map[string]bool{}
@@ -46,6 +113,21 @@ func parsePhases(r io.Reader) ([]*phase, error) {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		f := strings.Fields(line)
 		if len(f) == 0 {
+			continue
+		}
+		if f[0] == "except" {
+			if len(out) == 0 {
+				return nil, fmt.Errorf("line %d: an except line before any phase", n)
+			}
+			if len(f) < 3 {
+				return nil, fmt.Errorf("line %d: want except PATTERN REASON..., got %q (each test left out says why)", n, strings.TrimSpace(line))
+			}
+			// go test checks it too, but only when the phase runs.
+			if _, err := regexp.Compile(strings.ReplaceAll(f[1], "/", "")); err != nil {
+				return nil, fmt.Errorf("line %d: pattern %q: %v", n, f[1], err)
+			}
+			last := out[len(out)-1]
+			last.excepts = append(last.excepts, except{pattern: f[1], reason: strings.Join(f[2:], " "), line: n})
 			continue
 		}
 		if len(f) < 5 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,6 +24,7 @@ type report struct {
 type stepReport struct {
 	name string
 	d    time.Duration
+	cpu  time.Duration // user and system CPU of its commands
 	err  error
 }
 
@@ -37,15 +39,15 @@ type phaseReport struct {
 // step runs a step between its header and its time, and records it.
 func (r *report) step(name, what string, f func() error) bool {
 	say("== %s: %s", name, what)
-	t := time.Now()
+	t, c := time.Now(), childrenCPU()
 	err := f()
-	d := time.Since(t)
-	r.addStep(stepReport{name, d, err})
+	d, cpu := time.Since(t), childrenCPU()-c
+	r.addStep(stepReport{name, d, cpu, err})
 	if err != nil {
 		say("== %s: FAILED after %s: %v", name, dur(d), err)
 		return false
 	}
-	say("== %s: done in %s", name, dur(d))
+	say("== %s: done in %s (cpu %s)", name, dur(d), dur(cpu))
 	return true
 }
 
@@ -75,7 +77,11 @@ func (r *report) beside(ctx context.Context, steps []namedCmd) (wait func()) {
 			cmd.Stdout, cmd.Stderr = &out, &out
 			err := cmd.Run()
 			d := time.Since(t)
-			r.addStep(stepReport{s.name, d, err})
+			var cpu time.Duration
+			if ps := cmd.ProcessState; ps != nil {
+				cpu = ps.UserTime() + ps.SystemTime()
+			}
+			r.addStep(stepReport{s.name, d, cpu, err})
 			var lines []string
 			if out.Len() > 0 {
 				lines = append(lines, out.String())
@@ -83,7 +89,7 @@ func (r *report) beside(ctx context.Context, steps []namedCmd) (wait func()) {
 			if err != nil {
 				lines = append(lines, fmt.Sprintf("== %s: FAILED after %s: %v", s.name, dur(d), err))
 			} else {
-				lines = append(lines, fmt.Sprintf("== %s: done in %s", s.name, dur(d)))
+				lines = append(lines, fmt.Sprintf("== %s: done in %s (cpu %s)", s.name, dur(d), dur(cpu)))
 			}
 			sayBlock(lines)
 		}()
@@ -129,6 +135,15 @@ func (pr *phaseReport) counts() string {
 	return fmt.Sprintf("%s; tests and subtests: %d passed, %d skipped, %d failed", plural(len(pr.jobs), "package"), p, s, f)
 }
 
+// cpu sums the CPU time of the phase's test binaries.
+func (pr *phaseReport) cpu() time.Duration {
+	var d time.Duration
+	for _, j := range pr.jobs {
+		d += j.cpu
+	}
+	return d
+}
+
 // report prints the end of a job: its verdict line and, when it failed,
 // what failed and its output.
 func (j *job) report() {
@@ -137,8 +152,8 @@ func (j *job) report() {
 	if !j.ok() {
 		verdict = "FAIL"
 	}
-	lines := []string{fmt.Sprintf("   [%s] %s %-22s %7s  %d passed, %d skipped, %d failed",
-		j.phase.name, verdict, j.name, dur(j.elapsed), r.passed, r.skipped, r.failed)}
+	lines := []string{fmt.Sprintf("   [%s] %s %-22s %7s  cpu %7s  %d passed, %d skipped, %d failed",
+		j.phase.name, verdict, j.name, dur(j.elapsed), dur(j.cpu), r.passed, r.skipped, r.failed)}
 	if !j.ok() {
 		lines = append(lines, r.failOutput...)
 		if j.err != nil || r.failed == 0 {
@@ -156,28 +171,28 @@ func (r *report) print() int {
 	failed := false
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n== summary\n")
-	fmt.Fprintf(&b, "   %-10s %8s  %s\n", "step", "time", "result")
+	fmt.Fprintf(&b, "   %-10s %8s %8s  %s\n", "step", "time", "cpu", "result")
 	for _, s := range r.steps {
 		res := "ok"
 		if s.err != nil {
 			res, failed = "FAILED: "+s.err.Error(), true
 		}
-		fmt.Fprintf(&b, "   %-10s %8s  %s\n", s.name, dur(s.d), res)
+		fmt.Fprintf(&b, "   %-10s %8s %8s  %s\n", s.name, dur(s.d), dur(s.cpu), res)
 	}
 	var first, last time.Time
 	for _, pr := range r.phases {
 		switch {
 		case pr.err != nil:
 			failed = true
-			fmt.Fprintf(&b, "   %-10s %8s  FAILED: %v\n", pr.phase.name, "-", pr.err)
+			fmt.Fprintf(&b, "   %-10s %8s %8s  FAILED: %v\n", pr.phase.name, "-", "-", pr.err)
 			continue
 		case pr.start.IsZero():
 			failed = true
-			fmt.Fprintf(&b, "   %-10s %8s  not run\n", pr.phase.name, "-")
+			fmt.Fprintf(&b, "   %-10s %8s %8s  not run\n", pr.phase.name, "-", "-")
 			continue
 		case pr.end.IsZero():
 			failed = true
-			fmt.Fprintf(&b, "   %-10s %8s  interrupted\n", pr.phase.name, "-")
+			fmt.Fprintf(&b, "   %-10s %8s %8s  interrupted\n", pr.phase.name, "-", "-")
 			continue
 		}
 		if first.IsZero() || pr.start.Before(first) {
@@ -189,21 +204,21 @@ func (r *report) print() int {
 		if !pr.ok() {
 			failed = true
 		}
-		fmt.Fprintf(&b, "   %-10s %8s  %s: %s\n", pr.phase.name, dur(pr.end.Sub(pr.start)), pr.verdict(), pr.counts())
+		fmt.Fprintf(&b, "   %-10s %8s %8s  %s: %s\n", pr.phase.name, dur(pr.end.Sub(pr.start)), dur(pr.cpu()), pr.verdict(), pr.counts())
 	}
 	if !first.IsZero() && len(r.phases) > 1 {
 		fmt.Fprintf(&b, "   the phases ran side by side: %s from the first start to the last end\n", dur(last.Sub(first)))
 	}
 	r.printSuites(&b)
+	r.printExcepts(&b)
 	r.printSkips(&b)
 	r.printSlowest(&b)
 	failed = r.printFailures(&b) || failed
-	total := time.Since(r.start)
+	total, verdict := time.Since(r.start), "PASS"
 	if failed {
-		fmt.Fprintf(&b, "FAIL (%s in all)\n", dur(total))
-	} else {
-		fmt.Fprintf(&b, "PASS (%s in all)\n", dur(total))
+		verdict = "FAIL"
 	}
+	fmt.Fprintf(&b, "%s (%s in all, cpu %s)\n", verdict, dur(total), dur(childrenCPU()))
 	sayBlock([]string{b.String()})
 	if failed {
 		return 1
@@ -211,24 +226,58 @@ func (r *report) print() int {
 	return 0
 }
 
-// printSuites prints, for each suite asked for, its cases per phase.
+// printSuites prints, for each suite asked for, its cases per phase; a
+// phase that ran a selection (fewer cases than another phase) names them.
 func (r *report) printSuites(b *strings.Builder) {
 	for _, name := range r.suites {
 		fmt.Fprintf(b, "\n   %s, cases per phase:\n", name)
-		for _, pr := range r.phases {
-			var s suite
-			found := false
+		per := make([]*suite, len(r.phases))
+		most := 0
+		for i, pr := range r.phases {
 			for _, j := range pr.jobs {
 				if c := j.res.suites[name]; c != nil {
-					found = true
+					if per[i] == nil {
+						per[i] = &suite{}
+					}
+					s := per[i]
 					s.passed, s.skipped, s.failed = s.passed+c.passed, s.skipped+c.skipped, s.failed+c.failed
+					s.cases = append(s.cases, c.cases...)
 				}
 			}
-			if !found {
+			if per[i] != nil {
+				most = max(most, len(per[i].cases))
+			}
+		}
+		for i, pr := range r.phases {
+			s := per[i]
+			if s == nil {
 				fmt.Fprintf(b, "     %-10s did not run\n", pr.phase.name)
 				continue
 			}
 			fmt.Fprintf(b, "     %-10s %d run: %d passed, %d skipped, %d failed\n", pr.phase.name, s.passed+s.skipped+s.failed, s.passed, s.skipped, s.failed)
+			if len(s.cases) < most {
+				cases := slices.Clone(s.cases)
+				slices.Sort(cases)
+				fmt.Fprintf(b, "     %-10s   a selection: %s\n", "", strings.Join(cases, " "))
+			}
+		}
+	}
+}
+
+// printExcepts lists the tests each phase leaves out by its definition,
+// with the reasons the phases file gives.
+func (r *report) printExcepts(b *strings.Builder) {
+	n := 0
+	for _, pr := range r.phases {
+		n += len(pr.phase.excepts)
+	}
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n   left out by the phases' definitions (%d), with the reason each gives:\n", n)
+	for _, pr := range r.phases {
+		for _, e := range pr.phase.excepts {
+			fmt.Fprintf(b, "     %-9s %s: %s\n", pr.phase.name, e.pattern, e.reason)
 		}
 	}
 }
@@ -298,6 +347,16 @@ func (r *report) printFailures(b *strings.Builder) bool {
 	}
 	fmt.Fprintf(b, "\n   failed:\n%s\n\n", strings.Join(lines, "\n"))
 	return true
+}
+
+// childrenCPU returns the user and system CPU time of the processes this
+// one started and waited for, so far.
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // plural says "1 package", "2 packages".

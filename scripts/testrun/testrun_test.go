@@ -20,25 +20,44 @@ func TestPhasesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	byName := map[string]*phase{}
 	var names []string
 	for _, p := range phases {
 		names = append(names, p.name)
+		byName[p.name] = p
 	}
-	if want := []string{"race", "helper", "rootless", "gvisor", "gvisor-hv"}; !slices.Equal(names, want) {
+	if want := []string{"race", "build", "helper", "rootless", "gvisor", "gvisor-hv"}; !slices.Equal(names, want) {
 		t.Fatalf("phases %q, want %q", names, want)
 	}
-	if !slices.Equal(phases[1].env, []string{"CC_USE_HELPER=1"}) || !phases[2].rootless || phases[0].rootless || !phases[0].build.race() {
-		t.Errorf("helper env %q, rootless %v %v, build %q", phases[1].env, phases[2].rootless, phases[0].rootless, phases[0].build)
+	race, build, helper, rootless := byName["race"], byName["build"], byName["helper"], byName["rootless"]
+	if !slices.Equal(helper.env, []string{"CC_USE_HELPER=1"}) || !rootless.rootless || race.rootless || build.rootless || !race.build.race() || build.build.race() {
+		t.Errorf("helper env %q, rootless %v %v %v, build %q %q", helper.env, rootless.rootless, race.rootless, build.rootless, race.build, build.build)
 	}
 	// The gVisor runs: the test binary is runsc too, so static, with the
 	// tag that links runsc in, and the public suite on the gVisor backend.
-	for _, p := range phases[3:] {
+	for _, p := range []*phase{byName["gvisor"], byName["gvisor-hv"]} {
 		if flags, env := p.build.goFlags(); !slices.Equal(flags, []string{"-tags", "gvisor"}) || !slices.Equal(env, []string{"CGO_ENABLED=0"}) {
 			t.Errorf("phase %s builds with %q %q, want CGO_ENABLED=0 -tags gvisor", p.name, env, flags)
 		}
 	}
-	if !slices.Contains(phases[3].env, "CC_BACKEND=gvisor") {
-		t.Errorf("the gvisor phase's environment %q lacks CC_BACKEND=gvisor", phases[3].env)
+	if !slices.Contains(byName["gvisor"].env, "CC_BACKEND=gvisor") {
+		t.Errorf("the gvisor phase's environment %q lacks CC_BACKEND=gvisor", byName["gvisor"].env)
+	}
+	// What a phase leaves out runs in full in another: the builder's
+	// suites in the build phase, the VM's file table in the race phase.
+	full := map[string]string{"TestDockerfileCorpus": "build", "TestDockerfileConformance": "build", "TestBuildDockerfile": "build", "TestVMFiles": "race"}
+	for _, p := range phases {
+		for _, e := range p.excepts {
+			test := strings.Trim(splitTop(e.pattern, '/')[0], "^$")
+			if home, ok := full[test]; ok {
+				if home == p.name || len(byName[home].excepts) > 0 && slices.ContainsFunc(byName[home].excepts, func(x except) bool { return strings.Contains(x.pattern, test) }) {
+					t.Errorf("phase %s leaves out %s, and so does %s, which is to run it in full", p.name, test, home)
+				}
+			}
+			if len(e.reason) < 20 {
+				t.Errorf("phase %s leaves out %s with the reason %q: say where it runs", p.name, e.pattern, e.reason)
+			}
+		}
 	}
 }
 
@@ -71,10 +90,59 @@ func TestParsePhases(t *testing.T) {
 		{"race root plain - -test.v\n", `phase "race" names no packages`},
 		{"a root race - .\na root race - .\n", `line 2: a second phase named "a"`},
 		{"# nothing\n", "no phases"},
+		{"except TestX why\na root race - .\n", "line 1: an except line before any phase"},
+		{"a root race - .\nexcept TestX\n", "line 2: want except PATTERN REASON"},
+		{"a root race - .\nexcept TestX/(a reason\n", `line 2: pattern "TestX/(a"`},
 	} {
 		_, err := parsePhases(strings.NewReader(bad.text))
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: %v, want an error containing %q", bad.text, err, bad.want)
+		}
+	}
+}
+
+// TestExcept: the except lines below a phase leave their tests out of
+// it, each with its reason, joined with the phase's own -test.skip into
+// the one -skip go test takes (alternatives split by |, levels by /).
+func TestExcept(t *testing.T) {
+	ps, err := parsePhases(strings.NewReader("a root race - . -test.run=^TestA -test.skip=/(vm|fd)$\n" +
+		"  except ^TestCorpus$   the race phase builds the corpus\n" +
+		"  except ^TestConf$/^(0[2-9]|1)   a selection: 01 and 10\n" +
+		"b root race - .\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := ps[0], ps[1]
+	if len(a.excepts) != 2 || a.excepts[0] != (except{"^TestCorpus$", "the race phase builds the corpus", 2}) ||
+		a.excepts[1].reason != "a selection: 01 and 10" || len(b.excepts) != 0 {
+		t.Errorf("excepts %+v, %+v", a.excepts, b.excepts)
+	}
+	// The one-level alternative first: go test stops at the first
+	// alternative that matches even partly, and /(vm|fd)$ matches every
+	// top-level name partly.
+	want := []string{"-test.run=^TestA", "-test.skip=^TestCorpus$|/(vm|fd)$|^TestConf$/^(0[2-9]|1)"}
+	if got := a.args(); !slices.Equal(got, want) {
+		t.Errorf("args %q, want %q", got, want)
+	}
+	if got := b.args(); len(got) != 0 {
+		t.Errorf("a phase without flags or excepts passes %q", got)
+	}
+}
+
+// TestSplitTop: | and / split a pattern only outside brackets and
+// parentheses, and not when escaped.
+func TestSplitTop(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		sep  byte
+		want []string
+	}{
+		{"a|b/(c|d)|[|]e", '|', []string{"a", "b/(c|d)", "[|]e"}},
+		{"^A$/^(0[2-9]|1)/x\\/y", '/', []string{"^A$", "^(0[2-9]|1)", "x\\/y"}},
+		{"", '|', []string{""}},
+	} {
+		if got := splitTop(c.s, c.sep); !slices.Equal(got, c.want) {
+			t.Errorf("splitTop(%q, %q) = %q, want %q", c.s, c.sep, got, c.want)
 		}
 	}
 }
