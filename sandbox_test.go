@@ -25,6 +25,12 @@ func TestLifecycle(t *testing.T) {
 	if err := inst.Err(); err != nil {
 		t.Fatalf("Err on a running sandbox: %v", err)
 	}
+	// The instance's state directory sits in its process's directory
+	// under instances/, which other tests' sandboxes may still hold.
+	stateDirs := filepath.Join(testCache, "instances", "*", inst.ID())
+	if held, _ := filepath.Glob(stateDirs); len(held) != 1 {
+		t.Errorf("state directories of a running sandbox: %v, want one", held)
+	}
 	if err := inst.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +51,8 @@ func TestLifecycle(t *testing.T) {
 	if err := inst.Command("true").Run(); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Run after Close: %v, want ErrNotRunning", err)
 	}
-	if _, err := os.Stat(filepath.Join(testCache, "instances", inst.ID())); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("state left behind: %v", err)
+	if left, _ := filepath.Glob(stateDirs); len(left) > 0 {
+		t.Errorf("state left behind: %v", left)
 	}
 }
 
