@@ -108,6 +108,28 @@ func (p *Proc) Stop(id string, before, after func()) error {
 	}
 }
 
+// WithPid calls f with the process's pid and returns what f returns. After
+// Adopt it holds the pid as the process's own while f runs (Reap cannot
+// give it back meanwhile), so that what f opens under /proc/<pid> is the
+// sandbox's and not a newcomer's. It returns an error naming the process
+// if it has already ended and been waited for.
+func (p *Proc) WithPid(f func(pid int) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ended := p.reaped
+	if p.cmd != nil {
+		select {
+		case <-p.done:
+			ended = true
+		default:
+		}
+	}
+	if p.pid == 0 || ended {
+		return fmt.Errorf("the %s is not running", p.what)
+	}
+	return f(p.pid)
+}
+
 // kill sends SIGKILL to the process: through os.Process after Watch, by
 // pid after Adopt, and then only while the pid is still the process's
 // (not yet reaped).

@@ -20,7 +20,11 @@ func (s *sandbox) OpenLink(ifname string) (*os.File, error) {
 	if os.Geteuid() != 0 {
 		return nil, hv.ErrLinkViaAgent
 	}
-	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", s.cmd.Process.Pid))
+	var target *os.File
+	err := s.proc.WithPid(func(pid int) (err error) {
+		target, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the sandbox's network namespace: %w", err)
 	}
