@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,8 +25,11 @@ func cgroupChild(role string) (code int, ok bool) {
 	cache := WithCacheDir(os.Getenv("CC_CACHE_DIR"))
 	switch role {
 	case "limited-sandbox-then-hang":
-		// A sandbox with limits and a command in it; report the agent's
-		// host pid and its pid namespace, then wait to be killed.
+		// Wait for a line (the test moves this process into cgroups
+		// meanwhile), start a sandbox with limits and a command in it;
+		// report the agent's host pid and its pid namespace, then wait to
+		// be killed.
+		bufio.NewReader(os.Stdin).ReadString('\n')
 		inst, err := New(context.Background(), HostImage(), append([]Option{cache}, childLimits...)...)
 		if err != nil {
 			fmt.Println("error:", err)
@@ -37,6 +43,8 @@ func cgroupChild(role string) (code int, ok bool) {
 		fmt.Printf("%d %s\n", inst.runner.Pid(), ns)
 		select {}
 	case "new-then-close":
+		// Wait for a line, then start a sandbox (and so sweep) and close it.
+		bufio.NewReader(os.Stdin).ReadString('\n')
 		inst, err := New(context.Background(), HostImage(), cache)
 		if err != nil {
 			fmt.Println("error:", err)
@@ -91,31 +99,7 @@ func needCgroups(t *testing.T) {
 // process the test moves into cgroups of its own first.
 func TestCgroupsUnderCaller(t *testing.T) {
 	needCgroups(t)
-	own := processCgroups(t, os.Getpid())
-	name := fmt.Sprintf("cc-test-caller-%d", os.Getpid())
-	callers := map[string]string{} // controller ("" for v2) → the child's cgroup
-	made := map[string]bool{}
-	// The hierarchies the sandbox uses: v2 (the freezer), the limits'
-	// controllers, and without v2 the v1 freezer.
-	ctrls := []string{"", "memory", "pids", "cpu"}
-	if _, ok := own[""]; !ok {
-		ctrls = append(ctrls, "freezer")
-	}
-	for _, ctrl := range ctrls {
-		parent, ok := own[ctrl]
-		if !ok {
-			continue
-		}
-		dir := filepath.Join(parent, name)
-		if !made[dir] {
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			made[dir] = true
-			t.Cleanup(func() { os.Remove(dir) })
-		}
-		callers[ctrl] = dir
-	}
+	callers, made := callerCgroups(t)
 	child := childCommand(t, "limited-sandbox-when-told")
 	stdin, err := child.StdinPipe()
 	if err != nil {
@@ -135,12 +119,7 @@ func TestCgroupsUnderCaller(t *testing.T) {
 			t.Errorf("the child: %v", err)
 		}
 	}()
-	for dir := range made {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)), 0); err != nil {
-			child.Process.Kill()
-			t.Fatal(err)
-		}
-	}
+	moveInto(t, child, made)
 	fmt.Fprintln(stdin, "go")
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	agentPid, perr := strconv.Atoi(strings.TrimSpace(line))
@@ -162,24 +141,108 @@ func TestCgroupsUnderCaller(t *testing.T) {
 	fmt.Fprintln(stdin, "close")
 }
 
+// callerCgroups makes a cgroup of its own for a caller, under this test
+// process's, in each hierarchy a sandbox uses (v2 for the freezer, the
+// limits' controllers, and without v2 the v1 freezer), and removes them
+// when t ends. It returns them by controller ("" for v2) and each
+// directory once.
+func callerCgroups(t *testing.T) (callers map[string]string, made []string) {
+	t.Helper()
+	own := processCgroups(t, os.Getpid())
+	name := fmt.Sprintf("cc-test-caller-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
+	callers = map[string]string{}
+	ctrls := []string{"", "memory", "pids", "cpu"}
+	if _, ok := own[""]; !ok {
+		ctrls = append(ctrls, "freezer")
+	}
+	for _, ctrl := range ctrls {
+		parent, ok := own[ctrl]
+		if !ok {
+			continue
+		}
+		dir := filepath.Join(parent, name)
+		if !slices.Contains(made, dir) {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, dir)
+			t.Cleanup(func() {
+				if err := os.Remove(dir); err != nil {
+					t.Errorf("removing the caller's cgroup: %v", err)
+				}
+			})
+		}
+		callers[ctrl] = dir
+	}
+	return callers, made
+}
+
+// moveInto moves child, started and waiting to be told, into the cgroups
+// dirs; it kills the child and fails t if it cannot.
+func moveInto(t *testing.T, child *exec.Cmd, dirs []string) {
+	t.Helper()
+	for _, dir := range dirs {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)), 0); err != nil {
+			child.Process.Kill()
+			child.Wait()
+			t.Fatal(err)
+		}
+	}
+}
+
+// startChildIn starts this test binary in role, a role that waits for a
+// line before it starts a sandbox, moves it into the cgroups dirs, tells
+// it to go on, and returns it with the first line it prints and its
+// standard input; a line starting with "error" fails the test.
+func startChildIn(t *testing.T, role string, dirs []string) (*exec.Cmd, string, io.WriteCloser) {
+	t.Helper()
+	child := childCommand(t, role)
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	moveInto(t, child, dirs)
+	fmt.Fprintln(stdin, "go")
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.HasPrefix(line, "error") {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("child: %q %v", line, err)
+	}
+	return child, line, stdin
+}
+
 // TestHostKilledCgroups: the cgroups of sandboxes whose host died by
 // SIGKILL are removed by the next process that starts a sandbox, and only
 // those.
 func TestHostKilledCgroups(t *testing.T) {
 	needCgroups(t)
-	child, line := startChild(t, "limited-sandbox-then-hang")
+	// Every process here runs in cgroups of its own, so that the sweep of
+	// another process starting sandboxes at the same time (another test
+	// binary beside this one) cannot take the killed host's cgroups first:
+	// a sweep looks only under its caller's cgroup.
+	_, made := callerCgroups(t)
+	child, line, _ := startChildIn(t, "limited-sandbox-then-hang", made)
 	fields := strings.Fields(line)
 	agentPid, _ := strconv.Atoi(fields[0])
 	// The sandbox's own cgroups: those of its agent that are not its
-	// host's (this test's, which the child shares).
-	own := processCgroups(t, os.Getpid())
+	// host's.
+	host := processCgroups(t, child.Process.Pid)
 	var left []string
 	seen := map[string]bool{}
 	for ctrl, dir := range processCgroups(t, agentPid) {
 		if filepath.Base(dir) == "agent" {
 			dir = filepath.Dir(dir)
 		}
-		if !seen[dir] && dir != own[ctrl] {
+		if !seen[dir] && dir != host[ctrl] {
 			seen[dir] = true
 			left = append(left, dir)
 		}
@@ -187,9 +250,20 @@ func TestHostKilledCgroups(t *testing.T) {
 	if len(left) == 0 {
 		t.Fatalf("the sandbox of the child has no cgroup of its own: %v", processCgroups(t, agentPid))
 	}
-	// A live sandbox beside it, whose cgroups a sweep must leave alone.
-	live := hostInstance(t, childLimits...)
-	liveDirs := processCgroups(t, live.runner.Pid())
+	// A live sandbox beside it, under the same caller, whose cgroups a
+	// sweep must leave alone.
+	live, line, liveIn := startChildIn(t, "limited-sandbox-when-told", made)
+	livePid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("the live sandbox's child: %q", line)
+	}
+	liveDirs := processCgroups(t, livePid)
+	defer func() {
+		fmt.Fprintln(liveIn, "close")
+		if err := live.Wait(); err != nil {
+			t.Errorf("the live sandbox's child: %v", err)
+		}
+	}()
 
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
@@ -201,7 +275,7 @@ func TestHostKilledCgroups(t *testing.T) {
 			t.Fatalf("%s went with its host: nothing left for the sweep to do", dir)
 		}
 	}
-	next, line := startChild(t, "new-then-close")
+	next, line, _ := startChildIn(t, "new-then-close", made)
 	if err := next.Wait(); err != nil || strings.TrimSpace(line) != "ok" {
 		t.Fatalf("the next process: %q %v", line, err)
 	}
