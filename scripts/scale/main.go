@@ -4,7 +4,8 @@
 // them is left: no child processes, no mounts, no cgroups, no state
 // directories. It exits 1 when a start fails, something is left, or
 // MemAvailable falls below -min-available (it then stops starting and
-// closes what it started). `make scale N=10000` runs it.
+// closes what it started); an interrupt (SIGINT, SIGTERM) stops the
+// starting the same way. `make scale N=10000` runs it.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,7 +43,10 @@ func run(n int, minAvailKB uint64) error {
 		return err
 	}
 	defer os.RemoveAll(cache)
-	ctx := context.Background()
+	// An interrupt stops the starting; what was started is still closed
+	// and checked.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	before := takeState(cache)
 	avail0, err := memAvailable()
 	if err != nil {
@@ -51,13 +56,17 @@ func run(n int, minAvailKB uint64) error {
 	var startErr error
 	start := time.Now()
 	for i := range n {
+		if ctx.Err() != nil {
+			startErr = fmt.Errorf("stopped after %d sandboxes: interrupted", i)
+			break
+		}
 		if i%100 == 0 {
 			if a, err := memAvailable(); err == nil && a < minAvailKB {
 				startErr = fmt.Errorf("stopped after %d sandboxes: MemAvailable %d MiB is below %d MiB", i, a>>10, minAvailKB>>10)
 				break
 			}
 		}
-		inst, err := sandbox.New(ctx, sandbox.HostImage(), sandbox.WithCacheDir(cache))
+		inst, err := sandbox.New(context.WithoutCancel(ctx), sandbox.HostImage(), sandbox.WithCacheDir(cache))
 		if err != nil {
 			startErr = fmt.Errorf("sandbox %d: %w", i+1, err)
 			break
