@@ -78,6 +78,9 @@ func runChild(role string) int {
 	if role == "helper-dial" {
 		return helperDial(os.Args[len(os.Args)-1])
 	}
+	if role == "interrupted" {
+		return interrupted(os.Args[len(os.Args)-1])
+	}
 	if role == "exchange" {
 		return exchangerRole(os.Args[1:])
 	}

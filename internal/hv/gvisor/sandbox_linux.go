@@ -282,6 +282,7 @@ func procAttr(m idmap.Map, plat string) *syscall.SysProcAttr {
 		GidMappingsEnableSetgroups: !m.Single(),
 		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
 		Pdeathsig:                  syscall.SIGKILL,
+		Setpgid:                    true, // out of reach of the terminal's ^C, as the namespace agent
 	}
 	if plat == platformKVM && !m.Single() {
 		// As root, runsc runs as an unprivileged host id: give it the

@@ -294,6 +294,11 @@ func AgentCommand(m idmap.Map) *exec.Cmd {
 			// capabilities after exec.
 			Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
 			Pdeathsig:  syscall.SIGKILL,
+			// A session of its own from the start (newSession then finds
+			// it made): a terminal's ^C goes to the host program's group,
+			// whose handler may still want the sandbox, even one still
+			// starting (to run a last command, or to Close it cleanly).
+			Setsid: true,
 		},
 	}
 }

@@ -390,6 +390,7 @@ func qemuProcAttr(m idmap.Map, accel string) *syscall.SysProcAttr {
 		GidMappingsEnableSetgroups: !m.Single(),
 		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
 		Pdeathsig:                  syscall.SIGKILL,
+		Setpgid:                    true, // out of reach of the terminal's ^C, as the namespace agent
 	}
 	if accel == "kvm" && !m.Single() {
 		// As root, QEMU runs as an unprivileged host id: give it the
