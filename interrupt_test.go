@@ -58,7 +58,7 @@ func TestInterruptSparesSandboxes(t *testing.T) {
 					if syscall.Kill(-child.Process.Pid, syscall.SIGINT) == nil {
 						n++
 					}
-					time.Sleep(2 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond)
 				}
 			}()
 			var rest strings.Builder

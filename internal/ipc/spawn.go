@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,8 +124,36 @@ var sweepSockets sync.Once
 // socket directory (see [SocketDir]), starts the process so
 // that it dies with this one where the platform allows, waits for it to
 // listen, and performs the handshake. The returned client owns the process:
-// Close stops it. cmd.Stderr is left as the caller set it.
+// Close stops it. cmd.Stderr is left as the caller set it. cmd itself is
+// a template: it is copied for each start, never started.
+//
+// A terminal's ^C can reach the helper in the moment between its fork and
+// its leaving this program's process group (see setDieWithParent); a
+// helper that dies of SIGINT or SIGQUIT before it listens is started
+// again, until one lives or the start's time (helperStartTimeout) is up.
 func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, helperStartTimeout)
+	defer cancel()
+	for {
+		try := *cmd
+		try.Args = slices.Clone(cmd.Args)
+		if cmd.SysProcAttr != nil {
+			attr := *cmd.SysProcAttr
+			try.SysProcAttr = &attr
+		}
+		c, err := startHelperOnce(ctx, &try)
+		if err == nil || !errors.Is(err, errGroupSignal) || ctx.Err() != nil {
+			return c, err
+		}
+	}
+}
+
+// errGroupSignal marks the error of a helper that died of a signal a
+// terminal sends to its foreground process group.
+var errGroupSignal = errors.New("killed by a terminal's signal to this program's process group")
+
+// startHelperOnce is one attempt of StartHelper.
+func startHelperOnce(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 	sweepSockets.Do(RemoveStaleSockets)
 	socketPath, err := socketPath()
 	if err != nil {
@@ -154,8 +183,6 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, helperStartTimeout)
-	defer cancel()
 	// Every connection must reach the helper itself, not whatever else
 	// might listen at the path.
 	dial := func(ctx context.Context) (net.Conn, error) {
@@ -183,6 +210,9 @@ func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 		case <-procDone:
 			os.Remove(socketPath)
 			unlockSocket(socketPath, lock)
+			if diedOfTerminalSignal(waitErr) {
+				return nil, fmt.Errorf("helper %s exited before listening: %v (%w)", cmd.Path, waitErr, errGroupSignal)
+			}
 			return nil, fmt.Errorf("helper %s exited before listening: %v", cmd.Path, waitErr)
 		case <-ctx.Done():
 			return fail(fmt.Errorf("helper %s did not listen on %s: %w", cmd.Path, socketPath, ctx.Err()))

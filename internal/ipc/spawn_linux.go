@@ -1,6 +1,7 @@
 package ipc
 
 import (
+	"errors"
 	"os/exec"
 	"syscall"
 )
@@ -15,4 +16,19 @@ func setDieWithParent(cmd *exec.Cmd) {
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.SysProcAttr.Setpgid = true
+}
+
+// diedOfTerminalSignal reports whether err, from waiting for a helper,
+// says it died of SIGINT or SIGQUIT: what a terminal sends to its
+// foreground group, which the helper belongs to from its fork until the
+// child side of the fork makes it a group of its own. The Go runtime
+// blocks signals over that stretch but the child restores them before
+// exec, so one that arrived then is delivered with the default action.
+func diedOfTerminalSignal(err error) bool {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return false
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGQUIT)
 }

@@ -376,15 +376,19 @@ func (s *sandbox) spawn(qemu string, args []string, l *launch) error {
 	return nil
 }
 
-// qemuProcAttr runs QEMU in new user, network, ipc and uts namespaces,
-// mapping ids as the namespace backend maps its sandboxes' (m): the
-// layers' owners appear to the guest as the ids they stand for, files the
-// guest creates in writable mounts get the host ids a namespace sandbox's
-// would, and QEMU itself holds no host privilege. It dies with the host
-// program (PR_SET_PDEATHSIG).
+// qemuProcAttr runs QEMU in new user, pid, network, ipc and uts
+// namespaces, mapping ids as the namespace backend maps its sandboxes'
+// (m): the layers' owners appear to the guest as the ids they stand for,
+// files the guest creates in writable mounts get the host ids a namespace
+// sandbox's would, and QEMU itself holds no host privilege. It dies with
+// the host program (PR_SET_PDEATHSIG). As the first process of its pid
+// namespace, QEMU ignores every signal it has no handler for from the
+// fork on, so a terminal's ^C that reaches it before it leaves the host
+// program's process group (Setpgid, done in the child after the fork)
+// cannot kill it.
 func qemuProcAttr(m idmap.Map, accel string) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{
-		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
 		UidMappings:                idmap.SysProcIDMaps(m.UIDs),
 		GidMappings:                idmap.SysProcIDMaps(m.GIDs),
 		GidMappingsEnableSetgroups: !m.Single(),
