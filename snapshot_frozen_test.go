@@ -10,7 +10,7 @@ import (
 
 // TestSnapshotFrozen: a snapshot is one moment of the sandbox, not a
 // smear. Inside, a loop appends its counter to /c/a, then
-// to /c/z, as fast as it can; the copy reads /c/a first, then 64 MB of /c/m,
+// to /c/z, as fast as it can; the copy reads /c/a first, then 16 MB of /c/m,
 // then /c/z. Frozen, z is a or a-1 in every snapshot; a copy that runs
 // beside the loop sees z far ahead of a.
 func TestSnapshotFrozen(t *testing.T) {
@@ -18,7 +18,7 @@ func TestSnapshotFrozen(t *testing.T) {
 		t.Skip("this user has no freezer cgroup here (cgroup v1 without delegation): snapshots of a running sandbox are not frozen; TestFreeze checks the error that says so")
 	}
 	inst := hostInstance(t)
-	run(t, inst, "mkdir /c && head -c 67108864 /dev/zero >/c/m")
+	run(t, inst, "mkdir /c && head -c 16777216 /dev/zero >/c/m")
 	cmd := inst.Command("sh", "-c", `i=0; while :; do i=$((i+1)); echo $i >>/c/a; echo $i >>/c/z; done`)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestSnapshotFrozen(t *testing.T) {
 		return n
 	}
 	ctx := context.Background()
-	for n := 0; n < 10; n++ {
+	for n := 0; n < 5; n++ {
 		snap, err := inst.Snapshot(ctx)
 		if err != nil {
 			t.Fatal(err)
