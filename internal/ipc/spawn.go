@@ -124,8 +124,8 @@ var sweepSockets sync.Once
 // socket directory (see [SocketDir]), starts the process so
 // that it dies with this one where the platform allows, waits for it to
 // listen, and performs the handshake. The returned client owns the process:
-// Close stops it. cmd.Stderr is left as the caller set it. cmd itself is
-// a template: it is copied for each start, never started.
+// Close stops it. cmd.Stderr is left as the caller set it; cmd is the
+// helper's process once StartHelper returns.
 //
 // A terminal's ^C can reach the helper in the moment between its fork and
 // its leaving this program's process group (see setDieWithParent); a
@@ -134,17 +134,20 @@ var sweepSockets sync.Once
 func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, helperStartTimeout)
 	defer cancel()
+	template := *cmd
+	template.Args = slices.Clone(cmd.Args)
 	for {
-		try := *cmd
-		try.Args = slices.Clone(cmd.Args)
 		if cmd.SysProcAttr != nil {
 			attr := *cmd.SysProcAttr
-			try.SysProcAttr = &attr
+			cmd.SysProcAttr = &attr
 		}
-		c, err := startHelperOnce(ctx, &try)
+		c, err := startHelperOnce(ctx, cmd)
 		if err == nil || !errors.Is(err, errGroupSignal) || ctx.Err() != nil {
 			return c, err
 		}
+		// The dead attempt has been waited for: start afresh.
+		*cmd = template
+		cmd.Args = slices.Clone(template.Args)
 	}
 }
 
