@@ -26,7 +26,7 @@ func TestPhasesFile(t *testing.T) {
 		names = append(names, p.name)
 		byName[p.name] = p
 	}
-	if want := []string{"race", "build", "helper", "rootless", "gvisor", "gvisor-hv"}; !slices.Equal(names, want) {
+	if want := []string{"race", "race-vm", "build", "helper", "rootless", "gvisor", "gvisor-hv"}; !slices.Equal(names, want) {
 		t.Fatalf("phases %q, want %q", names, want)
 	}
 	race, build, helper, rootless := byName["race"], byName["build"], byName["helper"], byName["rootless"]
@@ -44,8 +44,12 @@ func TestPhasesFile(t *testing.T) {
 		t.Errorf("the gvisor phase's environment %q lacks CC_BACKEND=gvisor", byName["gvisor"].env)
 	}
 	// What a phase leaves out runs in full in another: the builder's
-	// suites in the build phase, the VM's file table in the race phase.
-	full := map[string]string{"TestDockerfileCorpus": "build", "TestDockerfileConformance": "build", "TestBuildDockerfile": "build", "TestVMFiles": "race"}
+	// suites in the build phase, the VM's tests in the race-vm phase,
+	// which the race phase leaves to it.
+	full := map[string]string{"TestDockerfileCorpus": "build", "TestDockerfileConformance": "build", "TestBuildDockerfile": "build", "TestVMFiles": "race-vm"}
+	if vm := byName["race-vm"]; !vm.build.race() || !slices.Contains(vm.flags, "-test.run=^TestVM") || !slices.ContainsFunc(race.excepts, func(e except) bool { return e.pattern == "^TestVM" }) {
+		t.Errorf("race-vm (build %q, flags %q) is to run with -race the TestVM* tests the race phase leaves out", vm.build, vm.flags)
+	}
 	for _, p := range phases {
 		for _, e := range p.excepts {
 			test := strings.Trim(splitTop(e.pattern, '/')[0], "^$")
