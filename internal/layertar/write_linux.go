@@ -77,7 +77,12 @@ func (t *tarWriter) walk(dirfd int, rel string) error {
 	if err != nil {
 		return &os.PathError{Op: "export", Path: rel + "/", Err: err}
 	}
+	// A directory the sandbox renames in while it is read can list a name
+	// twice (getdents guarantees nothing across a rename); a layer lists
+	// each name once, so the second is left out (the unpacker refuses a
+	// duplicate entry).
 	slices.Sort(names)
+	names = slices.Compact(names)
 	for _, n := range names {
 		if err := t.ctx.Err(); err != nil {
 			return err
