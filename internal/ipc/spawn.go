@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -134,20 +133,16 @@ var sweepSockets sync.Once
 func StartHelper(ctx context.Context, cmd *exec.Cmd) (*Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, helperStartTimeout)
 	defer cancel()
+	// An attempt appends to Args past the caller's length and sets the
+	// same fields of SysProcAttr each time: the unstarted cmd is a
+	// template for the next one.
 	template := *cmd
-	template.Args = slices.Clone(cmd.Args)
 	for {
-		if cmd.SysProcAttr != nil {
-			attr := *cmd.SysProcAttr
-			cmd.SysProcAttr = &attr
-		}
 		c, err := startHelperOnce(ctx, cmd)
 		if err == nil || !errors.Is(err, errGroupSignal) || ctx.Err() != nil {
 			return c, err
 		}
-		// The dead attempt has been waited for: start afresh.
-		*cmd = template
-		cmd.Args = slices.Clone(template.Args)
+		*cmd = template // the dead attempt has been waited for
 	}
 }
 
