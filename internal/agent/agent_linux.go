@@ -17,6 +17,7 @@ import (
 func run() error {
 	started := hv.Monotonic()
 	sessionErr := newSession() // before anything else
+	held := holdSignalsEarly()
 	inheritErr := closeInherited(FdChannel, FdConfig, FdStatus)
 	for _, fd := range []int{FdChannel, FdConfig, FdStatus, 2} {
 		unix.CloseOnExec(fd) // never leak into commands (2 is the channel too)
@@ -47,6 +48,8 @@ func run() error {
 	if err != nil {
 		return fail(err)
 	}
+	<-held // before the sandbox can run anything that signals the agent
+	cfg.signalsHeld = true
 	caps, err := confine(cfg)
 	if err != nil {
 		return fail(err)

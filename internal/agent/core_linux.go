@@ -41,7 +41,7 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if os.Getpid() == 1 {
+	if os.Getpid() == 1 && !cfg.signalsHeld {
 		holdSignals()
 	}
 	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(), root: r,
