@@ -91,12 +91,35 @@ func (i *Instance) SetNetworkEnabled(enabled bool) error {
 	return nil
 }
 
+// tapStreamer is a runner whose sandbox's egress device reaches this
+// process as frames over a connection (a network helper's sandbox): the
+// helper creates and configures the device as req says, and the returned
+// file gives and takes one frame a read or write.
+type tapStreamer interface {
+	StreamTap(ctx context.Context, req ipc.NetworkReq) (*os.File, error)
+}
+
 // startEgress creates the device, attaches the user-space stack to it and
 // configures the sandbox's side.
 func (i *Instance) startEgress() (*egress.Stack, error) {
 	dial := egress.DialFunc(i.dialer)
 	if dial == nil {
 		dial = egress.DefaultDialer()
+	}
+	req := ipc.NetworkReq{
+		Enabled: true,
+		Ifname:  egressIfname,
+		Addr:    netip.PrefixFrom(egress.SandboxAddr, egress.SandboxPrefix.Bits()).String(),
+		Gateway: egress.Gateway.String(),
+		DNS:     egress.Gateway.String(),
+		MTU:     egress.MTU,
+	}
+	if ts, ok := i.runner.(tapStreamer); ok {
+		link, err := ts.StreamTap(context.Background(), req)
+		if err != nil {
+			return nil, i.remoteErr(err)
+		}
+		return egress.Start(link, dial, i.opts.logger)
 	}
 	var link *os.File
 	createTap := true
@@ -110,15 +133,8 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 	if createTap && !i.fdOK {
 		return nil, fmt.Errorf("%w: this backend gives no network device", errors.ErrUnsupported)
 	}
-	tap, err := i.agent.SetNetwork(context.Background(), ipc.NetworkReq{
-		Enabled:   true,
-		Ifname:    egressIfname,
-		Addr:      netip.PrefixFrom(egress.SandboxAddr, egress.SandboxPrefix.Bits()).String(),
-		Gateway:   egress.Gateway.String(),
-		DNS:       egress.Gateway.String(),
-		MTU:       egress.MTU,
-		CreateTap: createTap,
-	})
+	req.CreateTap = createTap
+	tap, err := i.agent.SetNetwork(context.Background(), req)
 	if err != nil {
 		if link != nil {
 			link.Close()

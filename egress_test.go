@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
 // egressOrSkip starts a sandbox with egress. Where this host cannot give
@@ -183,4 +185,82 @@ func TestEgressOffAndToggle(t *testing.T) {
 	}
 	var errno syscall.Errno
 	_ = errors.As(err, &errno)
+}
+
+// TestEgressRemote: a network helper's sandbox with WithNetwork reaches
+// the network through this process, never from the helper's host: the
+// helper relays the device's frames (MsgRemoteTap) to the stack here, so
+// each flow goes through this process's dialer (which sends the made-up
+// 192.0.2.10 to a server on this host's loopback) and DNS is answered
+// here. Turning egress off removes the device and fails connections at
+// once; turning it on again works; nothing is left afterwards.
+func TestEgressRemote(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	s := startNetHelper(t, p)
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, hits := hostServer(t)
+	_, port, _ := net.SplitHostPort(addr)
+	url := "http://192.0.2.10:" + port + "/"
+	var dialed atomic.Int32
+	base := rewrite(addr, DefaultDialer(netip.MustParsePrefix("127.0.0.1/32")))
+	dialer := func(ctx context.Context, network, a string) (net.Conn, error) {
+		dialed.Add(1)
+		return base(ctx, network, a)
+	}
+	opts := []Option{WithNetwork(), WithDialer(dialer)}
+	if os.Geteuid() != 0 && !tunUsable() && os.Getenv("CC_BACKEND") != string(BackendGVisor) { // gVisor's device is its own
+		_, err := r.New(ctx, img, opts...)
+		if err == nil || !strings.Contains(err.Error(), "/dev/net/tun") {
+			t.Fatalf("remote egress without access to /dev/net/tun: %v, want an error naming it", err)
+		}
+		t.Skip("this host keeps /dev/net/tun from unprivileged users; the error above is the check")
+	}
+	inst, err := r.New(ctx, img, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+
+	if out := run(t, inst, "wget -q -O - "+url); out != "hello from the host" {
+		t.Errorf("fetch through the helper's relay: %q", out)
+	}
+	if hits.Load() != 1 || dialed.Load() < 1 {
+		t.Errorf("%d requests reached the server, %d flows this process's dialer", hits.Load(), dialed.Load())
+	}
+	if out := run(t, inst, "nslookup localhost 10.0.2.2"); !strings.Contains(out, "127.0.0.1") {
+		t.Errorf("DNS through this process: %q", out)
+	}
+
+	if err := inst.SetNetworkEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, inst, listLinks); out != "lo\n" {
+		t.Errorf("interfaces after disabling: %q", out)
+	}
+	if out, err := inst.Command("nc", "-w", "5", "192.0.2.10", port).CombinedOutput(); err == nil {
+		t.Errorf("connected with egress off: %q", out)
+	}
+	if err := inst.SetNetworkEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, inst, "wget -q -O - "+url); out != "hello from the host" {
+		t.Errorf("fetch after enabling again: %q", out)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("%d requests reached the server, want 2", hits.Load())
+	}
+	if err := inst.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }

@@ -143,7 +143,8 @@ func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 		return nil, fmt.Errorf("a %T names paths of this host; a network helper starts images by reference (an *Image)", src)
 	}
 	req := &ipc.RemoteNewReq{Backend: string(o.backend), Hostname: o.hostname, MemoryMB: o.memoryMB,
-		CPUsMilli: uint32(o.cpus * 1000), PidsMax: o.pidsMax, NoFile: o.noFile, DiskMB: o.diskMB, TimeoutNs: int64(o.timeout)}
+		CPUsMilli: uint32(o.cpus * 1000), PidsMax: o.pidsMax, NoFile: o.noFile, DiskMB: o.diskMB, TimeoutNs: int64(o.timeout),
+		Network: o.network}
 	switch {
 	case img.remote != nil:
 		req.Image, req.Digest = *img.remote, img.digest.String()
@@ -153,10 +154,7 @@ func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 	default:
 		req.Image, req.Digest = ipc.PullReq{Ref: img.ref}, img.digest.String()
 	}
-	switch {
-	case o.network:
-		return nil, errors.New("WithNetwork: egress cannot cross to a network helper yet")
-	case o.kernel != "":
+	if o.kernel != "" {
 		return nil, errors.New("WithKernel names a file of this host; a network helper uses its own kernel")
 	}
 	for _, b := range o.mounts {
@@ -169,8 +167,12 @@ func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 // ready to run commands. src is an *Image: one from Remote.Pull or
 // Fleet.Pull, Scratch, or a local one the helper pulls by its reference
 // (its digest must match). WithMount names a path of the helper's host,
-// which the helper refuses unless its policy allows it; WithNetwork and
-// WithKernel are refused. It returns an error matching fs.ErrPermission
+// which the helper refuses unless its policy allows it; WithKernel is
+// refused. With WithNetwork (or SetNetworkEnabled) the sandbox's egress
+// leaves from this process, not from the helper's host: the helper relays
+// the device's frames over a connection of their own to the user-space
+// stack here, and every flow goes through WithDialer's dialer (or
+// DefaultDialer) on this host. It returns an error matching fs.ErrPermission
 // when a limit of the helper's policy is in the way, and the helper's or
 // the engine's error when the sandbox cannot start.
 func (r *Remote) New(ctx context.Context, src Source, opts ...Option) (*Instance, error) {
@@ -196,7 +198,14 @@ func (r *Remote) New(ctx context.Context, src Source, opts ...Option) (*Instance
 			return nil, fmt.Errorf("Remote.New: the helper's image config: %w", err)
 		}
 	}
-	return newInstanceOn(run, runConfigOf(cfg).withOptions(&o), snapshotParent{}, o), nil
+	inst := newInstanceOn(run, runConfigOf(cfg).withOptions(&o), snapshotParent{}, o)
+	if o.network {
+		if err := inst.SetNetworkEnabled(true); err != nil {
+			inst.Close()
+			return nil, fmt.Errorf("Remote.New: %w", err)
+		}
+	}
+	return inst, nil
 }
 
 // Close closes every sandbox started through r (stopping them where the

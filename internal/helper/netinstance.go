@@ -107,9 +107,10 @@ func (ni *NetInstance) Err() error {
 // Pid returns 0: the agent runs on another host.
 func (ni *NetInstance) Pid() int { return 0 }
 
-// OpenLink returns an error: an egress device cannot cross TCP.
+// OpenLink returns an error: an egress device cannot cross TCP; StreamTap
+// carries its frames instead.
 func (ni *NetInstance) OpenLink(string) (*os.File, error) {
-	return nil, fmt.Errorf("sandbox %s on %s: egress for a network helper's sandbox: %w", ni.id, ni.nc.addr, errors.ErrUnsupported)
+	return nil, fmt.Errorf("sandbox %s on %s: an egress device cannot cross a network helper's connection (StreamTap carries its frames): %w", ni.id, ni.nc.addr, errors.ErrUnsupported)
 }
 
 // OOMKills asks the helper how many processes were killed for memory (0

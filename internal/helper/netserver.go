@@ -242,6 +242,7 @@ func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.Remot
 	spec := engine.Spec{
 		Hostname: m.Hostname, MemoryMB: m.MemoryMB, CPUs: float64(m.CPUsMilli) / 1000,
 		PidsMax: m.PidsMax, NoFile: m.NoFile, DiskMB: m.DiskMB, Timeout: time.Duration(m.TimeoutNs),
+		Network:   m.Network,
 		StateRoot: filepath.Join(s.root, "instances"), CacheDir: s.root, Logger: s.log,
 	}
 	backend, err := engine.LookupBackend(m.Backend)

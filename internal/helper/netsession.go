@@ -49,8 +49,9 @@ func newSession(srv *NetServer, client string) *session {
 	})
 	routeInstance(s.own, s.engine)
 	ipc.Route(s.own, ipc.MsgInstanceOpenLink, func(*ipc.Request, *ipc.LinkReq) (ipc.BoolAns, error) {
-		return ipc.BoolAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "egress devices cannot cross a network helper's connection"}
+		return ipc.BoolAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "egress devices cannot cross a network helper's connection: MsgRemoteTap carries their frames"}
 	})
+	ipc.Route(s.own, ipc.MsgRemoteTap, s.tap)
 	ipc.Route(s.own, ipc.MsgInstanceSnapshot, func(*ipc.Request, *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
 		return ipc.SnapshotAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "snapshots of a network helper's sandboxes are not supported yet"}
 	})

@@ -118,10 +118,11 @@ var goldenBodies = map[string][2]Msg{
 	"fs-writestream": {&WriteStreamReq{"/big", 0o644, 100 << 20}, &Empty{}},
 	"fs-readstream":  {&PathReq{"/big"}, &ReadStreamAns{100 << 20}},
 	"remote-new": {&RemoteNewReq{Image: PullReq{"registry:5000/x:1", "linux/amd64", 1, true}, Digest: "sha256:ab", Backend: "ns", Hostname: "h",
-		MemoryMB: 256, CPUsMilli: 500, PidsMax: 64, NoFile: 1024, DiskMB: 10, TimeoutNs: 3e9, Mounts: []RemoteMount{{"/srv/data", "/data", true}}},
+		MemoryMB: 256, CPUsMilli: 500, PidsMax: 64, NoFile: 1024, DiskMB: 10, TimeoutNs: 3e9, Mounts: []RemoteMount{{"/srv/data", "/data", true}}, Network: true},
 		&RemoteNewAns{"sb-1", []byte(`{"os":"linux"}`)}},
 	"remote-pull":     {&PullReq{"busybox", "", 0, false}, &PullAns{"sha256:ab", "index.docker.io/library/busybox:latest", []byte(`{"os":"linux"}`), []string{"sha256:cd"}}},
 	"remote-capacity": {&Empty{}, &CapacityAns{100, 3, 97, -1, 12, 2, 345}},
+	"remote-tap":      {&gNetTap, &Empty{}},
 }
 
 func readGolden(t *testing.T) []wiregolden.Msg {

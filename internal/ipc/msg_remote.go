@@ -108,6 +108,7 @@ type RemoteNewReq struct {
 	DiskMB    uint64
 	TimeoutNs int64
 	Mounts    []RemoteMount
+	Network   bool // the sandbox will have egress (MsgRemoteTap): a VM gets its NIC at start
 }
 
 // Encode implements Msg.
@@ -128,6 +129,7 @@ func (m *RemoteNewReq) Encode(e *Encoder) {
 		e.String(mt.Path)
 		e.Bool(mt.Writable)
 	}
+	e.Bool(m.Network)
 }
 
 // Decode implements Msg.
@@ -176,7 +178,8 @@ func (m *RemoteNewReq) Decode(d *Decoder) (err error) {
 		}
 		m.Mounts = append(m.Mounts, mt)
 	}
-	return nil
+	m.Network, err = d.Bool()
+	return err
 }
 
 // RemoteNewAns is MsgRemoteNew's answer: the new instance's id (which

@@ -93,6 +93,7 @@ const (
 	MsgRemoteNew      uint16 = 0x0901
 	MsgRemotePull     uint16 = 0x0902
 	MsgRemoteCapacity uint16 = 0x0903
+	MsgRemoteTap      uint16 = 0x0904
 
 	// Response types (0xFFxx)
 	MsgResponse uint16 = 0xFF00
@@ -106,8 +107,9 @@ const (
 // MsgInstanceSetTimeout; version 3 gave the helper's snapshot its own
 // number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's);
 // version 4 added the network helper's messages (0x09xx) and
-// MsgFsWriteStream; version 5 added MsgFsReadStream.
-const ProtocolVersion uint32 = 5
+// MsgFsWriteStream; version 5 added MsgFsReadStream; version 6 added
+// MsgRemoteTap.
+const ProtocolVersion uint32 = 6
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

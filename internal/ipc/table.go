@@ -215,4 +215,7 @@ var messages = []Desc{
 	{Type: MsgRemoteCapacity, Name: "MsgRemoteCapacity", Peer: PeerHelper,
 		Purpose: "network helper: how many more sandboxes (and MB) the client may start, and the helper's counters",
 		Request: body[Empty](), Answer: body[CapacityAns]()},
+	{Type: MsgRemoteTap, Name: "MsgRemoteTap", Peer: PeerHelper,
+		Purpose: "network helper: create the attached instance's egress device, configured as asked; the connection then carries its ethernet frames (ReadLinkFrame, WriteLinkFrame)",
+		Request: body[NetworkReq](), Answer: body[Empty](), Hijack: HijackAlways},
 }
