@@ -70,6 +70,9 @@ func (i *Instance) SetNetworkEnabled(enabled bool) error {
 	if err := i.alive(); err != nil {
 		return err
 	}
+	if i.closing { // Close stops the sandbox; nothing may start after its cleanup
+		return fmt.Errorf("sandbox %s is closing: %w", i.id, ErrNotRunning)
+	}
 	if enabled == (i.egress != nil) {
 		return nil
 	}
@@ -147,10 +150,12 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 	return egress.Start(link, dial, i.opts.logger)
 }
 
-// closeEgress stops the egress stack, if any.
+// closeEgress stops the egress stack, if any, for good: SetNetworkEnabled
+// refuses afterwards.
 func (i *Instance) closeEgress() {
 	i.egressMu.Lock()
 	defer i.egressMu.Unlock()
+	i.closing = true
 	if i.egress != nil {
 		i.egress.Close()
 		i.egress = nil

@@ -61,6 +61,7 @@ type Instance struct {
 	dialer   DialFunc   // nil: the default dialer
 	egressMu sync.Mutex
 	egress   *egress.Stack // guarded by egressMu; nil while egress is off
+	closing  bool          // guarded by egressMu: Close has begun; egress stays off
 }
 
 // newOptions configures New.

@@ -42,6 +42,8 @@ type netInstance struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	relay relaySlot // the egress device's relay (MsgRemoteTap), one at a time
 }
 
 func newLedger(max int, policy Policy, grace time.Duration) *ledger {

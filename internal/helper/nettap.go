@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -18,32 +19,69 @@ import (
 // dialer, never from this one. The relay ends when the connection does,
 // when the device goes (the sandbox stopped), or when the instance stops.
 func (s *session) tap(req *ipc.Request, m *ipc.NetworkReq) (ipc.Empty, error) {
-	inst, err := s.engine()
+	ni, err := s.instance()
 	if err != nil {
 		return ipc.Empty{}, err
 	}
 	if !m.Enabled {
 		return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "MsgRemoteTap creates a device: Enabled must be set"}
 	}
+	// One relay an instance: a new one ends the last and waits until its
+	// device is gone, so that turning egress off and on again (or a client
+	// asking again) finds the name free and nothing piles up.
+	ni.relay.mu.Lock()
+	defer ni.relay.mu.Unlock()
+	if err := ni.relay.endLocked(req.Context()); err != nil {
+		return ipc.Empty{}, err
+	}
+	inst := ni.inst
 	link, err := openEgressLink(req.Context(), inst, *m)
 	if err != nil {
 		return ipc.Empty{}, err
 	}
+	done := make(chan struct{})
+	ni.relay.done = done
+	ni.relay.stop = func() { link.Close() }
+	// Served or not (a client that hung up first), the server runs this
+	// with the connection, closed in the second case; the relay then ends
+	// at once and closes the device.
 	req.HijackWith(func(conn net.Conn) {
-		relayDone := make(chan struct{})
 		go func() {
 			ipc.RelayLinkFrames(link, conn)
-			close(relayDone)
+			close(done)
 		}()
 		go func() {
 			select {
 			case <-inst.Done():
 				conn.Close() // ends the relay, which closes the device
-			case <-relayDone:
+			case <-done:
 			}
 		}()
 	})
 	return ipc.Empty{}, nil
+}
+
+// relaySlot holds an instance's one egress relay.
+type relaySlot struct {
+	mu   sync.Mutex
+	done chan struct{} // guarded by mu: closed when the last relay has ended; nil before one
+	stop func()        // guarded by mu: ends the last relay
+}
+
+// endLocked ends the last relay, if it still runs, and waits until it has
+// closed its device or ctx ends. The caller holds r.mu.
+func (r *relaySlot) endLocked(ctx context.Context) error {
+	if r.done == nil {
+		return nil
+	}
+	r.stop()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r.done, r.stop = nil, nil
+	return nil
 }
 
 // openEgressLink creates inst's egress device as a local client would

@@ -28,6 +28,7 @@ func (ni *NetInstance) StreamTap(ctx context.Context, req ipc.NetworkReq) (*os.F
 		conn.Close()
 		return nil, fmt.Errorf("the egress device's socket: %w", os.NewSyscallError("socketpair", err))
 	}
+	unix.SetNonblock(fds[1], true) // pollable: closing it ends a read in progress
 	go ipc.RelayLinkFrames(os.NewFile(uintptr(fds[1]), "egress relay"), conn)
 	return os.NewFile(uintptr(fds[0]), "egress link"), nil
 }

@@ -290,6 +290,7 @@ func (s *Server) serveConnWith(conn net.Conn, h CallHandler) {
 		req.release()
 		if sc.hungUp {
 			closeResponse(resp)
+			abandonHijack(resp, sc)
 			return
 		}
 		if herr != nil {
@@ -302,6 +303,7 @@ func (s *Server) serveConnWith(conn net.Conn, h CallHandler) {
 		werr := sc.mc.writeMsg(Message{Type: MsgResponse, Payload: resp.Payload, Files: resp.Files})
 		closeFiles(resp.Files)
 		if werr != nil {
+			abandonHijack(resp, sc)
 			return
 		}
 		if resp.Hijack != nil {
@@ -406,5 +408,15 @@ func isTimeout(err error) bool {
 func closeResponse(r *Response) {
 	if r != nil {
 		closeFiles(r.Files)
+	}
+}
+
+// abandonHijack runs the hijack function of a response that was not sent
+// on a closed connection, so that what it holds is released.
+func abandonHijack(resp *Response, sc *serverConn) {
+	if resp != nil && resp.Hijack != nil {
+		c := sc.mc.hijack()
+		c.Close()
+		resp.Hijack(c)
 	}
 }
