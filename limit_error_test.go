@@ -11,8 +11,8 @@ import (
 	"testing"
 )
 
-// TestLimitErrorNoFile: New in a process whose RLIMIT_NOFILE leaves it
-// two descriptors to spare (a child, so that no other test runs short)
+// TestLimitErrorNoFile: New in a process with two descriptors to spare
+// under its RLIMIT_NOFILE (a child, so that no other test runs short)
 // fails with a *LimitError that names RLIMIT_NOFILE and still matches
 // EMFILE.
 func TestLimitErrorNoFile(t *testing.T) {
@@ -27,20 +27,36 @@ func TestLimitErrorNoFile(t *testing.T) {
 	}
 }
 
-// newAtNofile plays TestLimitErrorNoFile's child: it lowers RLIMIT_NOFILE
-// to two above the descriptors it holds, starts a sandbox and prints what
-// New returned.
+// newAtNofile plays TestLimitErrorNoFile's child: it fills its descriptor
+// table up to RLIMIT_NOFILE but two, starts a sandbox and prints what New
+// returned. The table is filled rather than the limit set from a count of
+// /proc/self/fd: a descriptor open for a moment while it was counted
+// (once in make test's race phase) left New room enough to succeed.
 func newAtNofile() int {
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
-	lim := syscall.Rlimit{Cur: uint64(len(fds) + 2), Max: uint64(len(fds) + 2)}
+	lim := syscall.Rlimit{Cur: uint64(len(fds) + 16), Max: uint64(len(fds) + 16)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
+	var fill []int
+	for {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
+	}
+	if len(fill) < 2 {
+		fmt.Println("error: could not fill the descriptor table")
+		return 1
+	}
+	syscall.Close(fill[len(fill)-1])
+	syscall.Close(fill[len(fill)-2])
 	inst, err := New(context.Background(), HostImage(), WithCacheDir(os.Getenv("CC_CACHE_DIR")))
 	if err == nil {
 		inst.Close()
