@@ -73,6 +73,12 @@ func (i *Instance) SetNetworkEnabled(enabled bool) error {
 	if i.closing { // Close stops the sandbox; nothing may start after its cleanup
 		return fmt.Errorf("sandbox %s is closing: %w", i.id, ErrNotRunning)
 	}
+	if i.egress != nil && i.egress.LinkGone() {
+		// The device's far end went (a network helper's relay that ended
+		// on its own): this egress is dead, so count it as off.
+		i.egress.Close()
+		i.egress = nil
+	}
 	if enabled == (i.egress != nil) {
 		return nil
 	}

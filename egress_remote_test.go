@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -195,5 +196,44 @@ func TestEgressRemoteCloseRace(t *testing.T) {
 		if onErr != nil && !strings.Contains(onErr.Error(), "clos") && !strings.Contains(onErr.Error(), "not running") {
 			t.Logf("round %d: SetNetworkEnabled during Close: %v", i, onErr)
 		}
+	}
+}
+
+// TestEgressRemoteRelayLost: when the relay of a sandbox's egress ends on
+// its own (here another connection of the client's takes the device over,
+// which ends the first relay), SetNetworkEnabled(true) sees the dead
+// stack and starts egress again instead of reporting it on.
+func TestEgressRemoteRelayLost(t *testing.T) {
+	f := newRemoteEgressFixture(t, WithNetwork())
+	addr, hits := hostServer(t)
+	f.inst.dialer = rewrite(addr, DefaultDialer(netip.MustParsePrefix("127.0.0.1/32")))
+	_, port, _ := net.SplitHostPort(addr)
+	url := "http://192.0.2.10:" + port + "/"
+
+	c := f.attached(t)
+	sendTap(t, c, "eth0")
+	if h, err := ipc.ReadHeader(c); err != nil || h.Type != ipc.MsgResponse {
+		t.Fatalf("taking the device over: %+v, %v", h, err)
+	}
+	c.Close() // its relay and device go too
+	if out := linksSettle(t, f.inst, "lo\n"); out != "lo\n" {
+		t.Fatalf("interfaces after the takeover's end: %q", out)
+	}
+	gone := func() bool {
+		f.inst.egressMu.Lock()
+		defer f.inst.egressMu.Unlock()
+		return f.inst.egress != nil && f.inst.egress.LinkGone()
+	}
+	for deadline := time.Now().Add(10 * time.Second); !gone() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !gone() {
+		t.Fatal("the stack does not see its relay's end")
+	}
+	if err := f.inst.SetNetworkEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, f.inst, "wget -q -O - "+url); out != "hello from the host" || hits.Load() != 1 {
+		t.Errorf("fetch after egress came back: %q, %d requests", out, hits.Load())
 	}
 }

@@ -49,6 +49,8 @@ type Stack struct {
 
 	mu    sync.Mutex
 	flows map[io.Closer]struct{} // guarded by mu
+
+	linkGone chan struct{} // closed when the device stops giving frames (its far end closed)
 }
 
 // Start attaches a stack to link, the host's descriptor of the sandbox's
@@ -63,11 +65,14 @@ func Start(link *os.File, dial DialFunc, log *slog.Logger) (*Stack, error) {
 		link.Close()
 		return nil, err
 	}
+	linkGone := make(chan struct{})
+	var goneOnce sync.Once
 	ep, err := fdbased.New(&fdbased.Options{
 		FDs:            []int{fd},
 		MTU:            MTU,
 		EthernetHeader: true,
 		Address:        gatewayMAC,
+		ClosedFunc:     func(tcpip.Error) { goneOnce.Do(func() { close(linkGone) }) },
 	})
 	if err != nil {
 		link.Close()
@@ -78,7 +83,7 @@ func Start(link *os.File, dial DialFunc, log *slog.Logger) (*Stack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	st := &Stack{s: s, link: link, dial: dial, log: log, ctx: ctx, cancel: cancel, flows: map[io.Closer]struct{}{}}
+	st := &Stack{s: s, link: link, dial: dial, log: log, ctx: ctx, cancel: cancel, flows: map[io.Closer]struct{}{}, linkGone: linkGone}
 	fail := func(what string, e tcpip.Error) (*Stack, error) {
 		cancel()
 		s.Destroy()
@@ -269,6 +274,18 @@ func (st *Stack) relayUDP(in *gonet.UDPConn, dst netip.AddrPort) {
 	go pipe(in, out)
 	<-done
 	<-done
+}
+
+// LinkGone reports whether the device has stopped giving frames: its far
+// end closed (a network helper's relay that ended) or it failed. The
+// stack then serves nothing until it is closed and another started.
+func (st *Stack) LinkGone() bool {
+	select {
+	case <-st.linkGone:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops the stack: it ends every flow, detaches from the device and
