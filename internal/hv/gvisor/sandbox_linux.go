@@ -274,30 +274,7 @@ func socketPair(typ int) (host, sandbox *os.File, err error) {
 // takes every process of the sandbox with it when it dies, and it dies
 // with the host program (PR_SET_PDEATHSIG).
 func procAttr(m idmap.Map, plat string) *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
-			syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-		UidMappings:                idmap.SysProcIDMaps(m.UIDs),
-		GidMappings:                idmap.SysProcIDMaps(m.GIDs),
-		GidMappingsEnableSetgroups: !m.Single(),
-		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: m.Single()},
-		Pdeathsig:                  syscall.SIGKILL,
-		Setpgid:                    true, // out of reach of the terminal's ^C, as the namespace agent
-	}
-	if plat == platformKVM && !m.Single() {
-		// As root, runsc runs as an unprivileged host id: give it the
-		// group of /dev/kvm when the device is not open to everyone.
-		var st unix.Stat_t
-		if unix.Stat("/dev/kvm", &st) == nil && st.Mode&0o006 != 0o006 && st.Mode&0o060 == 0o060 {
-			extra := uint32(0)
-			for _, r := range m.GIDs {
-				extra = max(extra, r.ContainerID+r.Size)
-			}
-			attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(extra), HostID: int(st.Gid), Size: 1})
-			attr.Credential.Groups = []uint32{extra}
-		}
-	}
-	return attr
+	return hv.LauncherProcAttr(m, true, plat == platformKVM)
 }
 
 // collect reads the launcher's output (runsc's errors, the agent's) to its
