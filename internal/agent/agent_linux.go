@@ -49,7 +49,6 @@ func run() error {
 		return fail(err)
 	}
 	<-held // before the sandbox can run anything that signals the agent
-	cfg.signalsHeld = true
 	caps, err := confine(cfg)
 	if err != nil {
 		return fail(err)

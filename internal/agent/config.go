@@ -52,8 +52,6 @@ type Config struct {
 
 	received []int    // every descriptor the host sent but Workload's, closed after setup
 	phases   []string // name=time of each traced phase (see phase)
-
-	signalsHeld bool // holdSignals already ran (the namespace agent runs it early)
 }
 
 // Workload places the commands of a sandbox with limits in cgroups below

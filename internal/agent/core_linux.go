@@ -41,9 +41,6 @@ func newAgent(cfg *Config, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if os.Getpid() == 1 && !cfg.signalsHeld {
-		holdSignals()
-	}
 	a := &agent{cfg: cfg, log: log, mux: ipc.NewMux(), handles: newHandleTable(), reaper: newReaper(), root: r,
 		tun: -1, tunErr: errors.New("this sandbox cannot create network devices")}
 	a.register()

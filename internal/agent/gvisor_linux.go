@@ -54,6 +54,7 @@ func runGVisor() error {
 		upper.Close()
 		return fail(err)
 	}
+	holdSignals()
 	a, err := newAgent(c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		upper.Close()

@@ -25,7 +25,13 @@ var deadlySignals = []os.Signal{
 // stays ignored in the commands the agent starts, a caught one is reset
 // to its default by exec. The host ends the agent with SIGKILL from
 // outside the namespace, which no handler stops.
+//
+// It does nothing unless the agent is PID 1. Each run function calls it
+// before its agent serves: the namespace agent early (holdSignalsEarly).
 func holdSignals() {
+	if os.Getpid() != 1 {
+		return
+	}
 	ch := make(chan os.Signal, 16)
 	signal.Notify(ch, deadlySignals...)
 	go func() {

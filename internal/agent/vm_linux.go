@@ -81,6 +81,7 @@ func bootVM() error {
 		fmt.Fprintf(port, "%s\n", err)
 		return err
 	}
+	holdSignals()
 	a, err := newAgent(&Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
