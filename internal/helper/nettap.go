@@ -40,8 +40,7 @@ func (s *session) tap(req *ipc.Request, m *ipc.NetworkReq) (ipc.Empty, error) {
 		return ipc.Empty{}, err
 	}
 	done := make(chan struct{})
-	ni.relay.done = done
-	ni.relay.stop = func() { link.Close() }
+	ni.relay.done, ni.relay.link = done, link
 	// Served or not (a client that hung up first), the server runs this
 	// with the connection, closed in the second case; the relay then ends
 	// at once and closes the device.
@@ -65,7 +64,7 @@ func (s *session) tap(req *ipc.Request, m *ipc.NetworkReq) (ipc.Empty, error) {
 type relaySlot struct {
 	mu   sync.Mutex
 	done chan struct{} // guarded by mu: closed when the last relay has ended; nil before one
-	stop func()        // guarded by mu: ends the last relay
+	link *os.File      // guarded by mu: the last relay's device; closing it ends the relay
 }
 
 // endLocked ends the last relay, if it still runs, and waits until it has
@@ -74,13 +73,13 @@ func (r *relaySlot) endLocked(ctx context.Context) error {
 	if r.done == nil {
 		return nil
 	}
-	r.stop()
+	r.link.Close()
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	r.done, r.stop = nil, nil
+	r.done, r.link = nil, nil
 	return nil
 }
 
