@@ -36,20 +36,10 @@ func newRemoteEgressFixture(t *testing.T, opts ...Option) *remoteEgressFixture {
 	if os.Geteuid() != 0 && !tunUsable() && os.Getenv("CC_BACKEND") != string(BackendGVisor) {
 		t.Skip("this host keeps /dev/net/tun from unprivileged users (TestEgressRemote checks the error)")
 	}
-	ctx := context.Background()
-	f := &remoteEgressFixture{p: newTestPKI(t)}
-	ref := testRegistry(t, "127.0.0.1:0")
-	f.s = startNetHelper(t, f.p)
-	r, err := DialRemote(ctx, f.s.Addr().String(), f.p.client("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	f.r = r
-	if f.img, err = r.Pull(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
-	if f.inst, err = r.New(ctx, f.img, opts...); err != nil {
+	f := &remoteEgressFixture{}
+	f.s, f.p, f.r, f.img = remoteClient(t)
+	var err error
+	if f.inst, err = f.r.New(context.Background(), f.img, opts...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.inst.Close() })

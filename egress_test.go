@@ -197,18 +197,7 @@ func TestEgressOffAndToggle(t *testing.T) {
 func TestEgressRemote(t *testing.T) {
 	leakcheck.Check(t)
 	ctx := context.Background()
-	ref := testRegistry(t, "127.0.0.1:0")
-	p := newTestPKI(t)
-	s := startNetHelper(t, p)
-	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	img, err := r.Pull(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, r, img := remoteClient(t)
 	addr, hits := hostServer(t)
 	_, port, _ := net.SplitHostPort(addr)
 	url := "http://192.0.2.10:" + port + "/"

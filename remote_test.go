@@ -116,6 +116,28 @@ func startNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer
 	return s
 }
 
+// remoteClient starts a network helper in this process (startNetHelper)
+// and a registry with the busybox test image, dials the helper as client
+// "alice" and has it pull the image; the helper, the client and the
+// registry end with t.
+func remoteClient(t testing.TB) (*helper.NetServer, *testPKI, *Remote, *Image) {
+	t.Helper()
+	ctx := context.Background()
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	s := startNetHelper(t, p)
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, p, r, img
+}
+
 // exercise runs a command, a file round trip and a Dial in inst.
 func exercise(t testing.TB, inst *Instance) {
 	t.Helper()
@@ -245,19 +267,8 @@ func TestWriteFileStreamed(t *testing.T) {
 	t.Run("local", func(t *testing.T) { check(t, newInstance(t, busyboxImage(t), withoutDescriptors())) })
 	t.Run("vm", func(t *testing.T) { check(t, vmInstance(t)) })
 	t.Run("remote", func(t *testing.T) {
-		ctx := context.Background()
-		p := newTestPKI(t)
-		s := startNetHelper(t, p)
-		r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		img, err := r.Pull(ctx, testRegistry(t, "127.0.0.1:0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		inst, err := r.New(ctx, img)
+		_, _, r, img := remoteClient(t)
+		inst, err := r.New(context.Background(), img)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -355,19 +366,8 @@ func TestReadFileStreamed(t *testing.T) {
 	}
 	t.Run("local", func(t *testing.T) { check(t, newInstance(t, busyboxImage(t), withoutDescriptors())) })
 	t.Run("remote", func(t *testing.T) {
-		ctx := context.Background()
-		p := newTestPKI(t)
-		s := startNetHelper(t, p)
-		r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		img, err := r.Pull(ctx, testRegistry(t, "127.0.0.1:0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		inst, err := r.New(ctx, img)
+		_, _, r, img := remoteClient(t)
+		inst, err := r.New(context.Background(), img)
 		if err != nil {
 			t.Fatal(err)
 		}
