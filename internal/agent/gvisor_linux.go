@@ -121,7 +121,7 @@ func enterGVisorRoot(cfg *GVisorConfig) (*Workload, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mount source of %s: %w", b.Path, err)
 		}
-		err = r.bind(Bind{Source: src, Dir: b.Dir, Path: b.Path, Writable: b.Writable})
+		err = r.bindAlone(Bind{Source: src, Dir: b.Dir, Path: b.Path, Writable: b.Writable})
 		unix.Close(src)
 		if err != nil {
 			return nil, err

@@ -38,6 +38,35 @@ func restrictTree(fd int, attr uint64) error {
 	return nil
 }
 
+// restrictMount sets attr on the mount at fd alone, with mount_setattr or,
+// on a kernel without it (gVisor's too), with a remount: for a bind made
+// without MS_REC, which has no mount below it.
+func restrictMount(fd int, attr uint64) error {
+	err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attr})
+	if errors.Is(err, unix.ENOSYS) {
+		return remount(fd, msFlags(attr))
+	}
+	if err != nil {
+		return fmt.Errorf("mount_setattr: %w", err)
+	}
+	return nil
+}
+
+// msFlags returns the mount(2) flags of the MOUNT_ATTR_ attributes a host
+// mount is given.
+func msFlags(attr uint64) uintptr {
+	var ms uintptr
+	for _, f := range []struct {
+		attr uint64
+		ms   uintptr
+	}{{unix.MOUNT_ATTR_RDONLY, unix.MS_RDONLY}, {unix.MOUNT_ATTR_NOSUID, unix.MS_NOSUID}, {unix.MOUNT_ATTR_NODEV, unix.MS_NODEV}} {
+		if attr&f.attr != 0 {
+			ms |= f.ms
+		}
+	}
+	return ms
+}
+
 // remountTree sets attr on the mount at fd and on every mount below it by
 // remounting each, keeping the flags a remount must keep. The mounts are
 // found in /proc/self/mountinfo by their mount points, and each is opened
@@ -52,15 +81,7 @@ func remountTree(fd int, attr uint64) error {
 	if err != nil {
 		return err
 	}
-	var ms uintptr
-	for _, f := range []struct {
-		attr uint64
-		ms   uintptr
-	}{{unix.MOUNT_ATTR_RDONLY, unix.MS_RDONLY}, {unix.MOUNT_ATTR_NOSUID, unix.MS_NOSUID}, {unix.MOUNT_ATTR_NODEV, unix.MS_NODEV}} {
-		if attr&f.attr != 0 {
-			ms |= f.ms
-		}
-	}
+	ms := msFlags(attr)
 	for _, p := range points {
 		how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
 		mfd, err := unix.Openat2(unix.AT_FDCWD, p, how)
