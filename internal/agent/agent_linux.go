@@ -106,5 +106,5 @@ func confine(cfg *Config) (*capCut, error) {
 	if cfg.Unconfined {
 		return nil, nil
 	}
-	return harden()
+	return harden(cfg.filterPerThread)
 }

@@ -48,7 +48,8 @@ func runGVisor() error {
 	if err != nil {
 		return fail(err)
 	}
-	c := &Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID, Unconfined: cfg.Unconfined, NoFile: cfg.NoFile, Workload: w}
+	c := &Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID, Unconfined: cfg.Unconfined, NoFile: cfg.NoFile, Workload: w,
+		filterPerThread: true}
 	caps, err := confine(c)
 	if err != nil {
 		upper.Close()

@@ -148,25 +148,36 @@ func filterProgram(allowed ...string) ([]bpf.RawInstruction, error) {
 	return bpf.Assemble(prog)
 }
 
-// installSeccomp sets no_new_privs and installs the filter on every thread
-// of the process; children inherit both.
-func installSeccomp(allowed ...string) error {
+// seccompFilter assembles the filter for the seccomp system call.
+func seccompFilter(allowed ...string) (*unix.SockFprog, error) {
 	raw, err := filterProgram(allowed...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	filters := make([]unix.SockFilter, len(raw))
 	for i, r := range raw {
 		filters[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
-	prog := unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}
+	return &unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}, nil
+}
+
+// installSeccomp sets no_new_privs and installs prog on the calling thread,
+// and with SECCOMP_FILTER_FLAG_TSYNC in flags on every thread of the
+// process; children inherit both from the thread that forks them.
+func installSeccomp(prog *unix.SockFprog, flags uintptr) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
 	}
-	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
-	runtime.KeepAlive(filters)
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(prog)))
+	runtime.KeepAlive(prog)
 	if errno != 0 {
 		return fmt.Errorf("installing the seccomp filter: %w", errno)
 	}
 	return nil
+}
+
+// filtered reports whether the calling thread has a seccomp filter.
+func filtered() bool {
+	mode, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
+	return err == nil && mode == unix.SECCOMP_MODE_FILTER
 }

@@ -76,7 +76,7 @@ func bootVM() error {
 		return err
 	}
 	// The VM's agent powers the machine off at the end: it keeps reboot.
-	caps, err := harden("reboot")
+	caps, err := harden(false, "reboot")
 	if err != nil {
 		fmt.Fprintf(port, "%s\n", err)
 		return err
