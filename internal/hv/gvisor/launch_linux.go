@@ -26,6 +26,18 @@ const (
 	fdFiles   = 5
 )
 
+// runscChannel and runscFrames are where the launcher hands runsc the two
+// sockets, to pass on to the agent as fdChannel and fdFrames: high
+// numbers, so that runsc's sandbox process, forked while runsc holds them,
+// starts with a descriptor table of 256 slots. The sandbox process moves
+// its standard streams to descriptors 253-255 early in its start; growing
+// a smaller table there, with its threads sharing it, waits for an RCU
+// grace period (5-15 ms on these machines) on the start's critical path.
+const (
+	runscChannel = 200
+	runscFrames  = 201
+)
+
 // filesPerMessage bounds the descriptors of one message on fdFiles.
 const filesPerMessage = 64
 
@@ -89,10 +101,15 @@ func launch(js string) int {
 		return fail(err)
 	}
 	// Nothing but the two sockets goes on to runsc.
-	unix.CloseRange(fdFiles, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	unix.CloseRange(fdChannel, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	for from, to := range map[int]int{fdChannel: runscChannel, fdFrames: runscFrames} {
+		if err := unix.Dup3(from, to, 0); err != nil {
+			return fail(fmt.Errorf("moving descriptor %d to %d: %w", from, to, err))
+		}
+	}
 	args := append([]string{p.Argv0}, p.Flags...)
 	args = append(args, "run", "--bundle="+filepath.Join(work, "bundle"),
-		fmt.Sprintf("--pass-fd=%d:%d", fdChannel, fdChannel), fmt.Sprintf("--pass-fd=%d:%d", fdFrames, fdFrames), p.ID)
+		fmt.Sprintf("--pass-fd=%d:%d", runscChannel, fdChannel), fmt.Sprintf("--pass-fd=%d:%d", runscFrames, fdFrames), p.ID)
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	return fail(fmt.Errorf("executing runsc %s: %w", p.Runsc, unix.Exec(p.Runsc, args, env)))
 }
