@@ -25,6 +25,7 @@ func runGVisor() error {
 	if err := newSession(); err != nil {
 		return err
 	}
+	held := holdSignalsEarly()
 	if err := closeInherited(GVisorFdChannel, GVisorFdFrames); err != nil {
 		return err
 	}
@@ -50,12 +51,12 @@ func runGVisor() error {
 	}
 	c := &Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID, Unconfined: cfg.Unconfined, NoFile: cfg.NoFile, Workload: w,
 		filterPerThread: true}
+	<-held // before the sandbox can run anything that signals the agent
 	caps, err := confine(c)
 	if err != nil {
 		upper.Close()
 		return fail(err)
 	}
-	holdSignals()
 	a, err := newAgent(c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		upper.Close()
