@@ -393,11 +393,13 @@ func (s *sandbox) OOMKills() int {
 }
 
 // Kill kills the launcher, and with it, as its pid namespace ends, every
-// process of the sandbox.
-func (s *sandbox) Kill() { s.proc.Kill(s.closeSession, nil) }
+// process of the sandbox, then closes the agent's session while they die
+// (closing it waits for the session's loops, 2-3 ms that the teardown
+// hides).
+func (s *sandbox) Kill() { s.proc.Kill(nil, s.closeSession) }
 
 // Stop kills the sandbox and waits until its processes are gone.
-func (s *sandbox) Stop() error { return s.proc.Stop(s.cfg.ID, s.closeSession, nil) }
+func (s *sandbox) Stop() error { return s.proc.Stop(s.cfg.ID, nil, s.closeSession) }
 
 // closeSession fails the calls waiting on the agent's connections.
 func (s *sandbox) closeSession() {
