@@ -9,6 +9,7 @@ import (
 )
 
 func init() {
+	hvgvisor.RunLauncher(maincli.Main) // in a sandbox's launcher, it becomes runsc
 	if hvgvisor.IsRunsc(os.Args) {
 		// runsc parses the command line's flag set, where its packages
 		// registered flags at init; the program's own flags stay there

@@ -80,7 +80,7 @@ func start(ctx context.Context, cfg *hv.Config, self bool) (hv.Sandbox, error) {
 			PidsMax: cfg.PidsMax, NoFile: cfg.NoFile, Unconfined: cfg.Unconfined},
 	}
 	if r.self {
-		p.Argv0 = runscArgv0
+		p.Argv0, p.Self = runscArgv0, true
 	}
 	if dir := os.Getenv("CC_GVISOR_DEBUG"); dir != "" {
 		p.Flags = append(p.Flags, "--debug", "--debug-log="+dir+"/")
