@@ -97,14 +97,24 @@ func (c *Config) closeHostFds() {
 // sandbox inherits from the agent, and returns the capability cut to fork
 // them under (nil when cfg.Unconfined).
 func confine(cfg *Config) (*capCut, error) {
-	if cfg.NoFile > 0 {
-		lim := unix.Rlimit{Cur: cfg.NoFile, Max: cfg.NoFile}
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return nil, fmt.Errorf("limiting open files to %d: %w", cfg.NoFile, err)
-		}
+	if err := limitOpenFiles(cfg.NoFile); err != nil {
+		return nil, err
 	}
 	if cfg.Unconfined {
 		return nil, nil
 	}
-	return harden(cfg.filterPerThread)
+	return harden(false)
+}
+
+// limitOpenFiles limits the open files of the agent and of every process
+// it starts to n, unless n is 0.
+func limitOpenFiles(n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	lim := unix.Rlimit{Cur: n, Max: n}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("limiting open files to %d: %w", n, err)
+	}
+	return nil
 }

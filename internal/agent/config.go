@@ -52,10 +52,6 @@ type Config struct {
 
 	received []int    // every descriptor the host sent but Workload's, closed after setup
 	phases   []string // name=time of each traced phase (see phase)
-	// filterPerThread puts the seccomp filter on each thread when a
-	// process is first forked on it, not on every thread at once (see
-	// harden).
-	filterPerThread bool
 }
 
 // Workload places the commands of a sandbox with limits in cgroups below

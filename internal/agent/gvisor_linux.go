@@ -45,18 +45,24 @@ func runGVisor() error {
 		return fail(fmt.Errorf("reading the configuration: %w", err))
 	}
 	tun, tunErr := openTunPath() // before the pivot leaves gVisor's /dev behind
+	cut := hardenEarly(cfg.Unconfined)
 	upper, w, err := buildGVisorRoot(cfg)
+	h := <-cut
+	if err == nil {
+		err = h.err
+	}
+	if err == nil {
+		err = limitOpenFiles(cfg.NoFile)
+	}
 	if err != nil {
+		if upper != nil {
+			upper.Close()
+		}
 		return fail(err)
 	}
-	c := &Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID, Unconfined: cfg.Unconfined, NoFile: cfg.NoFile, Workload: w,
-		filterPerThread: true}
+	c := &Config{Hostname: cfg.Hostname, SingleID: cfg.SingleID, Unconfined: cfg.Unconfined, NoFile: cfg.NoFile, Workload: w}
 	<-held // before the sandbox can run anything that signals the agent
-	caps, err := confine(c)
-	if err != nil {
-		upper.Close()
-		return fail(err)
-	}
+	caps := h.caps
 	a, err := newAgent(c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		upper.Close()

@@ -72,6 +72,33 @@ func harden(perThread bool, allowed ...string) (*capCut, error) {
 	return c, nil
 }
 
+// hardenEarly runs harden(true) on a goroutine of its own, beside the
+// gVisor agent's setup, and returns a channel that yields the capability
+// cut (nil, and no harden at all, when unconfined) or why it failed. Its
+// thread is cut and filtered there, off the main thread, which does the
+// setup's mounts during package init and never forks: a filter binds its
+// own thread only. In gVisor, where installing a filter on a thread takes
+// about a millisecond, the cut then costs the start nothing, and the
+// first command, which often forks on that same thread, does not pay for
+// it either.
+func hardenEarly(unconfined bool) <-chan hardened {
+	ch := make(chan hardened, 1)
+	go func() {
+		var h hardened
+		if !unconfined {
+			h.caps, h.err = harden(true)
+		}
+		ch <- h
+	}()
+	return ch
+}
+
+// hardened is what hardenEarly yields.
+type hardened struct {
+	caps *capCut
+	err  error
+}
+
 // capCut cuts the capabilities of the threads that sandboxed processes
 // are forked on, each thread the first time one is forked on it: handing
 // every fork to one dedicated thread would cost two thread wake-ups per

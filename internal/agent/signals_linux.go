@@ -48,9 +48,8 @@ func holdSignals() {
 // switches: about 0.6 ms for all of them on a 2-vCPU machine, a twentieth
 // of a sandbox's start (2.7 ms in gVisor, where thread switches are
 // dearer). The namespace and gVisor agents start it first and wait for it
-// before they confine themselves, so it overlaps the wait for the
-// configuration and the mounts, and it is done before anything runs in the
-// sandbox.
+// after their setup, so it overlaps the wait for the configuration and the
+// mounts, and it is done before anything runs in the sandbox.
 func holdSignalsEarly() <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
