@@ -41,7 +41,7 @@ func CapBound() uint64 {
 // syscalls stay allowed. It returns why the capabilities cannot be cut or
 // the filter cannot be installed.
 //
-// With perThread, no_new_privs and the filter go on each thread with its
+// For gVisor (forGVisor), no_new_privs and the filter go on each thread with its
 // capability cut instead, before the first process is forked on it (the
 // calling thread at once): a child inherits them from the thread that
 // forks it, so every sandboxed process has them all the same, while the
@@ -49,13 +49,16 @@ func CapBound() uint64 {
 // it: it recomputes a filter's per-syscall verdicts for every thread a
 // filter is synchronised to, about a millisecond a thread, which cost
 // 5-7 ms of each gVisor sandbox's start.
-func harden(perThread bool, allowed ...string) (*capCut, error) {
-	prog, err := seccompFilter(allowed...)
+//
+// For gVisor the filter also guards the agent against SIGKILL and SIGSTOP
+// from the sandbox (see filterProgram's guardInit).
+func harden(forGVisor bool, allowed ...string) (*capCut, error) {
+	prog, err := seccompFilter(forGVisor, allowed...)
 	if err != nil {
 		return nil, err
 	}
 	c := &capCut{}
-	if perThread {
+	if forGVisor {
 		c.filter = prog
 	}
 	if err := c.prepare(); err != nil {
@@ -64,7 +67,7 @@ func harden(perThread bool, allowed ...string) (*capCut, error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("making the agent undumpable: %w", err)
 	}
-	if !perThread {
+	if !forGVisor {
 		if err := installSeccomp(prog, unix.SECCOMP_FILTER_FLAG_TSYNC); err != nil {
 			return nil, err
 		}
@@ -112,7 +115,7 @@ type capCut struct {
 	// last) is still there exactly on the threads not yet cut.
 	drop []int
 	// filter, when not nil, is the seccomp filter a thread gets with its
-	// cut, with no_new_privs (see harden's perThread).
+	// cut, with no_new_privs (see harden's forGVisor).
 	filter *unix.SockFprog
 }
 

@@ -67,10 +67,22 @@ const (
 	newUser  = uint32(unix.CLONE_NEWUSER)
 )
 
+// initGuards are the calls that send a signal to a process or thread
+// named by its id, and the positions of the id and of the signal among
+// their arguments.
+var initGuards = []struct {
+	name    string
+	id, sig uint32
+}{{"kill", 0, 1}, {"tkill", 0, 1}, {"tgkill", 0, 2}, {"rt_sigqueueinfo", 0, 1}, {"rt_tgsigqueueinfo", 0, 2}}
+
 // filterProgram builds the filter for this machine's architecture; allowed
 // names are left out of the denied list (a VM's agent powers its machine
-// off with reboot).
-func filterProgram(allowed ...string) ([]bpf.RawInstruction, error) {
+// off with reboot). With guardInit it also refuses (EPERM) SIGKILL and
+// SIGSTOP sent to process 1, the agent, by id (initGuards) and a pidfd of
+// process 1: gVisor does not shield a pid namespace's first process from
+// them, as Linux does, so without it `kill -KILL 1` in a gVisor sandbox
+// ends the agent and `kill -STOP 1` freezes it.
+func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, error) {
 	arch, numbers, ok := archSyscalls()
 	if !ok {
 		return nil, fmt.Errorf("no seccomp policy for %s", runtime.GOARCH)
@@ -144,13 +156,43 @@ func filterProgram(allowed ...string) ([]bpf.RawInstruction, error) {
 			bpf.LoadAbsolute{Off: offNr, Size: 4},
 		)
 	}
+	if guardInit {
+		for _, g := range initGuards {
+			nr, ok := numbers[g.name]
+			if !ok {
+				return nil, fmt.Errorf("the seccomp policy for %s lacks the number of %s", runtime.GOARCH, g.name)
+			}
+			prog = append(prog,
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 7},
+				bpf.LoadAbsolute{Off: offArg0 + 8*g.id, Size: 4}, // a pid_t: the low word
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1, SkipFalse: 4},
+				bpf.LoadAbsolute{Off: offArg0 + 8*g.sig, Size: 4},
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(unix.SIGKILL), SkipTrue: 1},
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(unix.SIGSTOP), SkipFalse: 1},
+				errno(unix.EPERM),
+				bpf.LoadAbsolute{Off: offNr, Size: 4},
+			)
+		}
+		nr, ok := numbers["pidfd_open"]
+		if !ok {
+			return nil, fmt.Errorf("the seccomp policy for %s lacks the number of pidfd_open", runtime.GOARCH)
+		}
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 4},
+			bpf.LoadAbsolute{Off: offArg0, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1, SkipFalse: 1},
+			errno(unix.EPERM),
+			bpf.LoadAbsolute{Off: offNr, Size: 4},
+		)
+	}
 	prog = append(prog, bpf.RetConstant{Val: retAllow})
 	return bpf.Assemble(prog)
 }
 
-// seccompFilter assembles the filter for the seccomp system call.
-func seccompFilter(allowed ...string) (*unix.SockFprog, error) {
-	raw, err := filterProgram(allowed...)
+// seccompFilter assembles the filter for the seccomp system call (see
+// filterProgram).
+func seccompFilter(guardInit bool, allowed ...string) (*unix.SockFprog, error) {
+	raw, err := filterProgram(guardInit, allowed...)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ func TestFilterProgram(t *testing.T) {
 	if !ok {
 		t.Fatal("no policy for this architecture")
 	}
-	raw, err := filterProgram("reboot")
+	raw, err := filterProgram(false, "reboot")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,85 @@ func TestFilterProgram(t *testing.T) {
 	if got := verdict(arch^1, uint32(unix.SYS_READ)); got != retKill {
 		t.Errorf("another architecture: %#x, want a kill", got)
 	}
-	if full, _ := filterProgram(); len(full) <= len(raw) {
+	if full, _ := filterProgram(false); len(full) <= len(raw) {
 		t.Errorf("allowing reboot did not shorten the program (%d, %d instructions)", len(full), len(raw))
+	}
+}
+
+// TestFilterGuardsInit checks the gVisor agent's filter: SIGKILL and
+// SIGSTOP sent to process 1 by id, by any of the calls that name one, and
+// a pidfd of process 1 are refused; every other signal to it, and every
+// signal to other processes, passes. Without the guard all of them pass.
+func TestFilterGuardsInit(t *testing.T) {
+	arch, nr, ok := archSyscalls()
+	if !ok {
+		t.Fatal("no policy for this architecture")
+	}
+	run := func(guard bool) func(nr uint32, args ...uint64) uint32 {
+		raw, err := filterProgram(guard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insns := make([]bpf.Instruction, len(raw))
+		for i, r := range raw {
+			insns[i] = r.Disassemble()
+		}
+		vm, err := bpf.NewVM(insns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(nr uint32, args ...uint64) uint32 {
+			data := make([]byte, 64)
+			binary.BigEndian.PutUint32(data[0:], nr)
+			binary.BigEndian.PutUint32(data[4:], arch)
+			for i, a := range args {
+				binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
+				binary.BigEndian.PutUint32(data[20+8*i:], uint32(a>>32))
+			}
+			v, err := vm.Run(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uint32(v)
+		}
+	}
+	guarded, plain := run(true), run(false)
+	eperm := uint32(retErrno | uint32(unix.EPERM))
+	kill, stop, term := uint64(unix.SIGKILL), uint64(unix.SIGSTOP), uint64(unix.SIGTERM)
+	for _, tc := range []struct {
+		name string
+		nr   uint32
+		args []uint64
+		want uint32
+	}{
+		{"kill(1, SIGKILL)", nr["kill"], []uint64{1, kill}, eperm},
+		{"kill(1, SIGSTOP)", nr["kill"], []uint64{1, stop}, eperm},
+		{"kill(1, SIGKILL), high bits in the pid", nr["kill"], []uint64{0xffffffff_00000001, kill}, eperm},
+		{"kill(1, SIGTERM)", nr["kill"], []uint64{1, term}, retAllow},
+		{"kill(1, 0)", nr["kill"], []uint64{1, 0}, retAllow},
+		{"kill(7, SIGKILL)", nr["kill"], []uint64{7, kill}, retAllow},
+		{"kill(-1, SIGKILL)", nr["kill"], []uint64{0xffffffff, kill}, retAllow},
+		{"tkill(1, SIGSTOP)", nr["tkill"], []uint64{1, stop}, eperm},
+		{"tkill(7, SIGKILL)", nr["tkill"], []uint64{7, kill}, retAllow},
+		{"tgkill(1, 5, SIGKILL)", nr["tgkill"], []uint64{1, 5, kill}, eperm},
+		{"tgkill(1, 5, SIGURG)", nr["tgkill"], []uint64{1, 5, uint64(unix.SIGURG)}, retAllow},
+		{"tgkill(7, 7, SIGKILL)", nr["tgkill"], []uint64{7, 7, kill}, retAllow},
+		{"rt_sigqueueinfo(1, SIGKILL)", nr["rt_sigqueueinfo"], []uint64{1, kill}, eperm},
+		{"rt_tgsigqueueinfo(1, 1, SIGSTOP)", nr["rt_tgsigqueueinfo"], []uint64{1, 1, stop}, eperm},
+		{"pidfd_open(1)", nr["pidfd_open"], []uint64{1, 0}, eperm},
+		{"pidfd_open(7)", nr["pidfd_open"], []uint64{7, 0}, retAllow},
+		{"read", uint32(unix.SYS_READ), []uint64{1, kill}, retAllow},
+		{"mount", nr["mount"], nil, eperm},
+	} {
+		if got := guarded(tc.nr, tc.args...); got != tc.want {
+			t.Errorf("guarded %s: %#x, want %#x", tc.name, got, tc.want)
+		}
+		want := tc.want
+		if tc.nr != nr["mount"] {
+			want = retAllow
+		}
+		if got := plain(tc.nr, tc.args...); got != want {
+			t.Errorf("unguarded %s: %#x, want %#x", tc.name, got, want)
+		}
 	}
 }

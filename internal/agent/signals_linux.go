@@ -8,13 +8,17 @@ import (
 )
 
 // deadlySignals are the signals whose default action ends a process and
-// which the Go runtime acts on (it exits) unless the program asks for them.
-// SIGKILL and SIGSTOP are not among them: the kernel drops those for a
-// namespace's init when they come from inside it.
+// which the Go runtime acts on (it exits) unless the program asks for them,
+// and the stop signals a process may catch (SIGTSTP, SIGTTIN, SIGTTOU),
+// whose default action gVisor applies even to a namespace's init. SIGKILL
+// and SIGSTOP are not among them: the kernel drops those for a namespace's
+// init when they come from inside it (in gVisor, the filter refuses them
+// to process 1; see filterProgram's guardInit).
 var deadlySignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT, unix.SIGBUS,
 	unix.SIGFPE, unix.SIGSEGV, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE, unix.SIGALRM, unix.SIGTERM,
 	unix.SIGSTKFLT, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF, unix.SIGSYS, unix.SIGPWR,
+	unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
 }
 
 // holdSignals makes the agent, as PID 1, live through any signal code in
