@@ -81,6 +81,24 @@ func TestFilterProgram(t *testing.T) {
 			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
+	// Above the highest number a rule names, everything is allowed (the
+	// filter says so early); the highest ones named are still denied.
+	highest := uint32(0)
+	for _, n := range nr {
+		highest = max(highest, n)
+	}
+	for n := highest + 1; n < 4096; n++ {
+		if got := verdict(arch, n, 1, uint64(unix.SIGKILL)); got != retAllow {
+			t.Fatalf("syscall %d, above the policy's highest (%d): %#x, want allow", n, highest, got)
+		}
+	}
+	for _, name := range []string{"mount_setattr", "quotactl_fd", "io_uring_register"} {
+		if n, ok := nr[name]; ok {
+			if got := verdict(arch, n); got != eperm {
+				t.Errorf("%s (%d): %#x, want EPERM", name, n, got)
+			}
+		}
+	}
 	if got := verdict(arch^1, uint32(unix.SYS_READ)); got != retKill {
 		t.Errorf("another architecture: %#x, want a kill", got)
 	}
