@@ -68,6 +68,10 @@ func runGVisor() error {
 		upper.Close()
 		return fail(err)
 	}
+	// Asked here, on the main thread, which no filter binds: the gVisor
+	// filter refuses pidfd_open of process 1, the agent's own pid, with
+	// which the check is made.
+	pidfdsWork()
 	a.reaper.caps = caps
 	a.upper = upper
 	a.tun, a.tunErr = tun, tunErr
