@@ -34,7 +34,7 @@ func (a *agent) readStream(req *ipc.Request, m *ipc.PathReq) (ipc.ReadStreamAns,
 		go func() {
 			defer conn.Close()
 			defer f.Close()
-			n, err := io.CopyBuffer(conn, io.LimitReader(f, size), make([]byte, readStreamChunk))
+			n, err := io.CopyBuffer(conn, io.LimitReader(f, size), make([]byte, streamChunk))
 			if err == nil && n < size {
 				if _, err = io.CopyN(conn, zeros{}, size-n); err == nil {
 					err = &fs.PathError{Op: "read", Path: m.Path, Err: io.ErrUnexpectedEOF}
@@ -46,11 +46,11 @@ func (a *agent) readStream(req *ipc.Request, m *ipc.PathReq) (ipc.ReadStreamAns,
 	return ipc.ReadStreamAns{Size: uint64(size)}, nil
 }
 
-// readStreamChunk is how much of a file readStream and writeStream copy
+// streamChunk is how much of a file readStream and writeStream copy
 // at a time: a stream write is a frame and a hand-off to the session's
 // sender, and a file read or write a system call, so io.Copy's 32 KiB
 // cost a gVisor sandbox more in hand-offs and calls than in copying.
-const readStreamChunk = 256 << 10
+const streamChunk = 256 << 10
 
 // zeros reads as an endless run of zero bytes.
 type zeros struct{}

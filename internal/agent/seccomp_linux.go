@@ -87,7 +87,14 @@ func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, err
 	if !ok {
 		return nil, fmt.Errorf("no seccomp policy for %s", runtime.GOARCH)
 	}
-	for _, name := range []string{"clone", "clone3", "unshare", "ioctl", "io_uring_setup", "io_uring_enter", "io_uring_register"} {
+	required := []string{"clone", "clone3", "unshare", "ioctl", "io_uring_setup", "io_uring_enter", "io_uring_register"}
+	if guardInit {
+		for _, g := range initGuards {
+			required = append(required, g.name)
+		}
+		required = append(required, "pidfd_open")
+	}
+	for _, name := range required {
 		if _, ok := numbers[name]; !ok {
 			return nil, fmt.Errorf("the seccomp policy for %s lacks the number of %s", runtime.GOARCH, name)
 		}
@@ -171,12 +178,8 @@ func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, err
 	}
 	if guardInit {
 		for _, g := range initGuards {
-			nr, ok := numbers[g.name]
-			if !ok {
-				return nil, fmt.Errorf("the seccomp policy for %s lacks the number of %s", runtime.GOARCH, g.name)
-			}
 			prog = append(prog,
-				bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 7},
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: numbers[g.name], SkipFalse: 7},
 				bpf.LoadAbsolute{Off: offArg0 + 8*g.id, Size: 4}, // a pid_t: the low word
 				bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1, SkipFalse: 4},
 				bpf.LoadAbsolute{Off: offArg0 + 8*g.sig, Size: 4},
@@ -186,12 +189,8 @@ func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, err
 				bpf.LoadAbsolute{Off: offNr, Size: 4},
 			)
 		}
-		nr, ok := numbers["pidfd_open"]
-		if !ok {
-			return nil, fmt.Errorf("the seccomp policy for %s lacks the number of pidfd_open", runtime.GOARCH)
-		}
 		prog = append(prog,
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: numbers["pidfd_open"], SkipFalse: 4},
 			bpf.LoadAbsolute{Off: offArg0, Size: 4},
 			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1, SkipFalse: 1},
 			errno(unix.EPERM),

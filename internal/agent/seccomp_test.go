@@ -22,30 +22,7 @@ func TestFilterProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insns := make([]bpf.Instruction, len(raw))
-	for i, r := range raw {
-		insns[i] = r.Disassemble()
-	}
-	vm, err := bpf.NewVM(insns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Arguments are 64-bit: the low word first, as on little-endian
-	// machines, each word big-endian for the interpreter.
-	verdict := func(arch, nr uint32, args ...uint64) uint32 {
-		data := make([]byte, 64)
-		binary.BigEndian.PutUint32(data[0:], nr)
-		binary.BigEndian.PutUint32(data[4:], arch)
-		for i, a := range args {
-			binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
-			binary.BigEndian.PutUint32(data[20+8*i:], uint32(a>>32))
-		}
-		v, err := vm.Run(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return uint32(v)
-	}
+	verdict := filterVM(t, raw)
 	eperm := uint32(retErrno | uint32(unix.EPERM))
 	for _, tc := range []struct {
 		name string
@@ -121,28 +98,8 @@ func TestFilterGuardsInit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		insns := make([]bpf.Instruction, len(raw))
-		for i, r := range raw {
-			insns[i] = r.Disassemble()
-		}
-		vm, err := bpf.NewVM(insns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return func(nr uint32, args ...uint64) uint32 {
-			data := make([]byte, 64)
-			binary.BigEndian.PutUint32(data[0:], nr)
-			binary.BigEndian.PutUint32(data[4:], arch)
-			for i, a := range args {
-				binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
-				binary.BigEndian.PutUint32(data[20+8*i:], uint32(a>>32))
-			}
-			v, err := vm.Run(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return uint32(v)
-		}
+		verdict := filterVM(t, raw)
+		return func(nr uint32, args ...uint64) uint32 { return verdict(arch, nr, args...) }
 	}
 	guarded, plain := run(true), run(false)
 	eperm := uint32(retErrno | uint32(unix.EPERM))
@@ -182,5 +139,35 @@ func TestFilterGuardsInit(t *testing.T) {
 		if got := plain(tc.nr, tc.args...); got != want {
 			t.Errorf("unguarded %s: %#x, want %#x", tc.name, got, want)
 		}
+	}
+}
+
+// filterVM loads raw into x/net/bpf's interpreter and returns a function
+// that runs it on the seccomp_data of a call. Arguments are 64-bit: the
+// low word first, as on little-endian machines, each word big-endian for
+// the interpreter.
+func filterVM(t *testing.T, raw []bpf.RawInstruction) func(arch, nr uint32, args ...uint64) uint32 {
+	t.Helper()
+	insns := make([]bpf.Instruction, len(raw))
+	for i, r := range raw {
+		insns[i] = r.Disassemble()
+	}
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(arch, nr uint32, args ...uint64) uint32 {
+		data := make([]byte, 64)
+		binary.BigEndian.PutUint32(data[0:], nr)
+		binary.BigEndian.PutUint32(data[4:], arch)
+		for i, a := range args {
+			binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
+			binary.BigEndian.PutUint32(data[20+8*i:], uint32(a>>32))
+		}
+		v, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uint32(v)
 	}
 }

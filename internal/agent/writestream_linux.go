@@ -25,7 +25,7 @@ func (a *agent) writeStream(req *ipc.Request, m *ipc.WriteStreamReq) (ipc.Empty,
 			defer conn.Close()
 			// Through Write alone: os.File's ReadFrom would copy 32 KiB at
 			// a time, each a write system call (dear in gVisor).
-			n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(conn, int64(m.Size)), make([]byte, readStreamChunk))
+			n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(conn, int64(m.Size)), make([]byte, streamChunk))
 			if err != nil {
 				io.Copy(io.Discard, io.LimitReader(conn, int64(m.Size)-n))
 			} else if n < int64(m.Size) {
