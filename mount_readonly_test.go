@@ -18,7 +18,8 @@ import (
 // tries to write to every level from inside and through the host API:
 // each write fails with EROFS and nothing appears on the host. Every host
 // mount, writable ones too, is nosuid and nodev all the way down, and a
-// setuid program on a writable mount gives no privilege.
+// setuid program on a writable mount gives no privilege. It runs on gVisor
+// too, where each host directory is bound as one mount (bindAlone).
 func TestReadOnlyMount(t *testing.T) {
 	hostDir := t.TempDir()
 	os.Chmod(hostDir, 0o777) // writable by the sandbox's root, were the mount not read-only
@@ -71,7 +72,14 @@ func TestReadOnlyMount(t *testing.T) {
 					}
 				}
 			}
-			checkMountFlags(t, run(t, inst, "cat /proc/self/mountinfo"), len(levels))
+			mounts := len(levels)
+			if os.Getenv("CC_BACKEND") == string(BackendGVisor) {
+				// gVisor's gofer shows the host's mounts below a bound
+				// directory as directories of that one mount; the writes
+				// above reached every level all the same.
+				mounts = 1
+			}
+			checkMountFlags(t, run(t, inst, "cat /proc/self/mountinfo"), mounts)
 			if os.Geteuid() == 0 {
 				// A setuid-root program on the writable mount, run by
 				// another user, stays that user.
