@@ -173,13 +173,7 @@ func forwardTo(inst *engine.Instance, req *ipc.Request, d *ipc.Desc) (*ipc.Respo
 	msg := ipc.Message{Type: req.Type, Payload: append([]byte(nil), req.Payload...), Files: req.Files}
 	resp, conn, err := inst.Client().HijackIf(ctx, msg, func(resp ipc.Message) bool { return d.Hijacks(len(resp.Files)) })
 	if err != nil {
-		if errors.Is(err, ipc.ErrTransport) {
-			if rerr := inst.Err(); rerr != nil {
-				return nil, rerr
-			}
-			return nil, fmt.Errorf("sandbox %s: %w", inst.ID(), ipc.ErrNotRunning)
-		}
-		return nil, err
+		return nil, agentErr(inst, err)
 	}
 	out := &ipc.Response{Payload: resp.Payload, Files: resp.Files}
 	if conn != nil {
