@@ -72,6 +72,9 @@ func probe() int {
 	ts := unix.Timespec{Sec: 1}
 	res("clock_settime", raw(unix.SYS_CLOCK_SETTIME, unix.CLOCK_REALTIME, uintptr(unsafe.Pointer(&ts))))
 	res("pivot_root", raw(unix.SYS_PIVOT_ROOT, 0, 0))
+	slash, _ := unix.BytePtrFromString("/")
+	cwd := unix.AT_FDCWD
+	res("open_tree_attr", raw(unix.SYS_OPEN_TREE_ATTR, uintptr(cwd), uintptr(unsafe.Pointer(slash)), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC))
 	res("mknod_block", unix.Mknod("/tmp/probe-blk", unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0))))
 	writeTo := func(p string) error {
 		f, err := os.OpenFile(p, os.O_WRONLY, 0)
@@ -189,7 +192,7 @@ func checkIsolation(t *testing.T, inst *Instance) {
 	}
 	for _, name := range []string{"mount", "unshare_user", "setns", "keyctl", "add_key", "bpf", "kexec_load",
 		"init_module", "finit_module", "reboot", "open_by_handle_at", "perf_event_open", "userfaultfd", "swapon",
-		"clock_settime", "pivot_root", "io_uring_setup", "io_uring_enter", "io_uring_register"} {
+		"clock_settime", "pivot_root", "open_tree_attr", "io_uring_setup", "io_uring_enter", "io_uring_register"} {
 		refused(name, "EPERM")
 	}
 	refused("unshare_mount", "EPERM")

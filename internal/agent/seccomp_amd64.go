@@ -15,8 +15,8 @@ func archSyscalls() (uint32, map[string]uint32, bool) {
 		"mount": unix.SYS_MOUNT, "umount2": unix.SYS_UMOUNT2, "pivot_root": unix.SYS_PIVOT_ROOT,
 		"move_mount": unix.SYS_MOVE_MOUNT, "open_tree": unix.SYS_OPEN_TREE, "fsopen": unix.SYS_FSOPEN,
 		"fsconfig": unix.SYS_FSCONFIG, "fsmount": unix.SYS_FSMOUNT, "fspick": unix.SYS_FSPICK,
-		"mount_setattr": unix.SYS_MOUNT_SETATTR,
-		"swapon":        unix.SYS_SWAPON, "swapoff": unix.SYS_SWAPOFF, "reboot": unix.SYS_REBOOT, "setns": unix.SYS_SETNS,
+		"mount_setattr": unix.SYS_MOUNT_SETATTR, "open_tree_attr": unix.SYS_OPEN_TREE_ATTR,
+		"swapon": unix.SYS_SWAPON, "swapoff": unix.SYS_SWAPOFF, "reboot": unix.SYS_REBOOT, "setns": unix.SYS_SETNS,
 		"settimeofday": unix.SYS_SETTIMEOFDAY, "clock_settime": unix.SYS_CLOCK_SETTIME,
 		"clock_adjtime": unix.SYS_CLOCK_ADJTIME, "adjtimex": unix.SYS_ADJTIMEX,
 		"acct": unix.SYS_ACCT, "quotactl": unix.SYS_QUOTACTL, "quotactl_fd": unix.SYS_QUOTACTL_FD,
@@ -31,3 +31,7 @@ func archSyscalls() (uint32, map[string]uint32, bool) {
 		"pidfd_open": unix.SYS_PIDFD_OPEN,
 	}, true
 }
+
+// newestReviewed is the highest syscall number the policy was written
+// against: file_setattr, Linux 6.17.
+const newestReviewed = unix.SYS_FILE_SETATTR

@@ -24,7 +24,9 @@ import (
 // filter never sees, as recent Docker profiles and gVisor refuse it); so
 // are mknod of a block device and the terminal ioctls that type into a
 // terminal or drive the console (TIOCSTI, TIOCLINUX). A syscall from
-// another ABI (x32) is denied outright.
+// another ABI (x32) is denied outright, and one newer than the policy
+// (above newestReviewed) answers ENOSYS, as on a kernel that predates it:
+// a kernel newer than the policy adds no call it has not been read for.
 
 // deniedNames are the syscalls the filter denies, by name; arch files map
 // them to numbers (a name the architecture lacks is skipped).
@@ -35,7 +37,7 @@ var deniedNames = []string{
 	"keyctl", "add_key", "request_key",
 	"open_by_handle_at", "name_to_handle_at",
 	"mount", "umount2", "umount", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig",
-	"fsmount", "fspick", "mount_setattr",
+	"fsmount", "fspick", "mount_setattr", "open_tree_attr",
 	"swapon", "swapoff", "reboot", "setns",
 	"settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex",
 	"acct", "quotactl", "quotactl_fd", "lookup_dcookie", "nfsservctl", "uselib",
@@ -114,15 +116,20 @@ func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, err
 		)
 	}
 	// Every rule below matches one number first, so a number above all
-	// of them is allowed at once: the same verdict, in two instructions
-	// instead of the whole chain. gVisor runs the filter for each of the
-	// 2,001 numbers it knows when it installs it on a thread, most of
-	// them above the highest real syscall.
+	// of them has its verdict at once: ENOSYS above the newest reviewed,
+	// allowed between. gVisor runs the filter for each of the 2,001
+	// numbers it knows when it installs it on a thread, most of them
+	// above the highest real syscall.
 	var highest uint32
 	for _, nr := range numbers {
 		highest = max(highest, nr)
 	}
+	if highest > newestReviewed {
+		return nil, fmt.Errorf("the seccomp policy for %s names syscall %d, above the newest it was reviewed against (%d)", runtime.GOARCH, highest, newestReviewed)
+	}
 	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: newestReviewed, SkipFalse: 1},
+		errno(unix.ENOSYS),
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: highest, SkipFalse: 1},
 		bpf.RetConstant{Val: retAllow},
 	)

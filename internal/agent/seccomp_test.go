@@ -58,18 +58,26 @@ func TestFilterProgram(t *testing.T) {
 			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
-	// Above the highest number a rule names, everything is allowed (the
+	// Above the highest number a rule names, everything up to the newest
+	// reviewed is allowed, and everything newer answers ENOSYS (the
 	// filter says so early); the highest ones named are still denied.
 	highest := uint32(0)
 	for _, n := range nr {
 		highest = max(highest, n)
 	}
 	for n := highest + 1; n < 4096; n++ {
-		if got := verdict(arch, n, 1, uint64(unix.SIGKILL)); got != retAllow {
-			t.Fatalf("syscall %d, above the policy's highest (%d): %#x, want allow", n, highest, got)
+		want := uint32(retAllow)
+		if n > newestReviewed {
+			want = retErrno | uint32(unix.ENOSYS)
+		}
+		if got := verdict(arch, n, 1, uint64(unix.SIGKILL)); got != want {
+			t.Fatalf("syscall %d, above the policy's highest (%d), newest reviewed %d: %#x, want %#x", n, highest, newestReviewed, got, want)
 		}
 	}
-	for _, name := range []string{"mount_setattr", "quotactl_fd", "io_uring_register"} {
+	if got := verdict(arch, uint32(unix.SYS_LISTNS)); got != retErrno|uint32(unix.ENOSYS) {
+		t.Errorf("listns, newer than the policy: %#x, want ENOSYS", got)
+	}
+	for _, name := range []string{"mount_setattr", "open_tree_attr", "quotactl_fd", "io_uring_register"} {
 		if n, ok := nr[name]; ok {
 			if got := verdict(arch, n); got != eperm {
 				t.Errorf("%s (%d): %#x, want EPERM", name, n, got)
