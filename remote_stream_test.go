@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -119,5 +120,65 @@ func TestRemoteStreamOutlivesNothing(t *testing.T) {
 	var te *ipc.TransportError
 	if !errors.As(err, &te) {
 		t.Fatalf("the status of a stream whose sandbox closed: %v, want a broken stream", err)
+	}
+}
+
+// TestRemoteStreamsOfOtherFiles: what is not a regular file of the
+// sandbox's root goes to the agent, which copies inside the sandbox: a
+// pipe is opened once (its reader gets the whole stream), a device that
+// fails the write fails the call without a hang, and a file of procfs the
+// sandbox points a name at is written with the sandbox's credentials,
+// not the helper's: a negative nice in a process's autogroup needs
+// CAP_SYS_NICE, which the sandbox lacks and a helper run as root holds.
+func TestRemoteStreamsOfOtherFiles(t *testing.T) {
+	_, _, r, img := remoteClient(t)
+	inst, err := r.New(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	data := make([]byte, streamWriteMin+1)
+	rand.Read(data)
+	if out, err := inst.Command("mkfifo", "/tmp/fifo").CombinedOutput(); err != nil {
+		t.Fatalf("mkfifo: %s %v", out, err)
+	}
+	reader := inst.Command("sh", "-c", "cat /tmp/fifo > /tmp/fifo.out")
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.WriteFile("/tmp/fifo", data, 0o644); err != nil {
+		t.Fatalf("a streamed write into a pipe: %v", err)
+	}
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := inst.ReadFile("/tmp/fifo.out"); err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("the pipe's reader got %d of %d bytes, %v", len(back), len(data), err)
+	}
+	if err := inst.WriteFile("/dev/full", data, 0o644); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("a streamed write into /dev/full: %v, want ENOSPC", err)
+	}
+	if err := inst.Symlink("/dev/full", "/tmp/full"); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.WriteFile("/tmp/full", data, 0o644); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("a streamed write into a link to /dev/full: %v, want ENOSPC", err)
+	}
+	sleeper := inst.Command("sleep", "1000")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sleeper.Process.Kill()
+		sleeper.Wait()
+	}()
+	autogroup := fmt.Sprintf("/proc/%d/autogroup", sleeper.Process.Pid)
+	if err := inst.Symlink(autogroup, "/tmp/innocent.bin"); err != nil {
+		t.Fatal(err)
+	}
+	nice := append([]byte("-20\n"), make([]byte, streamWriteMin)...)
+	inst.WriteFile("/tmp/innocent.bin", nice, 0o644) // refused, or not
+	if b, err := inst.ReadFile(autogroup); err != nil || bytes.Contains(b, []byte("nice -")) {
+		t.Errorf("the sandbox's autogroup after a streamed write of -20 through a link: %q %v", b, err)
 	}
 }

@@ -260,6 +260,11 @@ func TestWriteFileStreamed(t *testing.T) {
 		if err := inst.WriteFile("/tmp", data, 0o600); err == nil {
 			t.Error("a streamed write onto a directory succeeded")
 		}
+		// A write that fails half way fails the call; the rest of the
+		// stream is not waited for twice.
+		if err := inst.WriteFile("/dev/full", data, 0o600); !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("a streamed write into /dev/full: %v, want ENOSPC", err)
+		}
 		if _, err := inst.Command("true").Output(); err != nil {
 			t.Errorf("the sandbox after the refused write: %v", err)
 		}

@@ -3,8 +3,10 @@ package agent
 import (
 	"io"
 	"io/fs"
+	"math"
 	"net"
 	"os"
+	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -16,6 +18,9 @@ import (
 // still reads the rest, so the client never blocks, and reports the error
 // in the status.
 func (a *agent) writeStream(req *ipc.Request, m *ipc.WriteStreamReq) (ipc.Empty, error) {
+	if m.Size > math.MaxInt64 {
+		return ipc.Empty{}, &fs.PathError{Op: "write", Path: m.Path, Err: syscall.EFBIG}
+	}
 	f, err := a.root.open(m.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(m.Perm))
 	if err != nil {
 		return ipc.Empty{}, err
@@ -25,9 +30,10 @@ func (a *agent) writeStream(req *ipc.Request, m *ipc.WriteStreamReq) (ipc.Empty,
 			defer conn.Close()
 			// Through Write alone: os.File's ReadFrom would copy 32 KiB at
 			// a time, each a write system call (dear in gVisor).
-			n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(conn, int64(m.Size)), make([]byte, streamChunk))
+			rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
+			n, err := io.CopyBuffer(struct{ io.Writer }{f}, rest, make([]byte, streamChunk))
 			if err != nil {
-				io.Copy(io.Discard, io.LimitReader(conn, int64(m.Size)-n))
+				io.Copy(io.Discard, rest) // what was read but not written is not owed again
 			} else if n < int64(m.Size) {
 				err = io.ErrUnexpectedEOF
 			}

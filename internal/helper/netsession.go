@@ -52,7 +52,6 @@ func newSession(srv *NetServer, client string) *session {
 		return ipc.BoolAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "egress devices cannot cross a network helper's connection: MsgRemoteTap carries their frames"}
 	})
 	ipc.Route(s.own, ipc.MsgRemoteTap, s.tap)
-	s.routeStreams()
 	ipc.Route(s.own, ipc.MsgInstanceSnapshot, func(*ipc.Request, *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
 		return ipc.SnapshotAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "snapshots of a network helper's sandboxes are not supported yet"}
 	})
@@ -107,7 +106,8 @@ func (s *session) engine() (*engine.Instance, error) {
 
 // ServeCall implements ipc.CallHandler: the helper's own messages here,
 // the agent's forwarded to the attached instance (its streamed file calls
-// served here where its agent passes descriptors), anything else refused.
+// of regular files served here where its agent passes descriptors; see
+// serveStream), anything else refused.
 // Descriptors cannot come over TCP; the streamed path needs none.
 func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Response, error) {
 	s.srv.messages.Add(1)
@@ -121,7 +121,7 @@ func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 			return nil, err
 		}
 		if servesStream(inst, req.Type) {
-			return s.own.ServeCall(ctx, req)
+			return serveStream(req, inst, d)
 		}
 		resp, err := forwardTo(inst, req, d)
 		if err != nil && errors.Is(err, ipc.ErrNotRunning) {

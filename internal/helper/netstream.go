@@ -6,54 +6,144 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net"
 	"os"
 	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"golang.org/x/sys/unix"
 )
 
 // A network client's streamed file calls (MsgFsWriteStream,
-// MsgFsReadStream), forwarded, would cross two connections: TLS to the
-// helper, then the agent's socket, every byte copied once more through
-// the kernel and the agent. Where the agent passes descriptors, the
-// helper serves them itself: the agent opens the file (resolving the path
-// in the sandbox, as for its own stream) and hands its descriptor over,
-// and the helper copies between the client's connection and the file in
-// large pieces. The client sees the agent's frames: the same answer, the
-// same bytes, the same status.
+// MsgFsReadStream), forwarded, cross two connections: TLS to the helper,
+// then the agent's socket, every byte copied once more through the kernel
+// and the agent. For a regular file of the sandbox's overlay root, where
+// the agent passes descriptors, the helper serves them itself: the agent
+// opens the file (resolving the path in the sandbox, as for its own
+// stream) and hands its descriptor over, and the helper copies between
+// the client's connection and the file in large pieces. The client sees
+// the agent's frames: the same answer, the same bytes, the same status.
+//
+// Anything else goes to the agent as before: a pipe or a device may block
+// or answer differently per open, and a write to a file of procfs, sysfs,
+// a tmpfs or a host directory is checked, in part, against the
+// credentials of whoever writes, which for the helper are the host's
+// root's. overlayfs makes its writes with the credentials of the sandbox
+// that mounted it, whoever calls.
 
 // netStreamPiece is how much of a stream the helper moves at a time: a
 // TLS connection hands out one 16 KiB record per Read, and a file written
 // 16 KiB at a time costs about twice what it does in large writes.
 const netStreamPiece = 1 << 20
 
-// servesStream reports whether the helper serves message t of inst itself.
+// servesStream reports whether the helper may serve message t of inst
+// itself (see serveStream).
 func servesStream(inst *engine.Instance, t uint16) bool {
 	return (t == ipc.MsgFsWriteStream || t == ipc.MsgFsReadStream) && inst.Capabilities().PassesDescriptors
 }
 
-// routeStreams registers the helper's own streamed file calls on s.
-func (s *session) routeStreams() {
-	ipc.Route(s.own, ipc.MsgFsWriteStream, s.writeStream)
-	ipc.Route(s.own, ipc.MsgFsReadStream, s.readStream)
+// serveStream serves a streamed file call of inst (see servesStream) with
+// the file's descriptor, or forwards it to the agent when the file is not
+// one the helper copies itself.
+func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc) (*ipc.Response, error) {
+	ctx := req.Context()
+	switch req.Type {
+	case ipc.MsgFsWriteStream:
+		var m ipc.WriteStreamReq
+		if err := ipc.DecodeRequest(req.Type, req.Payload, &m); err != nil {
+			return nil, err
+		}
+		if m.Size > math.MaxInt64 {
+			return nil, &fs.PathError{Op: "write", Path: m.Path, Err: syscall.EFBIG}
+		}
+		f, err := openCopied(ctx, inst, m.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(m.Perm), true)
+		if f == nil && err == nil {
+			return forwardTo(inst, req, d)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &ipc.Response{Payload: ipc.Answer(nil), Hijack: func(conn net.Conn) {
+			go whileRunning(inst, conn, f, func() { writeFrom(conn, f, &m) })
+		}}, nil
+	case ipc.MsgFsReadStream:
+		var m ipc.PathReq
+		if err := ipc.DecodeRequest(req.Type, req.Payload, &m); err != nil {
+			return nil, err
+		}
+		f, err := openCopied(ctx, inst, m.Path, os.O_RDONLY, 0, false)
+		if f == nil && err == nil {
+			return forwardTo(inst, req, d)
+		}
+		if err != nil {
+			return nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		size := fi.Size()
+		return &ipc.Response{Payload: ipc.Answer(&ipc.ReadStreamAns{Size: uint64(size)}), Hijack: func(conn net.Conn) {
+			go whileRunning(inst, conn, f, func() { readInto(conn, f, m.Path, size) })
+		}}, nil
+	}
+	return nil, fmt.Errorf("%#04x is not a streamed file call", req.Type)
 }
 
-// openInSandbox has inst's agent open p and pass its descriptor. A file
-// the agent keeps instead (a directory) is closed there: the streams take
-// regular files only, and the error says so as the agent's would.
-func openInSandbox(ctx context.Context, inst *engine.Instance, p string, flag int, perm fs.FileMode) (*os.File, error) {
+// openCopied opens p in inst's sandbox, through its agent, when it is a
+// file the helper copies itself, and returns nil and no error when the
+// agent should serve the call instead: the file is not regular, or not on
+// the sandbox's overlay root. It asks the agent first what p is, so that
+// a pipe or a device is opened once, by the agent; a missing p is created
+// by the open when create is set. A file that is no longer regular once
+// open (the sandbox swapped it meanwhile) is an error.
+func openCopied(ctx context.Context, inst *engine.Instance, p string, flag int, perm fs.FileMode, create bool) (*os.File, error) {
 	agent := ipc.NewAgent(inst.Client())
+	st, err := agent.Stat(ctx, p)
+	switch {
+	case err == nil && !st.Info.Mode.IsRegular():
+		return nil, nil
+	case err != nil && !(create && errors.Is(err, fs.ErrNotExist)):
+		return nil, nil // the agent answers with its own error
+	}
 	ans, f, err := agent.OpenFile(ctx, ipc.OpenFileReq{Path: p, Flag: int32(flag), Perm: perm, WantFD: true})
 	if err != nil {
 		return nil, agentErr(inst, err)
 	}
 	if f == nil {
 		agent.FileClose(ctx, ans.Handle)
-		return nil, &fs.PathError{Op: "read", Path: p, Err: syscall.EFBIG} // no size to announce
+		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EAGAIN} // a directory now
+	}
+	regular, overlay := fileKind(f)
+	switch {
+	case !regular:
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EAGAIN} // changed while opened
+	case !overlay:
+		f.Close()
+		return nil, nil
 	}
 	return f, nil
+}
+
+// fileKind tells, from the host's own look at f, whether it is a regular
+// file (S_IFREG: an anonymous inode, which has no type, passes
+// fs.FileMode's IsRegular) and whether it lives on an overlayfs.
+func fileKind(f *os.File) (regular, overlay bool) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		var sfs unix.Statfs_t
+		regular = unix.Fstat(int(fd), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+		overlay = unix.Fstatfs(int(fd), &sfs) == nil && sfs.Type == unix.OVERLAYFS_SUPER_MAGIC
+	})
+	return regular, overlay
 }
 
 // whileRunning runs fn, closing conn and f should inst end first, so that
@@ -75,77 +165,41 @@ func whileRunning(inst *engine.Instance, conn net.Conn, f *os.File, fn func()) {
 	<-ended
 }
 
-// writeStream serves MsgFsWriteStream as the agent's writeStream does: it
-// opens the file as os.WriteFile does (an error then is the call's), and
-// after the answer copies the m.Size bytes that follow into it, reading
-// the rest after a failed write so the client never blocks, then writes
-// the status and closes the connection.
-func (s *session) writeStream(req *ipc.Request, m *ipc.WriteStreamReq) (ipc.Empty, error) {
-	inst, err := s.engine()
+// writeFrom copies the m.Size bytes that follow on conn into f, as the
+// agent's writeStream does: after a failed write it reads the rest, so
+// the client never blocks, and reports the error in the status; then it
+// closes f and conn.
+func writeFrom(conn net.Conn, f *os.File, m *ipc.WriteStreamReq) {
+	defer conn.Close()
+	rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
+	n, err := copyInPieces(struct{ io.Writer }{f}, rest)
 	if err != nil {
-		return ipc.Empty{}, err
+		io.Copy(io.Discard, rest) // what was read but not written is not owed again
+	} else if n < int64(m.Size) {
+		err = io.ErrUnexpectedEOF
 	}
-	f, err := openInSandbox(req.Context(), inst, m.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(m.Perm))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return ipc.Empty{}, err
+		err = &fs.PathError{Op: "write", Path: m.Path, Err: err}
 	}
-	req.HijackWith(func(conn net.Conn) {
-		go whileRunning(inst, conn, f, func() {
-			defer conn.Close()
-			n, err := copyInPieces(struct{ io.Writer }{f}, io.LimitReader(conn, int64(m.Size)))
-			if err != nil {
-				io.Copy(io.Discard, io.LimitReader(conn, int64(m.Size)-n))
-			} else if n < int64(m.Size) {
-				err = io.ErrUnexpectedEOF
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				err = &fs.PathError{Op: "write", Path: m.Path, Err: err}
-			}
-			ipc.WriteStatus(conn, err)
-		})
-	})
-	return ipc.Empty{}, nil
+	ipc.WriteStatus(conn, err)
 }
 
-// readStream serves MsgFsReadStream as the agent's readStream does: it
-// answers the size of the regular file m names, then sends that many
-// bytes (a file that shrank meanwhile padded with zeros, its status
-// saying so), then the status, and closes the connection.
-func (s *session) readStream(req *ipc.Request, m *ipc.PathReq) (ipc.ReadStreamAns, error) {
-	inst, err := s.engine()
-	if err != nil {
-		return ipc.ReadStreamAns{}, err
+// readInto sends size bytes of f on conn, as the agent's readStream does:
+// a file that shrank meanwhile padded with zeros, its status saying so;
+// then the status, and it closes f and conn.
+func readInto(conn net.Conn, f *os.File, p string, size int64) {
+	defer conn.Close()
+	defer f.Close()
+	n, err := copyInPieces(conn, io.LimitReader(f, size))
+	if err == nil && n < size {
+		if _, err = copyInPieces(conn, io.LimitReader(zeros{}, size-n)); err == nil {
+			err = &fs.PathError{Op: "read", Path: p, Err: io.ErrUnexpectedEOF}
+		}
 	}
-	f, err := openInSandbox(req.Context(), inst, m.Path, os.O_RDONLY, 0)
-	if err != nil {
-		return ipc.ReadStreamAns{}, err
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = &fs.PathError{Op: "read", Path: m.Path, Err: syscall.EFBIG}
-	}
-	if err != nil {
-		f.Close()
-		return ipc.ReadStreamAns{}, err
-	}
-	size := fi.Size()
-	req.HijackWith(func(conn net.Conn) {
-		go whileRunning(inst, conn, f, func() {
-			defer conn.Close()
-			defer f.Close()
-			n, err := copyInPieces(conn, io.LimitReader(f, size))
-			if err == nil && n < size {
-				if _, err = copyInPieces(conn, io.LimitReader(zeros{}, size-n)); err == nil {
-					err = &fs.PathError{Op: "read", Path: m.Path, Err: io.ErrUnexpectedEOF}
-				}
-			}
-			ipc.WriteStatus(conn, err)
-		})
-	})
-	return ipc.ReadStreamAns{Size: uint64(size)}, nil
+	ipc.WriteStatus(conn, err)
 }
 
 // copyInPieces copies src to dst until src ends, filling a piece of

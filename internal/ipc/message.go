@@ -139,6 +139,14 @@ func decodeBody(t uint16, b []byte, m Msg) error {
 	return nil
 }
 
+// DecodeRequest decodes the body b of a request of type t into m, as
+// Route does: a malformed body gives an ErrCodeInvalidArgument error.
+func DecodeRequest(t uint16, b []byte, m Msg) error { return decodeBody(t, b, m) }
+
+// Answer returns the payload of a success answer carrying m, as Route
+// makes it: the success byte, then the body.
+func Answer(m Msg) []byte { return appendAnswer(m) }
+
 // appendAnswer returns a success answer's payload: the success byte, then
 // the body.
 func appendAnswer(m Msg) []byte {
