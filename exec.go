@@ -101,6 +101,8 @@ type Cmd struct {
 	goroutine     []func() error
 	goroutineErr  <-chan error
 	ctxResult     <-chan ctxResult
+	agentCtx      context.Context // the context of the calls that wait on the agent (see bindAgentCalls)
+	unbind        func()          // releases agentCtx, once Wait is done
 }
 
 // ErrWaitDelay is returned by Wait when the process exited but its I/O
@@ -263,6 +265,7 @@ func (c *Cmd) start(atOnce bool) error {
 		c.goroutine = append(c.goroutine, func() error { return err })
 	}
 	c.startGoroutines()
+	c.bindAgentCalls()
 	if (c.Cancel != nil || c.WaitDelay != 0) && c.ctx != nil && c.ctx.Done() != nil {
 		resultc := make(chan ctxResult)
 		c.ctxResult = resultc
@@ -417,13 +420,19 @@ func (c *Cmd) finish(state *ProcessState, err error) error {
 	}
 	closeAll(c.parentIOPipes)
 	c.parentIOPipes = nil
+	if c.unbind != nil {
+		c.unbind()
+	}
 	return err
 }
 
 // waitProcess asks the agent for the process's exit.
 func (c *Cmd) waitProcess() (*ProcessState, error) {
-	st, err := c.inst.agent.CmdWait(context.Background(), c.handle, ipc.WaitRelease)
+	st, err := c.inst.agent.CmdWait(c.agentCallCtx(), c.handle, ipc.WaitRelease)
 	c.released.Store(true) // the agent forgot the handle, or the sandbox is gone
+	if err != nil && c.gaveUp() {
+		return nil, fmt.Errorf("waiting for %s: the sandbox's agent did not report its end within WaitDelay (%v) of the context's end: %w", c.Path, c.WaitDelay, c.ctx.Err())
+	}
 	if err != nil {
 		if aerr := c.inst.stoppedErr(err); aerr != nil {
 			return nil, fmt.Errorf("waiting for %s: %w", c.Path, aerr)

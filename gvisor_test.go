@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/ccsandbox/sandbox/gvisor"
 )
@@ -148,4 +150,42 @@ func TestGVisorLimits(t *testing.T) {
 			t.Errorf("the sandbox after a hog: %v, want out of memory", err)
 		}
 	})
+}
+
+// TestGVisorWaitDelayBoundsFrozenAgent: gVisor does not shield the agent
+// from its sandbox's signals by thread id, so the sandbox's code can stop
+// it (kill -STOP on one of its threads); no call is answered after that.
+// A command whose context then ends, with a WaitDelay, still returns from
+// Wait, with an error matching the context's, and Close ends the sandbox.
+// The command stops the agent, then says so in a file of a host directory
+// mounted writable, which needs no agent: the context ends only once the
+// agent is stopped. Without the bound, Wait never returns.
+func TestGVisorWaitDelayBoundsFrozenAgent(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	inst := gvisorInstance(t, WithWritableMount(dir, "/h"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := inst.CommandContext(ctx, "sh", "-c", `
+		for t in $(ls /proc/1/task); do
+			if [ "$t" != 1 ] && kill -STOP "$t"; then echo "$t" > /h/stopped; break; fi
+		done
+		sleep 1000`)
+	cmd.WaitDelay = 100 * time.Millisecond
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "stopped")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := cmd.Wait(); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "did not report") {
+		t.Fatalf("Wait with the agent stopped: %v, want the bound's error, matching context.Canceled", err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Fatalf("Close with the agent stopped: %v", err)
+	}
 }

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -42,7 +41,7 @@ func (c *Cmd) kill(sig syscall.Signal, tree bool) error {
 	if c.released.Load() {
 		return os.ErrProcessDone // waited for: the handle is released
 	}
-	err := c.inst.agent.CmdKill(context.Background(), c.handle, int32(sig), tree)
+	err := c.inst.agent.CmdKill(c.agentCallCtx(), c.handle, int32(sig), tree)
 	if err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			return os.ErrProcessDone
