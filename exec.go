@@ -431,7 +431,7 @@ func (c *Cmd) waitProcess() (*ProcessState, error) {
 	st, err := c.inst.agent.CmdWait(c.agentCallCtx(), c.handle, ipc.WaitRelease)
 	c.released.Store(true) // the agent forgot the handle, or the sandbox is gone
 	if err != nil && c.gaveUp() {
-		return nil, fmt.Errorf("waiting for %s: the sandbox's agent did not report its end within WaitDelay (%v) of the context's end: %w", c.Path, c.WaitDelay, c.ctx.Err())
+		return nil, fmt.Errorf("waiting for %s: the sandbox's agent did not report its end after the context ended (WaitDelay %v): %w", c.Path, c.WaitDelay, c.ctx.Err())
 	}
 	if err != nil {
 		if aerr := c.inst.stoppedErr(err); aerr != nil {

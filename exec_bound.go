@@ -7,24 +7,32 @@ import (
 
 // bindAgentCalls bounds the calls that wait on the agent for the started
 // command (Wait's, and the kills of Cancel and WaitDelay): with a context
-// and a WaitDelay, they give up WaitDelay after the context ends, as
-// exec.Cmd's Wait stops waiting then. An agent that no longer answers
-// (one the sandbox's own code has frozen, in gVisor, which does not
-// shield it) cannot hold Wait past that bound; Wait then returns an error
-// that matches the context's. Without WaitDelay, Wait waits for the agent
-// as exec.Cmd's waits for a process that does not exit.
+// and a WaitDelay, once the context has ended, Cancel has run and
+// WaitDelay has passed, exec.Cmd kills the process and Wait sees it die;
+// here the agent reports that death, and the calls give up if it has not
+// within WaitDelay more (at least agentReportGrace). An agent that no
+// longer answers (one the sandbox's own code has frozen, in gVisor, which
+// does not shield it) cannot hold Wait past that bound; Wait then returns
+// an error that matches the context's. Without WaitDelay, Wait waits for
+// the agent as exec.Cmd's waits for a process that does not exit.
 func (c *Cmd) bindAgentCalls() {
 	if c.ctx == nil || c.ctx.Done() == nil || c.WaitDelay <= 0 {
 		return
 	}
 	ctx, giveUp := context.WithCancel(context.Background())
-	stop := context.AfterFunc(c.ctx, func() { time.AfterFunc(c.WaitDelay, giveUp) })
+	bound := c.WaitDelay + max(c.WaitDelay, agentReportGrace)
+	stop := context.AfterFunc(c.ctx, func() { time.AfterFunc(bound, giveUp) })
 	c.agentCtx = ctx
 	c.unbind = func() {
 		stop()
 		giveUp()
 	}
 }
+
+// agentReportGrace is the least time bindAgentCalls gives an agent to
+// report the end of a process it killed: an answering agent takes
+// milliseconds, more on a loaded machine.
+const agentReportGrace = time.Second
 
 // agentCallCtx returns the context of a call that waits on the agent for
 // the command: the bound bindAgentCalls set, or none.
