@@ -252,7 +252,11 @@ func (c *Cmd) start(atOnce bool) error {
 		started = true
 		return c.runAtOnce(spec, files)
 	}
-	ans, pty, err := c.inst.agent.CmdSpawn(context.Background(), spec, files)
+	spawnCtx := context.Background()
+	if c.ctx != nil {
+		spawnCtx = c.ctx // an agent that does not answer cannot hold Start past it
+	}
+	ans, pty, err := c.inst.agent.CmdSpawn(spawnCtx, spec, files)
 	if err != nil {
 		return c.startErr(err)
 	}
