@@ -15,12 +15,13 @@ import (
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
-// TestRemoteStreamsStayInside: a network helper serves streamed file
-// calls with a descriptor the agent opens in the sandbox. While a command
-// in the sandbox swaps the directory the calls go through with symlinks
-// to a host directory and to the root, as fast as it can, every streamed
-// write lands in the sandbox and every streamed read comes from it: the
-// host canary is never read, changed or joined by a file.
+// TestRemoteStreamsStayInside: a network helper serves streamed writes
+// with a descriptor the agent opens in the sandbox (and forwards streamed
+// reads to the agent). While a command in the sandbox swaps the directory
+// the calls go through with symlinks to a host directory and to the root,
+// as fast as it can, every streamed write lands in the sandbox and every
+// streamed read comes from it: the host canary is never read, changed or
+// joined by a file.
 func TestRemoteStreamsStayInside(t *testing.T) {
 	hostDir, err := os.MkdirTemp("", "cc-canary-")
 	if err != nil {
