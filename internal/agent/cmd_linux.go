@@ -70,14 +70,6 @@ func (a *agent) registerCommands() {
 			c.release()
 			return ipc.SpawnAns{}, err
 		}
-		if err := req.Context().Err(); err != nil {
-			// The caller gave up (its context ended, its connection
-			// closed) while the process started: nothing would ever wait
-			// for it or stop it.
-			killTree(int(pid), syscall.SIGKILL)
-			c.release()
-			return ipc.SpawnAns{}, err
-		}
 		return ipc.SpawnAns{Handle: a.handles.add(c), Pid: pid}, nil
 	})
 	ipc.Route(a.mux, ipc.MsgCmdRun, func(req *ipc.Request, spec *ipc.CmdSpec) (ipc.RunAns, error) {
