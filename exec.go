@@ -253,10 +253,17 @@ func (c *Cmd) start(atOnce bool) error {
 		return c.runAtOnce(spec, files)
 	}
 	spawnCtx := context.Background()
-	if c.ctx != nil {
-		spawnCtx = c.ctx // an agent that does not answer cannot hold Start past it
+	if c.ctx != nil && c.ctx.Done() != nil {
+		// An agent that does not answer cannot hold Start much past the
+		// context's end (see agentReportGrace).
+		var release func()
+		spawnCtx, release = graceAfter(c.ctx, agentReportGrace)
+		defer release()
 	}
 	ans, pty, err := c.inst.agent.CmdSpawn(spawnCtx, spec, files)
+	if err != nil && spawnCtx.Err() != nil {
+		return fmt.Errorf("starting %s: the sandbox's agent did not answer after the context ended: %w", c.Path, c.ctx.Err())
+	}
 	if err != nil {
 		return c.startErr(err)
 	}

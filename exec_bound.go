@@ -19,20 +19,27 @@ func (c *Cmd) bindAgentCalls() {
 	if c.ctx == nil || c.ctx.Done() == nil || c.WaitDelay <= 0 {
 		return
 	}
-	ctx, giveUp := context.WithCancel(context.Background())
-	bound := c.WaitDelay + max(c.WaitDelay, agentReportGrace)
-	stop := context.AfterFunc(c.ctx, func() { time.AfterFunc(bound, giveUp) })
-	c.agentCtx = ctx
-	c.unbind = func() {
+	c.agentCtx, c.unbind = graceAfter(c.ctx, c.WaitDelay+max(c.WaitDelay, agentReportGrace))
+}
+
+// agentReportGrace is the least time an agent is given to answer after a
+// command's context has ended: an answering agent takes milliseconds,
+// more on a loaded machine. Start's spawn gets that long (an answer that
+// comes in time gives the process to Cancel, rather than leave it
+// running unknown), and Wait with WaitDelay at least that long after the
+// WaitDelay kill.
+const agentReportGrace = time.Second
+
+// graceAfter returns a context that ends d after ctx ends, and the
+// function that releases it.
+func graceAfter(ctx context.Context, d time.Duration) (context.Context, func()) {
+	after, giveUp := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d, giveUp) })
+	return after, func() {
 		stop()
 		giveUp()
 	}
 }
-
-// agentReportGrace is the least time bindAgentCalls gives an agent to
-// report the end of a process it killed: an answering agent takes
-// milliseconds, more on a loaded machine.
-const agentReportGrace = time.Second
 
 // agentCallCtx returns the context of a call that waits on the agent for
 // the command: the bound bindAgentCalls set, or none.
