@@ -252,31 +252,22 @@ func (c *Cmd) start(atOnce bool) error {
 		started = true
 		return c.runAtOnce(spec, files)
 	}
-	spawnCtx := context.Background()
-	if c.ctx != nil && c.ctx.Done() != nil {
-		// An agent that does not answer cannot hold Start much past the
-		// context's end (see agentReportGrace).
-		var release func()
-		spawnCtx, release = graceAfter(c.ctx, agentReportGrace)
-		defer release()
-	}
-	ans, pty, err := c.inst.agent.CmdSpawn(spawnCtx, spec, files)
-	if err != nil && spawnCtx.Err() != nil {
-		return fmt.Errorf("starting %s: the sandbox's agent did not answer after the context ended: %w", c.Path, c.ctx.Err())
-	}
+	// The spawn waits for the agent whatever the context: given up, it
+	// could leave a process running that nothing knows of.
+	ans, pty, err := c.inst.agent.CmdSpawn(context.Background(), spec, files)
 	if err != nil {
 		return c.startErr(err)
 	}
 	c.handle = ans.Handle
 	started = true
 	c.Process = &Process{Pid: int(ans.Pid), cmd: c}
-	st.closeChild() // the process holds them now
+	st.closeChild()    // the process holds them now
+	c.bindAgentCalls() // before anything that may kill it
 	if err := st.started(c, pty); err != nil {
 		c.kill(syscall.SIGKILL, true)
 		c.goroutine = append(c.goroutine, func() error { return err })
 	}
 	c.startGoroutines()
-	c.bindAgentCalls()
 	if (c.Cancel != nil || c.WaitDelay != 0) && c.ctx != nil && c.ctx.Done() != nil {
 		resultc := make(chan ctxResult)
 		c.ctxResult = resultc
@@ -360,6 +351,7 @@ func (c *Cmd) watchCtx(resultc chan<- ctxResult) {
 		return
 	case <-timer.C:
 	}
+	c.armBound()
 	killed := false
 	if killErr := c.Process.Kill(); killErr == nil {
 		killed = true
@@ -439,9 +431,11 @@ func (c *Cmd) finish(state *ProcessState, err error) error {
 
 // waitProcess asks the agent for the process's exit.
 func (c *Cmd) waitProcess() (*ProcessState, error) {
-	st, err := c.inst.agent.CmdWait(c.agentCallCtx(), c.handle, ipc.WaitRelease)
+	ctx, cancel := c.waitCtx()
+	defer cancel()
+	st, err := c.inst.agent.CmdWait(ctx, c.handle, ipc.WaitRelease)
 	c.released.Store(true) // the agent forgot the handle, or the sandbox is gone
-	if err != nil && c.gaveUp() {
+	if err != nil && ctx.Err() != nil && c.ctx.Err() != nil {
 		return nil, fmt.Errorf("waiting for %s: the sandbox's agent did not report its end after the context ended (WaitDelay %v): %w", c.Path, c.WaitDelay, c.ctx.Err())
 	}
 	if err != nil {

@@ -5,52 +5,69 @@ import (
 	"time"
 )
 
-// bindAgentCalls bounds the calls that wait on the agent for the started
-// command (Wait's, and the kills of Cancel and WaitDelay): with a context
-// and a WaitDelay, once the context has ended, Cancel has run and
-// WaitDelay has passed, exec.Cmd kills the process and Wait sees it die;
-// here the agent reports that death, and the calls give up if it has not
-// within WaitDelay more (at least agentReportGrace). An agent that no
-// longer answers (one the sandbox's own code has frozen, in gVisor, which
-// does not shield it) cannot hold Wait past that bound; Wait then returns
-// an error that matches the context's. Without WaitDelay, Wait waits for
-// the agent as exec.Cmd's waits for a process that does not exit.
-func (c *Cmd) bindAgentCalls() {
-	if c.ctx == nil || c.ctx.Done() == nil || c.WaitDelay <= 0 {
-		return
-	}
-	c.agentCtx, c.unbind = graceAfter(c.ctx, c.WaitDelay+max(c.WaitDelay, agentReportGrace))
-}
+// With a context and a WaitDelay, exec.Cmd kills the process WaitDelay
+// after the context ends (and Cancel has run), and Wait sees it die. Here
+// the agent reports that death; an agent that no longer answers (one the
+// sandbox's own code has frozen, in gVisor, which does not shield it)
+// would hold Wait for ever. So the calls that wait on the agent for such
+// a command are bounded, each by agentBound() from when it can no longer
+// expect a normal answer: Wait's, from the WaitDelay kill (or from its
+// own start, when it comes later); a kill's, from its own start once the
+// context has ended. Wait then returns an error that matches the
+// context's. Without WaitDelay, Wait waits for the agent as exec.Cmd's
+// waits for a process that does not exit. Start's spawn always waits: a
+// spawn given up could leave a process running that nothing knows of.
 
-// agentReportGrace is the least time an agent is given to answer after a
-// command's context has ended: an answering agent takes milliseconds,
-// more on a loaded machine. Start's spawn gets that long (an answer that
-// comes in time gives the process to Cancel, rather than leave it
-// running unknown), and Wait with WaitDelay at least that long after the
-// WaitDelay kill.
+// agentReportGrace is the least time an agent is given to answer a call
+// bounded so: an answering agent takes milliseconds, more on a loaded
+// machine.
 const agentReportGrace = time.Second
 
-// graceAfter returns a context that ends d after ctx ends, and the
-// function that releases it.
-func graceAfter(ctx context.Context, d time.Duration) (context.Context, func()) {
-	after, giveUp := context.WithCancel(context.Background())
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d, giveUp) })
-	return after, func() {
-		stop()
-		giveUp()
+// agentBound is how long a bounded call waits for the agent.
+func (c *Cmd) agentBound() time.Duration { return max(c.WaitDelay, agentReportGrace) }
+
+// bounded reports whether the command's calls on the agent are bounded.
+func (c *Cmd) bounded() bool {
+	return c.ctx != nil && c.ctx.Done() != nil && c.WaitDelay > 0
+}
+
+// bindAgentCalls makes the context Wait's call waits under, ended by
+// armBound; Start calls it before anything can kill the process.
+func (c *Cmd) bindAgentCalls() {
+	if !c.bounded() {
+		return
+	}
+	c.agentCtx, c.unbind = context.WithCancel(context.Background())
+}
+
+// armBound ends Wait's call agentBound from now: watchCtx calls it as it
+// sends the WaitDelay kill.
+func (c *Cmd) armBound() {
+	if c.unbind != nil {
+		time.AfterFunc(c.agentBound(), c.unbind)
 	}
 }
 
-// agentCallCtx returns the context of a call that waits on the agent for
-// the command: the bound bindAgentCalls set, or none.
-func (c *Cmd) agentCallCtx() context.Context {
-	if c.agentCtx == nil {
-		return context.Background()
+// waitCtx returns the context of Wait's call on the agent, and its
+// release: unbounded, the one armBound ends, or, for a Wait that comes
+// after that has ended, agentBound of its own.
+func (c *Cmd) waitCtx() (context.Context, context.CancelFunc) {
+	switch {
+	case c.agentCtx == nil:
+		return context.Background(), func() {}
+	case c.agentCtx.Err() != nil:
+		return context.WithTimeout(context.Background(), c.agentBound())
 	}
-	return c.agentCtx
+	return c.agentCtx, func() {}
 }
 
-// gaveUp reports whether the bound has ended the calls on the agent.
-func (c *Cmd) gaveUp() bool {
-	return c.agentCtx != nil && c.agentCtx.Err() != nil && c.ctx.Err() != nil
+// killCtx returns the context of a kill, and its release: once the
+// context of a bounded command has ended (Cancel, the WaitDelay kill, a
+// late Signal), agentBound of its own, so that a frozen agent cannot hold
+// the context's watcher.
+func (c *Cmd) killCtx() (context.Context, context.CancelFunc) {
+	if !c.bounded() || c.ctx.Err() == nil {
+		return context.Background(), func() {}
+	}
+	return context.WithTimeout(context.Background(), c.agentBound())
 }

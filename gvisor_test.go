@@ -156,8 +156,7 @@ func TestGVisorLimits(t *testing.T) {
 // from its sandbox's signals by thread id, so the sandbox's code can stop
 // it (kill -STOP on one of its threads); no call is answered after that.
 // A command whose context then ends, with a WaitDelay, still returns from
-// Wait, with an error matching the context's; a command started then
-// returns when its context ends; and Close ends the sandbox.
+// Wait, with an error matching the context's, and Close ends the sandbox.
 // The command stops the agent, then says so in a file of a host directory
 // mounted writable, which needs no agent: the context ends only once the
 // agent is stopped. Without the bound, Wait never returns.
@@ -185,13 +184,6 @@ func TestGVisorWaitDelayBoundsFrozenAgent(t *testing.T) {
 	cancel()
 	if err := cmd.Wait(); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "did not report") {
 		t.Fatalf("Wait with the agent stopped: %v, want the bound's error, matching context.Canceled", err)
-	}
-	// A command started on the stopped agent returns once its context
-	// ends.
-	short, cancelShort := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancelShort()
-	if err := inst.CommandContext(short, "true").Run(); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a command started with the agent stopped: %v, want an error matching context.DeadlineExceeded", err)
 	}
 	if err := inst.Close(); err != nil {
 		t.Fatalf("Close with the agent stopped: %v", err)

@@ -41,7 +41,9 @@ func (c *Cmd) kill(sig syscall.Signal, tree bool) error {
 	if c.released.Load() {
 		return os.ErrProcessDone // waited for: the handle is released
 	}
-	err := c.inst.agent.CmdKill(c.agentCallCtx(), c.handle, int32(sig), tree)
+	ctx, cancel := c.killCtx()
+	defer cancel()
+	err := c.inst.agent.CmdKill(ctx, c.handle, int32(sig), tree)
 	if err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			return os.ErrProcessDone
