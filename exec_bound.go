@@ -49,16 +49,22 @@ func (c *Cmd) armBound() {
 }
 
 // waitCtx returns the context of Wait's call on the agent, and its
-// release: unbounded, the one armBound ends, or, for a Wait that comes
-// after that has ended, agentBound of its own.
+// release: unbounded, or one that ends once armBound's bound has ended and
+// the call has had agentBound of its own (a Wait that comes late, or just
+// before the bound ends, still gets its time).
 func (c *Cmd) waitCtx() (context.Context, context.CancelFunc) {
-	switch {
-	case c.agentCtx == nil:
+	if c.agentCtx == nil {
 		return context.Background(), func() {}
-	case c.agentCtx.Err() != nil:
-		return context.WithTimeout(context.Background(), c.agentBound())
 	}
-	return c.agentCtx, func() {}
+	start := time.Now()
+	ctx, giveUp := context.WithCancel(context.Background())
+	stop := context.AfterFunc(c.agentCtx, func() {
+		time.AfterFunc(c.agentBound()-time.Since(start), giveUp)
+	})
+	return ctx, func() {
+		stop()
+		giveUp()
+	}
 }
 
 // killCtx returns the context of a kill, and its release: once the
