@@ -3,10 +3,8 @@ package agent
 import (
 	"io"
 	"io/fs"
-	"math"
 	"net"
 	"os"
-	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -18,8 +16,8 @@ import (
 // still reads the rest, so the client never blocks, and reports the error
 // in the status.
 func (a *agent) writeStream(req *ipc.Request, m *ipc.WriteStreamReq) (ipc.Empty, error) {
-	if m.Size > math.MaxInt64 {
-		return ipc.Empty{}, &fs.PathError{Op: "write", Path: m.Path, Err: syscall.EFBIG}
+	if err := m.CheckSize(); err != nil {
+		return ipc.Empty{}, err
 	}
 	f, err := a.root.open(m.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(m.Perm))
 	if err != nil {
@@ -28,22 +26,9 @@ func (a *agent) writeStream(req *ipc.Request, m *ipc.WriteStreamReq) (ipc.Empty,
 	req.HijackWith(func(conn net.Conn) {
 		go func() {
 			defer conn.Close()
-			// Through Write alone: os.File's ReadFrom would copy 32 KiB at
-			// a time, each a write system call (dear in gVisor).
-			rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
-			n, err := io.CopyBuffer(struct{ io.Writer }{f}, rest, make([]byte, streamChunk))
-			if err != nil {
-				io.Copy(io.Discard, rest) // what was read but not written is not owed again
-			} else if n < int64(m.Size) {
-				err = io.ErrUnexpectedEOF
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				err = &fs.PathError{Op: "write", Path: m.Path, Err: err}
-			}
-			ipc.WriteStatus(conn, err)
+			ipc.ReceiveWriteStream(conn, f, m, func(dst io.Writer, src io.Reader) (int64, error) {
+				return io.CopyBuffer(dst, src, make([]byte, streamChunk))
+			})
 		}()
 	})
 	return ipc.Empty{}, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"net"
 	"os"
 	"syscall"
@@ -54,8 +53,8 @@ func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc) (*ipc.Res
 	if err := ipc.DecodeRequest(req.Type, req.Payload, &m); err != nil {
 		return nil, err
 	}
-	if m.Size > math.MaxInt64 {
-		return nil, &fs.PathError{Op: "write", Path: m.Path, Err: syscall.EFBIG}
+	if err := m.CheckSize(); err != nil {
+		return nil, err
 	}
 	f, err := openCopied(req.Context(), inst, m.Path, fs.FileMode(m.Perm))
 	if f == nil && err == nil {
@@ -65,7 +64,10 @@ func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc) (*ipc.Res
 		return nil, err
 	}
 	return &ipc.Response{Payload: ipc.Answer(nil), Hijack: func(conn net.Conn) {
-		go whileRunning(inst, conn, f, func() { writeFrom(conn, f, &m) })
+		go whileRunning(inst, conn, f, func() {
+			defer conn.Close()
+			ipc.ReceiveWriteStream(conn, f, &m, copyInPieces)
+		})
 	}}, nil
 }
 
@@ -140,28 +142,6 @@ func whileRunning(inst *engine.Instance, conn net.Conn, f *os.File, fn func()) {
 	fn()
 	close(finished)
 	<-ended
-}
-
-// writeFrom copies the m.Size bytes that follow on conn into f, as the
-// agent's writeStream does: after a failed write it reads the rest, so
-// the client never blocks, and reports the error in the status; then it
-// closes f and conn.
-func writeFrom(conn net.Conn, f *os.File, m *ipc.WriteStreamReq) {
-	defer conn.Close()
-	rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
-	n, err := copyInPieces(struct{ io.Writer }{f}, rest)
-	if err != nil {
-		io.Copy(io.Discard, rest) // what was read but not written is not owed again
-	} else if n < int64(m.Size) {
-		err = io.ErrUnexpectedEOF
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		err = &fs.PathError{Op: "write", Path: m.Path, Err: err}
-	}
-	ipc.WriteStatus(conn, err)
 }
 
 // copyInPieces copies src to dst until src ends, filling a piece of
