@@ -14,17 +14,8 @@ import (
 // kind of path the file API and commands accept, and checks that no host
 // file is read or written.
 func TestPathEscape(t *testing.T) {
-	hostDir, err := os.MkdirTemp("", "cc-canary-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(hostDir)
-	os.Chmod(hostDir, 0o755)
-	canary := filepath.Join(hostDir, "secret")
 	secret := []byte("host secret")
-	if err := os.WriteFile(canary, secret, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hostDir, canary := hostCanary(t, secret)
 	depth := strings.Repeat("../", 20)
 
 	for _, mode := range ioModes {
@@ -97,6 +88,23 @@ func TestPathEscape(t *testing.T) {
 			t.Errorf("%s appeared on the host", p)
 		}
 	}
+}
+
+// hostCanary makes a host directory (removed after the test) holding one
+// file, "secret", of secret, and returns both paths.
+func hostCanary(t *testing.T, secret []byte) (dir, canary string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cc-canary-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	canary = filepath.Join(dir, "secret")
+	if err := os.WriteFile(canary, secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, canary
 }
 
 // readOS reads p with the os-style calls (which take any path).

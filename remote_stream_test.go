@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -23,17 +22,8 @@ import (
 // streamed read comes from it: the host canary is never read, changed or
 // joined by a file.
 func TestRemoteStreamsStayInside(t *testing.T) {
-	hostDir, err := os.MkdirTemp("", "cc-canary-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(hostDir)
-	os.Chmod(hostDir, 0o755)
-	canary := filepath.Join(hostDir, "secret")
 	secret := bytes.Repeat([]byte("host secret "), ipc.MaxMessageSize/12+1) // large enough to be streamed back
-	if err := os.WriteFile(canary, secret, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hostDir, canary := hostCanary(t, secret)
 	_, _, r, img := remoteClient(t)
 	inst, err := r.New(context.Background(), img)
 	if err != nil {
