@@ -31,6 +31,12 @@ type Image struct {
 	// remote says how a network helper gets the image (Remote.Pull,
 	// Fleet.Pull); its layers are in the helpers' stores, not in store.
 	remote *ipc.PullReq
+	// pulled: Pull got it from a registry, where a network helper can
+	// pull it too; any other local image goes to a helper by content.
+	pulled bool
+	// content is the local image or snapshot a helper's image was sent
+	// from (Remote.New), so that another helper can be sent it too.
+	content *imageContent
 }
 
 // ImageConfig is what an image's config says about running it.
@@ -99,7 +105,12 @@ func Pull(ctx context.Context, ref string, opts ...PullOption) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newImage(s, p.Image, p.Reference)
+	img, err := newImage(s, p.Image, p.Reference)
+	if err != nil {
+		return nil, err
+	}
+	img.pulled = true
+	return img, nil
 }
 
 // LoadOCILayout imports an image from the OCI image layout in dir (as

@@ -12,18 +12,22 @@ import (
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/singleflight"
 )
 
 // Remote is a network helper: a `cc-helper serve` process on another
 // machine (or this one) that runs sandboxes for many clients, reached over
 // TCP with mutual TLS. Its sandboxes are the same *Instance the local New
 // returns: commands, files and network calls work unchanged (they travel
-// as messages and streams over the connection). Images come by reference:
-// the helper pulls them into its own store. A Remote is safe for
+// as messages and streams over the connection). Images come by reference
+// (the helper pulls them into its own store) or by content (an image or
+// snapshot of this machine: the helper is sent the layers it lacks). A
+// Remote is safe for
 // concurrent use; after the helper has gone it dials again on the next
 // call, so a helper that comes back is used again.
 type Remote struct {
-	nc *helper.NetClient
+	nc    *helper.NetClient
+	sends singleflight.Group // of sendContent, by imageContent.key
 }
 
 // DialRemote connects to the network helper at addr ("host:port") with
@@ -140,7 +144,7 @@ func errRemoteImage(i *Image) error {
 func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 	img, ok := src.(*Image)
 	if !ok {
-		return nil, fmt.Errorf("a %T names paths of this host; a network helper starts images by reference (an *Image)", src)
+		return nil, fmt.Errorf("a %T names paths of this host; a network helper starts images and snapshots", src)
 	}
 	req := &ipc.RemoteNewReq{Backend: string(o.backend), Hostname: o.hostname, MemoryMB: o.memoryMB,
 		CPUsMilli: uint32(o.cpus * 1000), PidsMax: o.pidsMax, NoFile: o.noFile, DiskMB: o.diskMB, TimeoutNs: int64(o.timeout),
@@ -149,9 +153,7 @@ func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 	case img.remote != nil:
 		req.Image, req.Digest = *img.remote, img.digest.String()
 	case img.store == nil && len(img.layers) == 0: // Scratch
-	case img.ref == "":
-		return nil, fmt.Errorf("image %s has no reference a network helper could pull it by", img.digest)
-	default:
+	default: // pulled here from a registry (contentOf): the helper pulls it too
 		req.Image, req.Digest = ipc.PullReq{Ref: img.ref}, img.digest.String()
 	}
 	if o.kernel != "" {
@@ -164,9 +166,15 @@ func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 }
 
 // New starts a sandbox of src on the helper and returns it once it is
-// ready to run commands. src is an *Image: one from Remote.Pull or
-// Fleet.Pull, Scratch, or a local one the helper pulls by its reference
-// (its digest must match). WithMount names a path of the helper's host,
+// ready to run commands. src is an *Image or a *Snapshot: one from
+// Remote.Pull or Fleet.Pull; Scratch; a local image Pull got from a
+// registry, which the helper pulls by its reference (its digest must
+// match); or any other local image or snapshot (Build's result, a
+// Snapshot, an image loaded from an archive), which is sent by content:
+// the layers the helper's store lacks travel as tars, each checked by its
+// digest there, and the helper then has the image under its config's
+// digest (the layers are re-created from their files, so the digests are
+// not those of the local store). WithMount names a path of the helper's host,
 // which the helper refuses unless its policy allows it; WithKernel is
 // refused. With WithNetwork (or SetNetworkEnabled) the sandbox's egress
 // leaves from this process, not from the helper's host: the helper relays
@@ -182,6 +190,15 @@ func (r *Remote) New(ctx context.Context, src Source, opts ...Option) (*Instance
 	o, err := resolveNewOptions(opts)
 	if err != nil {
 		return nil, err
+	}
+	content, err := contentOf(src)
+	if err != nil {
+		return nil, fmt.Errorf("Remote.New: %w", err)
+	}
+	if content != nil {
+		if src, err = r.sendContent(ctx, content); err != nil {
+			return nil, fmt.Errorf("Remote.New: %w", err)
+		}
 	}
 	req, err := remoteNewRequest(src, &o)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -182,4 +183,83 @@ func (n *NetClient) Close() error {
 		c.Close()
 	}
 	return nil
+}
+
+// MissingLayers asks the helper which of the layers (diffIDs) its store
+// lacks.
+func (n *NetClient) MissingLayers(ctx context.Context, diffIDs []string) ([]string, error) {
+	var a ipc.LayersAns
+	err := n.do(ctx, ipc.MsgRemoteLayers, &ipc.LayersReq{DiffIDs: diffIDs}, &a)
+	return a.Missing, err
+}
+
+// PutLayer sends the helper a layer: write writes its plain tar, size
+// bytes whose sha256 is diffID, which the helper checks as it unpacks
+// them. It returns the helper's refusal (the status that ends the
+// stream), write's error, or a *ipc.TransportError when the stream
+// breaks; ctx's end breaks it.
+func (n *NetClient) PutLayer(ctx context.Context, diffID string, size int64, write func(io.Writer) error) error {
+	c, err := n.client(ctx)
+	if err != nil {
+		return err
+	}
+	_, conn, err := c.DoStream(ctx, ipc.MsgRemotePutLayer, &ipc.PutLayerReq{DiffID: diffID, Size: uint64(size)}, nil)
+	if err != nil {
+		if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
+			return fmt.Errorf("helper %s: %w", n.addr, ie.Bare())
+		}
+		return fmt.Errorf("helper %s: %w", n.addr, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	w := &countingWriter{w: conn, limit: size}
+	if err := write(w); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if w.err != nil {
+			return &ipc.TransportError{Op: "write", Err: w.err}
+		}
+		return err
+	}
+	if w.n != size {
+		return fmt.Errorf("layer %s: %d bytes written, %d announced", diffID, w.n, size)
+	}
+	if err := ipc.ReadStatus(conn); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("helper %s: %w", n.addr, err)
+	}
+	return nil
+}
+
+// countingWriter counts what it passes on, refusing more than limit
+// bytes, and keeps the writer's error apart from the caller's.
+type countingWriter struct {
+	w     io.Writer
+	n     int64
+	limit int64
+	err   error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.limit-c.n {
+		return 0, fmt.Errorf("more than the %d bytes announced", c.limit)
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// PutImage has the helper record an image by its config, whose layers it
+// holds (PutLayer). Its answer names the image by the config's digest.
+func (n *NetClient) PutImage(ctx context.Context, config []byte) (ipc.PullAns, error) {
+	var a ipc.PullAns
+	err := n.do(ctx, ipc.MsgRemoteImage, &ipc.ImageReq{Config: config}, &a)
+	return a, err
 }

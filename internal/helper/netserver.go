@@ -43,6 +43,7 @@ type NetServer struct {
 	sessions atomic.Uint64 // connections past the handshake
 	refused  atomic.Uint64 // connections refused at the handshake
 	messages atomic.Uint64 // messages served
+	layers   atomic.Uint64 // layers clients sent (MsgRemotePutLayer)
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -92,6 +93,10 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
+
+// LayersReceived returns how many layers clients have sent
+// (MsgRemotePutLayer), whether or not the store held them already.
+func (s *NetServer) LayersReceived() uint64 { return s.layers.Load() }
 
 // Addr returns the address the helper listens on.
 func (s *NetServer) Addr() net.Addr { return s.ln.Addr() }

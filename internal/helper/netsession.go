@@ -13,8 +13,9 @@ import (
 // session serves one connection of a network helper's client, whose
 // identity (the certificate's common name) the TLS handshake proved. A
 // session is either a client's own (MsgRemoteNew, MsgRemotePull,
-// MsgRemoteCapacity) or, after MsgRemoteAttach, one of an instance's:
-// its lifecycle messages and the agent's, forwarded as the table says.
+// MsgRemoteCapacity, and the messages of images by content) or, after
+// MsgRemoteAttach, one of an instance's: its lifecycle messages and the
+// agent's, forwarded as the table says.
 type session struct {
 	srv    *NetServer
 	client string
@@ -32,6 +33,13 @@ func newSession(srv *NetServer, client string) *session {
 	})
 	ipc.Route(s.own, ipc.MsgRemotePull, func(req *ipc.Request, m *ipc.PullReq) (ipc.PullAns, error) {
 		return srv.pull(req.Context(), m)
+	})
+	ipc.Route(s.own, ipc.MsgRemoteLayers, func(_ *ipc.Request, m *ipc.LayersReq) (ipc.LayersAns, error) {
+		return srv.missingLayers(m)
+	})
+	ipc.Route(s.own, ipc.MsgRemotePutLayer, srv.putLayer)
+	ipc.Route(s.own, ipc.MsgRemoteImage, func(req *ipc.Request, m *ipc.ImageReq) (ipc.PullAns, error) {
+		return srv.putImage(req.Context(), m)
 	})
 	ipc.Route(s.own, ipc.MsgRemoteCapacity, func(*ipc.Request, *ipc.Empty) (ipc.CapacityAns, error) {
 		return srv.capacity(client), nil

@@ -123,6 +123,9 @@ var goldenBodies = map[string][2]Msg{
 	"remote-pull":     {&PullReq{"busybox", "", 0, false}, &PullAns{"sha256:ab", "index.docker.io/library/busybox:latest", []byte(`{"os":"linux"}`), []string{"sha256:cd"}}},
 	"remote-capacity": {&Empty{}, &CapacityAns{100, 3, 97, -1, 12, 2, 345}},
 	"remote-tap":      {&gNetTap, &Empty{}},
+	"remote-layers":   {&LayersReq{[]string{"sha256:cd", "sha256:ef"}}, &LayersAns{[]string{"sha256:ef"}}},
+	"remote-putlayer": {&PutLayerReq{"sha256:cd", 1024}, &Empty{}},
+	"remote-image":    {&ImageReq{[]byte(`{"os":"linux"}`)}, &PullAns{"sha256:ab", "", []byte(`{"os":"linux"}`), []string{"sha256:cd"}}},
 }
 
 func readGolden(t *testing.T) []wiregolden.Msg {

@@ -94,6 +94,9 @@ const (
 	MsgRemotePull     uint16 = 0x0902
 	MsgRemoteCapacity uint16 = 0x0903
 	MsgRemoteTap      uint16 = 0x0904
+	MsgRemoteLayers   uint16 = 0x0905
+	MsgRemotePutLayer uint16 = 0x0906
+	MsgRemoteImage    uint16 = 0x0907
 
 	// Response types (0xFFxx)
 	MsgResponse uint16 = 0xFF00
@@ -108,8 +111,9 @@ const (
 // number, MsgInstanceSnapshot (it was MsgFsSnapshot, which is the agent's);
 // version 4 added the network helper's messages (0x09xx) and
 // MsgFsWriteStream; version 5 added MsgFsReadStream; version 6 added
-// MsgRemoteTap.
-const ProtocolVersion uint32 = 6
+// MsgRemoteTap; version 7 added MsgRemoteLayers, MsgRemotePutLayer and
+// MsgRemoteImage (images by content).
+const ProtocolVersion uint32 = 7
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

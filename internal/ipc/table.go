@@ -218,4 +218,13 @@ var messages = []Desc{
 	{Type: MsgRemoteTap, Name: "MsgRemoteTap", Peer: PeerHelper,
 		Purpose: "network helper: create the attached instance's egress device, configured as asked; the connection then carries its ethernet frames (ReadLinkFrame, WriteLinkFrame)",
 		Request: body[NetworkReq](), Answer: body[Empty](), Hijack: HijackAlways},
+	{Type: MsgRemoteLayers, Name: "MsgRemoteLayers", Peer: PeerHelper,
+		Purpose: "network helper: which of these layers (by diffID) its store lacks",
+		Request: body[LayersReq](), Answer: body[LayersAns]()},
+	{Type: MsgRemotePutLayer, Name: "MsgRemotePutLayer", Peer: PeerHelper,
+		Purpose: "network helper: the connection then carries a layer's plain tar, checked against its diffID and unpacked into the store; a status frame ends it",
+		Request: body[PutLayerReq](), Answer: body[Empty](), Blocks: true, Hijack: HijackAlways},
+	{Type: MsgRemoteImage, Name: "MsgRemoteImage", Peer: PeerHelper,
+		Purpose: "network helper: record an image by its config, whose layers are all in the store; its digest is the config's",
+		Request: body[ImageReq](), Answer: body[PullAns]()},
 }
