@@ -137,19 +137,26 @@ func remoteImage(a ipc.PullAns, req *ipc.PullReq) (*Image, error) {
 }
 
 func errRemoteImage(i *Image) error {
-	return fmt.Errorf("image %s was pulled by a network helper and lives there: start it with Remote.New or Fleet.New", i.digest)
+	return fmt.Errorf("image %s lives on a network helper: start it with Remote.New or Fleet.New", i.digest)
 }
 
-// remoteNewRequest describes a sandbox of src for a network helper.
-func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
-	img, ok := src.(*Image)
-	if !ok {
-		return nil, fmt.Errorf("a %T names paths of this host; a network helper starts images and snapshots", src)
-	}
+// remoteNewRequest describes a sandbox of src for the network helper at
+// addr.
+func remoteNewRequest(addr string, src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 	req := &ipc.RemoteNewReq{Backend: string(o.backend), Hostname: o.hostname, MemoryMB: o.memoryMB,
 		CPUsMilli: uint32(o.cpus * 1000), PidsMax: o.pidsMax, NoFile: o.noFile, DiskMB: o.diskMB, TimeoutNs: int64(o.timeout),
 		Network: o.network}
+	img, ok := src.(*Image)
 	switch {
+	case !ok:
+		snap, ok := src.(*Snapshot)
+		if !ok || snap.onHelper == nil {
+			return nil, fmt.Errorf("a %T names paths of this host; a network helper starts images and snapshots", src)
+		}
+		if snap.onHelper.addr != addr {
+			return nil, fmt.Errorf("snapshot %s lives on the network helper %s, not on %s", snap.info.Key, snap.onHelper.addr, addr)
+		}
+		req.Digest = snap.onHelper.digest.String()
 	case img.remote != nil:
 		req.Image, req.Digest = *img.remote, img.digest.String()
 	case img.store == nil && len(img.layers) == 0: // Scratch
@@ -167,7 +174,8 @@ func remoteNewRequest(src Source, o *newOptions) (*ipc.RemoteNewReq, error) {
 
 // New starts a sandbox of src on the helper and returns it once it is
 // ready to run commands. src is an *Image or a *Snapshot: one from
-// Remote.Pull or Fleet.Pull; Scratch; a local image Pull got from a
+// Remote.Pull or Fleet.Pull; a snapshot of one of this helper's sandboxes
+// (Instance.Snapshot), which stays in its store; Scratch; a local image Pull got from a
 // registry, which the helper pulls by its reference (its digest must
 // match); or any other local image or snapshot (Build's result, a
 // Snapshot, an image loaded from an archive), which is sent by content:
@@ -200,7 +208,7 @@ func (r *Remote) New(ctx context.Context, src Source, opts ...Option) (*Instance
 			return nil, fmt.Errorf("Remote.New: %w", err)
 		}
 	}
-	req, err := remoteNewRequest(src, &o)
+	req, err := remoteNewRequest(r.Addr(), src, &o)
 	if err != nil {
 		return nil, fmt.Errorf("Remote.New: %w", err)
 	}

@@ -42,6 +42,9 @@ func contentOf(src Source) (*imageContent, error) {
 		}
 		return &imageContent{key: "image " + s.digest.String(), store: s.store, layers: s.layers, config: s.raw}, nil
 	case *Snapshot:
+		if s.onHelper != nil {
+			return nil, nil
+		}
 		if s.info.Host != "" {
 			return nil, fmt.Errorf("snapshot %s stands on the host image (HostImage), which is this machine's, not an image a network helper could have: %w", s.info.Key, errors.ErrUnsupported)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,9 +24,12 @@ import (
 // as an OCI image. Close it when done: until then, Prune keeps its layers.
 type Snapshot struct {
 	info  *snapshot.Info
-	store *image.Store
+	store *image.Store // nil on a helper
 	cfg   *v1.ConfigFile
-	lease *image.Lease
+	lease *image.Lease // nil on a helper
+	// onHelper, for a snapshot of a network helper's sandbox, says where
+	// it lives: in that helper's store, as an image of that digest.
+	onHelper *helperSnapshot
 
 	once sync.Once
 }
@@ -70,8 +74,10 @@ func WithExcludes(patterns ...string) SnapshotOption {
 // The sandbox keeps running; changes made while the snapshot is taken may
 // or may not be in it. The cost grows with the bytes changed, not with the
 // image. On the VM backend the guest sends its changes as a layer tar,
-// which is checked as any untrusted layer is. It returns ErrNotRunning
-// once the sandbox has stopped.
+// which is checked as any untrusted layer is. A sandbox of a network
+// helper (Remote.New) is snapshotted into that helper's store, where the
+// snapshot stays: it starts sandboxes there (Remote.New) and nowhere else.
+// It returns ErrNotRunning once the sandbox has stopped.
 func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snapshot, error) {
 	var o snapshotOptions
 	for _, opt := range opts {
@@ -81,6 +87,9 @@ func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snaps
 	}
 	if err := i.alive(); err != nil {
 		return nil, err
+	}
+	if ni, ok := i.runner.(*helper.NetInstance); ok {
+		return snapshotOnHelper(ctx, ni, o.excludes)
 	}
 	store, err := i.snapshotStore()
 	if err != nil {
@@ -162,12 +171,19 @@ func (s *Snapshot) Config() ImageConfig {
 // is safe to call more than once.
 func (s *Snapshot) Close() error {
 	var err error
-	s.once.Do(func() { err = s.lease.Release() })
+	s.once.Do(func() {
+		if s.lease != nil {
+			err = s.lease.Release()
+		}
+	})
 	return err
 }
 
 // rootfs makes a snapshot a Source.
 func (s *Snapshot) rootfs(ctx context.Context, o *storeOptions) (*rootfsSpec, error) {
+	if s.onHelper != nil {
+		return nil, s.onHelper.errHere(s)
+	}
 	rs := &rootfsSpec{}
 	if s.info.Host != "" {
 		hs, err := HostImage().rootfs(ctx, o)
@@ -217,6 +233,9 @@ func (s *Snapshot) WriteDockerArchive(ctx context.Context, path string, opts ...
 }
 
 func (s *Snapshot) export(ctx context.Context, opts []ExportOption) (*exportOptions, *image.Exported, error) {
+	if s.onHelper != nil {
+		return nil, nil, s.onHelper.errHere(s)
+	}
 	if s.info.Host != "" {
 		return nil, nil, fmt.Errorf("snapshot %s stands on the host image, which is not an image to export: %w", s.info.Key, errors.ErrUnsupported)
 	}

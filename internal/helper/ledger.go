@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -33,7 +35,10 @@ type netInstance struct {
 	memMB  int64
 	inst   *engine.Instance
 	lease  *image.Lease // keeps its layers in the store; nil for scratch
-	config []byte       // its image's config blob
+	config []byte       // its image's config blob; nil for scratch
+	// imageKey and layers are its image's, for its snapshots' parent.
+	imageKey string
+	layers   []v1.Hash
 
 	// guarded by ledger.mu
 	conns   int         // connections attached to it

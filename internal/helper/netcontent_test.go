@@ -6,17 +6,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -218,5 +222,46 @@ func TestPutLayerHelperCloses(t *testing.T) {
 	}
 	if h, _ := v1.NewHash(diffIDOf(layer)); s.store.HasLayer(h) {
 		t.Error("the store has the layer cut short")
+	}
+}
+
+// TestNetSnapshotIgnoresClientPaths: a client's MsgInstanceSnapshot names
+// a store directory of the helper's host and a parent of its own making
+// (layers of the helper's store, a config); the helper reads neither: the
+// snapshot goes into its own store on top of the sandbox's own image, and
+// the named directory stays empty.
+func TestNetSnapshotIgnoresClientPaths(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	alice := dialAs(t, s, ca, "alice")
+	ctx := context.Background()
+	ni, _, err := alice.Start(ctx, &ipc.RemoteNewReq{}) // scratch
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	elsewhere := t.TempDir()
+	layer := tarOf(t, &tar.Header{Name: "planted", Typeflag: tar.TypeReg})
+	if err := alice.PutLayer(ctx, diffIDOf(layer), int64(len(layer)), sendBytes(layer)); err != nil {
+		t.Fatal(err)
+	}
+	parent := fmt.Appendf(nil, `{"Key":"mine","Layers":[%q],"Config":{"os":"linux"}}`, diffIDOf(layer))
+	var a ipc.SnapshotAns
+	err = ni.agent.Do(ctx, ipc.MsgInstanceSnapshot, &ipc.SnapshotReq{Options: ipc.SnapshotOptions{CacheDir: elsewhere}, Parent: parent}, &a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info snapshot.Info
+	if err := json.Unmarshal(a.Info, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Parent != "scratch" || slices.Contains(info.Layers, v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(diffIDOf(layer), "sha256:")}) {
+		t.Errorf("the snapshot stands on %q with layers %v: the client's parent was used", info.Parent, info.Layers)
+	}
+	if _, err := snapshot.Get(s.store, info.Key); err != nil {
+		t.Errorf("the snapshot is not in the helper's store: %v", err)
+	}
+	if es, _ := os.ReadDir(elsewhere); len(es) != 0 {
+		t.Errorf("the helper wrote into the directory the client named: %v", es)
 	}
 }

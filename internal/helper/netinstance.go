@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,11 +129,24 @@ func (ni *NetInstance) SetTimeout(d time.Duration) error {
 	return ni.agent.Do(context.Background(), ipc.MsgInstanceSetTimeout, &ipc.TimeoutReq{Ns: int64(d)}, nil)
 }
 
-// Snapshot returns an error matching errors.ErrUnsupported: a network
-// helper's store is its own, and snapshots of its sandboxes are not
-// brought back yet.
-func (ni *NetInstance) Snapshot(context.Context, *image.Store, []string, snapshot.Parent, *slog.Logger) (*snapshot.Info, error) {
-	return nil, fmt.Errorf("sandbox %s on %s: snapshot of a network helper's sandbox: %w", ni.id, ni.nc.addr, errors.ErrUnsupported)
+// Snapshot has the helper snapshot the sandbox into its own store, on
+// top of the image the sandbox started from, and returns the snapshot's
+// info; the helper also keeps it as an image (SnapshotImage), which
+// MsgRemoteNew starts by digest. store, parent and log, which are this
+// host's, are not used. It returns the helper's error.
+func (ni *NetInstance) Snapshot(ctx context.Context, _ *image.Store, excludes []string, _ snapshot.Parent, _ *slog.Logger) (*snapshot.Info, error) {
+	var a ipc.SnapshotAns
+	if err := ni.agent.Do(ctx, ipc.MsgInstanceSnapshot, &ipc.SnapshotReq{Options: ipc.SnapshotOptions{Excludes: excludes}}, &a); err != nil {
+		if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
+			err = ie.Bare()
+		}
+		return nil, fmt.Errorf("sandbox %s on %s: %w", ni.id, ni.nc.addr, err)
+	}
+	var info snapshot.Info
+	if err := json.Unmarshal(a.Info, &info); err != nil {
+		return nil, fmt.Errorf("sandbox %s on %s: the helper's snapshot: %w", ni.id, ni.nc.addr, err)
+	}
+	return &info, nil
 }
 
 // Close stops the sandbox (when the helper can still be reached) and

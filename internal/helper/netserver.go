@@ -271,7 +271,7 @@ func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.Remot
 	if err != nil {
 		return ipc.RemoteNewAns{}, err
 	}
-	ni := &netInstance{owner: client, memMB: int64(m.MemoryMB), config: rec.Config}
+	ni := &netInstance{owner: client, memMB: int64(m.MemoryMB), config: rec.Config, layers: rec.Layers, imageKey: s.imageKey(rec)}
 	if len(rec.Layers) > 0 {
 		if ni.lease, err = s.store.Lease(ctx, rec.Layers); err != nil {
 			return ipc.RemoteNewAns{}, err

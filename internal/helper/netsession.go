@@ -60,9 +60,7 @@ func newSession(srv *NetServer, client string) *session {
 		return ipc.BoolAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "egress devices cannot cross a network helper's connection: MsgRemoteTap carries their frames"}
 	})
 	ipc.Route(s.own, ipc.MsgRemoteTap, s.tap)
-	ipc.Route(s.own, ipc.MsgInstanceSnapshot, func(*ipc.Request, *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
-		return ipc.SnapshotAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnsupported, Message: "snapshots of a network helper's sandboxes are not supported yet"}
-	})
+	ipc.Route(s.own, ipc.MsgInstanceSnapshot, s.snapshot)
 	return s
 }
 

@@ -1,0 +1,86 @@
+package helper
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
+)
+
+// Snapshots of a network helper's sandboxes live in the helper's store:
+// the snapshot stands on the image the sandbox started from (as the
+// helper knows it, never as the client describes it), and is recorded as
+// an image too (SnapshotImage), so that the client starts sandboxes of it
+// with MsgRemoteNew by digest.
+
+// SnapshotImage returns the image record under which a network helper
+// keeps the snapshot info: the snapshot's config with its rootfs naming
+// the snapshot's layers, named by that config's digest. The helper and
+// its client derive the same digest from the same info.
+func SnapshotImage(info *snapshot.Info) (image.ImageRecord, error) {
+	config, err := image.WithDiffIDs(info.Config, info.Layers)
+	if err != nil {
+		return image.ImageRecord{}, fmt.Errorf("snapshot %s: %w", info.Key, err)
+	}
+	return image.ImageRecord{Digest: image.ConfigDigest(config), Config: config, Layers: info.Layers}, nil
+}
+
+// kindSnapshotImage names the store records that say which snapshot an
+// image SnapshotImage made is (Data: its key), so that a sandbox of it
+// stands on that snapshot: its own snapshots are the snapshot's children.
+const kindSnapshotImage = "snapshot-image"
+
+// imageKey returns the key snapshots of a sandbox of rec stand on: the
+// snapshot's, for an image of a snapshot.
+func (s *NetServer) imageKey(rec image.ImageRecord) string {
+	if rec.Digest == (v1.Hash{}) {
+		return "scratch"
+	}
+	if r, err := s.store.Record(kindSnapshotImage, rec.Digest.Hex); err == nil && len(r.Data) > 0 {
+		return string(r.Data)
+	}
+	return "image-" + rec.Digest.Hex
+}
+
+// scratchConfig is the config of a sandbox started from no image.
+func scratchConfig() []byte {
+	b, _ := json.Marshal(v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}}})
+	return b
+}
+
+// snapshot answers MsgInstanceSnapshot for the attached instance: into
+// the helper's own store, on top of the instance's own image. The
+// request's store directory and parent, which name things of the
+// client's host, are not read.
+func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAns, error) {
+	ni, err := s.instance()
+	if err != nil {
+		return ipc.SnapshotAns{}, err
+	}
+	parent := snapshot.Parent{Key: ni.imageKey, Layers: ni.layers, Config: ni.config}
+	if len(parent.Config) == 0 {
+		parent.Config = scratchConfig()
+	}
+	info, err := ni.inst.Snapshot(req.Context(), s.srv.store, m.Options.Excludes, parent, s.srv.log)
+	if err != nil {
+		return ipc.SnapshotAns{}, err
+	}
+	rec, err := SnapshotImage(info)
+	if err != nil {
+		return ipc.SnapshotAns{}, err
+	}
+	err = s.srv.store.PutImage(req.Context(), rec)
+	if err == nil {
+		err = s.srv.store.PutRecord(req.Context(), image.Record{Kind: kindSnapshotImage, Name: rec.Digest.Hex, Data: []byte(info.Key)})
+	}
+	if err != nil {
+		return ipc.SnapshotAns{}, fmt.Errorf("recording snapshot %s: %w", info.Key, err)
+	}
+	data, err := json.Marshal(info)
+	return ipc.SnapshotAns{Info: data}, err
+}

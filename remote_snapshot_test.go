@@ -1,0 +1,80 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// TestRemoteSnapshot: a network helper's sandbox is snapshotted into the
+// helper's store (excludes honoured) and forks there: each sandbox of the
+// snapshot sees its files and none sees another's writes, and a snapshot
+// of such a fork stands on the first. The snapshot cannot start or be
+// exported on this host, nor start on another helper, and says so.
+func TestRemoteSnapshot(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	s, p, r, img := remoteClient(t)
+	inst, err := r.New(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	run(t, inst, "echo one > /one && mkdir -p /tmp/x && echo skip > /tmp/x/skip")
+	snap, err := inst.Snapshot(ctx, WithExcludes("/tmp/**"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	a, err := r.New(ctx, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := r.New(ctx, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if out := run(t, a, "cat /one; test -e /tmp/x/skip && echo leaked; echo a > /two; cat /two"); out != "one\na\n" {
+		t.Errorf("sandbox a of the snapshot: %q", out)
+	}
+	if out := run(t, b, "cat /one; test -e /two && echo shared; echo ok"); out != "one\nok\n" {
+		t.Errorf("sandbox b of the snapshot: %q", out)
+	}
+	snap2, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap2.Close()
+	if snap2.Parent() != snap.CacheKey() {
+		t.Errorf("the fork's snapshot stands on %q, want %q", snap2.Parent(), snap.CacheKey())
+	}
+	c, err := r.New(ctx, snap2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if out := run(t, c, "cat /one /two"); out != "one\na\n" {
+		t.Errorf("a sandbox of the fork's snapshot: %q", out)
+	}
+
+	if _, err := New(ctx, snap); !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), s.Addr().String()) {
+		t.Errorf("a helper's snapshot started here: %v", err)
+	}
+	if err := snap.WriteOCILayout(ctx, t.TempDir()); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("a helper's snapshot exported here: %v", err)
+	}
+	other := startNetHelper(t, p, "-store", t.TempDir())
+	r2, err := DialRemote(ctx, other.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if _, err := r2.New(ctx, snap); err == nil || !strings.Contains(err.Error(), "lives on the network helper") {
+		t.Errorf("a helper's snapshot on another helper: %v", err)
+	}
+}
