@@ -55,17 +55,23 @@ func contentOf(src Source) (*imageContent, error) {
 
 // sendContent makes sure the helper holds c, sending what it lacks, and
 // returns the helper's image of it. Concurrent sends of the same content
-// through r share one transfer.
+// through r share one transfer; each caller still returns when its own ctx
+// ends.
 func (r *Remote) sendContent(ctx context.Context, c *imageContent) (*Image, error) {
 	for {
-		v, err, _ := r.sends.Do(c.key, func() (any, error) { return r.send(ctx, c) })
-		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-			continue // the send was another caller's, and its context ended
+		ch := r.sends.DoChan(c.key, func() (any, error) { return r.send(ctx, c) })
+		select {
+		case res := <-ch:
+			if res.Err != nil && ctx.Err() == nil && (errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded)) {
+				continue // the transfer was another caller's, and its context ended
+			}
+			if res.Err != nil {
+				return nil, res.Err
+			}
+			return res.Val.(*Image), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		if err != nil {
-			return nil, err
-		}
-		return v.(*Image), nil
 	}
 }
 

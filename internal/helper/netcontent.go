@@ -1,12 +1,15 @@
 package helper
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -41,32 +44,40 @@ func diffIDs(names []string) ([]v1.Hash, error) {
 	return hs, nil
 }
 
-// missingLayers answers MsgRemoteLayers.
-func (s *NetServer) missingLayers(m *ipc.LayersReq) (ipc.LayersAns, error) {
+// missingLayers answers MsgRemoteLayers for client: the layers the
+// store lacks, or holds as another client's (see usable).
+func (s *NetServer) missingLayers(client string, m *ipc.LayersReq) (ipc.LayersAns, error) {
 	hs, err := diffIDs(m.DiffIDs)
 	if err != nil {
 		return ipc.LayersAns{}, err
 	}
 	var a ipc.LayersAns
 	for _, h := range hs {
-		if !s.store.HasLayer(h) {
+		if !s.store.HasLayer(h) || !s.usable(client, h) {
 			a.Missing = append(a.Missing, h.String())
 		}
 	}
 	return a, nil
 }
 
-// putLayer answers MsgRemotePutLayer: once the success answer is out, the
-// connection's next m.Size bytes are the layer's tar, which the store
-// unpacks (checked against m.DiffID) while they arrive; the status frame
-// then says whether it is in the store. A stream that fails half way is
-// still read to its end, so the client never blocks. The helper's Close
-// ends a stream in progress.
-func (s *NetServer) putLayer(req *ipc.Request, m *ipc.PutLayerReq) (ipc.Empty, error) {
+// putLayer answers MsgRemotePutLayer for client: once the success answer
+// is out, the connection's next m.Size bytes are the layer's plain tar,
+// which the helper writes to a temporary file of its store, hashing it on
+// the way, and unpacks only once all of it is there and its sha256 is
+// m.DiffID (so a compressed stream, whatever it expands to, is refused,
+// and a client that stalls holds no lock another's upload of the layer
+// waits for). When the store has the layer already the bytes are checked
+// all the same: a client gets another's layer only by showing it has the
+// same bytes. The status frame then says whether the layer is in the
+// store, the client's to use. A stream that fails half way is still read
+// to its end, so the client never blocks. The helper's Close ends a
+// stream in progress.
+func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq) (ipc.Empty, error) {
 	hs, err := diffIDs([]string{m.DiffID})
 	if err != nil {
 		return ipc.Empty{}, err
 	}
+	h := hs[0]
 	if m.Size > uint64(image.DefaultMaxBytes) {
 		return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
 			Message: fmt.Sprintf("layer %s: %d bytes, more than the %d a layer may have", m.DiffID, m.Size, image.DefaultMaxBytes)}
@@ -75,49 +86,100 @@ func (s *NetServer) putLayer(req *ipc.Request, m *ipc.PutLayerReq) (ipc.Empty, e
 		defer conn.Close()
 		stop := context.AfterFunc(s.ctx, func() { conn.Close() })
 		defer stop()
-		rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
-		src := image.LayerSource{DiffID: hs[0], Open: func() (io.ReadCloser, error) { return io.NopCloser(rest), nil }}
 		s.layers.Add(1)
-		_, err := s.store.AddLayer(s.ctx, src, nil)
-		io.Copy(io.Discard, rest) // the store had it (nothing was read), or refused it half way
-		if err == nil && rest.N > 0 {
-			err = io.ErrUnexpectedEOF
-		}
+		rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
+		err := s.receiveLayer(client, h, rest)
+		io.Copy(io.Discard, rest) // what was not read: the layer was refused half way
 		if err != nil {
-			s.log.Info("refusing a layer", "layer", m.DiffID, "err", err)
+			s.log.Info("refusing a layer", "client", client, "layer", m.DiffID, "err", err)
 		}
 		ipc.WriteStatus(conn, err)
 	})
 	return ipc.Empty{}, nil
 }
 
-// putImage answers MsgRemoteImage: the image m's config describes, every
-// layer of which must be in the store, recorded under the config's digest.
-func (s *NetServer) putImage(ctx context.Context, m *ipc.ImageReq) (ipc.PullAns, error) {
-	cfg, err := v1.ParseConfigFile(bytes.NewReader(m.Config))
+// receiveLayer reads the layer h from r (to its end) into a temporary
+// file, checks it against h, adds it to the store unless there already,
+// and grants it to client.
+func (s *NetServer) receiveLayer(client string, h v1.Hash, r *io.LimitedReader) error {
+	if !s.store.HasLayer(h) {
+		// Marked before it appears, so that no other client ever sees it
+		// public; granted only once it is whole and checked.
+		if err := s.markPrivate(s.ctx, h); err != nil {
+			return err
+		}
+	}
+	td, err := s.store.TempDir(s.ctx, "upload")
 	if err != nil {
+		return err
+	}
+	defer td.Remove()
+	f, err := os.OpenFile(filepath.Join(td.Path(), "layer.tar"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, sum), r); err != nil {
+		return fmt.Errorf("layer %s: %w", h, err)
+	}
+	if r.N > 0 {
+		return fmt.Errorf("layer %s: %w", h, io.ErrUnexpectedEOF)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != h.Hex {
+		return fmt.Errorf("layer %s: the stream is sha256:%s (a plain tar is wanted): %w", h, got, image.ErrDigestMismatch)
+	}
+	src := image.LayerSource{DiffID: h, Open: func() (io.ReadCloser, error) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(f), nil
+	}}
+	if _, err := s.store.AddLayer(s.ctx, src, nil); err != nil {
+		return err
+	}
+	return s.grant(s.ctx, client, h)
+}
+
+// maxImageConfig bounds the config blob of an image recorded by content
+// (Docker's and containerd's configs are kilobytes; a history of a
+// thousand steps stays far below this).
+const maxImageConfig = 4 << 20
+
+// putImage answers MsgRemoteImage for client: the image m's config
+// describes, every layer of which must be in the store and the client's to
+// use, recorded as the client's under the config's digest (see
+// putClientImage).
+func (s *NetServer) putImage(ctx context.Context, client string, m *ipc.ImageReq) (ipc.PullAns, error) {
+	if len(m.Config) > maxImageConfig {
+		return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
+			Message: fmt.Sprintf("image config of %d bytes: more than the %d this helper takes", len(m.Config), maxImageConfig)}
+	}
+	var cfg struct {
+		RootFS struct {
+			Type    string   `json:"type"`
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(m.Config, &cfg); err != nil {
 		return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "image config: " + err.Error()}
 	}
-	names := make([]string, len(cfg.RootFS.DiffIDs))
-	for i, h := range cfg.RootFS.DiffIDs {
-		names[i] = h.String()
+	if cfg.RootFS.Type != "layers" {
+		return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("image config: rootfs type %q, not \"layers\"", cfg.RootFS.Type)}
 	}
-	layers, err := diffIDs(names)
+	layers, err := diffIDs(cfg.RootFS.DiffIDs)
 	if err != nil {
 		return ipc.PullAns{}, err
 	}
 	for _, h := range layers {
-		if !s.store.HasLayer(h) {
+		if !s.store.HasLayer(h) || !s.usable(client, h) {
 			return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeNotExist,
 				Message: fmt.Sprintf("layer %s is not in the helper's store: send it first (MsgRemotePutLayer)", h)}
 		}
 	}
 	rec := image.ImageRecord{Digest: image.ConfigDigest(m.Config), Config: m.Config, Layers: layers}
-	if err := s.store.PutImage(ctx, rec); err != nil {
-		if errors.Is(err, context.Canceled) {
-			return ipc.PullAns{}, err
-		}
-		return ipc.PullAns{}, fmt.Errorf("recording image %s: %w", rec.Digest, err)
+	if err := s.putClientImage(ctx, client, rec); err != nil {
+		return ipc.PullAns{}, err
 	}
 	return pullAnswer(rec, ""), nil
 }

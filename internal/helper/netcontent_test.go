@@ -152,8 +152,10 @@ func TestPutLayerHostile(t *testing.T) {
 	bad := tarOf(t, &tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, &tar.Header{Name: "etc/evil", Typeflag: tar.TypeReg})
 	var wg sync.WaitGroup
 	errs := make([]error, 6)
+	clients := make([]*NetClient, len(errs))
 	for i := range errs {
 		c := dialAs(t, s, ca, fmt.Sprintf("client%d", i))
+		clients[i] = c
 		body := good
 		if i%2 == 1 {
 			body = bad
@@ -173,11 +175,11 @@ func TestPutLayerHostile(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(s.store.LayerDir(h), "etc", "evil")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the store's layer has the other tar's file: %v", err)
 	}
-	if m, err := alice.MissingLayers(ctx, []string{diffIDOf(good), diffIDOf(missing)}); err != nil || len(m) != 1 || m[0] != diffIDOf(missing) {
+	if m, err := clients[0].MissingLayers(ctx, []string{diffIDOf(good), diffIDOf(missing)}); err != nil || len(m) != 1 || m[0] != diffIDOf(missing) {
 		t.Errorf("MissingLayers after the good layer: %v, %v", m, err)
 	}
 	config = fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%q]}}`, diffIDOf(good))
-	a, err := alice.PutImage(ctx, config)
+	a, err := clients[0].PutImage(ctx, config)
 	if err != nil || a.Digest != diffIDOf(config) || len(a.Layers) != 1 {
 		t.Errorf("recording an image of the good layer: %+v, %v", a, err)
 	}

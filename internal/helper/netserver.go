@@ -187,8 +187,9 @@ func pullAnswer(rec image.ImageRecord, ref string) ipc.PullAns {
 }
 
 // image returns the record of the image m asks for: by digest when the
-// store has it, else pulled by reference; the zero record for scratch.
-func (s *NetServer) image(ctx context.Context, m *ipc.RemoteNewReq) (image.ImageRecord, error) {
+// store has it (an image a client brought only for a client it was granted
+// to), else pulled by reference; the zero record for scratch.
+func (s *NetServer) image(ctx context.Context, client string, m *ipc.RemoteNewReq) (image.ImageRecord, error) {
 	if m.Image.Ref == "" && m.Digest == "" {
 		return image.ImageRecord{}, nil
 	}
@@ -197,7 +198,10 @@ func (s *NetServer) image(ctx context.Context, m *ipc.RemoteNewReq) (image.Image
 		if err != nil {
 			return image.ImageRecord{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "image digest: " + err.Error()}
 		}
-		if rec, err := s.store.Image(h); err == nil {
+		if rec, ok := s.clientImage(client, h); ok {
+			return rec, nil
+		}
+		if rec, err := s.store.Image(h); err == nil { // pulled: anyone's
 			return rec, nil
 		}
 		if m.Image.Ref == "" {
@@ -267,7 +271,7 @@ func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.Remot
 		return ipc.RemoteNewAns{}, err
 	}
 	defer release()
-	rec, err := s.image(ctx, m)
+	rec, err := s.image(ctx, client, m)
 	if err != nil {
 		return ipc.RemoteNewAns{}, err
 	}

@@ -35,11 +35,13 @@ func newSession(srv *NetServer, client string) *session {
 		return srv.pull(req.Context(), m)
 	})
 	ipc.Route(s.own, ipc.MsgRemoteLayers, func(_ *ipc.Request, m *ipc.LayersReq) (ipc.LayersAns, error) {
-		return srv.missingLayers(m)
+		return srv.missingLayers(client, m)
 	})
-	ipc.Route(s.own, ipc.MsgRemotePutLayer, srv.putLayer)
+	ipc.Route(s.own, ipc.MsgRemotePutLayer, func(req *ipc.Request, m *ipc.PutLayerReq) (ipc.Empty, error) {
+		return srv.putLayer(client, req, m)
+	})
 	ipc.Route(s.own, ipc.MsgRemoteImage, func(req *ipc.Request, m *ipc.ImageReq) (ipc.PullAns, error) {
-		return srv.putImage(req.Context(), m)
+		return srv.putImage(req.Context(), client, m)
 	})
 	ipc.Route(s.own, ipc.MsgRemoteCapacity, func(*ipc.Request, *ipc.Empty) (ipc.CapacityAns, error) {
 		return srv.capacity(client), nil

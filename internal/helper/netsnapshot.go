@@ -1,9 +1,11 @@
 package helper
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -15,8 +17,8 @@ import (
 // Snapshots of a network helper's sandboxes live in the helper's store:
 // the snapshot stands on the image the sandbox started from (as the
 // helper knows it, never as the client describes it), and is recorded as
-// an image too (SnapshotImage), so that the client starts sandboxes of it
-// with MsgRemoteNew by digest.
+// an image of the sandbox's owner too (SnapshotImage, putClientImage), so
+// that the client starts sandboxes of it with MsgRemoteNew by digest.
 
 // SnapshotImage returns the image record under which a network helper
 // keeps the snapshot info: the snapshot's config with its rootfs naming
@@ -47,6 +49,23 @@ func (s *NetServer) imageKey(rec image.ImageRecord) string {
 	return "image-" + rec.Digest.Hex
 }
 
+// ownSnapshot makes the snapshot's layers (those its sandbox's image
+// lacks) private to the sandbox's owner.
+func (s *session) ownSnapshot(ctx context.Context, ni *netInstance, rec image.ImageRecord) error {
+	for _, h := range rec.Layers {
+		if slices.Contains(ni.layers, h) {
+			continue
+		}
+		if err := s.srv.markPrivate(ctx, h); err != nil {
+			return err
+		}
+		if err := s.srv.grant(ctx, ni.owner, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // scratchConfig is the config of a sandbox started from no image.
 func scratchConfig() []byte {
 	b, _ := json.Marshal(v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}}})
@@ -74,7 +93,10 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	if err != nil {
 		return ipc.SnapshotAns{}, err
 	}
-	err = s.srv.store.PutImage(req.Context(), rec)
+	err = s.ownSnapshot(req.Context(), ni, rec)
+	if err == nil {
+		err = s.srv.putClientImage(req.Context(), ni.owner, rec)
+	}
 	if err == nil {
 		err = s.srv.store.PutRecord(req.Context(), image.Record{Kind: kindSnapshotImage, Name: rec.Digest.Hex, Data: []byte(info.Key)})
 	}

@@ -1,0 +1,115 @@
+package helper
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// TestClientImageApartFromPulls: an image a client records by content
+// can never take the place of one the helper pulled, even when the bytes
+// it sends as a config are those of the pulled image's manifest (whose
+// digest names the pulled image); and a config larger than the helper
+// takes is refused before it is parsed.
+func TestClientImageApartFromPulls(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	ctx := context.Background()
+	manifest := []byte(`{"schemaVersion":2,"rootfs":{"type":"layers","diff_ids":[]}}`)
+	pulled := image.ImageRecord{Digest: image.ConfigDigest(manifest), Config: []byte(`{"os":"linux","config":{"Env":["PULLED=1"]}}`)}
+	if err := s.store.PutImage(ctx, pulled); err != nil { // as a pull records it
+		t.Fatal(err)
+	}
+	if _, err := mallory.PutImage(ctx, manifest); err != nil {
+		t.Fatalf("a config with no layers: %v", err)
+	}
+	if rec, err := s.store.Image(pulled.Digest); err != nil || !bytes.Equal(rec.Config, pulled.Config) {
+		t.Errorf("the pulled image's record after mallory's: %s, %v", rec.Config, err)
+	}
+	ni, config, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: pulled.Digest.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ni.Close()
+	if !bytes.Equal(config, pulled.Config) {
+		t.Errorf("bob's sandbox of the pulled image got the config %s", config)
+	}
+
+	big := append([]byte(`{"rootfs":{"type":"layers","diff_ids":[]},"history":[`), bytes.Repeat([]byte("{},"), maxImageConfig/3)...)
+	big = append(big, "{}]}"...)
+	if _, err := mallory.PutImage(ctx, big); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("a config of %d bytes: %v", len(big), err)
+	}
+}
+
+// TestPutLayerStallAndBomb: a client that announces a layer and stalls
+// half way holds nothing another client's upload of the same layer waits
+// for; and a compressed stream sent as a layer's tar (under the digest of
+// what it expands to) is refused, not expanded into the store.
+func TestPutLayerStallAndBomb(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	ctx := context.Background()
+	good := tarOf(t, &tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, &tar.Header{Name: "etc/good", Typeflag: tar.TypeReg})
+
+	release := make(chan struct{})
+	stalled := make(chan error, 1)
+	go func() {
+		stalled <- mallory.PutLayer(ctx, diffIDOf(good), 1<<30, func(w io.Writer) error {
+			if _, err := w.Write(good[:512]); err != nil {
+				return err
+			}
+			<-release
+			return io.ErrClosedPipe
+		})
+	}()
+	// Wait until the helper is at work on mallory's stream: its store
+	// has a temporary directory for it.
+	for len(storeTmpNow(t, s)) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := bob.PutLayer(ctx, diffIDOf(good), int64(len(good)), sendBytes(good)); err != nil {
+		t.Errorf("bob's upload while mallory stalls on the same layer: %v", err)
+	}
+	close(release)
+	if err := <-stalled; err == nil {
+		t.Error("mallory's stalled upload succeeded")
+	}
+
+	bomb := tarOf(t, &tar.Header{Name: "big", Typeflag: tar.TypeReg})
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(bomb)
+	zw.Close()
+	if err := mallory.PutLayer(ctx, diffIDOf(bomb), int64(z.Len()), sendBytes(z.Bytes())); err == nil {
+		t.Error("a gzip stream under its tar's digest: accepted")
+	}
+	if h, _ := v1.NewHash(diffIDOf(bomb)); s.store.HasLayer(h) {
+		t.Error("the store has the layer a gzip stream expanded to")
+	}
+}
+
+// storeTmpNow lists the helper's store's temporary entries.
+func storeTmpNow(t *testing.T, s *NetServer) []string {
+	t.Helper()
+	es, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}

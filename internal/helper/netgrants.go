@@ -1,0 +1,93 @@
+package helper
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ccsandbox/sandbox/internal/image"
+)
+
+// What a client brings by content (the layers it sends, the images it
+// records, the snapshots of its sandboxes) is its own: the helper's store
+// is shared, but another client can neither start such an image by digest
+// nor learn from MsgRemoteLayers that such a layer is there, unless it
+// shows it holds the same content by sending it (the helper then checks
+// the stream against the digest even though it has the layer). What the
+// helper pulled from a registry is anyone's: any client could pull it by
+// reference.
+
+// Record kinds of the helper's store.
+const (
+	kindPrivate = "private" // named by a layer's hex: a client brought it
+	kindGrant   = "grant"   // named clientKey-hex: that client may use the layer or client image
+	// kindClientImage records the images clients brought (by content, or
+	// snapshots of their sandboxes), named by their config's digest, with
+	// the config as Data. They are kept apart from the store's images,
+	// which pulls record and find by manifest digest, so that no client
+	// can put a record where a pull would take it for what it pulled.
+	kindClientImage = "client-image"
+)
+
+// clientKey names a client in record names (which allow few characters).
+func clientKey(client string) string {
+	sum := sha256.Sum256([]byte(client))
+	return hex.EncodeToString(sum[:16])
+}
+
+// usable reports whether client may use the layer h of the store: it is
+// not private, or the client holds a grant. A record that cannot be read
+// counts as there (the check fails closed).
+func (s *NetServer) usable(client string, h v1.Hash) bool {
+	if _, err := s.store.Record(kindPrivate, h.Hex); errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	return s.granted(client, h)
+}
+
+// granted reports whether client holds a grant of h.
+func (s *NetServer) granted(client string, h v1.Hash) bool {
+	_, err := s.store.Record(kindGrant, clientKey(client)+"-"+h.Hex)
+	return err == nil
+}
+
+// putClientImage records rec, an image client brought, as the client's.
+func (s *NetServer) putClientImage(ctx context.Context, client string, rec image.ImageRecord) error {
+	if err := s.grant(ctx, client, rec.Digest); err != nil {
+		return err
+	}
+	if err := s.store.PutRecord(ctx, image.Record{Kind: kindClientImage, Name: rec.Digest.Hex, Layers: rec.Layers, Data: rec.Config}); err != nil {
+		return fmt.Errorf("recording image %s: %w", rec.Digest, err)
+	}
+	return nil
+}
+
+// clientImage returns the image h that some client brought, when client
+// may use it and its layers are all in the store.
+func (s *NetServer) clientImage(client string, h v1.Hash) (image.ImageRecord, bool) {
+	r, err := s.store.Record(kindClientImage, h.Hex)
+	if err != nil || !s.granted(client, h) || image.ConfigDigest(r.Data) != h {
+		return image.ImageRecord{}, false
+	}
+	for _, l := range r.Layers {
+		if !s.store.HasLayer(l) {
+			return image.ImageRecord{}, false
+		}
+	}
+	return image.ImageRecord{Digest: h, Config: r.Data, Layers: r.Layers}, true
+}
+
+// markPrivate makes h private: it came from a client, not a registry.
+func (s *NetServer) markPrivate(ctx context.Context, h v1.Hash) error {
+	return s.store.PutRecord(ctx, image.Record{Kind: kindPrivate, Name: h.Hex})
+}
+
+// grant lets client use h.
+func (s *NetServer) grant(ctx context.Context, client string, h v1.Hash) error {
+	return s.store.PutRecord(ctx, image.Record{Kind: kindGrant, Name: clientKey(client) + "-" + h.Hex})
+}
