@@ -260,6 +260,27 @@ func TestFleet(t *testing.T) {
 		}
 	}
 
+	// A Dockerfile built here goes to each helper by content.
+	b, err := buildDockerfile(t, "FROM busybox\nRUN echo built here > /built\n", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := map[string]int{}
+	for range 6 {
+		inst, err := fleet.New(ctx, b.snap)
+		if err != nil {
+			t.Fatalf("a local build on the fleet: %v", err)
+		}
+		insts = append(insts, inst)
+		built[helperOf(inst)]++
+		if out, err := inst.Command("cat", "/built").Output(); err != nil || string(out) != "built here\n" {
+			t.Errorf("the build's file on %s: %q, %v", helperOf(inst), out, err)
+		}
+	}
+	if len(built) != len(nodes) {
+		t.Errorf("6 sandboxes of a local build landed on %v, not on all %d helpers", built, len(nodes))
+	}
+
 	// Kill one node's helper: its sandboxes fail fast, new ones go to
 	// the other two.
 	dead := nodes[0]
