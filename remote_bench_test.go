@@ -1,9 +1,13 @@
 package sandbox
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"io"
 	"net"
 	"os"
@@ -28,6 +32,10 @@ import (
 //     file system: the sdk also pays the file write, which the floor does
 //     not. filewrite, for reference: that file write alone, 100 MB in
 //     1 MiB writes as the helper makes them, with no network at all.
+//     putlayer, for reference: a layer of one 100 MB file sent by content
+//     (MsgRemotePutLayer: written to a temporary file as it arrives,
+//     checked, then unpacked into the helper's store), a new one each
+//     round, to a helper with a store of its own.
 //   - ReadFile100MB: sdk, 100 MB ReadFile through the network helper;
 //     floor, 100 MB copied the other way over a raw TLS connection.
 func BenchmarkRemote(b *testing.B) {
@@ -101,6 +109,33 @@ func BenchmarkRemote(b *testing.B) {
 		b.Run("tlsfile", func(b *testing.B) {
 			name := filepath.Join(b.TempDir(), "big")
 			tlsCopy(b, func() (io.WriteCloser, error) { return os.Create(name) })
+		})
+		b.Run("putlayer", func(b *testing.B) {
+			other := startNetHelper(b, p, "-store", b.TempDir())
+			nc, err := helper.DialNet(ctx, other.Addr().String(), p.client("bench"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			b.SetBytes(bulkSize)
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				big[0] = byte(i) // a new layer each round
+				var layer bytes.Buffer
+				tw := tar.NewWriter(&layer)
+				tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: bulkSize})
+				tw.Write(big)
+				tw.Close()
+				sum := sha256.Sum256(layer.Bytes())
+				b.StartTimer()
+				err := nc.PutLayer(ctx, "sha256:"+hex.EncodeToString(sum[:]), int64(layer.Len()), func(w io.Writer) error {
+					_, err := w.Write(layer.Bytes())
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 		b.Run("filewrite", func(b *testing.B) {
 			name := filepath.Join(b.TempDir(), "big")
