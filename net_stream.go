@@ -29,15 +29,24 @@ type streamListener struct {
 
 func (l *streamListener) Addr() net.Addr { return l.addr }
 
+// Accept waits for a connection. Once the listener is closed it returns
+// net.ErrClosed, or, when the sandbox's end closed it (a timeout), why the
+// sandbox ended, as every other call then does.
 func (l *streamListener) Accept() (net.Conn, error) {
 	opErr := func(err error) error { return &net.OpError{Op: "accept", Net: l.network, Addr: l.addr, Err: err} }
+	closed := func() error {
+		if err := l.inst.runner.Err(); err != nil {
+			return opErr(err)
+		}
+		return opErr(net.ErrClosed)
+	}
 	if l.ctx.Err() != nil {
-		return nil, opErr(net.ErrClosed)
+		return nil, closed()
 	}
 	ans, conn, err := l.inst.agent.ListenerAccept(l.ctx, l.handle)
 	if err != nil {
 		if l.ctx.Err() != nil {
-			return nil, opErr(net.ErrClosed)
+			return nil, closed()
 		}
 		return nil, opErr(l.inst.remoteErr(err))
 	}

@@ -68,18 +68,26 @@ func (s *NetServer) putClientImage(ctx context.Context, client string, rec image
 }
 
 // clientImage returns the image h that some client brought, when client
-// may use it and its layers are all in the store.
+// may use it and each of its layers (which are all in the store).
 func (s *NetServer) clientImage(client string, h v1.Hash) (image.ImageRecord, bool) {
 	r, err := s.store.Record(kindClientImage, h.Hex)
 	if err != nil || !s.granted(client, h) || image.ConfigDigest(r.Data) != h {
 		return image.ImageRecord{}, false
 	}
-	for _, l := range r.Layers {
-		if !s.store.HasLayer(l) {
-			return image.ImageRecord{}, false
+	rec := image.ImageRecord{Digest: h, Config: r.Data, Layers: r.Layers}
+	return rec, s.usableLayers(client, rec)
+}
+
+// usableLayers reports whether client may use every layer of rec, and
+// the store has them all. It is checked at each start, so that a record
+// made in a moment when a layer was not yet marked private gives nothing.
+func (s *NetServer) usableLayers(client string, rec image.ImageRecord) bool {
+	for _, l := range rec.Layers {
+		if !s.store.HasLayer(l) || !s.usable(client, l) {
+			return false
 		}
 	}
-	return image.ImageRecord{Digest: h, Config: r.Data, Layers: r.Layers}, true
+	return true
 }
 
 // markPrivate makes h private: it came from a client, not a registry.

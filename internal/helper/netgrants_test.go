@@ -6,10 +6,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
@@ -104,5 +119,129 @@ func TestContentIsItsClients(t *testing.T) {
 		t.Errorf("bob starting the image he recorded: %v", err)
 	} else {
 		bni.Close()
+	}
+}
+
+// pushLayerImage pushes to a registry at host, as repo:latest, an image
+// of one layer whose blob is blob (a plain tar, or junk) and whose config
+// names the layer diffID (whatever blob is), and returns its reference.
+func pushLayerImage(t *testing.T, host, repo string, blob []byte, diffID string) string {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(blob, types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	h, _ := v1.NewHash(diffID)
+	cf.RootFS.DiffIDs = []v1.Hash{h}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/" + repo + ":latest"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// TestPullCannotLaunder: a client cannot get another's layer through a
+// registry of its own whose image names the layer's digest with a blob
+// that is not the layer (the helper, holding the layer, would otherwise
+// not fetch it): the blob is fetched and checked, the pull fails, and the
+// layer stays missing for that client. An image whose blob is the layer's
+// very bytes is pulled, and the client may use the layer then. A record
+// of an image whose layer the client may not use (one made, say, in the
+// moment a snapshot's layer is not yet marked private) starts nothing.
+func TestPullCannotLaunder(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	alice, bob := dialAs(t, s, ca, "alice"), dialAs(t, s, ca, "bob")
+	ctx := context.Background()
+	secret := tarOf(t, &tar.Header{Name: "secret", Typeflag: tar.TypeReg})
+	if err := alice.PutLayer(ctx, diffIDOf(secret), int64(len(secret)), sendBytes(secret)); err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+
+	junk := pushLayerImage(t, host, "junk", []byte("not the layer"), diffIDOf(secret))
+	if _, err := bob.Pull(ctx, &ipc.PullReq{Ref: junk, PlainHTTP: true}); err == nil || !strings.Contains(err.Error(), "mismatch") {
+		t.Errorf("bob pulling an image that names alice's layer over a junk blob: %v, want a digest mismatch", err)
+	}
+	if m, _ := bob.MissingLayers(ctx, []string{diffIDOf(secret)}); len(m) != 1 {
+		t.Errorf("after bob's laundering pull, his MissingLayers: %v; want the layer missing", m)
+	}
+
+	// A record made for bob of an image of alice's layer (as in the moment
+	// a snapshot's layer is not yet private) is no way in.
+	config := fmt.Appendf(nil, `{"os":"linux","rootfs":{"type":"layers","diff_ids":[%q]}}`, diffIDOf(secret))
+	h, _ := v1.NewHash(diffIDOf(secret))
+	rec := image.ImageRecord{Digest: image.ConfigDigest(config), Config: config, Layers: []v1.Hash{h}}
+	if err := s.putClientImage(ctx, "bob", rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: rec.Digest.String()}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("bob starting an image record of a layer he may not use: %v, want fs.ErrNotExist", err)
+	}
+
+	real := pushLayerImage(t, host, "real", secret, diffIDOf(secret))
+	a, err := bob.Pull(ctx, &ipc.PullReq{Ref: real, PlainHTTP: true})
+	if err != nil {
+		t.Fatalf("bob pulling an image whose blob is the layer: %v", err)
+	}
+	if m, err := bob.MissingLayers(ctx, []string{diffIDOf(secret)}); err != nil || len(m) != 0 {
+		t.Errorf("bob's MissingLayers once the registry served him the layer: %v, %v", m, err)
+	}
+	ni, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: a.Digest})
+	if err != nil {
+		t.Fatalf("bob starting the image he pulled: %v", err)
+	}
+	ni.Close()
+}
+
+// TestSnapshotKeysApart: a client image and a pulled image whose digests
+// share their hex (the client sent as its config bytes that name a pulled
+// image as a manifest would) give their sandboxes' snapshots parents of
+// their own, so neither snapshot can come back as the other's.
+func TestSnapshotKeysApart(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	mallory, carol := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "carol")
+	ctx := context.Background()
+	config := []byte(`{"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	pulled := image.ImageRecord{Digest: image.ConfigDigest(config), Config: []byte(`{"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}` + " ")}
+	if err := s.store.PutImage(ctx, pulled); err != nil { // as a pull records it, by the same hex
+		t.Fatal(err)
+	}
+	if _, err := mallory.PutImage(ctx, config); err != nil {
+		t.Fatal(err)
+	}
+	parentOf := func(c *NetClient) string {
+		ni, _, err := c.Start(ctx, &ipc.RemoteNewReq{Digest: pulled.Digest.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ni.Close()
+		info, err := ni.Snapshot(ctx, nil, nil, snapshot.Parent{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Parent
+	}
+	if m, c := parentOf(mallory), parentOf(carol); m == c || !strings.HasPrefix(m, "client-") || !strings.HasPrefix(c, "image-") {
+		t.Errorf("snapshots of the client image and of the pulled one stand on %q and %q", m, c)
+	}
+	if err := checkExcludes(make([]string, maxExcludes+1)); err == nil {
+		t.Errorf("%d exclude patterns: accepted", maxExcludes+1)
 	}
 }

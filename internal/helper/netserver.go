@@ -161,9 +161,22 @@ func (s *NetServer) capacity(client string) ipc.CapacityAns {
 	return a
 }
 
-// pull gets an image into the helper's store.
-func (s *NetServer) pull(ctx context.Context, m *ipc.PullReq) (ipc.PullAns, error) {
-	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP}
+// pull gets an image into the helper's store for client. A layer the
+// store holds that client may not use (another client brought it) must
+// still come from the registry, checked against the manifest (see
+// image.PullOptions.Verify); the client may use it then.
+func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ipc.PullAns, error) {
+	var mu sync.Mutex
+	verified := map[v1.Hash]bool{}
+	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP, Verify: func(h v1.Hash) bool {
+		if s.usable(client, h) {
+			return false
+		}
+		mu.Lock()
+		verified[h] = true
+		mu.Unlock()
+		return true
+	}}
 	if m.Platform != "" {
 		p, err := image.ParsePlatform(m.Platform)
 		if err != nil {
@@ -174,6 +187,17 @@ func (s *NetServer) pull(ctx context.Context, m *ipc.PullReq) (ipc.PullAns, erro
 	p, err := s.store.Pull(ctx, m.Ref, po)
 	if err != nil {
 		return ipc.PullAns{}, err
+	}
+	for _, l := range p.Image.Layers {
+		switch {
+		case s.usable(client, l):
+		case verified[l]:
+			if err := s.grant(ctx, client, l); err != nil {
+				return ipc.PullAns{}, err
+			}
+		default: // it became another client's while this pull added it
+			return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnknown, Message: fmt.Sprintf("pulling %s: layer %s arrived from another client meanwhile: pull again", m.Ref, l)}
+		}
 	}
 	return pullAnswer(p.Image, p.Reference), nil
 }
@@ -186,38 +210,40 @@ func pullAnswer(rec image.ImageRecord, ref string) ipc.PullAns {
 	return a
 }
 
-// image returns the record of the image m asks for: by digest when the
-// store has it (an image a client brought only for a client it was granted
-// to), else pulled by reference; the zero record for scratch.
-func (s *NetServer) image(ctx context.Context, client string, m *ipc.RemoteNewReq) (image.ImageRecord, error) {
+// image returns the record of the image m asks for, and the key its
+// sandboxes' snapshots stand on: by digest when the store has it and
+// client may use it and all its layers (see usable), else pulled by
+// reference; the zero record for scratch.
+func (s *NetServer) image(ctx context.Context, client string, m *ipc.RemoteNewReq) (image.ImageRecord, string, error) {
 	if m.Image.Ref == "" && m.Digest == "" {
-		return image.ImageRecord{}, nil
+		return image.ImageRecord{}, "scratch", nil
 	}
 	if m.Digest != "" {
 		h, err := v1.NewHash(m.Digest)
 		if err != nil {
-			return image.ImageRecord{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "image digest: " + err.Error()}
+			return image.ImageRecord{}, "", &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: "image digest: " + err.Error()}
 		}
 		if rec, ok := s.clientImage(client, h); ok {
-			return rec, nil
+			return rec, s.clientImageKey(h), nil
 		}
-		if rec, err := s.store.Image(h); err == nil { // pulled: anyone's
-			return rec, nil
+		if rec, err := s.store.Image(h); err == nil && s.usableLayers(client, rec) {
+			return rec, "image-" + h.Hex, nil
 		}
 		if m.Image.Ref == "" {
-			return image.ImageRecord{}, &ipc.IPCError{Code: ipc.ErrCodeNotExist, Message: fmt.Sprintf("image %s is not in the helper's store, and no reference to pull it by", m.Digest)}
+			return image.ImageRecord{}, "", &ipc.IPCError{Code: ipc.ErrCodeNotExist, Message: fmt.Sprintf("image %s is not in the helper's store, and no reference to pull it by", m.Digest)}
 		}
 	}
-	ans, err := s.pull(ctx, &m.Image)
+	ans, err := s.pull(ctx, client, &m.Image)
 	if err != nil {
-		return image.ImageRecord{}, err
+		return image.ImageRecord{}, "", err
 	}
 	if m.Digest != "" && ans.Digest != m.Digest {
-		return image.ImageRecord{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
+		return image.ImageRecord{}, "", &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
 			Message: fmt.Sprintf("%s is %s on the helper's registry, not %s", m.Image.Ref, ans.Digest, m.Digest)}
 	}
 	h, _ := v1.NewHash(ans.Digest)
-	return s.store.Image(h)
+	rec, err := s.store.Image(h)
+	return rec, "image-" + h.Hex, err
 }
 
 // checkMount returns the bind of a helper-side path the policy allows, or
@@ -271,11 +297,11 @@ func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.Remot
 		return ipc.RemoteNewAns{}, err
 	}
 	defer release()
-	rec, err := s.image(ctx, client, m)
+	rec, key, err := s.image(ctx, client, m)
 	if err != nil {
 		return ipc.RemoteNewAns{}, err
 	}
-	ni := &netInstance{owner: client, memMB: int64(m.MemoryMB), config: rec.Config, layers: rec.Layers, imageKey: s.imageKey(rec)}
+	ni := &netInstance{owner: client, memMB: int64(m.MemoryMB), config: rec.Config, layers: rec.Layers, imageKey: key}
 	if len(rec.Layers) > 0 {
 		if ni.lease, err = s.store.Lease(ctx, rec.Layers); err != nil {
 			return ipc.RemoteNewAns{}, err

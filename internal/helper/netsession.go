@@ -32,7 +32,7 @@ func newSession(srv *NetServer, client string) *session {
 		return srv.newInstance(req.Context(), client, m)
 	})
 	ipc.Route(s.own, ipc.MsgRemotePull, func(req *ipc.Request, m *ipc.PullReq) (ipc.PullAns, error) {
-		return srv.pull(req.Context(), m)
+		return srv.pull(req.Context(), client, m)
 	})
 	ipc.Route(s.own, ipc.MsgRemoteLayers, func(_ *ipc.Request, m *ipc.LayersReq) (ipc.LayersAns, error) {
 		return srv.missingLayers(client, m)

@@ -37,16 +37,16 @@ func SnapshotImage(info *snapshot.Info) (image.ImageRecord, error) {
 // stands on that snapshot: its own snapshots are the snapshot's children.
 const kindSnapshotImage = "snapshot-image"
 
-// imageKey returns the key snapshots of a sandbox of rec stand on: the
-// snapshot's, for an image of a snapshot.
-func (s *NetServer) imageKey(rec image.ImageRecord) string {
-	if rec.Digest == (v1.Hash{}) {
-		return "scratch"
-	}
-	if r, err := s.store.Record(kindSnapshotImage, rec.Digest.Hex); err == nil && len(r.Data) > 0 {
+// clientImageKey returns the key snapshots of a sandbox of the client
+// image h stand on: the snapshot's, for an image of a snapshot. Its
+// prefix sets it apart from a pulled image's key ("image-" and the
+// manifest's digest), so that bytes that are both a manifest and a config
+// cannot make the two stand on one key.
+func (s *NetServer) clientImageKey(h v1.Hash) string {
+	if r, err := s.store.Record(kindSnapshotImage, h.Hex); err == nil && len(r.Data) > 0 {
 		return string(r.Data)
 	}
-	return "image-" + rec.Digest.Hex
+	return "client-" + h.Hex
 }
 
 // ownSnapshot makes the snapshot's layers (those its sandbox's image
@@ -61,6 +61,26 @@ func (s *session) ownSnapshot(ctx context.Context, ni *netInstance, rec image.Im
 		}
 		if err := s.srv.grant(ctx, ni.owner, h); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// Bounds of a network client's snapshot excludes, which the helper
+// matches against every path of the sandbox's changes.
+const (
+	maxExcludes       = 256
+	maxExcludePattern = 1024 // bytes
+)
+
+// checkExcludes refuses excludes beyond those bounds.
+func checkExcludes(excludes []string) error {
+	if len(excludes) > maxExcludes {
+		return &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("%d exclude patterns: more than the %d a snapshot may have", len(excludes), maxExcludes)}
+	}
+	for _, p := range excludes {
+		if len(p) > maxExcludePattern {
+			return &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("an exclude pattern of %d bytes: more than %d", len(p), maxExcludePattern)}
 		}
 	}
 	return nil
@@ -81,6 +101,9 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	if err != nil {
 		return ipc.SnapshotAns{}, err
 	}
+	if err := checkExcludes(m.Options.Excludes); err != nil {
+		return ipc.SnapshotAns{}, err
+	}
 	parent := snapshot.Parent{Key: ni.imageKey, Layers: ni.layers, Config: ni.config}
 	if len(parent.Config) == 0 {
 		parent.Config = scratchConfig()
@@ -95,10 +118,10 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	}
 	err = s.ownSnapshot(req.Context(), ni, rec)
 	if err == nil {
-		err = s.srv.putClientImage(req.Context(), ni.owner, rec)
+		err = s.srv.store.PutRecord(req.Context(), image.Record{Kind: kindSnapshotImage, Name: rec.Digest.Hex, Data: []byte(info.Key)})
 	}
 	if err == nil {
-		err = s.srv.store.PutRecord(req.Context(), image.Record{Kind: kindSnapshotImage, Name: rec.Digest.Hex, Data: []byte(info.Key)})
+		err = s.srv.putClientImage(req.Context(), ni.owner, rec)
 	}
 	if err != nil {
 		return ipc.SnapshotAns{}, fmt.Errorf("recording snapshot %s: %w", info.Key, err)

@@ -32,6 +32,7 @@ type blobSource struct {
 type importOptions struct {
 	progress func(LayerProgress)
 	jobs     int
+	verify   func(diffID v1.Hash) bool // see PullOptions.Verify
 }
 
 // importImage adds an image's layers to the store (jobs at a time) and
@@ -67,6 +68,15 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 			p.Digest = diffID
 		}
 		if s.HasLayer(diffID) {
+			if o.verify != nil && o.verify(diffID) {
+				g.Go(func() error {
+					src := LayerSource{DiffID: diffID, Digest: b.digest, Open: b.open}
+					if err := s.VerifyLayer(gctx, src); err != nil {
+						return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
+					}
+					return nil
+				})
+			}
 			p.Cached, p.Complete, p.Done = true, true, max(b.size, 0)
 			report(p)
 			continue

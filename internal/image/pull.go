@@ -40,6 +40,25 @@ type PullOptions struct {
 	PlainHTTP bool                // allow plain HTTP to any registry, not only loopback
 	Progress  func(LayerProgress) // called serially while layers are fetched
 	Jobs      int                 // layers fetched at once; 0: 3
+	// Verify, when set, names layers the store holds that the registry
+	// must still serve, checked against the manifest's digests, before
+	// the pull succeeds (a caller that may not use them unless it shows
+	// the registry has them); an image or reference already in the store
+	// that has such a layer is fetched again.
+	Verify func(diffID v1.Hash) bool
+}
+
+// needsVerify reports whether rec has a layer o.Verify names.
+func (o PullOptions) needsVerify(rec ImageRecord) bool {
+	if o.Verify == nil {
+		return false
+	}
+	for _, l := range rec.Layers {
+		if o.Verify(l) {
+			return true
+		}
+	}
+	return false
 }
 
 // Pulled is what Pull returns.
@@ -74,7 +93,7 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (Pulled, er
 	}
 	key := refKey(r, platform)
 	if o.Policy != PullAlways {
-		if rec, err := s.lookupPulled(key); err == nil {
+		if rec, err := s.lookupPulled(key); err == nil && !o.needsVerify(rec) {
 			return Pulled{Image: rec, Reference: r.Name()}, nil
 		}
 		if o.Policy == PullNever {
@@ -91,7 +110,7 @@ func (s *Store) Pull(ctx context.Context, ref string, o PullOptions) (Pulled, er
 		return Pulled{}, fmt.Errorf("pulling %s: %w", r.Name(), err)
 	}
 	rec, err := s.Image(digest)
-	if err != nil {
+	if err != nil || o.needsVerify(rec) {
 		if rec, err = s.fetch(ctx, r, img, digest, platform, o); err != nil {
 			return Pulled{}, err
 		}
@@ -200,7 +219,7 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, img v1.Image, diges
 	if jobs <= 0 {
 		jobs = 3
 	}
-	rec, err := s.importImage(ctx, digest, raw, blobs, importOptions{progress: o.Progress, jobs: jobs})
+	rec, err := s.importImage(ctx, digest, raw, blobs, importOptions{progress: o.Progress, jobs: jobs, verify: o.Verify})
 	if err != nil {
 		return ImageRecord{}, fmt.Errorf("pulling %s: %w", r.Name(), err)
 	}
