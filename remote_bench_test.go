@@ -33,9 +33,9 @@ import (
 //     not. filewrite, for reference: that file write alone, 100 MB in
 //     1 MiB writes as the helper makes them, with no network at all.
 //     putlayer, for reference: a layer of one 100 MB file sent by content
-//     (MsgRemotePutLayer: written to a temporary file as it arrives,
-//     checked, then unpacked into the helper's store), a new one each
-//     round, to a helper with a store of its own.
+//     (MsgRemotePutLayer: unpacked as it arrives, checked, and committed
+//     to the helper's store, flushed to disk), a new one each round, to a
+//     helper with a store of its own.
 //   - ReadFile100MB: sdk, 100 MB ReadFile through the network helper;
 //     floor, 100 MB copied the other way over a raw TLS connection.
 func BenchmarkRemote(b *testing.B) {

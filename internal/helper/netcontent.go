@@ -2,14 +2,10 @@ package helper
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -62,16 +58,16 @@ func (s *NetServer) missingLayers(client string, m *ipc.LayersReq) (ipc.LayersAn
 
 // putLayer answers MsgRemotePutLayer for client: once the success answer
 // is out, the connection's next m.Size bytes are the layer's plain tar,
-// which the helper writes to a temporary file of its store, hashing it on
-// the way, and unpacks only once all of it is there and its sha256 is
-// m.DiffID (so a compressed stream, whatever it expands to, is refused,
-// and a client that stalls holds no lock another's upload of the layer
-// waits for). When the store has the layer already the bytes are checked
-// all the same: a client gets another's layer only by showing it has the
-// same bytes. The status frame then says whether the layer is in the
-// store, the client's to use. A stream that fails half way is still read
-// to its end, so the client never blocks. The helper's Close ends a
-// stream in progress.
+// which the store unpacks as it arrives into a temporary directory of its
+// own, taking the layer's lock only to commit it once whole and matching
+// m.DiffID (so a client that stalls holds nothing another's upload of the
+// layer waits for, and a compressed stream, whatever it expands to, is
+// read as it is and refused). When the store has the layer already the
+// bytes are checked all the same: a client gets another's layer only by
+// showing it has the same bytes. The status frame then says whether the
+// layer is in the store, the client's to use. A stream that fails half
+// way is still read to its end, so the client never blocks. The helper's
+// Close ends a stream in progress.
 func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq) (ipc.Empty, error) {
 	hs, err := diffIDs([]string{m.DiffID})
 	if err != nil {
@@ -98,9 +94,8 @@ func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq
 	return ipc.Empty{}, nil
 }
 
-// receiveLayer reads the layer h from r (to its end) into a temporary
-// file, checks it against h, adds it to the store unless there already,
-// and grants it to client.
+// receiveLayer reads the layer h from r into the store (or checks r
+// against h, when the store has it) and grants it to client.
 func (s *NetServer) receiveLayer(client string, h v1.Hash, r *io.LimitedReader) error {
 	if !s.store.HasLayer(h) {
 		// Marked before it appears, so that no other client ever sees it
@@ -109,34 +104,22 @@ func (s *NetServer) receiveLayer(client string, h v1.Hash, r *io.LimitedReader) 
 			return err
 		}
 	}
-	td, err := s.store.TempDir(s.ctx, "upload")
-	if err != nil {
-		return err
-	}
-	defer td.Remove()
-	f, err := os.OpenFile(filepath.Join(td.Path(), "layer.tar"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sum := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, sum), r); err != nil {
-		return fmt.Errorf("layer %s: %w", h, err)
-	}
-	if r.N > 0 {
-		return fmt.Errorf("layer %s: %w", h, io.ErrUnexpectedEOF)
-	}
-	if got := hex.EncodeToString(sum.Sum(nil)); got != h.Hex {
-		return fmt.Errorf("layer %s: the stream is sha256:%s (a plain tar is wanted): %w", h, got, image.ErrDigestMismatch)
-	}
-	src := image.LayerSource{DiffID: h, Open: func() (io.ReadCloser, error) {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		return io.NopCloser(f), nil
+	read := false
+	src := image.LayerSource{DiffID: h, Plain: true, Unlocked: true, Open: func() (io.ReadCloser, error) {
+		read = true
+		return io.NopCloser(r), nil
 	}}
 	if _, err := s.store.AddLayer(s.ctx, src, nil); err != nil {
 		return err
+	}
+	if !read { // the store had it: check the bytes all the same
+		src.Open = func() (io.ReadCloser, error) { return io.NopCloser(r), nil }
+		if err := s.store.VerifyLayer(s.ctx, src); err != nil {
+			return err
+		}
+	}
+	if r.N > 0 {
+		return fmt.Errorf("layer %s: %w", h, io.ErrUnexpectedEOF)
 	}
 	return s.grant(s.ctx, client, h)
 }

@@ -28,8 +28,17 @@ type LayerSource struct {
 	// compressed blob), checked too.
 	Digest v1.Hash
 	// Open returns the layer: a gzip or zstd compressed or a plain tar
-	// stream, told apart by its first bytes.
+	// stream, told apart by its first bytes (unless Plain).
 	Open func() (io.ReadCloser, error)
+	// Plain says the stream is a plain tar, never expanded: compressed
+	// bytes are read as they are (and fail the DiffID check).
+	Plain bool
+	// Unlocked unpacks the stream before taking the layer's lock, which
+	// only the commit then holds: for a source that may be slow or stall
+	// (a network client), so that others adding the same layer do not
+	// wait for it. Concurrent adds of one layer then each unpack theirs,
+	// and one commits.
+	Unlocked bool
 }
 
 // AddLayer unpacks the layer src into the store unless it is there
@@ -49,13 +58,17 @@ func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(don
 	if s.HasLayer(src.DiffID) {
 		return false, nil
 	}
-	unlock, err := s.lockLayer(ctx, src.DiffID)
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	if s.HasLayer(src.DiffID) {
-		return false, nil // another writer finished it while we waited
+	lock := func() (func(), error) { return s.lockLayer(ctx, src.DiffID) }
+	if !src.Unlocked {
+		unlock, err := lock()
+		if err != nil {
+			return false, err
+		}
+		defer unlock()
+		if s.HasLayer(src.DiffID) {
+			return false, nil // another writer finished it while we waited
+		}
+		lock = func() (func(), error) { return func() {}, nil }
 	}
 	td, err := s.TempDir(ctx, "layer")
 	if err != nil {
@@ -69,6 +82,14 @@ func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(don
 	stats, err := s.unpackFrom(ctx, src, fsDir, progress)
 	if err != nil {
 		return false, fmt.Errorf("layer %s: %w", src.DiffID, err)
+	}
+	unlock, err := lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if s.HasLayer(src.DiffID) {
+		return false, nil // another writer committed it meanwhile
 	}
 	info := LayerInfo{ID: src.DiffID, Size: stats.Bytes, Entries: stats.Entries, Source: "archive", Mode: s.mode()}
 	if err := s.commitLayer(td, info); err != nil {
@@ -138,7 +159,7 @@ func (s *Store) unpackFrom(ctx context.Context, src LayerSource, dir string, pro
 	diffHash, blobHash := sha256.New(), sha256.New()
 	done := make(chan error, 1)
 	go func() {
-		err := decompress(&countReader{r: rc, h: blobHash, progress: progress}, pw, diffHash)
+		err := decompress(&countReader{r: rc, h: blobHash, progress: progress}, pw, diffHash, src.Plain)
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -167,13 +188,14 @@ func checkHash(h hash.Hash, want v1.Hash, what string) error {
 	return nil
 }
 
-// decompress copies the tar stream in r, decompressed, into w, hashing
-// what it writes, then reads r to its end.
-func decompress(r io.Reader, w io.Writer, h hash.Hash) error {
+// decompress copies the tar stream in r, decompressed (unless plain), into
+// w, hashing what it writes, then reads r to its end.
+func decompress(r io.Reader, w io.Writer, h hash.Hash, plain bool) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic, _ := br.Peek(4)
 	var tr io.Reader = br
 	switch {
+	case plain:
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(br)
 		if err != nil {

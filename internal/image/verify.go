@@ -9,7 +9,7 @@ import (
 )
 
 // VerifyLayer reads src as AddLayer would (decompressed as its first bytes
-// say, within the store's size limit) and checks it against src.DiffID
+// say unless src.Plain, within the store's size limit) and checks it against src.DiffID
 // (and src.Digest when set), writing nothing: for a caller that must see a
 // source serve a layer the store already holds. Errors: ErrDigestMismatch,
 // ErrTooLarge, or those of reading src.
@@ -26,7 +26,7 @@ func (s *Store) VerifyLayer(ctx context.Context, src LayerSource) error {
 	defer stop()
 	diffHash, blobHash := sha256.New(), sha256.New()
 	limit := s.limits.withDefaults().MaxBytes
-	if err := decompress(&countReader{r: rc, h: blobHash}, &cappedDiscard{left: limit}, diffHash); err != nil {
+	if err := decompress(&countReader{r: rc, h: blobHash}, &cappedDiscard{left: limit}, diffHash, src.Plain); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
