@@ -174,9 +174,32 @@ func TestPullCannotLaunder(t *testing.T) {
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
 
+	// The refusal reads the same whether or not the helper holds the
+	// layer, for a pull and for an upload: no oracle of what others sent.
+	absent := diffIDOf([]byte("a layer nobody sent"))
+	after := func(err error, names ...string) string { // the error, its layer and image named alike
+		if err == nil {
+			return "<accepted>"
+		}
+		msg := err.Error()
+		for _, n := range names {
+			msg = strings.ReplaceAll(msg, n, "NAME")
+		}
+		return msg
+	}
 	junk := pushLayerImage(t, host, "junk", []byte("not the layer"), diffIDOf(secret))
-	if _, err := bob.Pull(ctx, &ipc.PullReq{Ref: junk, PlainHTTP: true}); err == nil || !strings.Contains(err.Error(), "mismatch") {
-		t.Errorf("bob pulling an image that names alice's layer over a junk blob: %v, want a digest mismatch", err)
+	junk2 := pushLayerImage(t, host, "junk2", []byte("not the layer"), absent)
+	_, err1 := bob.Pull(ctx, &ipc.PullReq{Ref: junk, PlainHTTP: true})
+	_, err2 := bob.Pull(ctx, &ipc.PullReq{Ref: junk2, PlainHTTP: true})
+	if err1 == nil || after(err1, diffIDOf(secret), junk) != after(err2, absent, junk2) {
+		t.Errorf("pulls naming a held layer and an absent one over a junk blob:\n  %v\n  %v", err1, err2)
+	}
+	for _, body := range [][]byte{[]byte("not a tar at all, not at all"), bytes.Repeat([]byte{0}, len(secret))} {
+		err1 := bob.PutLayer(ctx, diffIDOf(secret), int64(len(body)), sendBytes(body))
+		err2 := bob.PutLayer(ctx, absent, int64(len(body)), sendBytes(body))
+		if err1 == nil || after(err1, diffIDOf(secret)) != after(err2, absent) {
+			t.Errorf("uploads of %q under a held layer's digest and an absent one's:\n  %v\n  %v", body[:8], err1, err2)
+		}
 	}
 	if m, _ := bob.MissingLayers(ctx, []string{diffIDOf(secret)}); len(m) != 1 {
 		t.Errorf("after bob's laundering pull, his MissingLayers: %v; want the layer missing", m)
@@ -207,6 +230,25 @@ func TestPullCannotLaunder(t *testing.T) {
 		t.Fatalf("bob starting the image he pulled: %v", err)
 	}
 	ni.Close()
+
+	// A failed upload under a public layer's digest leaves that layer
+	// marked another client's; the first pull of the public image still
+	// succeeds (it read and checked the layer), for whoever pulls it.
+	public := tarOf(t, &tar.Header{Name: "public", Typeflag: tar.TypeReg})
+	mallory, carol := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "carol")
+	if err := mallory.PutLayer(ctx, diffIDOf(public), 12, sendBytes([]byte("not the tar!"))); err == nil {
+		t.Fatal("mallory's junk accepted")
+	}
+	pub := pushLayerImage(t, host, "public", public, diffIDOf(public))
+	pa, err := carol.Pull(ctx, &ipc.PullReq{Ref: pub, PlainHTTP: true})
+	if err != nil {
+		t.Fatalf("the first pull of a public image after junk under its layer's digest: %v", err)
+	}
+	if ni, _, err := carol.Start(ctx, &ipc.RemoteNewReq{Digest: pa.Digest}); err != nil {
+		t.Errorf("carol starting the public image: %v", err)
+	} else {
+		ni.Close()
+	}
 }
 
 // TestSnapshotKeysApart: a client image and a pulled image whose digests

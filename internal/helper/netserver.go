@@ -164,19 +164,18 @@ func (s *NetServer) capacity(client string) ipc.CapacityAns {
 // pull gets an image into the helper's store for client. A layer the
 // store holds that client may not use (another client brought it) must
 // still come from the registry, checked against the manifest (see
-// image.PullOptions.Verify); the client may use it then.
+// image.PullOptions.Verify); the client may use each layer the pull
+// checked (PullOptions.Checked) then.
 func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ipc.PullAns, error) {
 	var mu sync.Mutex
-	verified := map[v1.Hash]bool{}
-	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP, Verify: func(h v1.Hash) bool {
-		if s.usable(client, h) {
-			return false
-		}
-		mu.Lock()
-		verified[h] = true
-		mu.Unlock()
-		return true
-	}}
+	checked := map[v1.Hash]bool{}
+	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP,
+		Verify: func(h v1.Hash) bool { return !s.usable(client, h) },
+		Checked: func(h v1.Hash) {
+			mu.Lock()
+			checked[h] = true
+			mu.Unlock()
+		}}
 	if m.Platform != "" {
 		p, err := image.ParsePlatform(m.Platform)
 		if err != nil {
@@ -191,12 +190,12 @@ func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ip
 	for _, l := range p.Image.Layers {
 		switch {
 		case s.usable(client, l):
-		case verified[l]:
+		case checked[l]:
 			if err := s.grant(ctx, client, l); err != nil {
 				return ipc.PullAns{}, err
 			}
-		default: // it became another client's while this pull added it
-			return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnknown, Message: fmt.Sprintf("pulling %s: layer %s arrived from another client meanwhile: pull again", m.Ref, l)}
+		default: // it turned private while this pull found it in the store
+			return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeUnknown, Message: fmt.Sprintf("pulling %s: layer %s was not checked against the registry in this pull: pull again", m.Ref, l)}
 		}
 	}
 	return pullAnswer(p.Image, p.Reference), nil

@@ -50,7 +50,8 @@ func (s *NetServer) clientImageKey(h v1.Hash) string {
 }
 
 // ownSnapshot makes the snapshot's layers (those its sandbox's image
-// lacks) private to the sandbox's owner.
+// lacks) private to the sandbox's owner (the new one was marked private
+// before it was added: Parent.BeforeAdd).
 func (s *session) ownSnapshot(ctx context.Context, ni *netInstance, rec image.ImageRecord) error {
 	for _, h := range rec.Layers {
 		if slices.Contains(ni.layers, h) {
@@ -69,8 +70,8 @@ func (s *session) ownSnapshot(ctx context.Context, ni *netInstance, rec image.Im
 // Bounds of a network client's snapshot excludes, which the helper
 // matches against every path of the sandbox's changes.
 const (
-	maxExcludes       = 256
-	maxExcludePattern = 1024 // bytes
+	maxExcludes       = 64
+	maxExcludePattern = 256 // bytes
 )
 
 // checkExcludes refuses excludes beyond those bounds.
@@ -104,7 +105,8 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	if err := checkExcludes(m.Options.Excludes); err != nil {
 		return ipc.SnapshotAns{}, err
 	}
-	parent := snapshot.Parent{Key: ni.imageKey, Layers: ni.layers, Config: ni.config}
+	parent := snapshot.Parent{Key: ni.imageKey, Layers: ni.layers, Config: ni.config,
+		BeforeAdd: func(id v1.Hash) error { return s.srv.markPrivate(req.Context(), id) }}
 	if len(parent.Config) == 0 {
 		parent.Config = scratchConfig()
 	}

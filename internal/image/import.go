@@ -33,6 +33,15 @@ type importOptions struct {
 	progress func(LayerProgress)
 	jobs     int
 	verify   func(diffID v1.Hash) bool // see PullOptions.Verify
+	checked  func(diffID v1.Hash)      // see PullOptions.Checked
+}
+
+// reportChecked passes diffID, a layer read from its source and checked,
+// to o.checked.
+func (o importOptions) reportChecked(diffID v1.Hash) {
+	if o.checked != nil {
+		o.checked(diffID)
+	}
 }
 
 // importImage adds an image's layers to the store (jobs at a time) and
@@ -74,6 +83,7 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 					if err := s.VerifyLayer(gctx, src); err != nil {
 						return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
 					}
+					o.reportChecked(diffID)
 					return nil
 				})
 			}
@@ -84,13 +94,16 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 		g.Go(func() error {
 			report(p)
 			src := LayerSource{DiffID: diffID, Digest: b.digest, Open: b.open}
-			_, err := s.AddLayer(gctx, src, func(done int64) {
+			added, err := s.AddLayer(gctx, src, func(done int64) {
 				q := p
 				q.Done = done
 				report(q)
 			})
 			if err != nil {
 				return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
+			}
+			if added {
+				o.reportChecked(diffID)
 			}
 			q := p
 			q.Complete = true

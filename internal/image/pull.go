@@ -46,6 +46,10 @@ type PullOptions struct {
 	// the registry has them); an image or reference already in the store
 	// that has such a layer is fetched again.
 	Verify func(diffID v1.Hash) bool
+	// Checked, when set, is told of each layer this pull read from the
+	// registry and checked against the manifest (one it added, or one
+	// Verify named); it may be called from several goroutines at once.
+	Checked func(diffID v1.Hash)
 }
 
 // needsVerify reports whether rec has a layer o.Verify names.
@@ -219,7 +223,7 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, img v1.Image, diges
 	if jobs <= 0 {
 		jobs = 3
 	}
-	rec, err := s.importImage(ctx, digest, raw, blobs, importOptions{progress: o.Progress, jobs: jobs, verify: o.Verify})
+	rec, err := s.importImage(ctx, digest, raw, blobs, importOptions{progress: o.Progress, jobs: jobs, verify: o.Verify, checked: o.Checked})
 	if err != nil {
 		return ImageRecord{}, fmt.Errorf("pulling %s: %w", r.Name(), err)
 	}

@@ -93,7 +93,7 @@ func keptXattr(name string) bool {
 func (c *copier) copyTree(ctx context.Context, src *untrusted.Dir, dst *os.File) (v1.Hash, int, error) {
 	c.h = sha256.New()
 	c.dstRoot = int(dst.Fd())
-	if err := c.copyDir(ctx, src, dst, 0); err != nil {
+	if err := c.copyDir(ctx, src, dst, 0, c.exclude.root()); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	st, err := src.Stat()
@@ -120,7 +120,7 @@ func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
 	}
 	defer src.Close()
 	c := &copier{exclude: &matcher{}, links: map[inode]linked{}, h: sha256.New(), dstRoot: -1}
-	if err := c.copyDir(ctx, src, nil, 0); err != nil {
+	if err := c.copyDir(ctx, src, nil, 0, c.exclude.root()); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
@@ -152,8 +152,9 @@ func (c *copier) record(p string, st *unix.Stat_t, target string, digest []byte,
 }
 
 // copyDir copies the entries of src into dst (nil: only hash); depth is
-// src's depth below the tree's root.
-func (c *copier) copyDir(ctx context.Context, src *untrusted.Dir, dst *os.File, depth int) error {
+// src's depth below the tree's root, and st where its path stands in the
+// exclude patterns.
+func (c *copier) copyDir(ctx context.Context, src *untrusted.Dir, dst *os.File, depth int, st matchState) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -165,22 +166,27 @@ func (c *copier) copyDir(ctx context.Context, src *untrusted.Dir, dst *os.File, 
 		return err
 	}
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		full := path.Join(src.Path(), name)
-		if c.exclude.match(full) {
+		sub, excluded := c.exclude.enter(st, name)
+		if excluded {
 			continue
 		}
 		if err := checkPathLen(full); err != nil {
 			return err
 		}
-		if err := c.copyEntry(ctx, src, dst, name, depth); err != nil {
+		if err := c.copyEntry(ctx, src, dst, name, depth, sub); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// copyEntry copies the entry name of src into dst.
-func (c *copier) copyEntry(ctx context.Context, src *untrusted.Dir, dst *os.File, name string, depth int) error {
+// copyEntry copies the entry name of src into dst; ms is where its path
+// stands in the exclude patterns.
+func (c *copier) copyEntry(ctx context.Context, src *untrusted.Dir, dst *os.File, name string, depth int, ms matchState) error {
 	n, err := src.Lookup(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed while we copied (a sandbox the host cannot freeze)
@@ -215,7 +221,7 @@ func (c *copier) copyEntry(ctx context.Context, src *untrusted.Dir, dst *os.File
 			}
 			defer subDst.Close()
 		}
-		if err := c.copyDir(ctx, sub, subDst, depth+1); err != nil {
+		if err := c.copyDir(ctx, sub, subDst, depth+1, ms); err != nil {
 			return err
 		}
 		if dst == nil {

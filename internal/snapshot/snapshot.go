@@ -41,6 +41,11 @@ type Parent struct {
 	Layers []v1.Hash       // its layers in the store, lowest first
 	Host   string          // the host image's key, or ""
 	Config json.RawMessage // its OCI config file
+	// BeforeAdd, when set, is called with the id of the snapshot's new
+	// layer before the layer is added to the store; an error stops the
+	// snapshot. A network helper marks the layer its client's there, so
+	// that no other client ever sees it unmarked.
+	BeforeAdd func(id v1.Hash) error `json:"-"`
 }
 
 // ErrNotFound matches errors for a key the store has no snapshot of.
@@ -162,6 +167,11 @@ func commit(ctx context.Context, s *image.Store, dir string, id v1.Hash, parent 
 	layers := slices.Clone(parent.Layers)
 	key := KeyOf(parent.Key, v1.Hash{Algorithm: "sha256", Hex: emptyLayer})
 	if dir != "" {
+		if parent.BeforeAdd != nil {
+			if err := parent.BeforeAdd(id); err != nil {
+				return nil, err
+			}
+		}
 		if _, err := s.AddLayerDir(ctx, id, dir); err != nil {
 			return nil, err
 		}
