@@ -70,19 +70,11 @@ func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(don
 		}
 		lock = func() (func(), error) { return func() {}, nil }
 	}
-	td, err := s.TempDir(ctx, "layer")
+	td, stats, err := s.unpackTemp(ctx, src, progress)
 	if err != nil {
 		return false, err
 	}
 	defer td.Remove()
-	fsDir := filepath.Join(td.Path(), "fs")
-	if err := os.Mkdir(fsDir, 0o755); err != nil {
-		return false, err
-	}
-	stats, err := s.unpackFrom(ctx, src, fsDir, progress)
-	if err != nil {
-		return false, fmt.Errorf("layer %s: %w", src.DiffID, err)
-	}
 	unlock, err := lock()
 	if err != nil {
 		return false, err
@@ -97,6 +89,26 @@ func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(don
 	}
 	s.log.Debug("layer added", "id", src.DiffID, "bytes", stats.Bytes, "entries", stats.Entries)
 	return true, nil
+}
+
+// unpackTemp unpacks src, checked, into fs/ of a new TempDir, which it
+// returns for the caller to commit or remove (on error it is gone).
+func (s *Store) unpackTemp(ctx context.Context, src LayerSource, progress func(int64)) (*TempDir, UnpackStats, error) {
+	td, err := s.TempDir(ctx, "layer")
+	if err != nil {
+		return nil, UnpackStats{}, err
+	}
+	fsDir := filepath.Join(td.Path(), "fs")
+	if err := os.Mkdir(fsDir, 0o755); err != nil {
+		td.Remove()
+		return nil, UnpackStats{}, err
+	}
+	stats, err := s.unpackFrom(ctx, src, fsDir, progress)
+	if err != nil {
+		td.Remove()
+		return nil, UnpackStats{}, fmt.Errorf("layer %s: %w", src.DiffID, err)
+	}
+	return td, stats, nil
 }
 
 // lockLayer takes the store hold and the layer's own lock.

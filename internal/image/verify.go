@@ -3,8 +3,6 @@ package image
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 )
 
 // VerifyLayer reads src exactly as AddLayer would, unpacking it into a
@@ -18,17 +16,9 @@ func (s *Store) VerifyLayer(ctx context.Context, src LayerSource) error {
 	if !validHash(src.DiffID) {
 		return fmt.Errorf("verifying layer: bad diffID %q", src.DiffID)
 	}
-	td, err := s.TempDir(ctx, "layer")
+	td, _, err := s.unpackTemp(ctx, src, nil)
 	if err != nil {
 		return err
 	}
-	defer td.Remove()
-	fsDir := filepath.Join(td.Path(), "fs")
-	if err := os.Mkdir(fsDir, 0o755); err != nil {
-		return err
-	}
-	if _, err := s.unpackFrom(ctx, src, fsDir, nil); err != nil {
-		return fmt.Errorf("layer %s: %w", src.DiffID, err)
-	}
-	return nil
+	return td.Remove()
 }
