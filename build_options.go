@@ -159,9 +159,15 @@ func WithBuildSource(name string, src Source) BuildOption {
 			if s == nil {
 				return errors.New("WithBuildSource: nil image")
 			}
+			if s.remote != nil {
+				return fmt.Errorf("WithBuildSource: %w", errRemoteImage(s))
+			}
 		case *Snapshot:
 			if s == nil {
 				return errors.New("WithBuildSource: nil snapshot")
+			}
+			if s.onHelper != nil {
+				return fmt.Errorf("WithBuildSource: %w", s.onHelper.errHere(s))
 			}
 		case *HostSource:
 			if s == nil {

@@ -136,14 +136,18 @@ func (f *Fleet) dial(ctx context.Context, m *fleetMember) (*Remote, error) {
 
 // New starts a sandbox of src (see Remote.New) on the helper with the
 // most free capacity; when that one fails (it went down, filled up, or
-// refused), on the next. It returns an error naming every helper's reason
-// when none could take it.
+// refused), on the next. A snapshot of a helper's sandbox starts on that
+// helper, the only one that has it. It returns an error naming every
+// helper's reason when none could take it.
 func (f *Fleet) New(ctx context.Context, src Source, opts ...Option) (*Instance, error) {
 	f.mu.Lock()
 	closed := f.closed
 	f.mu.Unlock()
 	if closed {
 		return nil, errors.New("Fleet.New: the fleet is closed")
+	}
+	if snap, ok := src.(*Snapshot); ok && snap.onHelper != nil {
+		return f.newOnHelper(ctx, snap, opts)
 	}
 	cs, why := f.survey(ctx)
 	for _, c := range cs {
@@ -160,6 +164,31 @@ func (f *Fleet) New(ctx context.Context, src Source, opts ...Option) (*Instance,
 		why = append(why, "the fleet has no helpers")
 	}
 	return nil, fmt.Errorf("Fleet.New: no helper could start the sandbox: %s", strings.Join(why, "; "))
+}
+
+// newOnHelper starts a sandbox of a helper's snapshot on that helper, the
+// only one that has it.
+func (f *Fleet) newOnHelper(ctx context.Context, snap *Snapshot, opts []Option) (*Instance, error) {
+	f.mu.Lock()
+	var m *fleetMember
+	for _, c := range f.members {
+		if c.addr == snap.onHelper.addr {
+			m = c
+		}
+	}
+	f.mu.Unlock()
+	if m == nil {
+		return nil, fmt.Errorf("Fleet.New: %w (not a helper of this fleet)", snap.onHelper.errHere(snap))
+	}
+	r, err := f.dial(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("Fleet.New: %w", err)
+	}
+	inst, err := r.New(ctx, snap, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("Fleet.New: %w", err)
+	}
+	return inst, nil
 }
 
 // Pull has the first helper that answers pull the image ref names (see

@@ -1,14 +1,11 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
-	"runtime"
 	"slices"
 
 	"github.com/ccsandbox/sandbox/internal/image"
@@ -29,14 +26,13 @@ type Image struct {
 	cfg    *v1.ConfigFile // parsed raw
 	layers []v1.Hash      // diffIDs, lowest first
 	// remote says how a network helper gets the image (Remote.Pull,
-	// Fleet.Pull); its layers are in the helpers' stores, not in store.
+	// Fleet.Pull: its reference; an image sent by content: none, it is
+	// there by digest); its layers are in the helpers' stores, not in
+	// store.
 	remote *ipc.PullReq
 	// pulled: Pull got it from a registry, where a network helper can
 	// pull it too; any other local image goes to a helper by content.
 	pulled bool
-	// content is the local image or snapshot a helper's image was sent
-	// from (Remote.New), so that another helper can be sent it too.
-	content *imageContent
 }
 
 // ImageConfig is what an image's config says about running it.
@@ -173,14 +169,9 @@ func openStore(o *storeOptions) (*image.Store, error) {
 // Scratch returns the empty image: no layers, no command, for the host's
 // platform. A sandbox made from it has an empty root to write into.
 func Scratch() *Image {
-	cfg := &v1.ConfigFile{
-		Architecture: runtime.GOARCH,
-		OS:           "linux",
-		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}},
-	}
-	raw, _ := json.Marshal(cfg)
-	sum := sha256.Sum256(raw)
-	return &Image{digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, ref: "scratch", raw: raw, cfg: cfg}
+	raw := image.ScratchConfig()
+	cfg, _ := v1.ParseConfigFile(bytes.NewReader(raw))
+	return &Image{digest: image.ConfigDigest(raw), ref: "scratch", raw: raw, cfg: cfg}
 }
 
 func newImage(s *image.Store, rec image.ImageRecord, ref string) (*Image, error) {

@@ -137,7 +137,7 @@ func remoteImage(a ipc.PullAns, req *ipc.PullReq) (*Image, error) {
 }
 
 func errRemoteImage(i *Image) error {
-	return fmt.Errorf("image %s lives on a network helper: start it with Remote.New or Fleet.New", i.digest)
+	return fmt.Errorf("image %s lives on a network helper: start it with Remote.New or Fleet.New: %w", i.digest, errors.ErrUnsupported)
 }
 
 // remoteNewRequest describes a sandbox of src for the network helper at
@@ -154,7 +154,7 @@ func remoteNewRequest(addr string, src Source, o *newOptions) (*ipc.RemoteNewReq
 			return nil, fmt.Errorf("a %T names paths of this host; a network helper starts images and snapshots", src)
 		}
 		if snap.onHelper.addr != addr {
-			return nil, fmt.Errorf("snapshot %s lives on the network helper %s, not on %s", snap.info.Key, snap.onHelper.addr, addr)
+			return nil, snap.onHelper.errHere(snap)
 		}
 		req.Digest = snap.onHelper.digest.String()
 	case img.remote != nil:

@@ -27,17 +27,14 @@ type imageContent struct {
 }
 
 // contentOf returns what a network helper needs to get src by content, or
-// nil for a source that goes by reference (a helper's own image, a local
-// one pulled from a registry, Scratch) or that no helper can run (the
-// caller says so). A snapshot of a HostImage sandbox is an error: its base
+// nil for a source that goes by reference (a helper's own image or
+// snapshot, a local image pulled from a registry, Scratch) or that no
+// helper can run (the caller says so). A snapshot of a HostImage sandbox is an error: its base
 // is this host.
 func contentOf(src Source) (*imageContent, error) {
 	switch s := src.(type) {
 	case *Image:
-		switch {
-		case s.content != nil:
-			return s.content, nil
-		case s.remote != nil, s.pulled, s.store == nil:
+		if s.remote != nil || s.pulled || s.store == nil {
 			return nil, nil
 		}
 		return &imageContent{key: "image " + s.digest.String(), store: s.store, layers: s.layers, config: s.raw}, nil
@@ -56,14 +53,22 @@ func contentOf(src Source) (*imageContent, error) {
 // sendContent makes sure the helper holds c, sending what it lacks, and
 // returns the helper's image of it. Concurrent sends of the same content
 // through r share one transfer; each caller still returns when its own ctx
-// ends.
+// ends, and one whose context outlives the transfer's (its first caller's)
+// starts another.
 func (r *Remote) sendContent(ctx context.Context, c *imageContent) (*Image, error) {
 	for {
-		ch := r.sends.DoChan(c.key, func() (any, error) { return r.send(ctx, c) })
+		ch := r.sends.DoChan(c.key, func() (any, error) {
+			img, err := r.send(ctx, c)
+			if err != nil && ctx.Err() != nil {
+				return nil, &transferEnded{err}
+			}
+			return img, err
+		})
 		select {
 		case res := <-ch:
-			if res.Err != nil && ctx.Err() == nil && (errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded)) {
-				continue // the transfer was another caller's, and its context ended
+			var ended *transferEnded
+			if errors.As(res.Err, &ended) && ctx.Err() == nil {
+				continue
 			}
 			if res.Err != nil {
 				return nil, res.Err
@@ -74,6 +79,12 @@ func (r *Remote) sendContent(ctx context.Context, c *imageContent) (*Image, erro
 		}
 	}
 }
+
+// transferEnded is the error of a shared transfer whose context ended.
+type transferEnded struct{ err error }
+
+func (e *transferEnded) Error() string { return e.err.Error() }
+func (e *transferEnded) Unwrap() error { return e.err }
 
 // send is one transfer of sendContent.
 func (r *Remote) send(ctx context.Context, c *imageContent) (*Image, error) {
@@ -125,10 +136,5 @@ func (r *Remote) send(ctx context.Context, c *imageContent) (*Image, error) {
 	if want := image.ConfigDigest(config).String(); a.Digest != want {
 		return nil, fmt.Errorf("helper %s: it recorded the image as %s, not %s", r.Addr(), a.Digest, want)
 	}
-	img, err := remoteImage(a, &ipc.PullReq{})
-	if err != nil {
-		return nil, err
-	}
-	img.content = c
-	return img, nil
+	return remoteImage(a, &ipc.PullReq{})
 }

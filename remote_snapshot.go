@@ -20,7 +20,8 @@ type helperSnapshot struct {
 	digest v1.Hash
 }
 
-// errHere is the error of using s, which lives on a helper, on this host.
+// errHere is the error of using s, which lives on a helper, anywhere but
+// there (this host, another helper).
 func (h *helperSnapshot) errHere(s *Snapshot) error {
 	return fmt.Errorf("snapshot %s lives on the network helper %s: start it with that helper's Remote.New: %w", s.info.Key, h.addr, errors.ErrUnsupported)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
@@ -74,7 +75,26 @@ func TestRemoteSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r2.Close()
-	if _, err := r2.New(ctx, snap); err == nil || !strings.Contains(err.Error(), "lives on the network helper") {
+	if _, err := r2.New(ctx, snap); !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), s.Addr().String()) {
 		t.Errorf("a helper's snapshot on another helper: %v", err)
+	}
+	// A Fleet starts it on its own helper, whichever has more room.
+	fleet := NewFleet(r2, r)
+	fi, err := fleet.New(ctx, snap)
+	if err != nil {
+		t.Fatalf("a helper's snapshot through a Fleet: %v", err)
+	}
+	if h := fi.runner.(*helper.NetInstance).Helper(); h != s.Addr().String() {
+		t.Errorf("a helper's snapshot through a Fleet started on %s, not on %s", h, s.Addr())
+	}
+	fi.Close()
+	if _, err := NewFleet(r2).New(ctx, snap); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("a helper's snapshot through a Fleet without its helper: %v", err)
+	}
+	if _, err := Build(ctx, []byte("FROM base\n"), WithBuildSource("base", snap)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("a helper's snapshot as a local build's source: %v", err)
+	}
+	if _, err := Build(ctx, []byte("FROM base\n"), WithBuildSource("base", img)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("a helper's image as a local build's source: %v", err)
 	}
 }

@@ -167,8 +167,9 @@ func (s *Snapshot) Config() ImageConfig {
 }
 
 // Close releases the snapshot; its record and layers stay in the store
-// (Prune removes them once unreferenced... or use RemoveSnapshot). Close
-// is safe to call more than once.
+// (Prune removes them once unreferenced... or use RemoveSnapshot). For a
+// snapshot of a network helper's sandbox it does nothing: the snapshot
+// stays in the helper's store. Close is safe to call more than once.
 func (s *Snapshot) Close() error {
 	var err error
 	s.once.Do(func() {

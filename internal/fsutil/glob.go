@@ -21,8 +21,11 @@ func ElemsStart(pat []string) []bool {
 
 // ElemsStep returns the positions of pat reached after the element elem
 // from those in reached, or nil when there are none (no path that goes on
-// can match).
+// can match); from nil it returns nil.
 func ElemsStep(pat []string, reached []bool, elem string) []bool {
+	if reached == nil {
+		return nil
+	}
 	var next []bool
 	for i, p := range pat {
 		if !reached[i] {

@@ -102,12 +102,18 @@ func (n *NetClient) do(ctx context.Context, t uint16, req, ans ipc.Msg) error {
 		return err
 	}
 	if err := c.Do(ctx, t, req, ans); err != nil {
-		if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
-			return fmt.Errorf("helper %s: %w", n.addr, ie.Bare())
-		}
-		return fmt.Errorf("helper %s: %w", n.addr, err)
+		return n.callErr(err)
 	}
 	return nil
+}
+
+// callErr is the error of a failed call to the helper: the helper's own
+// error without its op and path, or the transport's, naming the helper.
+func (n *NetClient) callErr(err error) error {
+	if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
+		return fmt.Errorf("helper %s: %w", n.addr, ie.Bare())
+	}
+	return fmt.Errorf("helper %s: %w", n.addr, err)
 }
 
 // Capacity asks the helper what this client may still start there.
@@ -186,7 +192,8 @@ func (n *NetClient) Close() error {
 }
 
 // MissingLayers asks the helper which of the layers (diffIDs) its store
-// lacks.
+// lacks for this client. It returns the helper's error (a name that is no
+// sha256 digest, too many layers) or the transport's.
 func (n *NetClient) MissingLayers(ctx context.Context, diffIDs []string) ([]string, error) {
 	var a ipc.LayersAns
 	err := n.do(ctx, ipc.MsgRemoteLayers, &ipc.LayersReq{DiffIDs: diffIDs}, &a)
@@ -205,10 +212,7 @@ func (n *NetClient) PutLayer(ctx context.Context, diffID string, size int64, wri
 	}
 	_, conn, err := c.DoStream(ctx, ipc.MsgRemotePutLayer, &ipc.PutLayerReq{DiffID: diffID, Size: uint64(size)}, nil)
 	if err != nil {
-		if ie, ok := errors.AsType[*ipc.IPCError](err); ok {
-			return fmt.Errorf("helper %s: %w", n.addr, ie.Bare())
-		}
-		return fmt.Errorf("helper %s: %w", n.addr, err)
+		return n.callErr(err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -219,7 +223,7 @@ func (n *NetClient) PutLayer(ctx context.Context, diffID string, size int64, wri
 			return ctx.Err()
 		}
 		if w.err != nil {
-			return &ipc.TransportError{Op: "write", Err: w.err}
+			return n.callErr(&ipc.TransportError{Op: "write", Err: w.err})
 		}
 		return err
 	}
@@ -257,7 +261,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // PutImage has the helper record an image by its config, whose layers it
-// holds (PutLayer). Its answer names the image by the config's digest.
+// holds for this client (PutLayer). Its answer names the image by the
+// config's digest. It returns the helper's error (one matching
+// fs.ErrNotExist for a layer it lacks, a config it refuses) or the
+// transport's.
 func (n *NetClient) PutImage(ctx context.Context, config []byte) (ipc.PullAns, error) {
 	var a ipc.PullAns
 	err := n.do(ctx, ipc.MsgRemoteImage, &ipc.ImageReq{Config: config}, &a)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -83,7 +84,7 @@ func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq
 		stop := context.AfterFunc(s.ctx, func() { conn.Close() })
 		defer stop()
 		s.layers.Add(1)
-		rest := &io.LimitedReader{R: conn, N: int64(m.Size)}
+		rest := &io.LimitedReader{R: idleReader{conn, s.uploadIdle}, N: int64(m.Size)}
 		err := s.receiveLayer(client, h, rest)
 		io.Copy(io.Discard, rest) // what was not read: the layer was refused half way
 		if err != nil {
@@ -97,17 +98,15 @@ func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq
 // receiveLayer reads the layer h from r into the store (or checks r
 // against h, when the store has it) and grants it to client.
 func (s *NetServer) receiveLayer(client string, h v1.Hash, r *io.LimitedReader) error {
-	if !s.store.HasLayer(h) {
-		// Marked before it appears, so that no other client ever sees it
-		// public; granted only once it is whole and checked.
-		if err := s.markPrivate(s.ctx, h); err != nil {
-			return err
-		}
-	}
 	read := false
 	src := image.LayerSource{DiffID: h, Plain: true, Unlocked: true, Open: func() (io.ReadCloser, error) {
 		read = true
 		return io.NopCloser(r), nil
+	}, BeforeCommit: func() error {
+		// Marked once whole and checked, before it appears, so that no
+		// other client ever sees it public and a refused upload marks
+		// nothing.
+		return s.markPrivate(s.ctx, h)
 	}}
 	if _, err := s.store.AddLayer(s.ctx, src, nil); err != nil {
 		return err
@@ -122,6 +121,22 @@ func (s *NetServer) receiveLayer(client string, h v1.Hash, r *io.LimitedReader) 
 		return fmt.Errorf("layer %s: %w", h, io.ErrUnexpectedEOF)
 	}
 	return s.grant(s.ctx, client, h)
+}
+
+// uploadIdle ends a layer stream that brings nothing for this long, so
+// that a client that stalls holds a goroutine and a temporary directory
+// only so long (one that trickles is bounded by the layer's size alone).
+const uploadIdle = 2 * time.Minute
+
+// idleReader reads conn, failing a read that waits longer than idle.
+type idleReader struct {
+	conn net.Conn
+	idle time.Duration
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	r.conn.SetReadDeadline(time.Now().Add(r.idle))
+	return r.conn.Read(p)
 }
 
 // maxImageConfig bounds the config blob of an image recorded by content

@@ -79,8 +79,10 @@ func TestPutLayerStallAndBomb(t *testing.T) {
 	}()
 	// Wait until the helper is at work on mallory's stream: its store
 	// has a temporary directory for it.
-	for len(storeTmpNow(t, s)) == 0 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); len(storeTmpNow(t, s)) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the helper never began on mallory's stream")
+		}
 	}
 	if err := bob.PutLayer(ctx, diffIDOf(good), int64(len(good)), sendBytes(good)); err != nil {
 		t.Errorf("bob's upload while mallory stalls on the same layer: %v", err)
@@ -112,4 +114,38 @@ func storeTmpNow(t *testing.T, s *NetServer) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// TestPutLayerIdleEnds: the helper ends a layer stream that brings
+// nothing for its idle time, and removes what it had unpacked, while the
+// client still holds the stream open.
+func TestPutLayerIdleEnds(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	s.uploadIdle = 100 * time.Millisecond
+	mallory := dialAs(t, s, ca, "mallory")
+	layer := tarOf(t, &tar.Header{Name: "a", Typeflag: tar.TypeReg})
+	gaveUp := false
+	err := mallory.PutLayer(context.Background(), diffIDOf(layer), int64(len(layer)), func(w io.Writer) error {
+		if _, err := w.Write(layer[:512]); err != nil {
+			return err
+		}
+		// Send nothing more: first the helper is at work on the stream
+		// (its temporary directory is there), then it gives up (gone).
+		deadline := time.Now().Add(time.Minute)
+		for len(storeTmpNow(t, s)) == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		for len(storeTmpNow(t, s)) != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		gaveUp = len(storeTmpNow(t, s)) == 0
+		return io.ErrClosedPipe
+	})
+	if !gaveUp {
+		t.Error("the helper did not end a stalled upload")
+	}
+	if err == nil {
+		t.Error("a stalled upload succeeded")
+	}
 }

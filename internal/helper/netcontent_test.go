@@ -167,6 +167,9 @@ func TestPutLayerHostile(t *testing.T) {
 		if i%2 == 0 && err != nil {
 			t.Errorf("client %d sending the good layer: %v", i, err)
 		}
+		if i%2 == 1 && err == nil {
+			t.Errorf("client %d sending another tar under the good layer's digest: accepted", i)
+		}
 	}
 	h, _ := v1.NewHash(diffIDOf(good))
 	if b, err := os.ReadFile(filepath.Join(s.store.LayerDir(h), "etc", "good")); err != nil || string(b) != "etc/good" {

@@ -231,9 +231,8 @@ func TestPullCannotLaunder(t *testing.T) {
 	}
 	ni.Close()
 
-	// A failed upload under a public layer's digest leaves that layer
-	// marked another client's; the first pull of the public image still
-	// succeeds (it read and checked the layer), for whoever pulls it.
+	// A refused upload under a public layer's digest marks nothing: once
+	// the public image is pulled, its layer is every client's.
 	public := tarOf(t, &tar.Header{Name: "public", Typeflag: tar.TypeReg})
 	mallory, carol := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "carol")
 	if err := mallory.PutLayer(ctx, diffIDOf(public), 12, sendBytes([]byte("not the tar!"))); err == nil {
@@ -246,6 +245,12 @@ func TestPullCannotLaunder(t *testing.T) {
 	}
 	if ni, _, err := carol.Start(ctx, &ipc.RemoteNewReq{Digest: pa.Digest}); err != nil {
 		t.Errorf("carol starting the public image: %v", err)
+	} else {
+		ni.Close()
+	}
+	dave := dialAs(t, s, ca, "dave")
+	if ni, _, err := dave.Start(ctx, &ipc.RemoteNewReq{Digest: pa.Digest}); err != nil {
+		t.Errorf("dave starting the public image carol pulled: %v", err)
 	} else {
 		ni.Close()
 	}

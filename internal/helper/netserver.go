@@ -45,6 +45,8 @@ type NetServer struct {
 	messages atomic.Uint64 // messages served
 	layers   atomic.Uint64 // layers clients sent (MsgRemotePutLayer)
 
+	uploadIdle time.Duration // see uploadIdle; tests shorten it
+
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
 	pending sync.WaitGroup // connections in their handshake
@@ -59,7 +61,7 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}),
+	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadIdle: uploadIdle,
 		ledger: newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
 	if !cfg.InsecureLoopback {
 		tc, err := serverTLS(cfg)
@@ -94,8 +96,9 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 	return s, nil
 }
 
-// LayersReceived returns how many layers clients have sent
-// (MsgRemotePutLayer), whether or not the store held them already.
+// LayersReceived returns how many layers clients have begun to send
+// (MsgRemotePutLayer), whether the store held them already or refused
+// them.
 func (s *NetServer) LayersReceived() uint64 { return s.layers.Load() }
 
 // Addr returns the address the helper listens on.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,7 +22,8 @@ import (
 // SnapshotImage returns the image record under which a network helper
 // keeps the snapshot info: the snapshot's config with its rootfs naming
 // the snapshot's layers, named by that config's digest. The helper and
-// its client derive the same digest from the same info.
+// its client derive the same digest from the same info. It returns an
+// error when the info's config is not a JSON object.
 func SnapshotImage(info *snapshot.Info) (image.ImageRecord, error) {
 	config, err := image.WithDiffIDs(info.Config, info.Layers)
 	if err != nil {
@@ -49,16 +49,13 @@ func (s *NetServer) clientImageKey(h v1.Hash) string {
 	return "client-" + h.Hex
 }
 
-// ownSnapshot makes the snapshot's layers (those its sandbox's image
-// lacks) private to the sandbox's owner (the new one was marked private
-// before it was added: Parent.BeforeAdd).
+// ownSnapshot grants the snapshot's layers that its sandbox's image lacks
+// (the new one, which Parent.BeforeAdd marked private before it entered
+// the store) to the sandbox's owner.
 func (s *session) ownSnapshot(ctx context.Context, ni *netInstance, rec image.ImageRecord) error {
 	for _, h := range rec.Layers {
 		if slices.Contains(ni.layers, h) {
 			continue
-		}
-		if err := s.srv.markPrivate(ctx, h); err != nil {
-			return err
 		}
 		if err := s.srv.grant(ctx, ni.owner, h); err != nil {
 			return err
@@ -87,12 +84,6 @@ func checkExcludes(excludes []string) error {
 	return nil
 }
 
-// scratchConfig is the config of a sandbox started from no image.
-func scratchConfig() []byte {
-	b, _ := json.Marshal(v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}}})
-	return b
-}
-
 // snapshot answers MsgInstanceSnapshot for the attached instance: into
 // the helper's own store, on top of the instance's own image. The
 // request's store directory and parent, which name things of the
@@ -108,7 +99,7 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	parent := snapshot.Parent{Key: ni.imageKey, Layers: ni.layers, Config: ni.config,
 		BeforeAdd: func(id v1.Hash) error { return s.srv.markPrivate(req.Context(), id) }}
 	if len(parent.Config) == 0 {
-		parent.Config = scratchConfig()
+		parent.Config = image.ScratchConfig()
 	}
 	info, err := ni.inst.Snapshot(req.Context(), s.srv.store, m.Options.Excludes, parent, s.srv.log)
 	if err != nil {

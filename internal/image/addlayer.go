@@ -39,6 +39,21 @@ type LayerSource struct {
 	// wait for it. Concurrent adds of one layer then each unpack theirs,
 	// and one commits.
 	Unlocked bool
+	// BeforeCommit, when set, is called under the layer's lock once the
+	// layer is unpacked and checked, just before it appears in the store
+	// (not when the store has it already); an error stops the add.
+	BeforeCommit func() error
+}
+
+// check refuses a source whose digests the store cannot check.
+func (src LayerSource) check() error {
+	if !validHash(src.DiffID) {
+		return fmt.Errorf("layer: bad diffID %q", src.DiffID)
+	}
+	if src.Digest != (v1.Hash{}) && !validHash(src.Digest) {
+		return fmt.Errorf("layer %s: unsupported digest %q", src.DiffID, src.Digest)
+	}
+	return nil
 }
 
 // AddLayer unpacks the layer src into the store unless it is there
@@ -49,11 +64,8 @@ type LayerSource struct {
 // bytes read from src.Open so far. Errors: ErrDigestMismatch, the errors
 // of Unpack, or those of reading src; the store is left as it was.
 func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(done int64)) (added bool, err error) {
-	if !validHash(src.DiffID) {
-		return false, fmt.Errorf("adding layer: bad diffID %q", src.DiffID)
-	}
-	if src.Digest != (v1.Hash{}) && !validHash(src.Digest) {
-		return false, fmt.Errorf("adding layer %s: unsupported digest %q", src.DiffID, src.Digest)
+	if err := src.check(); err != nil {
+		return false, err
 	}
 	if s.HasLayer(src.DiffID) {
 		return false, nil
@@ -82,6 +94,11 @@ func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(don
 	defer unlock()
 	if s.HasLayer(src.DiffID) {
 		return false, nil // another writer committed it meanwhile
+	}
+	if src.BeforeCommit != nil {
+		if err := src.BeforeCommit(); err != nil {
+			return false, fmt.Errorf("layer %s: %w", src.DiffID, err)
+		}
 	}
 	info := LayerInfo{ID: src.DiffID, Size: stats.Bytes, Entries: stats.Entries, Source: "archive", Mode: s.mode()}
 	if err := s.commitLayer(td, info); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/ccsandbox/sandbox/internal/layertar"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -69,7 +70,8 @@ func (s *Store) WriteLayerTar(ctx context.Context, w io.Writer, id v1.Hash) erro
 }
 
 // WithDiffIDs returns the config blob raw with its rootfs replaced by
-// diffIDs (lowest first), keeping every other field as it was.
+// diffIDs (lowest first), keeping every other field as it was. It returns
+// an error when raw is not a JSON object.
 func WithDiffIDs(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
 	return replaceRootFS(raw, diffIDs)
 }
@@ -77,3 +79,10 @@ func WithDiffIDs(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
 // ConfigDigest returns the sha256 of a config blob: the digest of an
 // image the store records without a manifest.
 func ConfigDigest(raw []byte) v1.Hash { return sha256Of(raw) }
+
+// ScratchConfig returns the config blob of the empty image: no layers,
+// no command, for the host's platform.
+func ScratchConfig() []byte {
+	b, _ := json.Marshal(v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}}})
+	return b
+}

@@ -77,18 +77,22 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 			p.Digest = diffID
 		}
 		if s.HasLayer(diffID) {
-			if o.verify != nil && o.verify(diffID) {
-				g.Go(func() error {
-					src := LayerSource{DiffID: diffID, Digest: b.digest, Open: b.open}
-					if err := s.VerifyLayer(gctx, src); err != nil {
-						return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
-					}
-					o.reportChecked(diffID)
-					return nil
-				})
+			done := p
+			done.Cached, done.Complete, done.Done = true, true, max(b.size, 0)
+			if o.verify == nil || !o.verify(diffID) {
+				report(done)
+				continue
 			}
-			p.Cached, p.Complete, p.Done = true, true, max(b.size, 0)
-			report(p)
+			g.Go(func() error { // held, but it must be fetched and checked all the same
+				report(p)
+				src := LayerSource{DiffID: diffID, Digest: b.digest, Open: b.open}
+				if err := s.VerifyLayer(gctx, src); err != nil {
+					return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
+				}
+				o.reportChecked(diffID)
+				report(done)
+				return nil
+			})
 			continue
 		}
 		g.Go(func() error {

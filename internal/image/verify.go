@@ -1,9 +1,6 @@
 package image
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // VerifyLayer reads src exactly as AddLayer would, unpacking it into a
 // temporary directory of the store that it then removes, and checks it
@@ -13,8 +10,8 @@ import (
 // store holds the layer. Errors: ErrDigestMismatch, ErrTooLarge, those of
 // Unpack, or those of reading src.
 func (s *Store) VerifyLayer(ctx context.Context, src LayerSource) error {
-	if !validHash(src.DiffID) {
-		return fmt.Errorf("verifying layer: bad diffID %q", src.DiffID)
+	if err := src.check(); err != nil {
+		return err
 	}
 	td, _, err := s.unpackTemp(ctx, src, nil)
 	if err != nil {

@@ -57,6 +57,9 @@ func (m *matcher) enter(st matchState, name string) (matchState, bool) {
 			return nil, true
 		}
 	}
+	if len(m.paths) == 0 {
+		return st, false
+	}
 	next := make(matchState, len(m.paths))
 	for i, pat := range m.paths {
 		if st[i] == nil {
