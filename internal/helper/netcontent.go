@@ -79,12 +79,17 @@ func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq
 		return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
 			Message: fmt.Sprintf("layer %s: %d bytes, more than the %d a layer may have", m.DiffID, m.Size, image.DefaultMaxBytes)}
 	}
+	release, err := s.uploadSlot(client)
+	if err != nil {
+		return ipc.Empty{}, err
+	}
 	req.HijackWith(func(conn net.Conn) {
+		defer release()
 		defer conn.Close()
 		stop := context.AfterFunc(s.ctx, func() { conn.Close() })
 		defer stop()
 		s.layers.Add(1)
-		rest := &io.LimitedReader{R: idleReader{conn, s.uploadIdle}, N: int64(m.Size)}
+		rest := &io.LimitedReader{R: &paceReader{conn: conn, window: s.uploadWindow, min: uploadMinBytes}, N: int64(m.Size)}
 		err := s.receiveLayer(client, h, rest)
 		io.Copy(io.Discard, rest) // what was not read: the layer was refused half way
 		if err != nil {
@@ -123,20 +128,66 @@ func (s *NetServer) receiveLayer(client string, h v1.Hash, r *io.LimitedReader) 
 	return s.grant(s.ctx, client, h)
 }
 
-// uploadIdle ends a layer stream that brings nothing for this long, so
-// that a client that stalls holds a goroutine and a temporary directory
-// only so long (one that trickles is bounded by the layer's size alone).
-const uploadIdle = 2 * time.Minute
+// A layer stream must bring at least uploadMinBytes in every uploadWindow
+// (a stall, or a trickle, is ended), so that a client holds a goroutine
+// and a temporary directory only while it sends.
+const (
+	uploadWindow   = 2 * time.Minute
+	uploadMinBytes = 1 << 20
+)
 
-// idleReader reads conn, failing a read that waits longer than idle.
-type idleReader struct {
-	conn net.Conn
-	idle time.Duration
+// Uploads at once (MsgRemotePutLayer), in all and of one client: each
+// holds buffers of a few MiB and a temporary directory.
+const (
+	maxUploads          = 32
+	maxUploadsPerClient = 4
+)
+
+// paceReader reads conn, failing a read once a window of window has
+// passed that brought fewer than min bytes.
+type paceReader struct {
+	conn   net.Conn
+	window time.Duration
+	min    int64
+	got    int64     // in the current window
+	until  time.Time // the current window's end
 }
 
-func (r idleReader) Read(p []byte) (int, error) {
-	r.conn.SetReadDeadline(time.Now().Add(r.idle))
-	return r.conn.Read(p)
+func (r *paceReader) Read(p []byte) (int, error) {
+	if r.until.IsZero() || r.got >= r.min {
+		r.until, r.got = time.Now().Add(r.window), 0
+	}
+	r.conn.SetReadDeadline(r.until)
+	n, err := r.conn.Read(p)
+	r.got += int64(n)
+	return n, err
+}
+
+// uploadSlot takes one of client's upload slots, or refuses (matching
+// fs.ErrPermission) when the client or the helper has as many uploads in
+// progress as it may. release gives it back.
+func (s *NetServer) uploadSlot(client string) (release func(), err error) {
+	s.uploadsMu.Lock()
+	defer s.uploadsMu.Unlock()
+	if s.uploads == nil {
+		s.uploads = map[string]int{}
+	}
+	total := 0
+	for _, n := range s.uploads {
+		total += n
+	}
+	if s.uploads[client] >= maxUploadsPerClient || total >= maxUploads {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodePermission,
+			Message: fmt.Sprintf("too many layer uploads at once (at most %d of one client, %d in all): send fewer at a time", maxUploadsPerClient, maxUploads)}
+	}
+	s.uploads[client]++
+	return func() {
+		s.uploadsMu.Lock()
+		defer s.uploadsMu.Unlock()
+		if s.uploads[client]--; s.uploads[client] == 0 {
+			delete(s.uploads, client)
+		}
+	}, nil
 }
 
 // maxImageConfig bounds the config blob of an image recorded by content

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,36 +118,84 @@ func storeTmpNow(t *testing.T, s *NetServer) []string {
 	return names
 }
 
-// TestPutLayerIdleEnds: the helper ends a layer stream that brings
-// nothing for its idle time, and removes what it had unpacked, while the
-// client still holds the stream open.
-func TestPutLayerIdleEnds(t *testing.T) {
+// TestPutLayerPaceEnds: the helper ends a layer stream that brings too
+// little in a window, whether it stalls or trickles a byte at a time,
+// and removes what it had unpacked, while the client still holds the
+// stream open; and it refuses more uploads at once than a client may
+// have.
+func TestPutLayerPaceEnds(t *testing.T) {
 	leakcheck.Check(t)
 	s, ca := startServer(t, time.Minute)
-	s.uploadIdle = 100 * time.Millisecond
+	s.uploadWindow = 200 * time.Millisecond
 	mallory := dialAs(t, s, ca, "mallory")
-	layer := tarOf(t, &tar.Header{Name: "a", Typeflag: tar.TypeReg})
-	gaveUp := false
-	err := mallory.PutLayer(context.Background(), diffIDOf(layer), int64(len(layer)), func(w io.Writer) error {
-		if _, err := w.Write(layer[:512]); err != nil {
-			return err
+	var big bytes.Buffer // long enough to trickle for longer than the test waits
+	tw := tar.NewWriter(&big)
+	tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 16})
+	tw.Write(make([]byte, 1<<16))
+	tw.Close()
+	layer := big.Bytes()
+	for _, trickle := range []bool{false, true} {
+		gaveUp := false
+		err := mallory.PutLayer(context.Background(), diffIDOf(layer), int64(len(layer)), func(w io.Writer) error {
+			if _, err := w.Write(layer[:512]); err != nil {
+				return err
+			}
+			// Send too little: first the helper is at work on the stream
+			// (its temporary directory is there), then it gives up (gone).
+			deadline := time.Now().Add(time.Minute)
+			for len(storeTmpNow(t, s)) == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			sent := 512
+			for len(storeTmpNow(t, s)) != 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				if trickle && sent < len(layer)-1 {
+					w.Write(layer[sent : sent+1])
+					sent++
+				}
+			}
+			gaveUp = len(storeTmpNow(t, s)) == 0
+			return io.ErrClosedPipe
+		})
+		if !gaveUp {
+			t.Errorf("trickle %v: the helper did not end a slow upload", trickle)
 		}
-		// Send nothing more: first the helper is at work on the stream
-		// (its temporary directory is there), then it gives up (gone).
-		deadline := time.Now().Add(time.Minute)
-		for len(storeTmpNow(t, s)) == 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
+		if err == nil {
+			t.Errorf("trickle %v: a slow upload succeeded", trickle)
 		}
-		for len(storeTmpNow(t, s)) != 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		gaveUp = len(storeTmpNow(t, s)) == 0
-		return io.ErrClosedPipe
-	})
-	if !gaveUp {
-		t.Error("the helper did not end a stalled upload")
 	}
-	if err == nil {
-		t.Error("a stalled upload succeeded")
+
+	// Uploads beyond a client's share are refused while the share is busy
+	// (on a helper of the usual pace, so that the share's stay).
+	s, ca = startServer(t, time.Minute)
+	mallory = dialAs(t, s, ca, "mallory")
+	release := make(chan struct{})
+	started := make(chan struct{}, maxUploadsPerClient)
+	errs := make(chan error, maxUploadsPerClient)
+	for range maxUploadsPerClient {
+		go func() {
+			errs <- mallory.PutLayer(context.Background(), diffIDOf(layer), int64(len(layer)), func(w io.Writer) error {
+				started <- struct{}{}
+				<-release
+				_, err := w.Write(layer)
+				return err
+			})
+		}()
+	}
+	for range maxUploadsPerClient {
+		<-started
+	}
+	if err := mallory.PutLayer(context.Background(), diffIDOf(layer), int64(len(layer)), sendBytes(layer)); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("an upload beyond the client's share: %v, want fs.ErrPermission", err)
+	}
+	bob := dialAs(t, s, ca, "bob")
+	if err := bob.PutLayer(context.Background(), diffIDOf(layer), int64(len(layer)), sendBytes(layer)); err != nil {
+		t.Errorf("another client's upload meanwhile: %v", err)
+	}
+	close(release)
+	for range maxUploadsPerClient {
+		if err := <-errs; err != nil {
+			t.Errorf("an upload within the share: %v", err)
+		}
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,5 +292,49 @@ func TestSnapshotKeysApart(t *testing.T) {
 	}
 	if err := checkExcludes(make([]string, maxExcludes+1)); err == nil {
 		t.Errorf("%d exclude patterns: accepted", maxExcludes+1)
+	}
+}
+
+// TestPullHoldsNoLock: a pull from a registry that stalls on a layer's
+// blob (one a client chose) holds nothing another client's upload of that
+// layer waits for; the pull, once the blob comes, succeeds too.
+func TestPullHoldsNoLock(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	mallory, alice := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "alice")
+	ctx := context.Background()
+	layer := tarOf(t, &tar.Header{Name: "shared", Typeflag: tar.TypeReg})
+	h, _ := v1.NewHash(diffIDOf(layer))
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var stalling atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stalling.Load() && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+diffIDOf(layer)) {
+			select {
+			case asked <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ref := pushLayerImage(t, strings.TrimPrefix(srv.URL, "http://"), "stall", layer, diffIDOf(layer))
+	stalling.Store(true)
+	pulled := make(chan error, 1)
+	go func() {
+		_, err := mallory.Pull(ctx, &ipc.PullReq{Ref: ref, PlainHTTP: true})
+		pulled <- err
+	}()
+	<-asked
+	if err := alice.PutLayer(ctx, diffIDOf(layer), int64(len(layer)), sendBytes(layer)); err != nil {
+		t.Errorf("alice's upload while a pull of the layer stalls: %v", err)
+	}
+	if !s.store.HasLayer(h) {
+		t.Error("alice's upload is not in the store")
+	}
+	close(release)
+	if err := <-pulled; err != nil {
+		t.Errorf("the pull, once its blob came: %v", err)
 	}
 }

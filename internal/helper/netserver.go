@@ -45,7 +45,9 @@ type NetServer struct {
 	messages atomic.Uint64 // messages served
 	layers   atomic.Uint64 // layers clients sent (MsgRemotePutLayer)
 
-	uploadIdle time.Duration // see uploadIdle; tests shorten it
+	uploadWindow time.Duration // see uploadWindow; tests shorten it
+	uploadsMu    sync.Mutex
+	uploads      map[string]int // guarded by uploadsMu: uploads in progress by client
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -61,7 +63,7 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadIdle: uploadIdle,
+	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadWindow: uploadWindow,
 		ledger: newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
 	if !cfg.InsecureLoopback {
 		tc, err := serverTLS(cfg)
@@ -172,7 +174,7 @@ func (s *NetServer) capacity(client string) ipc.CapacityAns {
 func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ipc.PullAns, error) {
 	var mu sync.Mutex
 	checked := map[v1.Hash]bool{}
-	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP,
+	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP, Unlocked: true,
 		Verify: func(h v1.Hash) bool { return !s.usable(client, h) },
 		Checked: func(h v1.Hash) {
 			mu.Lock()

@@ -34,6 +34,7 @@ type importOptions struct {
 	jobs     int
 	verify   func(diffID v1.Hash) bool // see PullOptions.Verify
 	checked  func(diffID v1.Hash)      // see PullOptions.Checked
+	unlocked bool                      // see PullOptions.Unlocked
 }
 
 // reportChecked passes diffID, a layer read from its source and checked,
@@ -97,8 +98,12 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 		}
 		g.Go(func() error {
 			report(p)
-			src := LayerSource{DiffID: diffID, Digest: b.digest, Open: b.open}
-			added, err := s.AddLayer(gctx, src, func(done int64) {
+			read := false
+			src := LayerSource{DiffID: diffID, Digest: b.digest, Unlocked: o.unlocked, Open: func() (io.ReadCloser, error) {
+				read = true
+				return b.open()
+			}}
+			_, err := s.AddLayer(gctx, src, func(done int64) {
 				q := p
 				q.Done = done
 				report(q)
@@ -106,7 +111,14 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 			if err != nil {
 				return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
 			}
-			if added {
+			switch {
+			case read: // read and checked, whoever committed it
+				o.reportChecked(diffID)
+			case o.verify != nil && o.verify(diffID): // it arrived meanwhile
+				src.Open = b.open
+				if err := s.VerifyLayer(gctx, src); err != nil {
+					return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
+				}
 				o.reportChecked(diffID)
 			}
 			q := p

@@ -50,6 +50,11 @@ type PullOptions struct {
 	// registry and checked against the manifest (one it added, or one
 	// Verify named); it may be called from several goroutines at once.
 	Checked func(diffID v1.Hash)
+	// Unlocked fetches each layer as LayerSource.Unlocked says: a
+	// registry that stalls (one a caller of a shared store chose) holds no
+	// lock others wait for, at the cost of fetching a layer twice when two
+	// pulls want it at once.
+	Unlocked bool
 }
 
 // needsVerify reports whether rec has a layer o.Verify names.
@@ -223,7 +228,7 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, img v1.Image, diges
 	if jobs <= 0 {
 		jobs = 3
 	}
-	rec, err := s.importImage(ctx, digest, raw, blobs, importOptions{progress: o.Progress, jobs: jobs, verify: o.Verify, checked: o.Checked})
+	rec, err := s.importImage(ctx, digest, raw, blobs, importOptions{progress: o.Progress, jobs: jobs, verify: o.Verify, checked: o.Checked, unlocked: o.Unlocked})
 	if err != nil {
 		return ImageRecord{}, fmt.Errorf("pulling %s: %w", r.Name(), err)
 	}
