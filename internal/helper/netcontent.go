@@ -41,8 +41,8 @@ func diffIDs(names []string) ([]v1.Hash, error) {
 	return hs, nil
 }
 
-// missingLayers answers MsgRemoteLayers for client: the layers the
-// store lacks, or holds as another client's (see usable).
+// missingLayers answers MsgRemoteLayers for client: the layers not
+// usable by it (the store lacks them, or holds them as another client's).
 func (s *NetServer) missingLayers(client string, m *ipc.LayersReq) (ipc.LayersAns, error) {
 	hs, err := diffIDs(m.DiffIDs)
 	if err != nil {
@@ -50,7 +50,7 @@ func (s *NetServer) missingLayers(client string, m *ipc.LayersReq) (ipc.LayersAn
 	}
 	var a ipc.LayersAns
 	for _, h := range hs {
-		if !s.store.HasLayer(h) || !s.usable(client, h) {
+		if !s.usable(client, h) {
 			a.Missing = append(a.Missing, h.String())
 		}
 	}
@@ -221,7 +221,7 @@ func (s *NetServer) putImage(ctx context.Context, client string, m *ipc.ImageReq
 		return ipc.PullAns{}, err
 	}
 	for _, h := range layers {
-		if !s.store.HasLayer(h) || !s.usable(client, h) {
+		if !s.usable(client, h) {
 			return ipc.PullAns{}, &ipc.IPCError{Code: ipc.ErrCodeNotExist,
 				Message: fmt.Sprintf("layer %s is not in the helper's store: send it first (MsgRemotePutLayer)", h)}
 		}

@@ -40,19 +40,25 @@ func clientKey(client string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// usable reports whether client may use the layer h of the store: it is
-// not private, or the client holds a grant. A record that cannot be read
-// counts as there (the check fails closed).
+// usable reports whether the store has the layer h and client may use
+// it: it is not private, or the client holds a grant. A record that
+// cannot be read counts as there (the check fails closed).
 func (s *NetServer) usable(client string, h v1.Hash) bool {
+	if !s.store.HasLayer(h) {
+		return false
+	}
 	if _, err := s.store.Record(kindPrivate, h.Hex); errors.Is(err, fs.ErrNotExist) {
 		return true
 	}
 	return s.granted(client, h)
 }
 
+// grantName names client's grant of h.
+func grantName(client string, h v1.Hash) string { return clientKey(client) + "-" + h.Hex }
+
 // granted reports whether client holds a grant of h.
 func (s *NetServer) granted(client string, h v1.Hash) bool {
-	_, err := s.store.Record(kindGrant, clientKey(client)+"-"+h.Hex)
+	_, err := s.store.Record(kindGrant, grantName(client, h))
 	return err == nil
 }
 
@@ -78,12 +84,12 @@ func (s *NetServer) clientImage(client string, h v1.Hash) (image.ImageRecord, bo
 	return rec, s.usableLayers(client, rec)
 }
 
-// usableLayers reports whether client may use every layer of rec, and
-// the store has them all. It is checked at each start, so that a record
-// made in a moment when a layer was not yet marked private gives nothing.
+// usableLayers reports whether every layer of rec is usable by client.
+// It is checked at each start, so that a record made in a moment when a
+// layer was not yet marked private gives nothing.
 func (s *NetServer) usableLayers(client string, rec image.ImageRecord) bool {
 	for _, l := range rec.Layers {
-		if !s.store.HasLayer(l) || !s.usable(client, l) {
+		if !s.usable(client, l) {
 			return false
 		}
 	}
@@ -97,5 +103,5 @@ func (s *NetServer) markPrivate(ctx context.Context, h v1.Hash) error {
 
 // grant lets client use h.
 func (s *NetServer) grant(ctx context.Context, client string, h v1.Hash) error {
-	return s.store.PutRecord(ctx, image.Record{Kind: kindGrant, Name: clientKey(client) + "-" + h.Hex})
+	return s.store.PutRecord(ctx, image.Record{Kind: kindGrant, Name: grantName(client, h)})
 }
