@@ -70,30 +70,36 @@ func (s *Store) AddLayer(ctx context.Context, src LayerSource, progress func(don
 	if s.HasLayer(src.DiffID) {
 		return false, nil
 	}
-	lock := func() (func(), error) { return s.lockLayer(ctx, src.DiffID) }
-	if !src.Unlocked {
-		unlock, err := lock()
+	// The layer's lock: from the start, or (Unlocked) only to commit.
+	lock := func() (bool, func(), error) {
+		unlock, err := s.lockLayer(ctx, src.DiffID)
 		if err != nil {
+			return false, nil, err
+		}
+		if s.HasLayer(src.DiffID) { // another writer finished it meanwhile
+			unlock()
+			return true, nil, nil
+		}
+		return false, unlock, nil
+	}
+	if !src.Unlocked {
+		there, unlock, err := lock()
+		if there || err != nil {
 			return false, err
 		}
 		defer unlock()
-		if s.HasLayer(src.DiffID) {
-			return false, nil // another writer finished it while we waited
-		}
-		lock = func() (func(), error) { return func() {}, nil }
 	}
 	td, stats, err := s.unpackTemp(ctx, src, progress)
 	if err != nil {
 		return false, err
 	}
 	defer td.Remove()
-	unlock, err := lock()
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	if s.HasLayer(src.DiffID) {
-		return false, nil // another writer committed it meanwhile
+	if src.Unlocked {
+		there, unlock, err := lock()
+		if there || err != nil {
+			return false, err
+		}
+		defer unlock()
 	}
 	if src.BeforeCommit != nil {
 		if err := src.BeforeCommit(); err != nil {

@@ -77,26 +77,12 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 		if p.Digest == (v1.Hash{}) {
 			p.Digest = diffID
 		}
-		if s.HasLayer(diffID) {
-			done := p
-			done.Cached, done.Complete, done.Done = true, true, max(b.size, 0)
-			if o.verify == nil || !o.verify(diffID) {
-				report(done)
-				continue
-			}
-			g.Go(func() error { // held, but it must be fetched and checked all the same
-				report(p)
-				src := LayerSource{DiffID: diffID, Digest: b.digest, Open: b.open}
-				if err := s.VerifyLayer(gctx, src); err != nil {
-					return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
-				}
-				o.reportChecked(diffID)
-				report(done)
-				return nil
-			})
+		if s.HasLayer(diffID) && (o.verify == nil || !o.verify(diffID)) {
+			p.Cached, p.Complete, p.Done = true, true, max(b.size, 0)
+			report(p)
 			continue
 		}
-		g.Go(func() error {
+		g.Go(func() error { // a layer to fetch, or one held that must be fetched and checked all the same
 			report(p)
 			read := false
 			src := LayerSource{DiffID: diffID, Digest: b.digest, Unlocked: o.unlocked, Open: func() (io.ReadCloser, error) {
@@ -114,7 +100,7 @@ func (s *Store) importImage(ctx context.Context, digest v1.Hash, rawConfig []byt
 			switch {
 			case read: // read and checked, whoever committed it
 				o.reportChecked(diffID)
-			case o.verify != nil && o.verify(diffID): // it arrived meanwhile
+			case o.verify != nil && o.verify(diffID): // held before, or arrived meanwhile
 				src.Open = b.open
 				if err := s.VerifyLayer(gctx, src); err != nil {
 					return fmt.Errorf("layer %d of %d: %w", i+1, len(blobs), err)
