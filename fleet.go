@@ -169,18 +169,12 @@ func (f *Fleet) New(ctx context.Context, src Source, opts ...Option) (*Instance,
 // newOnHelper starts a sandbox of a helper's snapshot on that helper, the
 // only one that has it.
 func (f *Fleet) newOnHelper(ctx context.Context, snap *Snapshot, opts []Option) (*Instance, error) {
-	f.mu.Lock()
-	var m *fleetMember
-	for _, c := range f.members {
-		if c.addr == snap.onHelper.addr {
-			m = c
-		}
-	}
-	f.mu.Unlock()
-	if m == nil {
+	members := f.snapshot()
+	i := slices.IndexFunc(members, func(m *fleetMember) bool { return m.addr == snap.onHelper.addr })
+	if i < 0 {
 		return nil, fmt.Errorf("Fleet.New: %w (not a helper of this fleet)", snap.onHelper.errHere(snap))
 	}
-	r, err := f.dial(ctx, m)
+	r, err := f.dial(ctx, members[i])
 	if err != nil {
 		return nil, fmt.Errorf("Fleet.New: %w", err)
 	}

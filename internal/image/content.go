@@ -29,9 +29,8 @@ type LayerContent struct {
 
 // ContentID returns what the layer id is as a tar (WriteLayerTar's
 // output): its diffID and size, hashed once and remembered beside the
-// layer.
-// It returns an error matching fs.ErrNotExist when the store lacks the
-// layer, and the walk's errors.
+// layer. It returns an error matching fs.ErrNotExist when the store lacks
+// the layer, and the walk's errors.
 func (s *Store) ContentID(ctx context.Context, id v1.Hash) (LayerContent, error) {
 	if !s.HasLayer(id) {
 		return LayerContent{}, fmt.Errorf("layer %s: %w", id, fs.ErrNotExist)
