@@ -32,6 +32,32 @@ import (
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
+// startAndClose starts a sandbox of the image digest for c, closes it,
+// and returns the start's error.
+func startAndClose(c *NetClient, digest string) error {
+	ni, _, err := c.Start(context.Background(), &ipc.RemoteNewReq{Digest: digest})
+	if err == nil {
+		ni.Close()
+	}
+	return err
+}
+
+// snapshotOf snapshots a sandbox of the image digest for c (closed then)
+// and returns the snapshot's info.
+func snapshotOf(t *testing.T, c *NetClient, digest string) *snapshot.Info {
+	t.Helper()
+	ni, _, err := c.Start(context.Background(), &ipc.RemoteNewReq{Digest: digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	info, err := ni.Snapshot(context.Background(), nil, nil, snapshot.Parent{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // TestContentIsItsClients: what one client brings by content is its own.
 // Another client, knowing only digests, is told the layers are missing,
 // cannot record an image of them nor start one by digest, nor a snapshot
@@ -72,7 +98,7 @@ func TestContentIsItsClients(t *testing.T) {
 	if _, err := bob.PutImage(ctx, config); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bob recording alice's image: %v, want fs.ErrNotExist", err)
 	}
-	if _, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: img.Digest}); !errors.Is(err, fs.ErrNotExist) {
+	if err := startAndClose(bob, img.Digest); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bob starting alice's image by digest: %v, want fs.ErrNotExist", err)
 	}
 	if err := bob.PutLayer(ctx, diffIDOf(secret), int64(len(forged)), sendBytes(forged)); err == nil {
@@ -82,27 +108,15 @@ func TestContentIsItsClients(t *testing.T) {
 		t.Errorf("after bob's forgery and early garbage, bob's MissingLayers: %v; want both missing", m)
 	}
 
-	ni, _, err := alice.Start(ctx, &ipc.RemoteNewReq{Digest: img.Digest})
+	rec, err := SnapshotImage(snapshotOf(t, alice, img.Digest))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ni.Close()
-	info, err := ni.Snapshot(ctx, nil, nil, snapshot.Parent{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := SnapshotImage(info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: rec.Digest.String()}); !errors.Is(err, fs.ErrNotExist) {
+	if err := startAndClose(bob, rec.Digest.String()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bob starting alice's snapshot by digest: %v, want fs.ErrNotExist", err)
 	}
-	snapNI, _, err := alice.Start(ctx, &ipc.RemoteNewReq{Digest: rec.Digest.String()})
-	if err != nil {
+	if err := startAndClose(alice, rec.Digest.String()); err != nil {
 		t.Errorf("alice starting her snapshot: %v", err)
-	} else {
-		snapNI.Close()
 	}
 
 	for _, l := range [][]byte{secret, later} {
@@ -116,11 +130,8 @@ func TestContentIsItsClients(t *testing.T) {
 	if a, err := bob.PutImage(ctx, config); err != nil || a.Digest != img.Digest {
 		t.Errorf("bob recording the image once he sent its layers: %+v, %v", a, err)
 	}
-	bni, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: img.Digest})
-	if err != nil {
+	if err := startAndClose(bob, img.Digest); err != nil {
 		t.Errorf("bob starting the image he recorded: %v", err)
-	} else {
-		bni.Close()
 	}
 }
 
@@ -215,7 +226,7 @@ func TestPullCannotLaunder(t *testing.T) {
 	if err := s.putClientImage(ctx, "bob", rec); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: rec.Digest.String()}); !errors.Is(err, fs.ErrNotExist) {
+	if err := startAndClose(bob, rec.Digest.String()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bob starting an image record of a layer he may not use: %v, want fs.ErrNotExist", err)
 	}
 
@@ -227,11 +238,9 @@ func TestPullCannotLaunder(t *testing.T) {
 	if m, err := bob.MissingLayers(ctx, []string{diffIDOf(secret)}); err != nil || len(m) != 0 {
 		t.Errorf("bob's MissingLayers once the registry served him the layer: %v, %v", m, err)
 	}
-	ni, _, err := bob.Start(ctx, &ipc.RemoteNewReq{Digest: a.Digest})
-	if err != nil {
+	if err := startAndClose(bob, a.Digest); err != nil {
 		t.Fatalf("bob starting the image he pulled: %v", err)
 	}
-	ni.Close()
 
 	// A refused upload under a public layer's digest marks nothing: once
 	// the public image is pulled, its layer is every client's.
@@ -245,16 +254,11 @@ func TestPullCannotLaunder(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the first pull of a public image after junk under its layer's digest: %v", err)
 	}
-	if ni, _, err := carol.Start(ctx, &ipc.RemoteNewReq{Digest: pa.Digest}); err != nil {
+	if err := startAndClose(carol, pa.Digest); err != nil {
 		t.Errorf("carol starting the public image: %v", err)
-	} else {
-		ni.Close()
 	}
-	dave := dialAs(t, s, ca, "dave")
-	if ni, _, err := dave.Start(ctx, &ipc.RemoteNewReq{Digest: pa.Digest}); err != nil {
+	if err := startAndClose(dialAs(t, s, ca, "dave"), pa.Digest); err != nil {
 		t.Errorf("dave starting the public image carol pulled: %v", err)
-	} else {
-		ni.Close()
 	}
 }
 
@@ -275,19 +279,7 @@ func TestSnapshotKeysApart(t *testing.T) {
 	if _, err := mallory.PutImage(ctx, config); err != nil {
 		t.Fatal(err)
 	}
-	parentOf := func(c *NetClient) string {
-		ni, _, err := c.Start(ctx, &ipc.RemoteNewReq{Digest: pulled.Digest.String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ni.Close()
-		info, err := ni.Snapshot(ctx, nil, nil, snapshot.Parent{}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.Parent
-	}
-	if m, c := parentOf(mallory), parentOf(carol); m == c || !strings.HasPrefix(m, "client-") || !strings.HasPrefix(c, "image-") {
+	if m, c := snapshotOf(t, mallory, pulled.Digest.String()).Parent, snapshotOf(t, carol, pulled.Digest.String()).Parent; m == c || !strings.HasPrefix(m, "client-") || !strings.HasPrefix(c, "image-") {
 		t.Errorf("snapshots of the client image and of the pulled one stand on %q and %q", m, c)
 	}
 	if err := checkExcludes(make([]string, maxExcludes+1)); err == nil {
