@@ -1,0 +1,84 @@
+package helper
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// failingWriter takes n bytes, then fails every write.
+type failingWriter struct {
+	bytes.Buffer
+	n int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.Len()+len(p) > w.n {
+		k := w.n - w.Len()
+		w.Buffer.Write(p[:k])
+		return k, errDiskFull
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestCopyInPieces copies streams of sizes around its pieces' exactly,
+// and, when the file's write or the stream's read fails, returns that
+// error with what was written, its reading goroutine ended, and the
+// stream's rest there for the caller to read (ReceiveWriteStream drains
+// it before it answers).
+func TestCopyInPieces(t *testing.T) {
+	leakcheck.Check(t)
+	data := make([]byte, 3*netStreamPiece+12345)
+	rand.Read(data)
+	for _, size := range []int{0, 1, netStreamPiece - 1, netStreamPiece, netStreamPiece + 1, 2 * netStreamPiece, len(data)} {
+		var dst bytes.Buffer
+		// One byte a read: the pieces are filled from many reads.
+		src := iotest.OneByteReader(bytes.NewReader(data[:size]))
+		if size > netStreamPiece {
+			src = iotest.HalfReader(bytes.NewReader(data[:size]))
+		}
+		n, err := copyInPieces(&dst, src)
+		if err != nil || n != int64(size) || !bytes.Equal(dst.Bytes(), data[:size]) {
+			t.Fatalf("size %d: copied %d bytes (%d match: %t), %v", size, n, dst.Len(), bytes.Equal(dst.Bytes(), data[:size]), err)
+		}
+	}
+
+	t.Run("write fails", func(t *testing.T) {
+		for _, at := range []int{0, 100, netStreamPiece, 2*netStreamPiece + 7} {
+			dst := &failingWriter{n: at}
+			src := bytes.NewReader(data)
+			n, err := copyInPieces(dst, src)
+			if !errors.Is(err, errDiskFull) || n != int64(at) || !bytes.Equal(dst.Bytes(), data[:at]) {
+				t.Fatalf("failing at %d: wrote %d, %v", at, n, err)
+			}
+			// The goroutine read at most the piece being written and the
+			// next; what it did not read is still there, and no one else
+			// reads it now.
+			rest, _ := io.ReadAll(src)
+			read := len(data) - len(rest)
+			if read < at || read > at-at%netStreamPiece+2*netStreamPiece {
+				t.Fatalf("failing at %d: %d bytes taken from the stream", at, read)
+			}
+			if !bytes.Equal(rest, data[read:]) {
+				t.Fatalf("failing at %d: the stream's rest is not its own", at)
+			}
+		}
+	})
+
+	t.Run("read fails", func(t *testing.T) {
+		errCut := errors.New("connection cut")
+		var dst bytes.Buffer
+		src := io.MultiReader(bytes.NewReader(data[:netStreamPiece+10]), iotest.ErrReader(errCut))
+		n, err := copyInPieces(&dst, src)
+		if !errors.Is(err, errCut) || n != netStreamPiece+10 || !bytes.Equal(dst.Bytes(), data[:n]) {
+			t.Fatalf("wrote %d, %v; want %d and the read's error", n, err, netStreamPiece+10)
+		}
+	})
+}
