@@ -83,8 +83,14 @@ func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq
 	if err != nil {
 		return ipc.Empty{}, err
 	}
+	unbook, err := s.storeRoom(client, int64(m.Size))
+	if err != nil {
+		release()
+		return ipc.Empty{}, err
+	}
 	req.HijackWith(func(conn net.Conn) {
 		defer release()
+		defer unbook()
 		defer conn.Close()
 		stop := context.AfterFunc(s.ctx, func() { conn.Close() })
 		defer stop()
@@ -227,6 +233,11 @@ func (s *NetServer) putImage(ctx context.Context, client string, m *ipc.ImageReq
 		}
 	}
 	rec := image.ImageRecord{Digest: image.ConfigDigest(m.Config), Config: m.Config, Layers: layers}
+	unbook, err := s.storeRoom(client, imageRecordSize(rec))
+	if err != nil {
+		return ipc.PullAns{}, err
+	}
+	defer unbook()
 	if err := s.putClientImage(ctx, client, rec); err != nil {
 		return ipc.PullAns{}, err
 	}

@@ -48,6 +48,8 @@ type NetServer struct {
 	uploadWindow time.Duration // see uploadWindow; tests shorten it
 	uploadsMu    sync.Mutex
 	uploads      map[string]int // guarded by uploadsMu: uploads in progress by client
+	quotaMu      sync.Mutex
+	booked       map[string]int64 // guarded by quotaMu: bytes on their way in by client (see storeRoom)
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc

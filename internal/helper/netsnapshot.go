@@ -96,6 +96,13 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	if err := checkExcludes(m.Options.Excludes); err != nil {
 		return ipc.SnapshotAns{}, err
 	}
+	// What the snapshot adds is known only once it is taken: it needs
+	// room for a byte, and may then pass the limit by its size.
+	unbook, err := s.srv.storeRoom(ni.owner, 1)
+	if err != nil {
+		return ipc.SnapshotAns{}, err
+	}
+	defer unbook()
 	parent := snapshot.Parent{Key: ni.imageKey, Layers: ni.layers, Config: ni.config,
 		BeforeAdd: func(id v1.Hash) error { return s.srv.markPrivate(req.Context(), id) }}
 	if len(parent.Config) == 0 {

@@ -49,7 +49,15 @@ type Policy struct {
 type ClientLimits struct {
 	MaxInstances int   `json:"maxInstances,omitempty"` // sandboxes at once
 	MaxMemoryMB  int64 `json:"maxMemoryMB,omitempty"`  // sum of their memory limits
+	// MaxStoreMB bounds what the client brings to the helper's store: the
+	// layers it sends by content and the snapshots of its sandboxes, at
+	// their tar's size, and the configs of the images it records.
+	MaxStoreMB int64 `json:"maxStoreMB,omitempty"`
 }
+
+// maxStoreMB bounds ClientLimits.MaxStoreMB, so that it counts in bytes
+// without overflow: 2^40 MiB, an exbibyte.
+const maxStoreMB = 1 << 40
 
 // DefaultClientGrace is how long a helper keeps a vanished client's
 // sandboxes before it stops them, unless --client-grace says otherwise.
@@ -136,8 +144,11 @@ func readPolicy(path string) (Policy, error) {
 		p.AllowMounts[i] = filepath.Clean(m)
 	}
 	for name, l := range p.Clients {
-		if l.MaxInstances < 0 || l.MaxMemoryMB < 0 {
+		if l.MaxInstances < 0 || l.MaxMemoryMB < 0 || l.MaxStoreMB < 0 {
 			return p, fmt.Errorf("%s: clients[%q]: limits must not be negative", path, name)
+		}
+		if l.MaxStoreMB > maxStoreMB {
+			return p, fmt.Errorf("%s: clients[%q]: maxStoreMB %d is more than %d", path, name, l.MaxStoreMB, maxStoreMB)
 		}
 	}
 	return p, nil

@@ -10,24 +10,34 @@ import (
 func TestParseServeFlags(t *testing.T) {
 	dir := t.TempDir()
 	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"allowMounts":["/srv/data/"],"clients":{"ci":{"maxInstances":3}}}`), 0o600); err != nil {
+	if err := os.WriteFile(policy, []byte(`{"allowMounts":["/srv/data/"],"clients":{"ci":{"maxInstances":3,"maxStoreMB":2048}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := ParseServeFlags([]string{"-listen", ":7443", "-tls-cert", "c", "-tls-key", "k", "-client-ca", "ca", "-policy", policy})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ClientGrace != DefaultClientGrace || c.Policy.AllowMounts[0] != "/srv/data" || c.Policy.Clients["ci"].MaxInstances != 3 {
+	if c.ClientGrace != DefaultClientGrace || c.Policy.AllowMounts[0] != "/srv/data" || c.Policy.Clients["ci"].MaxInstances != 3 || c.Policy.Clients["ci"].MaxStoreMB != 2048 {
 		t.Fatalf("parsed %+v", c)
 	}
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"allowMount":["/x"]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	huge := filepath.Join(dir, "huge.json")
+	if err := os.WriteFile(huge, []byte(`{"clients":{"*":{"maxStoreMB":9007199254740993}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	negative := filepath.Join(dir, "negative.json")
+	if err := os.WriteFile(negative, []byte(`{"clients":{"*":{"maxStoreMB":-1}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-policy", huge}, "maxStoreMB 9007199254740993 is more than"},
+		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-policy", negative}, "must not be negative"},
 		{[]string{"-tls-cert", "c"}, "-listen is required"},
 		{[]string{"-listen", ":1"}, "mutual TLS"},
 		{[]string{"-listen", "0.0.0.0:1", "-insecure-loopback"}, "loopback"},

@@ -1,0 +1,135 @@
+package helper
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// layerOfSize returns a layer tar of one file of n bytes, different for
+// each name.
+func layerOfSize(t *testing.T, name string, n int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(n)}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(bytes.Repeat([]byte{'x'}, n))
+	tw.Close()
+	return b.Bytes()
+}
+
+// overStoreLimit reports whether err is the refusal of content over a
+// client's maxStoreMB.
+func overStoreLimit(err error) bool {
+	return errors.Is(err, fs.ErrPermission) && err != nil && strings.Contains(err.Error(), "maxStoreMB")
+}
+
+// TestClientStoreLimit: what a client brings to the helper's store (the
+// layers it sends, the configs of the images it records, its snapshots)
+// is bounded by its maxStoreMB. A layer over the limit is refused before
+// a byte of it is read, two uploads at once cannot both take the last
+// room, what another client or a limitless one sends counts for it alone,
+// and a snapshot is refused once the client's share is full.
+func TestClientStoreLimit(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"small": {MaxStoreMB: 1}, "racer": {MaxStoreMB: 1}, "full": {MaxStoreMB: 1}}}
+	small, alice := dialAs(t, s, ca, "small"), dialAs(t, s, ca, "alice")
+	ctx := context.Background()
+
+	a, b := layerOfSize(t, "a", 700<<10), layerOfSize(t, "b", 700<<10)
+	put := func(c *NetClient, l []byte) error {
+		return c.PutLayer(ctx, diffIDOf(l), int64(len(l)), sendBytes(l))
+	}
+	if err := put(small, a); err != nil {
+		t.Fatal(err)
+	}
+	sent := false
+	err := small.PutLayer(ctx, diffIDOf(b), int64(len(b)), func(w io.Writer) error { sent = true; return nil })
+	if !overStoreLimit(err) || sent {
+		t.Errorf("a second 700 KiB layer for a client of 1 MB: %v (stream asked for: %t); want the limit named, nothing read", err, sent)
+	}
+	if err := put(alice, b); err != nil {
+		t.Errorf("a client with no limit: %v", err)
+	}
+	if err := put(small, b); !overStoreLimit(err) {
+		t.Errorf("the client showing it has alice's layer, over its limit: %v", err)
+	}
+	if err := put(small, layerOfSize(t, "c", 100<<10)); err != nil {
+		t.Errorf("100 KiB within the room left: %v", err)
+	}
+
+	// Two uploads at once, each fitting alone, not both: the first holds
+	// its booking while the second asks.
+	inFirst, refused := make(chan struct{}), make(chan error, 1)
+	racer := dialAs(t, s, ca, "racer")
+	racer2 := dialAs(t, s, ca, "racer")
+	first := make(chan error, 1)
+	go func() {
+		first <- racer.PutLayer(ctx, diffIDOf(a), int64(len(a)), func(w io.Writer) error {
+			close(inFirst)
+			if err := <-refused; !overStoreLimit(err) {
+				return fmt.Errorf("the second upload, while the first is booked: %v", err)
+			}
+			_, err := w.Write(a)
+			return err
+		})
+	}()
+	<-inFirst
+	refused <- racer2.PutLayer(ctx, diffIDOf(b), int64(len(b)), sendBytes(b))
+	if err := <-first; err != nil {
+		t.Error(err)
+	}
+
+	// A client whose share is exactly full: its next image record and
+	// its snapshots are refused; its sandboxes run on.
+	full := dialAs(t, s, ca, "full")
+	half := layerOfSize(t, "half", 512<<10)
+	if err := put(full, half); err != nil {
+		t.Fatal(err)
+	}
+	use, err := s.storeUse("full")
+	if err != nil || use != 512<<10+tarEntrySize {
+		t.Fatalf("the share of a client with one layer of 512 KiB: %d, %v; want %d", use, err, 512<<10+tarEntrySize)
+	}
+	// config returns an image config of the layer half, n bytes long.
+	config := func(n int64) []byte {
+		head := fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%q]},"pad":"`, diffIDOf(half))
+		return []byte(head + strings.Repeat("p", int(n)-len(head)-2) + `"}`)
+	}
+	exact := config(1<<20 - use)
+	if int64(len(exact)) != 1<<20-use {
+		t.Fatalf("config of %d bytes, want %d", len(exact), 1<<20-use)
+	}
+	img, err := full.PutImage(ctx, exact)
+	if err != nil {
+		t.Fatalf("an image whose config fills the share exactly: %v", err)
+	}
+	if _, err := full.PutImage(ctx, config(1<<20-use+1)); !overStoreLimit(err) {
+		t.Errorf("one more image record: %v", err)
+	}
+	ni, _, err := full.Start(ctx, &ipc.RemoteNewReq{Digest: img.Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	if _, err := ni.Snapshot(ctx, nil, nil, snapshot.Parent{}, nil); !overStoreLimit(err) {
+		t.Errorf("a snapshot once the share is full: %v", err)
+	}
+	if _, err := ipc.NewAgent(ni.Client()).Stat(ctx, "/half"); err != nil {
+		t.Errorf("the sandbox after its snapshot was refused: %v", err)
+	}
+}
