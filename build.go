@@ -68,11 +68,16 @@ func Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, err
 			return nil, fmt.Errorf("sandbox.Build: %w", err)
 		}
 	}
+	return build(ctx, src, &o)
+}
+
+// build is Build once its options are applied.
+func build(ctx context.Context, src []byte, o *buildOptions) (*Snapshot, error) {
 	store, err := openStore(&o.storeOptions)
 	if err != nil {
 		return nil, err
 	}
-	e, err := newBuildExec(&o, store)
+	e, err := newBuildExec(o, store)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.Build: %w", err)
 	}
@@ -86,6 +91,9 @@ func Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, err
 	if o.progress != nil {
 		bo.Progress = func(ev dockerfile.Event) { o.progress(BuildProgress(ev)) }
 	}
+	if o.helper != nil {
+		bo.NoNetwork = "a build on a network helper has none"
+	}
 	ref, err := dockerfile.Build(ctx, src, e, bo)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox.Build: %w", err)
@@ -96,7 +104,7 @@ func Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, err
 	// (see infoRef), is recorded as a snapshot of its own that New can
 	// start, reopened by its key.
 	if info == nil || !slices.Equal(info.Layers, recordedLayers(store, info.Key)) {
-		if info, err = snapshot.WithConfig(ctx, store, r.parent(), r.config); err != nil {
+		if info, err = snapshot.WithConfig(ctx, store, e.parent(r), r.config); err != nil {
 			return nil, fmt.Errorf("sandbox.Build: %w", err)
 		}
 	}

@@ -163,6 +163,24 @@ func (e *buildExec) close() {
 
 func (e *buildExec) IDs() idmap.Map { return e.ids }
 
+// parent describes r as what a snapshot of the build stands on.
+func (e *buildExec) parent(r *buildRef) snapshot.Parent {
+	p := r.parent()
+	if h := e.o.helper; h != nil {
+		p.BeforeAdd = h.beforeAdd
+	}
+	return p
+}
+
+// stepName is the name of the record of the step keyed key: the key,
+// within the build's scope on a network helper.
+func (e *buildExec) stepName(key string) string {
+	if h := e.o.helper; h != nil {
+		return h.scope + "-" + key
+	}
+	return key
+}
+
 func (e *buildExec) Resolve(ctx context.Context, n string, platform v1.Platform) (dockerfile.Ref, error) {
 	r, ok := e.sources[n]
 	if !ok {
@@ -177,6 +195,13 @@ func (e *buildExec) Resolve(ctx context.Context, n string, platform v1.Platform)
 			return nil, fmt.Errorf("build source %q is for %s/%s, not the build's platform %s/%s", n, cfg.OS, cfg.Architecture, platform.OS, platform.Architecture)
 		}
 		return r, nil
+	}
+	if h := e.o.helper; h != nil {
+		img, err := h.image(ctx, e.store, n, platform)
+		if err != nil {
+			return nil, fmt.Errorf("image %q: %w", n, err)
+		}
+		return e.imageRef(img), nil
 	}
 	po := e.o.pull
 	po.storeOptions = e.o.storeOptions
@@ -204,7 +229,7 @@ func (e *buildExec) TempDir(ctx context.Context) (string, func(), error) {
 }
 
 func (e *buildExec) Commit(ctx context.Context, base dockerfile.Ref, dir string) (dockerfile.Ref, error) {
-	info, err := snapshot.Commit(ctx, e.store, e.ids, dir, base.(*buildRef).parent())
+	info, err := snapshot.Commit(ctx, e.store, e.ids, dir, e.parent(base.(*buildRef)))
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +237,7 @@ func (e *buildExec) Commit(ctx context.Context, base dockerfile.Ref, dir string)
 }
 
 func (e *buildExec) WithConfig(ctx context.Context, base dockerfile.Ref, config []byte) (dockerfile.Ref, error) {
-	info, err := snapshot.WithConfig(ctx, e.store, base.(*buildRef).parent(), config)
+	info, err := snapshot.WithConfig(ctx, e.store, e.parent(base.(*buildRef)), config)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +245,7 @@ func (e *buildExec) WithConfig(ctx context.Context, base dockerfile.Ref, config 
 }
 
 func (e *buildExec) Lookup(ctx context.Context, key string) (dockerfile.Ref, bool, error) {
-	rec, err := e.store.Record(buildStepKind, key)
+	rec, err := e.store.Record(buildStepKind, e.stepName(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -239,7 +264,7 @@ func (e *buildExec) Lookup(ctx context.Context, key string) (dockerfile.Ref, boo
 
 func (e *buildExec) Record(ctx context.Context, key string, ref dockerfile.Ref) error {
 	r := ref.(*buildRef)
-	return e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: key, Layers: r.layers, Data: []byte(r.key)})
+	return e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: e.stepName(key), Layers: r.layers, Data: []byte(r.key)})
 }
 
 // Run runs a RUN step in a sandbox: a kept one when its root is base's
@@ -261,6 +286,9 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 		}
 		if e.o.dialer != nil {
 			opts = append(opts, WithDialer(e.o.dialer))
+		}
+		if h := e.o.helper; h != nil && h.memoryMB > 0 {
+			opts = append(opts, WithMemoryMB(h.memoryMB))
 		}
 		for _, b := range spec.Binds {
 			if b.Writable {
@@ -309,7 +337,11 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	if err != nil {
 		return nil, err
 	}
-	snap, err := inst.Snapshot(ctx, WithExcludes(excludes...))
+	sopts := []SnapshotOption{WithExcludes(excludes...)}
+	if h := e.o.helper; h != nil {
+		sopts = append(sopts, snapshotOption(func(o *snapshotOptions) error { o.beforeAdd = h.beforeAdd; return nil }))
+	}
+	snap, err := inst.Snapshot(ctx, sopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -407,6 +439,9 @@ func (e *buildExec) CacheMount(ctx context.Context, id string, sharing dockerfil
 	case dockerfile.SharingLocked:
 		mode = image.CacheLocked
 	}
+	if h := e.o.helper; h != nil {
+		id = h.scope + "\x00" + id
+	}
 	cm, err := e.store.CacheMount(ctx, id, mode, init)
 	if err != nil {
 		return "", nil, err
@@ -417,7 +452,7 @@ func (e *buildExec) CacheMount(ctx context.Context, id string, sharing dockerfil
 // Rebase stacks layer's layers (made on scratch) onto base.
 func (e *buildExec) Rebase(ctx context.Context, base, layer dockerfile.Ref) (dockerfile.Ref, error) {
 	b := base.(*buildRef)
-	parent := b.parent()
+	parent := e.parent(b)
 	info := b.info
 	for _, id := range layer.(*buildRef).layers {
 		var err error

@@ -38,6 +38,8 @@ type buildOptions struct {
 	parallelism   int // 0: GOMAXPROCS
 
 	sourceDateEpoch time.Time // WithSourceDateEpoch; zero: none given
+
+	helper *helperBuild // a build a network helper runs for a client; nil here
 }
 
 type buildOption func(*buildOptions) error
@@ -344,7 +346,7 @@ func WithSourceDateEpoch(t time.Time) BuildOption {
 // SOURCE_DATE_EPOCH's, else the zero time (none). A SOURCE_DATE_EPOCH
 // that is not a whole number of seconds since 1970 is an error.
 func (o *buildOptions) epoch() (time.Time, error) {
-	if !o.sourceDateEpoch.IsZero() {
+	if !o.sourceDateEpoch.IsZero() || o.helper != nil { // a helper's environment is not its clients'
 		return o.sourceDateEpoch, nil
 	}
 	v, ok := os.LookupEnv("SOURCE_DATE_EPOCH")

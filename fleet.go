@@ -185,6 +185,25 @@ func (f *Fleet) newOnHelper(ctx context.Context, snap *Snapshot, opts []Option) 
 	return inst, nil
 }
 
+// Build runs the Dockerfile src on the helper with the most free
+// capacity (see Remote.Build); the snapshot stays there, where New starts
+// it. It returns the build's error, or one naming every helper's reason
+// when none has room.
+func (f *Fleet) Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, error) {
+	cs, why := f.survey(ctx)
+	if len(cs) == 0 {
+		if len(why) == 0 {
+			why = append(why, "the fleet has no helpers")
+		}
+		return nil, fmt.Errorf("Fleet.Build: no helper could build: %s", strings.Join(why, "; "))
+	}
+	snap, err := cs[0].r.Build(ctx, src, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("Fleet.Build: %w", err)
+	}
+	return snap, nil
+}
+
 // Pull has the first helper that answers pull the image ref names (see
 // Remote.Pull); the others pull it when Fleet.New first places it there.
 func (f *Fleet) Pull(ctx context.Context, ref string, opts ...PullOption) (*Image, error) {

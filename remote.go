@@ -86,6 +86,11 @@ func remotePullRequest(ref string, opts []PullOption) (*ipc.PullReq, error) {
 			return nil, err
 		}
 	}
+	return pullRequestOf(ref, &o)
+}
+
+// pullRequestOf is remotePullRequest once the options are applied.
+func pullRequestOf(ref string, o *pullOptions) (*ipc.PullReq, error) {
 	if o.auth != nil || o.keychain != nil || o.transport != nil {
 		return nil, errors.New("credentials and transports cannot cross to a network helper: it pulls with its own")
 	}

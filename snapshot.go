@@ -50,7 +50,8 @@ type SnapshotOption interface {
 }
 
 type snapshotOptions struct {
-	excludes []string
+	excludes  []string
+	beforeAdd func(v1.Hash) error // a build on a network helper: see snapshot.Parent.BeforeAdd
 }
 
 type snapshotOption func(*snapshotOptions) error
@@ -96,7 +97,7 @@ func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snaps
 		return nil, err
 	}
 	p := i.parent
-	parent := snapshot.Parent{Key: p.key, Layers: p.layers, Host: p.host, Config: p.config}
+	parent := snapshot.Parent{Key: p.key, Layers: p.layers, Host: p.host, Config: p.config, BeforeAdd: o.beforeAdd}
 	info, err := i.runner.Snapshot(ctx, store, o.excludes, parent, i.opts.logger)
 	if err != nil {
 		return nil, fmt.Errorf("Snapshot: %w", err)

@@ -8,12 +8,14 @@
 //
 // cc-helper serves every backend, gVisor included: it links runsc in (the
 // package gvisor), so it must be built statically, with CGO_ENABLED=0, for
-// its gVisor sandboxes to start (they say so otherwise).
+// its gVisor sandboxes to start (they say so otherwise). It links the SDK
+// in too, whose builder runs its network clients' builds (Remote.Build).
 package main
 
 import (
 	"os"
 
+	_ "github.com/ccsandbox/sandbox"
 	_ "github.com/ccsandbox/sandbox/gvisor"
 	"github.com/ccsandbox/sandbox/internal/helper"
 )

@@ -46,6 +46,9 @@ type Options struct {
 	SSH map[string]string
 	// Parallelism bounds the stages that run at once; 0 means one.
 	Parallelism int
+	// NoNetwork says, when a step without network fails, why it had
+	// none; "": a build has none unless WithBuildNetwork gives it.
+	NoNetwork string
 }
 
 // Secret is a build secret: a value, or a host file read when a step

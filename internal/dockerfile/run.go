@@ -97,6 +97,8 @@ func (s *state) run(c *instructions.RunCommand) error {
 			case network:
 			case instructions.GetNetwork(c) == instructions.NetworkNone:
 				msg += " (the step ran with --network=none: no network at all)"
+			case s.b.opts.NoNetwork != "":
+				msg += " (the step ran without network: " + s.b.opts.NoNetwork + ")"
 			default:
 				msg += " (the step ran without network: a build has none unless WithBuildNetwork gives it)"
 			}

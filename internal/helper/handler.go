@@ -42,7 +42,7 @@ func newHandler(log *slog.Logger) *handler {
 	ipc.Route(h.own, ipc.MsgInstanceOpenLink, h.openLink)
 	ipc.Route(h.own, ipc.MsgInstanceSnapshot, h.snapshot)
 	for _, t := range []uint16{ipc.MsgRemoteAttach, ipc.MsgRemoteNew, ipc.MsgRemotePull, ipc.MsgRemoteCapacity, ipc.MsgRemoteTap,
-		ipc.MsgRemoteLayers, ipc.MsgRemotePutLayer, ipc.MsgRemoteImage} {
+		ipc.MsgRemoteLayers, ipc.MsgRemotePutLayer, ipc.MsgRemoteImage, ipc.MsgRemoteBuild} {
 		h.own.HandleCall(t, ipc.CallHandlerFunc(func(context.Context, *ipc.Request) (*ipc.Response, error) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeUnsupported,
 				Message: fmt.Sprintf("%s is a network helper's message (cc-helper serve), not this one's", ipc.Describe(t).Name)}

@@ -3,6 +3,7 @@ package helper
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/snapshot"
 )
 
 // NetClient is the client of one network helper (cc-helper serve): its
@@ -269,4 +271,44 @@ func (n *NetClient) PutImage(ctx context.Context, config []byte) (ipc.PullAns, e
 	var a ipc.PullAns
 	err := n.do(ctx, ipc.MsgRemoteImage, &ipc.ImageReq{Config: config}, &a)
 	return a, err
+}
+
+// Build has the helper build req (see MsgRemoteBuild), calling progress
+// with each event as it comes, and returns the snapshot the build left in
+// the helper's store. It returns the build's error (the helper's), or the
+// transport's; ctx's end hangs up, which ends the build there.
+func (n *NetClient) Build(ctx context.Context, req *ipc.BuildReq, progress func(ipc.BuildEvent)) (*snapshot.Info, error) {
+	c, err := n.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_, conn, err := c.DoStream(ctx, ipc.MsgRemoteBuild, req, nil)
+	if err != nil {
+		return nil, n.callErr(err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	for {
+		var ev ipc.BuildEvent
+		var ans ipc.SnapshotAns
+		end, err := ipc.ReadBuildFrame(conn, &ev, &ans)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("helper %s: %w", n.addr, err)
+		}
+		if !end {
+			if progress != nil {
+				progress(ev)
+			}
+			continue
+		}
+		var info snapshot.Info
+		if err := json.Unmarshal(ans.Info, &info); err != nil {
+			return nil, fmt.Errorf("helper %s: the build's snapshot: %w", n.addr, err)
+		}
+		return &info, nil
+	}
 }

@@ -43,6 +43,9 @@ func newSession(srv *NetServer, client string) *session {
 	ipc.Route(s.own, ipc.MsgRemoteImage, func(req *ipc.Request, m *ipc.ImageReq) (ipc.PullAns, error) {
 		return srv.putImage(req.Context(), client, m)
 	})
+	ipc.Route(s.own, ipc.MsgRemoteBuild, func(req *ipc.Request, m *ipc.BuildReq) (ipc.Empty, error) {
+		return srv.build(client, req, m)
+	})
 	ipc.Route(s.own, ipc.MsgRemoteCapacity, func(*ipc.Request, *ipc.Empty) (ipc.CapacityAns, error) {
 		return srv.capacity(client), nil
 	})

@@ -126,6 +126,8 @@ var goldenBodies = map[string][2]Msg{
 	"remote-layers":   {&LayersReq{[]string{"sha256:cd", "sha256:ef"}}, &LayersAns{[]string{"sha256:ef"}}},
 	"remote-putlayer": {&PutLayerReq{"sha256:cd", 1024}, &Empty{}},
 	"remote-image":    {&ImageReq{[]byte(`{"os":"linux"}`)}, &PullAns{"sha256:ab", "", []byte(`{"os":"linux"}`), []string{"sha256:cd"}}},
+	"remote-build": {&BuildReq{Dockerfile: []byte("FROM x\n"), Context: "sha256:cd", Args: []string{"A=1"}, Target: "t", NoCacheStages: []string{"s"},
+		Epoch: 1, HasEpoch: true, Secrets: []BuildSecret{{"id", []byte("v")}}, Pull: PullReq{Platform: "linux/amd64"}}, &Empty{}},
 }
 
 func readGolden(t *testing.T) []wiregolden.Msg {

@@ -97,6 +97,7 @@ const (
 	MsgRemoteLayers   uint16 = 0x0905
 	MsgRemotePutLayer uint16 = 0x0906
 	MsgRemoteImage    uint16 = 0x0907
+	MsgRemoteBuild    uint16 = 0x0908
 
 	// Response types (0xFFxx)
 	MsgResponse uint16 = 0xFF00
@@ -112,8 +113,8 @@ const (
 // version 4 added the network helper's messages (0x09xx) and
 // MsgFsWriteStream; version 5 added MsgFsReadStream; version 6 added
 // MsgRemoteTap; version 7 added MsgRemoteLayers, MsgRemotePutLayer and
-// MsgRemoteImage (images by content).
-const ProtocolVersion uint32 = 7
+// MsgRemoteImage (images by content); version 8 added MsgRemoteBuild.
+const ProtocolVersion uint32 = 8
 
 // HelloMagic opens every [MsgHello] request, so a server can tell a client of
 // this protocol from a stray peer.

@@ -227,4 +227,7 @@ var messages = []Desc{
 	{Type: MsgRemoteImage, Name: "MsgRemoteImage", Peer: PeerHelper,
 		Purpose: "network helper: record an image by its config, whose layers are all in the store; its digest is the config's",
 		Request: body[ImageReq](), Answer: body[PullAns]()},
+	{Type: MsgRemoteBuild, Name: "MsgRemoteBuild", Peer: PeerHelper,
+		Purpose: "network helper: build a Dockerfile in its store, the context a layer sent before; the connection then carries the build's events and a frame that ends it with the snapshot made",
+		Request: body[BuildReq](), Answer: body[Empty](), Blocks: true, Hijack: HijackAlways},
 }

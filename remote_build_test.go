@@ -1,0 +1,225 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/dockerfile"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// buildEvents collects a build's progress.
+type buildEvents struct {
+	mu  sync.Mutex
+	evs []BuildProgress
+}
+
+func (b *buildEvents) add(p BuildProgress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.evs = append(b.evs, p)
+}
+
+// ran returns the instructions whose end was not from the cache.
+func (b *buildEvents) ran() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ran []string
+	for _, e := range b.evs {
+		if e.Done && !e.Cached && e.Step > 0 {
+			ran = append(ran, e.Instruction)
+		}
+	}
+	return ran
+}
+
+// TestRemoteBuild: a Dockerfile built on a network helper, its context
+// sent there less what .dockerignore leaves out, its FROM image pulled
+// there, its secret and build argument crossing, its progress coming back
+// as it happens, and its result started there. Built again by the same
+// client, nothing runs and the context is not sent again. Built by
+// another client, with the same instructions and its own secret, every
+// step runs: neither the first client's cached layers (which hold its
+// secret) nor its cache mount are the other's; nor can the other start
+// the first's result.
+func TestRemoteBuild(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	s := startNetHelper(t, p, "-store", t.TempDir())
+	ref := testRegistry(t, "127.0.0.1:0")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.txt"), []byte("from the context\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "private.env"), []byte("KEY=never sent\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, ".dockerignore"), []byte("*.env\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o750)
+	os.Symlink("../f.txt", filepath.Join(dir, "sub", "link"))
+	df := []byte("FROM " + ref + "\nARG WHO\nCOPY . /ctx/\n" +
+		"RUN --mount=type=secret,id=tok cp /run/secrets/tok /tok && echo $WHO > /who\n" +
+		"RUN --mount=type=cache,target=/cache echo run >> /cache/log && cp /cache/log /seen\n")
+	build := func(r *Remote, secret string) (*Snapshot, *buildEvents, error) {
+		ev := &buildEvents{}
+		snap, err := r.Build(ctx, df, WithContextDir(dir), WithBuildArg("WHO", "builder"),
+			WithBuildSecret("tok", []byte(secret)), WithBuildProgress(ev.add))
+		return snap, ev, err
+	}
+	alice, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	snap, ev, err := build(alice, "alice's")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.ran()) != 3 {
+		t.Errorf("the first build ran %q; want COPY and both RUNs", ev.ran())
+	}
+	if snap.onHelper == nil {
+		t.Fatal("the build's snapshot does not say it lives on the helper")
+	}
+	contextSent := s.LayersReceived()
+	if contextSent != 1 {
+		t.Errorf("the helper was sent %d layers, want the context's one", contextSent)
+	}
+	inst, err := alice.New(ctx, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := inst.Command("sh", "-c", "cat /ctx/f.txt /ctx/sub/link /tok /who /seen; ls -a /ctx").CombinedOutput()
+	want := "from the context\nfrom the context\nalice'sbuilder\nrun\n.\n..\n.dockerignore\nf.txt\nsub\n"
+	if err != nil || string(out) != want {
+		t.Errorf("the build on the helper:\n%s(%v)\nwant\n%s", out, err, want)
+	}
+	inst.Close()
+	if _, err := New(ctx, snap, WithCacheDir(testCache)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("the helper's build started here: %v, want errors.ErrUnsupported", err)
+	}
+
+	// alice again: nothing runs, nothing is sent.
+	again, ev, err := build(alice, "alice's")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran := ev.ran(); len(ran) != 0 {
+		t.Errorf("alice's second build ran %q", ran)
+	}
+	if again.info.Key != snap.info.Key {
+		t.Errorf("alice's second build made %s, not %s", again.info.Key, snap.info.Key)
+	}
+	if n := s.LayersReceived(); n != contextSent {
+		t.Errorf("alice's second build sent %d layers", n-contextSent)
+	}
+
+	// bob: the same instructions, his own secret. Naming alice's context
+	// by its digest, without sending it, gets him nothing.
+	bob, err := DialRemote(ctx, s.Addr().String(), p.client("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	h := sha256.New()
+	if err := dockerfile.WriteContext(ctx, h, dir); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bob.nc.Build(ctx, &ipc.BuildReq{Dockerfile: df, Context: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("bob building on alice's context, named by its digest: %v, want fs.ErrNotExist", err)
+	}
+	bobs, ev, err := build(bob, "bob's")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran := ev.ran(); len(ran) != 3 {
+		t.Errorf("bob's build of alice's instructions ran %q; want every step (alice's cache is hers)", ran)
+	}
+	inst, err = bob.New(ctx, bobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := inst.Command("cat", "/tok", "/seen").Output(); err != nil || string(out) != "bob'srun\n" {
+		t.Errorf("bob's build: %q, %v; want his secret, and a cache mount of his own", out, err)
+	}
+	inst.Close()
+	if _, err := bob.New(ctx, snap); err == nil || !strings.Contains(err.Error(), "not in the helper's store") {
+		t.Errorf("bob starting alice's build: %v", err)
+	}
+
+	// A fleet builds on one of its helpers and starts the result there.
+	fleet := NewFleet(bob)
+	defer fleet.Close()
+	fsnap, err := fleet.Build(ctx, []byte("FROM "+ref+"\nRUN echo fleet > /f\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err = fleet.New(ctx, fsnap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := inst.Command("cat", "/f").Output(); err != nil || string(out) != "fleet\n" {
+		t.Errorf("the fleet's build: %q, %v", out, err)
+	}
+	inst.Close()
+}
+
+// TestRemoteBuildRefusals: what names this machine's things is refused
+// before anything is sent; a failing step's error names its line and
+// output; a build whose client gives up ends on the helper, leaving
+// nothing running.
+func TestRemoteBuildRefusals(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	s := startNetHelper(t, p, "-store", t.TempDir())
+	ref := testRegistry(t, "127.0.0.1:0")
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	df := []byte("FROM " + ref + "\n")
+	agent := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, opt := range []BuildOption{WithBuildNetwork(), WithBuildSSH("default", agent),
+		WithBuildSource("base", busyboxImage(t)), WithCacheDir(t.TempDir())} {
+		if _, err := r.Build(ctx, df, opt); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("Remote.Build with %T: %v, want errors.ErrUnsupported", opt, err)
+		}
+	}
+	_, err = r.Build(ctx, []byte("FROM "+ref+"\nRUN echo failing here && false\n"))
+	if err == nil || !strings.Contains(err.Error(), "Dockerfile:2") || !strings.Contains(err.Error(), "failing here") ||
+		!strings.Contains(err.Error(), "a build on a network helper has none") {
+		t.Errorf("a failing step: %v; want its line and output", err)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	started := make(chan struct{})
+	var once sync.Once
+	go func() {
+		<-started
+		cancel()
+	}()
+	_, err = r.Build(cctx, []byte("FROM "+ref+"\nRUN echo going && sleep 1000\n"), WithBuildProgress(func(p BuildProgress) {
+		if p.Output == "going" {
+			once.Do(func() { close(started) })
+		}
+	}))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("a build whose context ended: %v", err)
+	}
+	// leakcheck: the step's sandbox and the build's goroutines end.
+}
