@@ -287,8 +287,11 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 		if e.o.dialer != nil {
 			opts = append(opts, WithDialer(e.o.dialer))
 		}
-		if h := e.o.helper; h != nil && h.memoryMB > 0 {
-			opts = append(opts, WithMemoryMB(h.memoryMB))
+		if h := e.o.helper; h != nil {
+			opts = append(opts, instanceOption(func(o *newOptions) error { o.inProcess = true; return nil }))
+			if h.memoryMB > 0 {
+				opts = append(opts, WithMemoryMB(h.memoryMB))
+			}
 		}
 		for _, b := range spec.Binds {
 			if b.Writable {

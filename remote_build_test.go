@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,20 @@ func TestRemoteBuild(t *testing.T) {
 	_, err = bob.nc.Build(ctx, &ipc.BuildReq{Dockerfile: df, Context: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bob building on alice's context, named by its digest: %v, want fs.ErrNotExist", err)
+	}
+	// Each layer alice's build made is hers: bob is told it is missing.
+	base, err := bob.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made []string
+	for _, l := range snap.info.Layers {
+		if !slices.Contains(base.layers, l) {
+			made = append(made, l.String())
+		}
+	}
+	if missing, err := bob.nc.MissingLayers(ctx, made); err != nil || len(made) < 3 || len(missing) != len(made) {
+		t.Errorf("bob asking for the %d layers alice's build made: %d missing, %v", len(made), len(missing), err)
 	}
 	bobs, ev, err := build(bob, "bob's")
 	if err != nil {

@@ -55,9 +55,9 @@ var (
 var forceProxy = false
 
 // startRunner starts the instance spec describes, in this process or in
-// a helper.
-func startRunner(ctx context.Context, spec engine.Spec) (runner, error) {
-	if ipc.UseHelper() {
+// a helper (unless inProcess).
+func startRunner(ctx context.Context, inProcess bool, spec engine.Spec) (runner, error) {
+	if ipc.UseHelper() && !inProcess {
 		r, err := helper.Start(ctx, spec, helper.Options{Proxy: forceProxy})
 		if err != nil {
 			return nil, err

@@ -85,6 +85,10 @@ type newOptions struct {
 	network    bool
 	dialer     DialFunc
 	noFDs      bool // tests: use the streamed paths even where descriptors pass
+	// inProcess starts the sandbox in this process whatever UseHelper
+	// says: a network helper's build, whose steps' snapshots call back
+	// into it (snapshot.Parent.BeforeAdd), which cannot cross to a helper.
+	inProcess bool
 }
 
 // Backend names a way to isolate sandboxes.
@@ -320,7 +324,7 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	run, err := startRunner(ctx, engine.Spec{
+	run, err := startRunner(ctx, o.inProcess, engine.Spec{
 		Backend:    backend,
 		Layers:     rs.layers,
 		Binds:      append(append([]hv.Bind(nil), rs.binds...), o.mounts...),

@@ -96,6 +96,9 @@ func (i *Instance) Snapshot(ctx context.Context, opts ...SnapshotOption) (*Snaps
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := i.runner.(localRunner); !ok && o.beforeAdd != nil {
+		return nil, errors.New("Snapshot: a network helper's build step runs in a helper process, which cannot mark its layer before it enters the store")
+	}
 	p := i.parent
 	parent := snapshot.Parent{Key: p.key, Layers: p.layers, Host: p.host, Config: p.config, BeforeAdd: o.beforeAdd}
 	info, err := i.runner.Snapshot(ctx, store, o.excludes, parent, i.opts.logger)

@@ -31,8 +31,9 @@ import (
 // mounts are the client's own (a key made in another client's build,
 // even of the same instructions, is never looked up, so neither a
 // secret's effect nor a cache mount's content crosses). It has no network,
-// counts as one of the client's sandboxes (with buildMemoryMB, the limit
-// of each step, against a memory limit) and runs one step at a time.
+// counts as one of the client's sandboxes (against a memory limit, with
+// buildMemoryMB or the limit if lower, each step's sandbox so limited)
+// and runs one step at a time.
 
 // A Build is one build a network helper runs for a client, as its Builder
 // gets it.
@@ -105,8 +106,8 @@ func (s *NetServer) build(client string, req *ipc.Request, m *ipc.BuildReq) (ipc
 		}
 		b.Context = s.store.LayerDir(hs[0])
 	}
-	if s.ledger.limits(client).MaxMemoryMB > 0 {
-		b.MemoryMB = buildMemoryMB
+	if lim := s.ledger.limits(client).MaxMemoryMB; lim > 0 {
+		b.MemoryMB = uint64(min(buildMemoryMB, lim))
 	}
 	release, err := s.ledger.reserve(client, int64(b.MemoryMB))
 	if err != nil {
