@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
@@ -171,5 +173,68 @@ func TestRemoteStreamsOfOtherFiles(t *testing.T) {
 	inst.WriteFile("/tmp/innocent.bin", nice, 0o644) // refused, or not
 	if b, err := inst.ReadFile(autogroup); err != nil || bytes.Contains(b, []byte("nice -")) {
 		t.Errorf("the sandbox's autogroup after a streamed write of -20 through a link: %q %v", b, err)
+	}
+}
+
+// TestRemoteVanishesMidCall: a client whose calls are stuck in its
+// sandbox's agent (a write to a pipe the sandbox made and nobody reads:
+// the agent's open blocks) and which then vanishes still loses its
+// sandbox after the grace period, its processes with it, and the helper
+// still closes.
+func TestRemoteVanishesMidCall(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	s := startNetHelper(t, p, "-client-grace", "100ms")
+	ref := testRegistry(t, "127.0.0.1:0")
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("mallory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := r.New(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	if out, err := inst.Command("mkfifo", "/tmp/fifo").CombinedOutput(); err != nil {
+		t.Fatalf("mkfifo: %s %v", out, err)
+	}
+	before := s.MessagesServed()
+	done := make(chan error, 2)
+	for _, size := range []int{1000, streamWriteMin + 1} { // a write in one message, and a streamed one
+		go func() { done <- inst.WriteFile("/tmp/fifo", make([]byte, size), 0o644) }()
+	}
+	for s.MessagesServed() < before+2 {
+		runtime.Gosched()
+	}
+	inst.agent.Client().Close() // the client vanishes: its connections end, no MsgInstanceClose
+	for range 2 {
+		if err := <-done; err == nil {
+			t.Error("a write to a pipe nobody reads succeeded")
+		}
+	}
+	other, err := DialRemote(ctx, s.Addr().String(), p.client("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := other.Capacity(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after its client vanished mid-call (grace 100ms), the sandbox still runs: %+v", c)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -160,17 +160,19 @@ func (h *handler) forward(req *ipc.Request, d *ipc.Desc) (*ipc.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	return forwardTo(inst, req, d)
-}
-
-// forwardTo passes req, of the agent's message d, to inst's agent, and its
-// answer back (see handler.forward); the network helper forwards the same
-// way.
-func forwardTo(inst *engine.Instance, req *ipc.Request, d *ipc.Desc) (*ipc.Response, error) {
 	ctx := context.Background()
 	if d.Blocks {
 		ctx = req.Context() // a client that gives up cancels the agent's call
 	}
+	return forwardTo(ctx, inst, req, d, nil)
+}
+
+// forwardTo passes req, of the agent's message d, to inst's agent, and its
+// answer back (see handler.forward), the agent's call ending with ctx; the
+// network helper forwards the same way. When the answer turns the
+// connection into a stream, ended (if not nil) is called once the stream
+// has ended.
+func forwardTo(ctx context.Context, inst *engine.Instance, req *ipc.Request, d *ipc.Desc, ended func()) (*ipc.Response, error) {
 	msg := ipc.Message{Type: req.Type, Payload: append([]byte(nil), req.Payload...), Files: req.Files}
 	resp, conn, err := inst.Client().HijackIf(ctx, msg, func(resp ipc.Message) bool { return d.Hijacks(len(resp.Files)) })
 	if err != nil {
@@ -178,7 +180,14 @@ func forwardTo(inst *engine.Instance, req *ipc.Request, d *ipc.Desc) (*ipc.Respo
 	}
 	out := &ipc.Response{Payload: resp.Payload, Files: resp.Files}
 	if conn != nil {
-		out.Hijack = func(client net.Conn) { go netutil.Splice(client, conn) }
+		out.Hijack = func(client net.Conn) {
+			go func() {
+				netutil.Splice(client, conn)
+				if ended != nil {
+					ended()
+				}
+			}()
+		}
 	}
 	return out, nil
 }

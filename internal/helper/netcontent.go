@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -194,6 +195,42 @@ func (s *NetServer) uploadSlot(client string) (release func(), err error) {
 			delete(s.uploads, client)
 		}
 	}, nil
+}
+
+// Streamed file transfers at once (MsgFsWriteStream, MsgFsReadStream), in
+// all and of one client: each holds a goroutine or three and, for a
+// write the helper serves, up to two pieces of netStreamPiece bytes.
+const (
+	maxStreams          = 256
+	maxStreamsPerClient = 32
+)
+
+// streamSlot takes one of client's streamed-transfer slots, or refuses
+// (matching fs.ErrPermission) when the client or the helper has as many
+// in progress as it may. release gives it back; calls after the first do
+// nothing.
+func (s *NetServer) streamSlot(client string) (release func(), err error) {
+	s.uploadsMu.Lock()
+	defer s.uploadsMu.Unlock()
+	if s.streams == nil {
+		s.streams = map[string]int{}
+	}
+	total := 0
+	for _, n := range s.streams {
+		total += n
+	}
+	if s.streams[client] >= maxStreamsPerClient || total >= maxStreams {
+		return nil, &ipc.IPCError{Code: ipc.ErrCodePermission,
+			Message: fmt.Sprintf("too many streamed file transfers at once (at most %d of one client, %d in all): make fewer at a time", maxStreamsPerClient, maxStreams)}
+	}
+	s.streams[client]++
+	return sync.OnceFunc(func() {
+		s.uploadsMu.Lock()
+		defer s.uploadsMu.Unlock()
+		if s.streams[client]--; s.streams[client] == 0 {
+			delete(s.streams, client)
+		}
+	}), nil
 }
 
 // maxImageConfig bounds the config blob of an image recorded by content

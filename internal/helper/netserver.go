@@ -48,6 +48,7 @@ type NetServer struct {
 	uploadWindow time.Duration // see uploadWindow; tests shorten it
 	uploadsMu    sync.Mutex
 	uploads      map[string]int // guarded by uploadsMu: uploads in progress by client
+	streams      map[string]int // guarded by uploadsMu: streamed file transfers in progress by client
 	quotaMu      sync.Mutex
 	booked       map[string]int64 // guarded by quotaMu: bytes on their way in by client (see storeRoom)
 
@@ -104,6 +105,10 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 // (MsgRemotePutLayer), whether the store held them already or refused
 // them.
 func (s *NetServer) LayersReceived() uint64 { return s.layers.Load() }
+
+// MessagesServed returns how many messages the helper has begun to serve,
+// its own and those it forwards to agents.
+func (s *NetServer) MessagesServed() uint64 { return s.messages.Load() }
 
 // Addr returns the address the helper listens on.
 func (s *NetServer) Addr() net.Addr { return s.ln.Addr() }

@@ -131,10 +131,25 @@ func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 		if err != nil {
 			return nil, err
 		}
-		if servesStream(inst, req.Type) {
-			return serveStream(req, inst, d)
+		ended := func() {}
+		if req.Type == ipc.MsgFsWriteStream || req.Type == ipc.MsgFsReadStream {
+			if ended, err = s.srv.streamSlot(s.client); err != nil {
+				return nil, err
+			}
 		}
-		resp, err := forwardTo(inst, req, d)
+		var resp *ipc.Response
+		if servesStream(inst, req.Type) {
+			resp, err = serveStream(req, inst, d, s.srv.uploadWindow, ended)
+		} else {
+			// Any call may block in the agent (an open of a pipe nothing
+			// reads does, and the sandbox makes the pipe): a client that
+			// hangs up ends it, so that its session ends and its
+			// sandbox's grace period starts.
+			resp, err = forwardTo(req.Context(), inst, req, d, ended)
+		}
+		if err != nil || resp.Hijack == nil {
+			ended()
+		}
 		if err != nil && errors.Is(err, ipc.ErrNotRunning) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeNotRunning, Message: err.Error()}
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -52,8 +53,10 @@ func servesStream(inst *engine.Instance, t uint16) bool {
 
 // serveStream serves a streamed write of inst (see servesStream) with
 // the file's descriptor, or forwards it to the agent when the file is not
-// one the helper copies itself.
-func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc) (*ipc.Response, error) {
+// one the helper copies itself. The stream must bring uploadMinBytes in
+// every window, or it is ended. ended is called once the stream has
+// ended, when the answer turns the connection into it.
+func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc, window time.Duration, ended func()) (*ipc.Response, error) {
 	var m ipc.WriteStreamReq
 	if err := ipc.DecodeRequest(req.Type, req.Payload, &m); err != nil {
 		return nil, err
@@ -63,15 +66,20 @@ func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc) (*ipc.Res
 	}
 	f, err := openCopied(req.Context(), inst, m.Path, fs.FileMode(m.Perm))
 	if f == nil && err == nil {
-		return forwardTo(inst, req, d)
+		return forwardTo(req.Context(), inst, req, d, ended)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return &ipc.Response{Payload: ipc.Answer(nil), Hijack: func(conn net.Conn) {
 		go whileRunning(inst, conn, f, func() {
+			defer ended()
 			defer conn.Close()
-			ipc.ReceiveWriteStream(conn, f, &m, copyInPieces)
+			paced := &paceReader{conn: conn, window: window, min: uploadMinBytes}
+			ipc.ReceiveWriteStream(struct {
+				io.Reader
+				io.Writer
+			}{paced, conn}, f, &m, copyInPieces)
 		})
 	}}, nil
 }
@@ -158,7 +166,7 @@ func whileRunning(inst *engine.Instance, conn net.Conn, f *os.File, fn func()) {
 func copyInPieces(dst io.Writer, src io.Reader) (int64, error) {
 	free := make(chan []byte, 2)
 	free <- make([]byte, netStreamPiece)
-	free <- make([]byte, netStreamPiece)
+	second := false // made once the first piece is full: a stream that stalls holds one
 	full := make(chan piece, 1)
 	stop := make(chan struct{})
 	go fillPieces(src, free, full, stop)
@@ -170,6 +178,10 @@ func copyInPieces(dst io.Writer, src io.Reader) (int64, error) {
 		return written, err
 	}
 	for p := range full {
+		if !second && p.err == nil {
+			free <- make([]byte, netStreamPiece)
+			second = true
+		}
 		if p.n > 0 {
 			w, err := dst.Write(p.buf[:p.n])
 			written += int64(w)

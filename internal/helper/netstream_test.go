@@ -2,11 +2,18 @@ package helper
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
+	"io/fs"
+	"net"
+	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
 
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
@@ -81,4 +88,77 @@ func TestCopyInPieces(t *testing.T) {
 			t.Fatalf("wrote %d, %v; want %d and the read's error", n, err, netStreamPiece+10)
 		}
 	})
+}
+
+// TestNetStreamsBounded: a client's streamed writes are bounded in
+// number (maxStreamsPerClient at once; one more is refused, and taken
+// once one ends), and a stream that stalls is ended by the helper, so
+// that a client cannot pin the helper's memory with streams it never
+// finishes.
+func TestNetStreamsBounded(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	open := func(t *testing.T, nc *NetClient) (*NetInstance, func() (net.Conn, error)) {
+		ni, _, err := nc.Start(ctx, &ipc.RemoteNewReq{}) // scratch: an empty root to write into
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ni.Close() })
+		return ni, func() (net.Conn, error) {
+			_, conn, err := ni.Client().DoStream(ctx, ipc.MsgFsWriteStream, &ipc.WriteStreamReq{Path: "/big", Perm: 0o644, Size: 1 << 40}, nil)
+			return conn, err
+		}
+	}
+
+	s, ca := startServer(t, time.Minute)
+	_, stream := open(t, dialAs(t, s, ca, "mallory"))
+	var conns []net.Conn
+	for range maxStreamsPerClient {
+		conn, err := stream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	if _, err := stream(); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "too many streamed") {
+		t.Errorf("stream %d of one client: %v", maxStreamsPerClient+1, err)
+	}
+	conns[0].Close()
+	if err := ipc.ReadStatus(conns[0]); err == nil {
+		t.Error("a stream cut short succeeded")
+	}
+	var conn net.Conn
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if conn, err = stream(); err == nil {
+			conns[0] = conn
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("a stream once one has ended: %v", err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+
+	slow, ca := startServer(t, time.Minute)
+	slow.uploadWindow = 200 * time.Millisecond
+	_, stream = open(t, dialAs(t, slow, ca, "mallory"))
+	conn, err = stream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write(make([]byte, 1000))
+	ended := make(chan error, 1)
+	go func() { ended <- ipc.ReadStatus(conn) }() // what the helper answers once it gives up
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Error("a stalled stream succeeded")
+		}
+	case <-time.After(time.Minute):
+		t.Error("a stalled stream was not ended in a minute (its window is 200ms)")
+	}
 }
