@@ -280,6 +280,9 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 		inst = e.takeLive(br.layers, spec.Network)
 	}
 	if inst == nil {
+		if e.o.helper != nil {
+			e.close() // a network helper's build runs one sandbox at a time: it counts as one
+		}
 		opts := []Option{WithCacheDir(e.o.cacheDir), WithLogger(e.o.logger)}
 		if spec.Network {
 			opts = append(opts, WithNetwork())

@@ -1,10 +1,14 @@
 package sandbox
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -237,4 +241,69 @@ func TestRemoteBuildRefusals(t *testing.T) {
 		t.Errorf("a build whose context ended: %v", err)
 	}
 	// leakcheck: the step's sandbox and the build's goroutines end.
+}
+
+// TestRemoteBuildHostileClient: a client that crafts its own context
+// layer, or Dockerfile, gets errors, not the helper's host: a
+// .dockerignore that is a link to a host file, or a pipe, is refused
+// (the helper reads neither, nor waits on one), without naming a host
+// path; variables that double forty times are refused; a build whose
+// layers pass the client's share of the store stops, its layers counted
+// whether the result keeps them or not.
+func TestRemoteBuildHostileClient(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(policy, []byte(`{"clients":{"small":{"maxStoreMB":2}}}`), 0o600)
+	store := t.TempDir()
+	s := startNetHelper(t, p, "-store", store, "-policy", policy)
+	ref := testRegistry(t, "127.0.0.1:0")
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("mallory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	hostFile := filepath.Join(t.TempDir(), "host.txt")
+	os.WriteFile(hostFile, []byte("f.txt\n"), 0o600)
+	for _, ignore := range []*tar.Header{
+		{Name: ".dockerignore", Typeflag: tar.TypeSymlink, Linkname: hostFile},
+		{Name: ".dockerignore", Typeflag: tar.TypeFifo, Mode: 0o644},
+	} {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		tw.WriteHeader(&tar.Header{Name: "f.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+		tw.Write([]byte("f"))
+		tw.WriteHeader(ignore)
+		tw.Close()
+		sum := sha256.Sum256(b.Bytes())
+		diffID := "sha256:" + hex.EncodeToString(sum[:])
+		if err := r.nc.PutLayer(ctx, diffID, int64(b.Len()), func(w io.Writer) error { _, err := w.Write(b.Bytes()); return err }); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.nc.Build(ctx, &ipc.BuildReq{Dockerfile: []byte("FROM " + ref + "\nCOPY f.txt /\n"), Context: diffID}, nil)
+		if err == nil || !strings.Contains(err.Error(), ".dockerignore is a") || strings.Contains(err.Error(), store) {
+			t.Errorf(".dockerignore as a %c: %v; want it refused, naming no host path", ignore.Typeflag, err)
+		}
+	}
+
+	var df strings.Builder
+	df.WriteString("FROM " + ref + "\nENV A0=xx\n")
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&df, "ENV A%d=${A%d}${A%d}\n", i, i-1, i-1)
+	}
+	if _, err := r.Build(ctx, []byte(df.String())); err == nil || !strings.Contains(err.Error(), "bring more than") {
+		t.Errorf("a variable doubled forty times: %v", err)
+	}
+
+	small, err := DialRemote(ctx, s.Addr().String(), p.client("small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	_, err = small.Build(ctx, []byte("FROM "+ref+" AS junk\nRUN head -c 3000000 /dev/zero > /junk && echo s > /small\n"+
+		"FROM "+ref+"\nCOPY --from=junk /small /\nRUN echo kept > /kept\n"))
+	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxStoreMB") {
+		t.Errorf("a build past the client's share of the store: %v", err)
+	}
 }

@@ -129,7 +129,7 @@ func openContext(dir string) (*contextFS, error) {
 		return nil, fmt.Errorf("build context %s is not a directory", dir)
 	}
 	var rules *ignoreRules
-	data, err := os.ReadFile(filepath.Join(abs, ".dockerignore"))
+	data, err := readDockerignore(abs)
 	switch {
 	case err == nil:
 		if rules, err = parseDockerignore(data); err != nil {
@@ -245,7 +245,11 @@ func (b *builder) buildStage(s *stage) (Ref, error) {
 		if err := b.ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := st.dispatch(cmd); err != nil {
+		err := st.dispatch(cmd)
+		if err == nil {
+			err = checkVariables(st.args, st.cfg.Config.Env, st.cfg.Config.Labels)
+		}
+		if err != nil {
 			return nil, lineError(line(cmd.Location()), instructionText(cmd), err)
 		}
 	}
@@ -356,13 +360,16 @@ func (b *builder) metaArgs(cmds []instructions.ArgCommand) error {
 			if bv, ok := b.opts.Args[kv.Key]; ok {
 				v = &bv
 			} else if kv.Value != nil {
-				w, _, err := b.lex().ProcessWord(*kv.Value, envGetter(b.global, nil))
+				w, err := processWord(b.lex(), *kv.Value, envGetter(b.global, nil))
 				if err != nil {
 					return &Error{Line: line(c.Location()), Instruction: c.String(), Err: err}
 				}
 				v = &w
 			}
 			b.global = setArg(b.global, kv.Key, v)
+			if err := checkVariables(b.global, nil, nil); err != nil {
+				return &Error{Line: line(c.Location()), Instruction: c.String(), Err: err}
+			}
 		}
 	}
 	return nil

@@ -51,7 +51,7 @@ func Check(dockerfile []byte, opts Options) []Problem {
 		if err != nil {
 			add(s.def.Location, s.def.SourceCode, err)
 		}
-		if _, _, err := b.lex().ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err != nil {
+		if _, err := processWord(b.lex(), s.def.BaseName, envGetter(b.global, nil)); err != nil {
 			add(s.def.Location, s.def.SourceCode, err)
 		}
 		wd := "" // the stage's working directory, "" while unknown

@@ -89,7 +89,7 @@ func (s *state) copy(a copyArgs) error {
 	raw.SkipProcessQuotes = true
 	for i, c := range a.sd.SourceContents {
 		if c.Expand {
-			w, _, err := raw.ProcessWord(c.Data, envGetter(s.args, s.cfg.Config.Env))
+			w, err := processWord(raw, c.Data, envGetter(s.args, s.cfg.Config.Env))
 			if err != nil {
 				return err
 			}

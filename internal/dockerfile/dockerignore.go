@@ -2,8 +2,14 @@ package dockerfile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -54,4 +60,41 @@ func (r *ignoreRules) excluded(rel string) bool {
 	defer r.mu.Unlock()
 	ok, err := r.pm.MatchesOrParentMatches(rel)
 	return err == nil && ok
+}
+
+// maxDockerignore bounds a .dockerignore file.
+const maxDockerignore = 1 << 20
+
+// readDockerignore reads the .dockerignore file of the context directory
+// dir: a regular file of at most maxDockerignore bytes, never through a
+// symlink, and never waiting on a pipe (the context may be a layer a
+// network helper's client sent). It returns an error matching
+// fs.ErrNotExist when there is none, and one naming no host path when it
+// is something else.
+func readDockerignore(dir string) ([]byte, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".dockerignore"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	case errors.Is(err, syscall.ELOOP):
+		return nil, errors.New(".dockerignore is a symlink; it must be a regular file")
+	case err != nil:
+		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf(".dockerignore is a %v; it must be a regular file", fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxDockerignore+1))
+	if err != nil {
+		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
+	}
+	if len(data) > maxDockerignore {
+		return nil, fmt.Errorf(".dockerignore is longer than %d bytes", maxDockerignore)
+	}
+	return data, nil
 }

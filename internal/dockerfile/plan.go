@@ -75,7 +75,7 @@ func (b *builder) deps(s *stage) []*stage {
 			out = append(out, d)
 		}
 	}
-	if name, _, err := b.lex().ProcessWord(s.def.BaseName, envGetter(b.global, nil)); err == nil {
+	if name, err := processWord(b.lex(), s.def.BaseName, envGetter(b.global, nil)); err == nil {
 		add(b.stageByName(name))
 	}
 	for _, cmd := range s.def.Commands {
@@ -146,7 +146,7 @@ func (b *builder) stagePlatform(s *stage) (v1.Platform, error) {
 	if s.def.Platform == "" {
 		return b.opts.Platform, nil
 	}
-	w, _, err := b.lex().ProcessWord(s.def.Platform, envGetter(b.global, nil))
+	w, err := processWord(b.lex(), s.def.Platform, envGetter(b.global, nil))
 	if err != nil {
 		return v1.Platform{}, err
 	}

@@ -191,19 +191,34 @@ type lineWriter struct {
 	emit func(string)
 }
 
+// maxOutputLine bounds a line of a step's output as it is reported: a
+// longer one (output with no newline in it, however long) goes out in
+// pieces of this size, and is never held whole.
+const maxOutputLine = 16 << 10
+
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		end := len(p)
+		if i >= 0 {
+			end = i
 		}
-		w.emit(strings.TrimSuffix(string(w.buf[:i]), "\r"))
-		w.buf = w.buf[i+1:]
+		take := min(end, maxOutputLine-len(w.buf))
+		w.buf = append(w.buf, p[:take]...)
+		p = p[take:]
+		switch {
+		case i >= 0 && take == end: // the line ends here
+			w.emit(strings.TrimSuffix(string(w.buf), "\r"))
+			w.buf, p = w.buf[:0], p[1:]
+		case len(w.buf) == maxOutputLine: // a long line: this piece goes now
+			w.emit(string(w.buf))
+			w.buf = w.buf[:0]
+		}
 	}
-	return len(p), nil
+	return n, nil
 }
 
 func (w *lineWriter) flush() {

@@ -45,7 +45,7 @@ type state struct {
 // startStage resolves a stage's base, runs its step (FROM), and readies
 // its commands, ONBUILD triggers of the base first.
 func (b *builder) startStage(s *stage) (*state, error) {
-	name, _, err := b.lex().ProcessWord(s.def.BaseName, envGetter(b.global, nil))
+	name, err := processWord(b.lex(), s.def.BaseName, envGetter(b.global, nil))
 	if err != nil {
 		return nil, &Error{Line: line(s.def.Location), Instruction: s.def.SourceCode, Err: err}
 	}
@@ -164,8 +164,7 @@ func (s *state) env() []string {
 
 // expand expands a word of an instruction, Docker's way.
 func (s *state) expand(word string) (string, error) {
-	w, _, err := s.b.lex().ProcessWord(word, envGetter(s.args, s.cfg.Config.Env))
-	return w, err
+	return processWord(s.b.lex(), word, envGetter(s.args, s.cfg.Config.Env))
 }
 
 // history records a step in the config.
@@ -440,7 +439,7 @@ func (s *state) expose(c *instructions.ExposeCommand) error {
 	}
 	var ports []string
 	for _, p := range c.Ports {
-		words, err := s.b.lex().ProcessWords(p, envGetter(s.args, s.cfg.Config.Env))
+		words, err := processWords(s.b.lex(), p, envGetter(s.args, s.cfg.Config.Env))
 		if err != nil {
 			return err
 		}

@@ -76,6 +76,9 @@ func SetBuilder(b Builder) { builder = b }
 // policy limits its memory, and what the build counts for against it.
 const buildMemoryMB = 2048
 
+// maxDockerfile bounds a Dockerfile a client has the helper build.
+const maxDockerfile = 1 << 20
+
 // maxBuildOutput bounds a line of a step's output in a build event.
 const maxBuildOutput = 16 << 10
 
@@ -161,6 +164,9 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 	bad := func(format string, args ...any) (*Build, error) {
 		return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
 	}
+	if len(m.Dockerfile) > maxDockerfile {
+		return bad("a Dockerfile of %d bytes, more than the %d this helper builds", len(m.Dockerfile), maxDockerfile)
+	}
 	b := &Build{Store: s.store, Dockerfile: m.Dockerfile, Args: map[string]string{}, Target: m.Target,
 		NoCache: m.NoCache, NoCacheStages: m.NoCacheStages, Secrets: map[string][]byte{},
 		Scope: clientKey(client), Log: s.log}
@@ -202,7 +208,21 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 		}
 		return v1.NewHash(a.Digest)
 	}
-	b.BeforeAdd = func(h v1.Hash) error { return s.markPrivate(s.ctx, h) }
+	// Every layer the build adds is its client's, whether the result keeps
+	// it or not (a stage the result leaves out, a build that fails), and
+	// counts in its share of the store; once the share is full the build
+	// stops (see storeRoom).
+	b.BeforeAdd = func(h v1.Hash) error {
+		unbook, err := s.storeRoom(client, 1)
+		if err != nil {
+			return err
+		}
+		unbook()
+		if err := s.markPrivate(s.ctx, h); err != nil {
+			return err
+		}
+		return s.grant(s.ctx, client, h)
+	}
 	return b, nil
 }
 

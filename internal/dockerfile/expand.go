@@ -1,0 +1,124 @@
+package dockerfile
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+// Variables expand within bounds: a Dockerfile may come from anyone (on
+// a network helper, from any of its clients), and doubling a variable
+// forty times (ENV A=$A$A), or replacing every character of a long value
+// with a long string (${A//?/...}), asks the expander for terabytes in
+// the builder's own process.
+const (
+	// maxExpansion bounds what variables bring into one word.
+	maxExpansion = 1 << 20
+	// maxReplaceAll bounds the value and the word of a ${VAR//p/r}
+	// substitution, whose result grows as their product.
+	maxReplaceAll = 4 << 10
+	// maxVariables bounds a stage's ENV and ARG values and LABELs, and
+	// the ARGs before the first FROM, together.
+	maxVariables = 4 << 20
+)
+
+// budgetEnv is an environment that lends its values out until they add
+// up to its budget; from then on it lends empty strings and says so.
+type budgetEnv struct {
+	env  shell.EnvGetter
+	left int
+	over bool
+}
+
+func (b *budgetEnv) Get(key string) (string, bool) {
+	v, ok := b.env.Get(key)
+	if len(v) > b.left {
+		b.over = true
+		return "", ok
+	}
+	b.left -= len(v)
+	return v, ok
+}
+
+func (b *budgetEnv) Keys() []string { return b.env.Keys() }
+
+// replaceAll finds the ${VAR//...} substitutions of a word.
+var replaceAll = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)//`)
+
+// expansion checks word before lex expands it in env, and returns the
+// budgeted environment to expand it in.
+func expansion(word string, env shell.EnvGetter) (*budgetEnv, error) {
+	for _, m := range replaceAll.FindAllStringSubmatch(word, -1) {
+		if v, _ := env.Get(m[1]); len(v) > maxReplaceAll || len(word) > maxReplaceAll {
+			return nil, fmt.Errorf("${%s//...}: a substitution of every match is refused on a value or in a word of more than %d bytes (its result grows as their product)", m[1], maxReplaceAll)
+		}
+	}
+	budget := maxExpansion
+	if len(replaceAll.FindStringIndex(word)) > 0 {
+		budget = maxReplaceAll
+	}
+	return &budgetEnv{env: env, left: budget}, nil
+}
+
+// overErr is the error of a word whose variables brought too much.
+func overErr(word string) error {
+	if len(word) > 64 {
+		word = word[:64] + "..."
+	}
+	return fmt.Errorf("expanding %q: its variables bring more than %d bytes", word, maxExpansion)
+}
+
+// processWord expands word, as lex.ProcessWord does, within the bounds
+// above.
+func processWord(lex *shell.Lex, word string, env shell.EnvGetter) (string, error) {
+	b, err := expansion(word, env)
+	if err != nil {
+		return "", err
+	}
+	w, _, err := lex.ProcessWord(word, b)
+	if err == nil && b.over {
+		err = overErr(word)
+	}
+	return w, err
+}
+
+// processWords expands and splits word, as lex.ProcessWords does, within
+// the bounds above.
+func processWords(lex *shell.Lex, word string, env shell.EnvGetter) ([]string, error) {
+	b, err := expansion(word, env)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := lex.ProcessWords(word, b)
+	if err == nil && b.over {
+		err = overErr(word)
+	}
+	return ws, err
+}
+
+// variablesSize is what a stage's variables add up to (see maxVariables).
+func variablesSize(args []argValue, env []string, labels map[string]string) int {
+	n := 0
+	for _, a := range args {
+		n += len(a.key)
+		if a.value != nil {
+			n += len(*a.value)
+		}
+	}
+	for _, kv := range env {
+		n += len(kv)
+	}
+	for k, v := range labels {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// checkVariables refuses variables past maxVariables.
+func checkVariables(args []argValue, env []string, labels map[string]string) error {
+	if n := variablesSize(args, env, labels); n > maxVariables {
+		return fmt.Errorf("the stage's ENV, ARG and LABEL values add up to %d bytes, more than %d", n, maxVariables)
+	}
+	return nil
+}
