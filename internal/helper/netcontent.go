@@ -80,7 +80,7 @@ func (s *NetServer) putLayer(client string, req *ipc.Request, m *ipc.PutLayerReq
 		return ipc.Empty{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
 			Message: fmt.Sprintf("layer %s: %d bytes, more than the %d a layer may have", m.DiffID, m.Size, image.DefaultMaxBytes)}
 	}
-	release, err := s.uploadSlot(client)
+	release, err := s.uploads.take(client)
 	if err != nil {
 		return ipc.Empty{}, err
 	}
@@ -170,31 +170,42 @@ func (r *paceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// uploadSlot takes one of client's upload slots, or refuses (matching
-// fs.ErrPermission) when the client or the helper has as many uploads in
-// progress as it may. release gives it back.
-func (s *NetServer) uploadSlot(client string) (release func(), err error) {
-	s.uploadsMu.Lock()
-	defer s.uploadsMu.Unlock()
-	if s.uploads == nil {
-		s.uploads = map[string]int{}
+// slots counts work in progress by client (uploads, streamed transfers),
+// each of which holds buffers and a goroutine or more, up to perClient of
+// one client and total in all.
+type slots struct {
+	what             string // what a slot is for, as the refusal names it
+	perClient, total int
+
+	mu sync.Mutex
+	n  map[string]int // guarded by mu
+}
+
+// take takes one of client's slots, or refuses (matching fs.ErrPermission)
+// when the client or everyone has as many as they may. release gives it
+// back; calls after the first do nothing.
+func (sl *slots) take(client string) (release func(), err error) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.n == nil {
+		sl.n = map[string]int{}
 	}
 	total := 0
-	for _, n := range s.uploads {
+	for _, n := range sl.n {
 		total += n
 	}
-	if s.uploads[client] >= maxUploadsPerClient || total >= maxUploads {
+	if sl.n[client] >= sl.perClient || total >= sl.total {
 		return nil, &ipc.IPCError{Code: ipc.ErrCodePermission,
-			Message: fmt.Sprintf("too many layer uploads at once (at most %d of one client, %d in all): send fewer at a time", maxUploadsPerClient, maxUploads)}
+			Message: fmt.Sprintf("too many %s at once (at most %d of one client, %d in all): make fewer at a time", sl.what, sl.perClient, sl.total)}
 	}
-	s.uploads[client]++
-	return func() {
-		s.uploadsMu.Lock()
-		defer s.uploadsMu.Unlock()
-		if s.uploads[client]--; s.uploads[client] == 0 {
-			delete(s.uploads, client)
+	sl.n[client]++
+	return sync.OnceFunc(func() {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		if sl.n[client]--; sl.n[client] == 0 {
+			delete(sl.n, client)
 		}
-	}, nil
+	}), nil
 }
 
 // Streamed file transfers at once (MsgFsWriteStream, MsgFsReadStream), in
@@ -204,34 +215,6 @@ const (
 	maxStreams          = 256
 	maxStreamsPerClient = 32
 )
-
-// streamSlot takes one of client's streamed-transfer slots, or refuses
-// (matching fs.ErrPermission) when the client or the helper has as many
-// in progress as it may. release gives it back; calls after the first do
-// nothing.
-func (s *NetServer) streamSlot(client string) (release func(), err error) {
-	s.uploadsMu.Lock()
-	defer s.uploadsMu.Unlock()
-	if s.streams == nil {
-		s.streams = map[string]int{}
-	}
-	total := 0
-	for _, n := range s.streams {
-		total += n
-	}
-	if s.streams[client] >= maxStreamsPerClient || total >= maxStreams {
-		return nil, &ipc.IPCError{Code: ipc.ErrCodePermission,
-			Message: fmt.Sprintf("too many streamed file transfers at once (at most %d of one client, %d in all): make fewer at a time", maxStreamsPerClient, maxStreams)}
-	}
-	s.streams[client]++
-	return sync.OnceFunc(func() {
-		s.uploadsMu.Lock()
-		defer s.uploadsMu.Unlock()
-		if s.streams[client]--; s.streams[client] == 0 {
-			delete(s.streams, client)
-		}
-	}), nil
-}
 
 // maxImageConfig bounds the config blob of an image recorded by content
 // (Docker's and containerd's configs are kilobytes; a history of a

@@ -46,9 +46,8 @@ type NetServer struct {
 	layers   atomic.Uint64 // layers clients sent (MsgRemotePutLayer)
 
 	uploadWindow time.Duration // see uploadWindow; tests shorten it
-	uploadsMu    sync.Mutex
-	uploads      map[string]int // guarded by uploadsMu: uploads in progress by client
-	streams      map[string]int // guarded by uploadsMu: streamed file transfers in progress by client
+	uploads      slots         // layer uploads in progress (MsgRemotePutLayer)
+	streams      slots         // streamed file transfers in progress
 	quotaMu      sync.Mutex
 	booked       map[string]int64 // guarded by quotaMu: bytes on their way in by client (see storeRoom)
 
@@ -67,7 +66,9 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 		return nil, err
 	}
 	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadWindow: uploadWindow,
-		ledger: newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
+		uploads: slots{what: "layer uploads", perClient: maxUploadsPerClient, total: maxUploads},
+		streams: slots{what: "streamed file transfers", perClient: maxStreamsPerClient, total: maxStreams},
+		ledger:  newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
 	if !cfg.InsecureLoopback {
 		tc, err := serverTLS(cfg)
 		if err != nil {

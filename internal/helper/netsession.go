@@ -133,7 +133,7 @@ func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 		}
 		ended := func() {}
 		if req.Type == ipc.MsgFsWriteStream || req.Type == ipc.MsgFsReadStream {
-			if ended, err = s.srv.streamSlot(s.client); err != nil {
+			if ended, err = s.srv.streams.take(s.client); err != nil {
 				return nil, err
 			}
 		}
