@@ -248,24 +248,16 @@ func TestFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insts := startMany(t, fleet, img, 30)
-	perNode := map[string]int{}
-	for _, inst := range insts {
-		perNode[helperOf(inst)]++
-	}
-	t.Logf("30 sandboxes: %v", perNode)
-	for _, n := range nodes {
-		if perNode[n.addr()] == 0 {
-			t.Errorf("no sandbox landed on %s: %v", n.addr(), perNode)
-		}
-	}
-
 	// A Dockerfile built here goes to each helper by content.
 	b, err := buildDockerfile(t, "FROM busybox\nRUN echo built here > /built\n", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// First, on an empty fleet: placed by free room, ties going round
+	// the fleet, they land on each helper (30 started at once may land
+	// unevenly, and the next sandboxes go where the room is).
 	built := map[string]int{}
+	var insts []*Instance
 	for range 6 {
 		inst, err := fleet.New(ctx, b.snap)
 		if err != nil {
@@ -279,6 +271,19 @@ func TestFleet(t *testing.T) {
 	}
 	if len(built) != len(nodes) {
 		t.Errorf("6 sandboxes of a local build landed on %v, not on all %d helpers", built, len(nodes))
+	}
+
+	thirty := startMany(t, fleet, img, 30)
+	insts = append(insts, thirty...)
+	perNode := map[string]int{}
+	for _, inst := range thirty {
+		perNode[helperOf(inst)]++
+	}
+	t.Logf("30 sandboxes: %v", perNode)
+	for _, n := range nodes {
+		if perNode[n.addr()] == 0 {
+			t.Errorf("no sandbox landed on %s: %v", n.addr(), perNode)
+		}
 	}
 
 	// Kill one node's helper: its sandboxes fail fast, new ones go to
