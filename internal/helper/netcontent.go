@@ -163,8 +163,8 @@ type paceReader struct {
 func (r *paceReader) Read(p []byte) (int, error) {
 	if r.until.IsZero() || r.got >= r.min {
 		r.until, r.got = time.Now().Add(r.window), 0
+		r.conn.SetReadDeadline(r.until) // it holds until the next window
 	}
-	r.conn.SetReadDeadline(r.until)
 	n, err := r.conn.Read(p)
 	r.got += int64(n)
 	return n, err
