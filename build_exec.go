@@ -172,6 +172,18 @@ func (e *buildExec) parent(r *buildRef) snapshot.Parent {
 	return p
 }
 
+// recordSize is what a step's record costs beside the config it holds.
+const recordSize = 1 << 10
+
+// charge tells a network helper's build that the next record it writes
+// holds config (see helper.Build.Charge); its error stops the build.
+func (e *buildExec) charge(config []byte, layers int) error {
+	if h := e.o.helper; h != nil && h.charge != nil {
+		return h.charge(int64(len(config) + recordSize + 72*layers))
+	}
+	return nil
+}
+
 // stepName is the name of the record of the step keyed key: the key,
 // within the build's scope on a network helper.
 func (e *buildExec) stepName(key string) string {
@@ -229,6 +241,9 @@ func (e *buildExec) TempDir(ctx context.Context) (string, func(), error) {
 }
 
 func (e *buildExec) Commit(ctx context.Context, base dockerfile.Ref, dir string) (dockerfile.Ref, error) {
+	if err := e.charge(base.Config(), len(base.(*buildRef).layers)+1); err != nil {
+		return nil, err
+	}
 	info, err := snapshot.Commit(ctx, e.store, e.ids, dir, e.parent(base.(*buildRef)))
 	if err != nil {
 		return nil, err
@@ -237,6 +252,9 @@ func (e *buildExec) Commit(ctx context.Context, base dockerfile.Ref, dir string)
 }
 
 func (e *buildExec) WithConfig(ctx context.Context, base dockerfile.Ref, config []byte) (dockerfile.Ref, error) {
+	if err := e.charge(config, len(base.(*buildRef).layers)); err != nil {
+		return nil, err
+	}
 	info, err := snapshot.WithConfig(ctx, e.store, e.parent(base.(*buildRef)), config)
 	if err != nil {
 		return nil, err
@@ -264,6 +282,9 @@ func (e *buildExec) Lookup(ctx context.Context, key string) (dockerfile.Ref, boo
 
 func (e *buildExec) Record(ctx context.Context, key string, ref dockerfile.Ref) error {
 	r := ref.(*buildRef)
+	if err := e.charge(nil, len(r.layers)); err != nil {
+		return err
+	}
 	return e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: e.stepName(key), Layers: r.layers, Data: []byte(r.key)})
 }
 
@@ -341,6 +362,9 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	}
 	excludes, err := stubExcludes(inst, spec)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.charge(br.config, len(br.layers)+1); err != nil {
 		return nil, err
 	}
 	sopts := []SnapshotOption{WithExcludes(excludes...)}
@@ -461,6 +485,9 @@ func (e *buildExec) Rebase(ctx context.Context, base, layer dockerfile.Ref) (doc
 	parent := e.parent(b)
 	info := b.info
 	for _, id := range layer.(*buildRef).layers {
+		if err := e.charge(b.config, len(parent.Layers)+1); err != nil {
+			return nil, err
+		}
 		var err error
 		if info, err = snapshot.Stack(ctx, e.store, id, parent); err != nil {
 			return nil, err

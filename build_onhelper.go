@@ -26,6 +26,7 @@ type helperBuild struct {
 	scope     string
 	pull      func(ctx context.Context, ref string, platform v1.Platform) (v1.Hash, error)
 	beforeAdd func(v1.Hash) error
+	charge    func(n int64) error // see helper.Build.Charge
 	memoryMB  uint64
 }
 
@@ -50,7 +51,7 @@ func buildOnHelper(ctx context.Context, b *helper.Build) (*snapshot.Info, error)
 		contextDir:   b.Context, args: b.Args, target: b.Target,
 		noCache: b.NoCache, noCacheStages: b.NoCacheStages,
 		secrets: map[string]dockerfile.Secret{}, parallelism: 1, sourceDateEpoch: b.Epoch,
-		helper: &helperBuild{scope: b.Scope, pull: b.Pull, beforeAdd: b.BeforeAdd, memoryMB: b.MemoryMB},
+		helper: &helperBuild{scope: b.Scope, pull: b.Pull, beforeAdd: b.BeforeAdd, charge: b.Charge, memoryMB: b.MemoryMB},
 	}
 	o.pull.platform = b.Platform
 	for id, v := range b.Secrets {

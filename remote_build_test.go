@@ -255,7 +255,7 @@ func TestRemoteBuildHostileClient(t *testing.T) {
 	ctx := context.Background()
 	p := newTestPKI(t)
 	policy := filepath.Join(t.TempDir(), "policy.json")
-	os.WriteFile(policy, []byte(`{"clients":{"small":{"maxStoreMB":2}}}`), 0o600)
+	os.WriteFile(policy, []byte(`{"clients":{"small":{"maxStoreMB":2},"tiny":{"maxStoreMB":2}}}`), 0o600)
 	store := t.TempDir()
 	s := startNetHelper(t, p, "-store", store, "-policy", policy)
 	ref := testRegistry(t, "127.0.0.1:0")
@@ -301,7 +301,26 @@ func TestRemoteBuildHostileClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer small.Close()
-	_, err = small.Build(ctx, []byte("FROM "+ref+" AS junk\nRUN head -c 3000000 /dev/zero > /junk && echo s > /small\n"+
+	// Records count too: each step's records hold its config, here of
+	// half a MiB, so a few steps fill a share of 2 MB.
+	df.Reset()
+	df.WriteString("FROM " + ref + "\nENV A0=xx\n")
+	for i := 1; i <= 18; i++ {
+		fmt.Fprintf(&df, "ENV A%d=${A%d}${A%d}\n", i, i-1, i-1)
+	}
+	for i := range 20 {
+		fmt.Fprintf(&df, "WORKDIR /d%d\n", i)
+	}
+	if _, err := small.Build(ctx, []byte(df.String())); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxStoreMB") {
+		t.Errorf("a build whose step records pass the client's share: %v", err)
+	}
+
+	tiny, err := DialRemote(ctx, s.Addr().String(), p.client("tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tiny.Close()
+	_, err = tiny.Build(ctx, []byte("FROM "+ref+" AS junk\nRUN head -c 3000000 /dev/zero > /junk && echo s > /small\n"+
 		"FROM "+ref+"\nCOPY --from=junk /small /\nRUN echo kept > /kept\n"))
 	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxStoreMB") {
 		t.Errorf("a build past the client's share of the store: %v", err)

@@ -11,13 +11,15 @@ import (
 // a network helper, from any of its clients), and doubling a variable
 // forty times (ENV A=$A$A), or replacing every character of a long value
 // with a long string (${A//?/...}), asks the expander for terabytes in
-// the builder's own process.
+// the builder's own process, and a pattern matched against a long value
+// (${A/p/r}, ${A#p}, ${A%p}) costs the product of their lengths in time.
 const (
 	// maxExpansion bounds what variables bring into one word.
 	maxExpansion = 1 << 20
-	// maxReplaceAll bounds the value and the word of a ${VAR//p/r}
-	// substitution, whose result grows as their product.
-	maxReplaceAll = 4 << 10
+	// maxPattern bounds the value and the word of a substitution with a
+	// pattern (${VAR/p/r}, ${VAR//p/r}, ${VAR#p}, ${VAR%p}, and their
+	// doubled forms), whose result or time grows as their product.
+	maxPattern = 4 << 10
 	// maxVariables bounds a stage's ENV and ARG values and LABELs, and
 	// the ARGs before the first FROM, together.
 	maxVariables = 4 << 20
@@ -43,20 +45,18 @@ func (b *budgetEnv) Get(key string) (string, bool) {
 
 func (b *budgetEnv) Keys() []string { return b.env.Keys() }
 
-// replaceAll finds the ${VAR//...} substitutions of a word.
-var replaceAll = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)//`)
+// patterned finds the substitutions of a word that match a pattern.
+var patterned = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)[/#%]`)
 
 // expansion checks word before lex expands it in env, and returns the
 // budgeted environment to expand it in.
 func expansion(word string, env shell.EnvGetter) (*budgetEnv, error) {
-	for _, m := range replaceAll.FindAllStringSubmatch(word, -1) {
-		if v, _ := env.Get(m[1]); len(v) > maxReplaceAll || len(word) > maxReplaceAll {
-			return nil, fmt.Errorf("${%s//...}: a substitution of every match is refused on a value or in a word of more than %d bytes (its result grows as their product)", m[1], maxReplaceAll)
-		}
-	}
 	budget := maxExpansion
-	if len(replaceAll.FindStringIndex(word)) > 0 {
-		budget = maxReplaceAll
+	for _, m := range patterned.FindAllStringSubmatch(word, -1) {
+		if v, _ := env.Get(m[1]); len(v) > maxPattern || len(word) > maxPattern {
+			return nil, fmt.Errorf("${%s...}: a substitution with a pattern is refused on a value or in a word of more than %d bytes (its cost grows as their product)", m[1], maxPattern)
+		}
+		budget = maxPattern
 	}
 	return &budgetEnv{env: env, left: budget}, nil
 }

@@ -27,9 +27,14 @@ func TestExpansionBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("a variable doubled forty times: %v", err)
 	}
-	long := strings.Repeat("y", maxReplaceAll+1)
-	if _, err := processWord(lex, "${L//?/"+strings.Repeat("z", 100)+"}", shell.EnvsFromSlice([]string{"L=" + long})); err == nil {
-		t.Error("every character of a long value replaced: no error")
+	long := strings.Repeat("y", maxPattern+1)
+	for _, form := range []string{"${L//?/" + strings.Repeat("z", 100) + "}", "${L/?*b/x}", "${L#?*b}", "${L%%?*b}"} {
+		if _, err := processWord(lex, form, shell.EnvsFromSlice([]string{"L=" + long})); err == nil {
+			t.Errorf("%.12s... on a long value: no error", form)
+		}
+	}
+	if _, err := processWord(lex, "${S#"+strings.Repeat("?*", maxPattern)+"}", shell.EnvsFromSlice([]string{"S=short"})); err == nil {
+		t.Error("a long pattern: no error")
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

@@ -2,6 +2,8 @@ package dockerfile
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -205,7 +207,27 @@ func (l *layerFS) readFile(p string) ([]byte, error) {
 	if !e.mode.IsRegular() {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: unix.EINVAL}
 	}
-	return os.ReadFile(e.host)
+	if e.size > maxReadFile {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("%d bytes, more than the %d the builder reads", e.size, maxReadFile)}
+	}
+	f, err := os.OpenFile(e.host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.Unwrap(err)}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
+	switch {
+	case err != nil:
+		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.Unwrap(err)}
+	case len(data) > maxReadFile:
+		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("more than the %d bytes the builder reads", maxReadFile)}
+	}
+	return data, nil
 }
+
+// maxReadFile bounds a file of a layer the builder itself reads (the
+// image's /etc/passwd and /etc/group, to look a user up): it runs in
+// the builder's process, outside every sandbox's limits.
+const maxReadFile = 4 << 20
 
 func timeOf(ts unix.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec) }

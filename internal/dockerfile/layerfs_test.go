@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
@@ -74,5 +75,30 @@ func TestResolveChown(t *testing.T) {
 		if _, err := resolveChown(bad, l); err == nil {
 			t.Errorf("resolveChown(%q) accepted", bad)
 		}
+	}
+}
+
+// TestLayerFSReadFileBounded: a file the builder reads itself (a
+// user's /etc/passwd, looked up for --chown or USER) is read only up to
+// maxReadFile: an image with a gigabyte of /etc/passwd gets an error,
+// not a gigabyte of the builder's memory.
+func TestLayerFSReadFileBounded(t *testing.T) {
+	l0 := t.TempDir()
+	writeTree(t, l0, map[string]string{"etc/group": "staff:x:50:\n"})
+	f, err := os.Create(filepath.Join(l0, "etc", "passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("app:x:1000:1000::/home/app:/bin/sh\n")
+	if err := f.Truncate(1 << 30); err != nil { // sparse: a gigabyte that takes no disk
+		t.Fatal(err)
+	}
+	f.Close()
+	l := newLayerFS([]string{l0}, idmap.Current())
+	if _, err := resolveChown("app:staff", l); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("--chown with a gigabyte of /etc/passwd: %v", err)
+	}
+	if o, err := resolveChown("1000:staff", l); err != nil || o.gid != 50 {
+		t.Errorf("--chown 1000:staff: %+v, %v", o, err)
 	}
 }

@@ -2,11 +2,14 @@ package helper
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,9 +60,16 @@ type Build struct {
 	// BeforeAdd is called with each layer the build makes, before it
 	// enters Store.
 	BeforeAdd func(v1.Hash) error
-	MemoryMB  uint64 // each step's sandbox's memory limit; 0: none
-	Progress  func(dockerfile.Event)
-	Log       *slog.Logger
+	// Charge is called with the size of each record the build writes
+	// beside its layers (a step's snapshot and cache records, each with
+	// its config), before it writes it; an error stops the build.
+	Charge   func(n int64) error
+	MemoryMB uint64 // each step's sandbox's memory limit; 0: none
+	Progress func(dockerfile.Event)
+	Log      *slog.Logger
+
+	charged int64    // what Charge was given
+	unbook  []func() // its bookings of the client's share
 }
 
 // A Builder runs a build and returns the snapshot it made, in b.Store.
@@ -146,6 +156,9 @@ func (s *NetServer) build(client string, req *ipc.Request, m *ipc.BuildReq) (ipc
 				Instruction: ev.Instruction, Cached: ev.Cached, Done: ev.Done, Output: ev.Output})
 		}
 		info, err := builder(ctx, b)
+		if cerr := s.settleCharges(client, b); err == nil {
+			err = cerr
+		}
 		var ans ipc.SnapshotAns
 		if err == nil {
 			ans, err = s.ownBuild(ctx, client, info)
@@ -223,7 +236,33 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 		}
 		return s.grant(s.ctx, client, h)
 	}
+	b.Charge = func(n int64) error {
+		unbook, err := s.storeRoom(client, n)
+		if err != nil {
+			return err
+		}
+		b.charged += n
+		b.unbook = append(b.unbook, unbook)
+		return nil
+	}
 	return b, nil
+}
+
+// settleCharges records what b wrote beside its layers (see Build.Charge)
+// as its client's, for good, and gives back what the build booked.
+func (s *NetServer) settleCharges(client string, b *Build) error {
+	defer func() {
+		for _, f := range b.unbook {
+			f()
+		}
+	}()
+	if b.charged == 0 {
+		return nil
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	return s.store.PutRecord(s.ctx, image.Record{Kind: kindCharge, Name: clientKey(client) + "-" + hex.EncodeToString(id[:]),
+		Data: []byte(strconv.FormatInt(b.charged, 10))})
 }
 
 // ownBuild makes the snapshot info a build left its client's: each of its

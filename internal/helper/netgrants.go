@@ -32,6 +32,10 @@ const (
 	// which pulls record and find by manifest digest, so that no client
 	// can put a record where a pull would take it for what it pulled.
 	kindClientImage = "client-image"
+	// kindCharge records what a client's build wrote beside its layers
+	// (step records, each with its config), named clientKey-random, with
+	// the bytes as Data (see storeUse).
+	kindCharge = "charge"
 )
 
 // clientKey names a client in record names (which allow few characters).

@@ -2,6 +2,7 @@ package helper
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,7 +18,9 @@ import (
 // empty files is not free. Its policy's maxStoreMB bounds the sum, with
 // the uploads in progress counted at their declared size. What the
 // helper pulled from registries is everyone's and counts for no one; a
-// layer two clients sent counts for both.
+// layer two clients sent counts for both. A build's records (each step's
+// config, in its snapshot and cache records) count too, as the charge
+// records its end leaves.
 
 // tarEntrySize is what an entry of a layer counts for beside its data: a
 // tar header's size.
@@ -47,6 +50,16 @@ func (s *NetServer) storeUse(client string) (int64, error) {
 		}
 		if li, err := s.store.Layer(h); err == nil {
 			use += li.Size + tarEntrySize*int64(li.Entries)
+		}
+	}
+	charges, err := s.store.Records(kindCharge)
+	if err != nil {
+		return 0, fmt.Errorf("reading the store's charges: %w", err)
+	}
+	for _, c := range charges {
+		if strings.HasPrefix(c.Name, prefix) {
+			n, _ := strconv.ParseInt(string(c.Data), 10, 64)
+			use += n
 		}
 	}
 	return use, nil

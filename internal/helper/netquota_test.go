@@ -129,6 +129,15 @@ func TestClientStoreLimit(t *testing.T) {
 	if _, err := ni.Snapshot(ctx, nil, nil, snapshot.Parent{}, nil); !overStoreLimit(err) {
 		t.Errorf("a snapshot once the share is full: %v", err)
 	}
+	// What a build wrote beside its layers stays counted once it ends.
+	before, _ := s.storeUse("small")
+	built := &Build{charged: 3 << 10, unbook: []func(){func() {}}}
+	if err := s.settleCharges("small", built); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := s.storeUse("small"); err != nil || after != before+3<<10 {
+		t.Errorf("a build's charge of 3 KiB: the share went from %d to %d (%v)", before, after, err)
+	}
 	if _, err := ipc.NewAgent(ni.Client()).Stat(ctx, "/half"); err != nil {
 		t.Errorf("the sandbox after its snapshot was refused: %v", err)
 	}
