@@ -48,6 +48,7 @@ type NetServer struct {
 	uploadWindow time.Duration // see uploadWindow; tests shorten it
 	uploads      slots         // layer uploads in progress (MsgRemotePutLayer)
 	streams      slots         // streamed file transfers in progress
+	conns        slots         // connections past the handshake
 	quotaMu      sync.Mutex
 	booked       map[string]int64 // guarded by quotaMu: bytes on their way in by client (see storeRoom)
 
@@ -68,6 +69,7 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadWindow: uploadWindow,
 		uploads: slots{what: "layer uploads", perClient: maxUploadsPerClient, total: maxUploads},
 		streams: slots{what: "streamed file transfers", perClient: maxStreamsPerClient, total: maxStreams},
+		conns:   slots{what: "connections", perClient: maxConnsPerClient, total: maxConns},
 		ledger:  newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
 	if !cfg.InsecureLoopback {
 		tc, err := serverTLS(cfg)
@@ -160,12 +162,29 @@ func (s *NetServer) handshake(conn net.Conn) {
 		tc.SetDeadline(time.Time{})
 		conn = tc
 	}
+	release, err := s.conns.take(client)
+	if err != nil {
+		s.refused.Add(1)
+		s.log.Info("refusing a connection", "client", client, "err", err)
+		conn.Close()
+		s.pending.Done()
+		return
+	}
+	defer release()
 	s.sessions.Add(1)
 	s.pending.Done()
 	sess := newSession(s, client)
 	s.srv.ServeConnWith(conn, sess)
 	sess.end()
 }
+
+// Connections at once, of one client and in all: each holds buffers and
+// a goroutine however idle it is. A sandbox takes a few (its control
+// connection, one per call in flight, one per stream).
+const (
+	maxConnsPerClient = 1024
+	maxConns          = 16384
+)
 
 // capacity answers MsgRemoteCapacity.
 func (s *NetServer) capacity(client string) ipc.CapacityAns {

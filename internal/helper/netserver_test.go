@@ -164,3 +164,56 @@ func TestNetClientLimits(t *testing.T) {
 		t.Errorf("128 MB over a limit of 100: %v", err)
 	}
 }
+
+// TestNetClientConnectionsBounded: a client holds at most its share of
+// connections at once (each costs the helper buffers and a goroutine
+// however idle): one more is closed unread, and taken once one ends;
+// another client is served meanwhile.
+func TestNetClientConnectionsBounded(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	s.conns.perClient = 3
+	mallory, alice := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "alice")
+	ctx := context.Background()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	// open makes one more connection of mallory's and says whether the
+	// helper serves it.
+	open := func() bool {
+		c, err := mallory.dial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ipc.CallOn(c, ipc.MsgRemoteCapacity, &ipc.Empty{}, &ipc.CapacityAns{}); err != nil {
+			if !errors.Is(err, ipc.ErrTransport) {
+				t.Errorf("a connection over the limit: %v, want it closed unread", err)
+			}
+			c.Close()
+			return false
+		}
+		held = append(held, c)
+		return true
+	}
+	for open() {
+		if len(held) > 3 {
+			t.Fatalf("%d connections of a client allowed three", len(held))
+		}
+	}
+	if len(held) == 0 {
+		t.Fatal("no connection served")
+	}
+	if _, err := alice.Capacity(ctx); err != nil {
+		t.Errorf("another client meanwhile: %v", err)
+	}
+	held[0].Close()
+	held = held[1:]
+	for deadline := time.Now().Add(30 * time.Second); !open(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no connection once one had ended")
+		}
+	}
+}
