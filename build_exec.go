@@ -316,6 +316,9 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 			if h.memoryMB > 0 {
 				opts = append(opts, WithMemoryMB(h.memoryMB))
 			}
+			if h.pidsMax > 0 {
+				opts = append(opts, WithPidsLimit(h.pidsMax))
+			}
 		}
 		for _, b := range spec.Binds {
 			if b.Writable {

@@ -28,6 +28,7 @@ type helperBuild struct {
 	beforeAdd func(v1.Hash) error
 	charge    func(n int64) error // see helper.Build.Charge
 	memoryMB  uint64
+	pidsMax   int64
 }
 
 // image pulls ref for the build's client and opens it in store.
@@ -51,7 +52,7 @@ func buildOnHelper(ctx context.Context, b *helper.Build) (*snapshot.Info, error)
 		contextDir:   b.Context, args: b.Args, target: b.Target,
 		noCache: b.NoCache, noCacheStages: b.NoCacheStages,
 		secrets: map[string]dockerfile.Secret{}, parallelism: 1, sourceDateEpoch: b.Epoch,
-		helper: &helperBuild{scope: b.Scope, pull: b.Pull, beforeAdd: b.BeforeAdd, charge: b.Charge, memoryMB: b.MemoryMB},
+		helper: &helperBuild{scope: b.Scope, pull: b.Pull, beforeAdd: b.BeforeAdd, charge: b.Charge, memoryMB: b.MemoryMB, pidsMax: b.PidsMax},
 	}
 	o.pull.platform = b.Platform
 	for id, v := range b.Secrets {

@@ -326,3 +326,50 @@ func TestRemoteBuildHostileClient(t *testing.T) {
 		t.Errorf("a build past the client's share of the store: %v", err)
 	}
 }
+
+// TestRemotePolicyPids: the helper's policy bounds the processes of a
+// client's sandboxes and build steps (maxPids), whatever the client asks
+// for: a loop that starts forty processes meets the limit of sixteen.
+func TestRemotePolicyPids(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(policy, []byte(`{"clients":{"forky":{"maxPids":16}}}`), 0o600)
+	s := startNetHelper(t, p, "-store", t.TempDir(), "-policy", policy)
+	ref := testRegistry(t, "127.0.0.1:0")
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("forky"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const forty = `n=0; while [ $n -lt 40 ]; do sleep 1000 >/dev/null 2>&1 & n=$((n+1)); done; echo tried $n`
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := r.New(ctx, img, WithPidsLimit(1000))
+	if err != nil {
+		// A helper that cannot have cgroups (not root, none delegated)
+		// says so, for sandboxes and builds alike.
+		if !strings.Contains(err.Error(), "cgroup pids controller") {
+			t.Fatalf("a sandbox of a client limited to 16 processes: %v", err)
+		}
+		if _, err := r.Build(ctx, []byte("FROM "+ref+"\nRUN true\n")); err == nil || !strings.Contains(err.Error(), "cgroup pids controller") {
+			t.Errorf("a build where the helper has no cgroups, for a client limited to 16 processes: %v", err)
+		}
+		return
+	}
+	out, _ := inst.Command("sh", "-c", forty).CombinedOutput()
+	inst.Close()
+	if !strings.Contains(string(out), "can't fork") {
+		t.Errorf("forty processes in a sandbox of a client limited to 16 (it asked for 1000): %q", out)
+	}
+	var lines []string
+	_, err = r.Build(ctx, []byte("FROM "+ref+"\nRUN "+forty+"\n"), WithBuildProgress(func(p BuildProgress) {
+		lines = append(lines, p.Output)
+	}))
+	if !strings.Contains(strings.Join(lines, "\n"), "can't fork") {
+		t.Errorf("forty processes in a build step of a client limited to 16: %v, output %q", err, lines)
+	}
+}

@@ -65,6 +65,7 @@ type Build struct {
 	// its config), before it writes it; an error stops the build.
 	Charge   func(n int64) error
 	MemoryMB uint64 // each step's sandbox's memory limit; 0: none
+	PidsMax  int64  // each step's sandbox's pids limit; 0: none
 	Progress func(dockerfile.Event)
 	Log      *slog.Logger
 
@@ -122,6 +123,7 @@ func (s *NetServer) build(client string, req *ipc.Request, m *ipc.BuildReq) (ipc
 	if lim := s.ledger.limits(client).MaxMemoryMB; lim > 0 {
 		b.MemoryMB = uint64(min(buildMemoryMB, lim))
 	}
+	b.PidsMax = s.ledger.limits(client).pids(0)
 	release, err := s.ledger.reserve(client, int64(b.MemoryMB))
 	if err != nil {
 		lease.Release()

@@ -307,7 +307,7 @@ func (s *NetServer) checkMount(m ipc.RemoteMount) (hv.Bind, error) {
 func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.RemoteNewReq) (ipc.RemoteNewAns, error) {
 	spec := engine.Spec{
 		Hostname: m.Hostname, MemoryMB: m.MemoryMB, CPUs: float64(m.CPUsMilli) / 1000,
-		PidsMax: m.PidsMax, NoFile: m.NoFile, DiskMB: m.DiskMB, Timeout: time.Duration(m.TimeoutNs),
+		PidsMax: s.ledger.limits(client).pids(m.PidsMax), NoFile: m.NoFile, DiskMB: m.DiskMB, Timeout: time.Duration(m.TimeoutNs),
 		Network:   m.Network,
 		StateRoot: filepath.Join(s.root, "instances"), CacheDir: s.root, Logger: s.log,
 	}

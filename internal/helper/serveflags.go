@@ -53,6 +53,19 @@ type ClientLimits struct {
 	// layers it sends by content and the snapshots of its sandboxes, at
 	// their tar's size, and the configs of the images it records.
 	MaxStoreMB int64 `json:"maxStoreMB,omitempty"`
+	// MaxPids bounds the processes of each of the client's sandboxes and
+	// of each step of its builds (a smaller WithPidsLimit stays), so that
+	// a fork bomb in one stays inside it.
+	MaxPids int64 `json:"maxPids,omitempty"`
+}
+
+// pids returns the pids limit of a sandbox whose client asked for asked
+// (0: none).
+func (l ClientLimits) pids(asked int64) int64 {
+	if l.MaxPids > 0 && (asked == 0 || asked > l.MaxPids) {
+		return l.MaxPids
+	}
+	return asked
 }
 
 // maxStoreMB bounds ClientLimits.MaxStoreMB, so that it counts in bytes
@@ -144,7 +157,7 @@ func readPolicy(path string) (Policy, error) {
 		p.AllowMounts[i] = filepath.Clean(m)
 	}
 	for name, l := range p.Clients {
-		if l.MaxInstances < 0 || l.MaxMemoryMB < 0 || l.MaxStoreMB < 0 {
+		if l.MaxInstances < 0 || l.MaxMemoryMB < 0 || l.MaxStoreMB < 0 || l.MaxPids < 0 {
 			return p, fmt.Errorf("%s: clients[%q]: limits must not be negative", path, name)
 		}
 		if l.MaxStoreMB > maxStoreMB {
