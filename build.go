@@ -104,10 +104,10 @@ func build(ctx context.Context, src []byte, o *buildOptions) (*Snapshot, error) 
 	// (see infoRef), is recorded as a snapshot of its own that New can
 	// start, reopened by its key.
 	if info == nil || !slices.Equal(info.Layers, recordedLayers(store, info.Key)) {
-		if err := e.charge(r.config, len(r.layers)); err != nil {
+		if info, err = snapshot.WithConfig(ctx, store, e.parent(r), r.config); err != nil {
 			return nil, fmt.Errorf("sandbox.Build: %w", err)
 		}
-		if info, err = snapshot.WithConfig(ctx, store, e.parent(r), r.config); err != nil {
+		if err := e.chargeSnapshot(info); err != nil {
 			return nil, fmt.Errorf("sandbox.Build: %w", err)
 		}
 	}

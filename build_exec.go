@@ -172,16 +172,26 @@ func (e *buildExec) parent(r *buildRef) snapshot.Parent {
 	return p
 }
 
-// recordSize is what a step's record costs beside the config it holds.
-const recordSize = 1 << 10
+// What a record of the build costs in the store beside the config it
+// holds: its fixed part, and a layer's digest in its list.
+const (
+	recordSize      = 1 << 10
+	recordLayerSize = 72
+)
 
-// charge tells a network helper's build that the next record it writes
-// holds config (see helper.Build.Charge); its error stops the build.
-func (e *buildExec) charge(config []byte, layers int) error {
+// charge tells a network helper's build that it has written the record
+// named id (a snapshot's, a step's), holding config and layers (see
+// helper.Build.Charge); its error stops the build.
+func (e *buildExec) charge(id string, config []byte, layers int) error {
 	if h := e.o.helper; h != nil && h.charge != nil {
-		return h.charge(int64(len(config) + recordSize + 72*layers))
+		return h.charge(id, int64(len(config)+recordSize+recordLayerSize*layers))
 	}
 	return nil
+}
+
+// chargeSnapshot charges the record of info (see charge).
+func (e *buildExec) chargeSnapshot(info *snapshot.Info) error {
+	return e.charge("snapshot "+info.Key, info.Config, len(info.Layers))
 }
 
 // stepName is the name of the record of the step keyed key: the key,
@@ -241,22 +251,22 @@ func (e *buildExec) TempDir(ctx context.Context) (string, func(), error) {
 }
 
 func (e *buildExec) Commit(ctx context.Context, base dockerfile.Ref, dir string) (dockerfile.Ref, error) {
-	if err := e.charge(base.Config(), len(base.(*buildRef).layers)+1); err != nil {
-		return nil, err
-	}
 	info, err := snapshot.Commit(ctx, e.store, e.ids, dir, e.parent(base.(*buildRef)))
 	if err != nil {
+		return nil, err
+	}
+	if err := e.chargeSnapshot(info); err != nil {
 		return nil, err
 	}
 	return e.infoRef(info), nil
 }
 
 func (e *buildExec) WithConfig(ctx context.Context, base dockerfile.Ref, config []byte) (dockerfile.Ref, error) {
-	if err := e.charge(config, len(base.(*buildRef).layers)); err != nil {
-		return nil, err
-	}
 	info, err := snapshot.WithConfig(ctx, e.store, e.parent(base.(*buildRef)), config)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.chargeSnapshot(info); err != nil {
 		return nil, err
 	}
 	return e.infoRef(info), nil
@@ -282,10 +292,10 @@ func (e *buildExec) Lookup(ctx context.Context, key string) (dockerfile.Ref, boo
 
 func (e *buildExec) Record(ctx context.Context, key string, ref dockerfile.Ref) error {
 	r := ref.(*buildRef)
-	if err := e.charge(nil, len(r.layers)); err != nil {
+	if err := e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: e.stepName(key), Layers: r.layers, Data: []byte(r.key)}); err != nil {
 		return err
 	}
-	return e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: e.stepName(key), Layers: r.layers, Data: []byte(r.key)})
+	return e.charge("step "+e.stepName(key), nil, len(r.layers))
 }
 
 // Run runs a RUN step in a sandbox: a kept one when its root is base's
@@ -367,9 +377,6 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	if err != nil {
 		return nil, err
 	}
-	if err := e.charge(br.config, len(br.layers)+1); err != nil {
-		return nil, err
-	}
 	sopts := []SnapshotOption{WithExcludes(excludes...)}
 	if h := e.o.helper; h != nil {
 		sopts = append(sopts, snapshotOption(func(o *snapshotOptions) error { o.beforeAdd = h.beforeAdd; return nil }))
@@ -379,6 +386,9 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 		return nil, err
 	}
 	snap.Close() // its record keeps its layers
+	// Charged; a share it fills stops the build at its next step, not
+	// here, where the error would read as the command's.
+	e.chargeSnapshot(snap.info)
 	r = e.infoRef(snap.info)
 	keep = len(spec.Binds) == 0 && e.shareable(inst, r)
 	return r, nil
@@ -488,14 +498,14 @@ func (e *buildExec) Rebase(ctx context.Context, base, layer dockerfile.Ref) (doc
 	parent := e.parent(b)
 	info := b.info
 	for _, id := range layer.(*buildRef).layers {
-		if err := e.charge(b.config, len(parent.Layers)+1); err != nil {
-			return nil, err
-		}
 		var err error
 		if info, err = snapshot.Stack(ctx, e.store, id, parent); err != nil {
 			return nil, err
 		}
-		parent = snapshot.Parent{Key: info.Key, Layers: info.Layers, Host: info.Host, Config: b.config}
+		if err := e.chargeSnapshot(info); err != nil {
+			return nil, err
+		}
+		parent = snapshot.Parent{Key: info.Key, Layers: info.Layers, Host: info.Host, Config: b.config, BeforeAdd: parent.BeforeAdd}
 	}
 	if info == nil {
 		return base, nil

@@ -92,7 +92,7 @@ func remotePullRequest(ref string, opts []PullOption) (*ipc.PullReq, error) {
 // pullRequestOf is remotePullRequest once the options are applied.
 func pullRequestOf(ref string, o *pullOptions) (*ipc.PullReq, error) {
 	if o.auth != nil || o.keychain != nil || o.transport != nil {
-		return nil, errors.New("credentials and transports cannot cross to a network helper: it pulls with its own")
+		return nil, fmt.Errorf("credentials and transports cannot cross to a network helper (it pulls with its own): %w", errors.ErrUnsupported)
 	}
 	req := &ipc.PullReq{Ref: ref, Policy: uint8(o.policy), PlainHTTP: o.plainHTTP}
 	if o.platform.OS != "" {

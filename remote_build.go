@@ -34,7 +34,10 @@ import (
 // as for Build. The helper's step cache is this client's own. Options
 // that name this machine's network, sockets, images or directories
 // (WithBuildNetwork, WithBuildDialer, WithBuildSSH, WithBuildSource,
-// WithCacheDir) are refused with an error matching errors.ErrUnsupported.
+// WithCacheDir, and WithPullOptions' credentials and transports) are
+// refused with an error matching errors.ErrUnsupported; the helper
+// builds one stage at a time and logs to its own log, so
+// WithBuildParallelism and WithLogger change nothing there.
 // It returns the build's error, one matching fs.ErrPermission when the
 // helper's policy is in the way, or the transport's.
 func (r *Remote) Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, error) {
@@ -139,7 +142,7 @@ func (r *Remote) sendContext(ctx context.Context, dir string) (string, error) {
 	}
 	err = r.nc.PutLayer(ctx, diffID, n.n, func(w io.Writer) error { return dockerfile.WriteContext(ctx, w, dir) })
 	if err != nil {
-		return "", fmt.Errorf("sending the build context (did it change while it was sent?): %w", err)
+		return "", fmt.Errorf("sending the build context: %w", err)
 	}
 	return diffID, nil
 }

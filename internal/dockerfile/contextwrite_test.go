@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -70,5 +72,31 @@ func TestWriteContext(t *testing.T) {
 	}
 	if err := WriteContext(context.Background(), io.Discard, dir); err == nil || !strings.Contains(err.Error(), "pipe") {
 		t.Errorf("a named pipe: %v", err)
+	}
+}
+
+// TestDockerignoreLinks: a .dockerignore that is a link is followed
+// within the context, as docker follows it, and never to a host file;
+// a pipe is refused without waiting on it.
+func TestDockerignoreLinks(t *testing.T) {
+	dir := t.TempDir()
+	host := filepath.Join(t.TempDir(), "host-rules")
+	os.WriteFile(host, []byte("a.txt\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "rules"), []byte("*.env\n"), 0o644)
+	os.Symlink("rules", filepath.Join(dir, ".dockerignore"))
+	if data, err := readDockerignore(dir); err != nil || string(data) != "*.env\n" {
+		t.Errorf("a link to a file of the context: %q, %v", data, err)
+	}
+	os.Remove(filepath.Join(dir, ".dockerignore"))
+	os.Symlink(host, filepath.Join(dir, ".dockerignore"))
+	if data, err := readDockerignore(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a link to a host file: %q, %v; want it followed within the context, to nothing", data, err)
+	}
+	os.Remove(filepath.Join(dir, ".dockerignore"))
+	if err := syscall.Mkfifo(filepath.Join(dir, ".dockerignore"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readDockerignore(dir); err == nil || !strings.Contains(err.Error(), "must be a regular file") {
+		t.Errorf("a pipe: %v", err)
 	}
 }

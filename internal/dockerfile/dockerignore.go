@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -66,28 +65,35 @@ func (r *ignoreRules) excluded(rel string) bool {
 const maxDockerignore = 1 << 20
 
 // readDockerignore reads the .dockerignore file of the context directory
-// dir: a regular file of at most maxDockerignore bytes, never through a
-// symlink, and never waiting on a pipe (the context may be a layer a
-// network helper's client sent). It returns an error matching
-// fs.ErrNotExist when there is none, and one naming no host path when it
-// is something else.
+// dir: a regular file of at most maxDockerignore bytes. A symlink is
+// followed within the context only (an absolute target starts at its
+// root, ".." stops there), never to a host path, and a pipe is never
+// waited on: the context may be a layer a network helper's client sent.
+// It returns an error matching fs.ErrNotExist when there is none, and one
+// naming no host path when it is something else.
 func readDockerignore(dir string) ([]byte, error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".dockerignore"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, err
-	case errors.Is(err, syscall.ELOOP):
-		return nil, errors.New(".dockerignore is a symlink; it must be a regular file")
-	case err != nil:
+	c := newContextFS(dir, nil)
+	rel, err := resolve(c, ".dockerignore", true)
+	if err != nil {
+		return nil, fmt.Errorf(".dockerignore: %w", err)
+	}
+	e, err := c.rawLstat(rel)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	if !e.mode.IsRegular() {
+		return nil, fmt.Errorf(".dockerignore is a %v; it must be a regular file", e.mode.Type())
+	}
+	f, err := os.OpenFile(e.host, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf(".dockerignore is a %v; it must be a regular file", fi.Mode().Type())
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, errors.New(".dockerignore changed while it was opened; it must be a regular file")
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxDockerignore+1))
 	if err != nil {

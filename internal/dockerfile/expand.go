@@ -3,6 +3,7 @@ package dockerfile
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
@@ -16,13 +17,17 @@ import (
 const (
 	// maxExpansion bounds what variables bring into one word.
 	maxExpansion = 1 << 20
-	// maxPattern bounds the value and the word of a substitution with a
-	// pattern (${VAR/p/r}, ${VAR//p/r}, ${VAR#p}, ${VAR%p}, and their
-	// doubled forms), whose result or time grows as their product.
-	maxPattern = 4 << 10
+	// maxPatternCost bounds a substitution with a pattern (${VAR/p/r},
+	// ${VAR//p/r}, ${VAR#p}, ${VAR%p}, and their doubled forms), whose
+	// time, and for ${VAR//p/r} whose result, grows as the value's length
+	// times the pattern's and replacement's.
+	maxPatternCost = 16 << 20
 	// maxVariables bounds a stage's ENV and ARG values and LABELs, and
-	// the ARGs before the first FROM, together.
-	maxVariables = 4 << 20
+	// the ARGs before the first FROM, together; maxVariableCount bounds
+	// how many of each (so that checking them after each instruction
+	// stays cheap).
+	maxVariables     = 4 << 20
+	maxVariableCount = 1024
 )
 
 // budgetEnv is an environment that lends its values out until they add
@@ -46,19 +51,23 @@ func (b *budgetEnv) Get(key string) (string, bool) {
 func (b *budgetEnv) Keys() []string { return b.env.Keys() }
 
 // patterned finds the substitutions of a word that match a pattern.
-var patterned = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)[/#%]`)
+var patterned = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)[/#%]+`)
 
 // expansion checks word before lex expands it in env, and returns the
 // budgeted environment to expand it in.
 func expansion(word string, env shell.EnvGetter) (*budgetEnv, error) {
-	budget := maxExpansion
-	for _, m := range patterned.FindAllStringSubmatch(word, -1) {
-		if v, _ := env.Get(m[1]); len(v) > maxPattern || len(word) > maxPattern {
-			return nil, fmt.Errorf("${%s...}: a substitution with a pattern is refused on a value or in a word of more than %d bytes (its cost grows as their product)", m[1], maxPattern)
+	for _, m := range patterned.FindAllStringSubmatchIndex(word, -1) {
+		name := word[m[2]:m[3]]
+		rest := word[m[1]:] // the pattern and replacement, to the brace that ends them
+		if i := strings.IndexByte(rest, '}'); i >= 0 {
+			rest = rest[:i]
 		}
-		budget = maxPattern
+		v, _ := env.Get(name)
+		if cost := (len(v) + 1) * (len(rest) + 1); cost > maxPatternCost {
+			return nil, fmt.Errorf("${%s...}: a substitution with a pattern of %d bytes on a value of %d is refused (its cost grows as their product, bounded at %d)", name, len(rest), len(v), maxPatternCost)
+		}
 	}
-	return &budgetEnv{env: env, left: budget}, nil
+	return &budgetEnv{env: env, left: maxExpansion}, nil
 }
 
 // overErr is the error of a word whose variables brought too much.
@@ -117,6 +126,9 @@ func variablesSize(args []argValue, env []string, labels map[string]string) int 
 
 // checkVariables refuses variables past maxVariables.
 func checkVariables(args []argValue, env []string, labels map[string]string) error {
+	if len(args) > maxVariableCount || len(env) > maxVariableCount || len(labels) > maxVariableCount {
+		return fmt.Errorf("the stage has %d ARGs, %d ENV variables and %d LABELs; at most %d of each", len(args), len(env), len(labels), maxVariableCount)
+	}
 	if n := variablesSize(args, env, labels); n > maxVariables {
 		return fmt.Errorf("the stage's ENV, ARG and LABEL values add up to %d bytes, more than %d", n, maxVariables)
 	}

@@ -27,14 +27,21 @@ func TestExpansionBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("a variable doubled forty times: %v", err)
 	}
-	long := strings.Repeat("y", maxPattern+1)
-	for _, form := range []string{"${L//?/" + strings.Repeat("z", 100) + "}", "${L/?*b/x}", "${L#?*b}", "${L%%?*b}"} {
+	long := strings.Repeat("y", 1<<20)
+	pattern := strings.Repeat("?*", 10) + "b"
+	for _, form := range []string{"${L//?/" + strings.Repeat("z", 100) + "}", "${L/" + pattern + "/x}", "${L#" + pattern + "}", "${L%%" + pattern + "}"} {
 		if _, err := processWord(lex, form, shell.EnvsFromSlice([]string{"L=" + long})); err == nil {
 			t.Errorf("%.12s... on a long value: no error", form)
 		}
 	}
-	if _, err := processWord(lex, "${S#"+strings.Repeat("?*", maxPattern)+"}", shell.EnvsFromSlice([]string{"S=short"})); err == nil {
+	if _, err := processWord(lex, "${S#"+strings.Repeat("?*", 8<<20)+"}", shell.EnvsFromSlice([]string{"S=short"})); err == nil {
 		t.Error("a long pattern: no error")
+	}
+	// A long word (a heredoc of shell code) with short patterns on short
+	// or unset values is ordinary.
+	script := strings.Repeat("echo ${f%/*} ${g#x} ${h//a/b}\n", 1000)
+	if _, err := processWord(lex, script, shell.EnvsFromSlice([]string{"f=/a/b"})); err != nil {
+		t.Errorf("a long script with short patterns: %v", err)
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

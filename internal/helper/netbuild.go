@@ -2,7 +2,7 @@ package helper
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -60,17 +60,14 @@ type Build struct {
 	// BeforeAdd is called with each layer the build makes, before it
 	// enters Store.
 	BeforeAdd func(v1.Hash) error
-	// Charge is called with the size of each record the build writes
-	// beside its layers (a step's snapshot and cache records, each with
-	// its config), before it writes it; an error stops the build.
-	Charge   func(n int64) error
+	// Charge is called with each record the build has written beside
+	// its layers (a step's snapshot and cache records, each with its
+	// config), named by id, and its size; an error stops the build.
+	Charge   func(id string, n int64) error
 	MemoryMB uint64 // each step's sandbox's memory limit; 0: none
 	PidsMax  int64  // each step's sandbox's pids limit; 0: none
 	Progress func(dockerfile.Event)
 	Log      *slog.Logger
-
-	charged int64    // what Charge was given
-	unbook  []func() // its bookings of the client's share
 }
 
 // A Builder runs a build and returns the snapshot it made, in b.Store.
@@ -89,6 +86,14 @@ const buildMemoryMB = 2048
 
 // maxDockerfile bounds a Dockerfile a client has the helper build.
 const maxDockerfile = 1 << 20
+
+// cut returns s cut to at most n bytes.
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
 
 // maxBuildOutput bounds a line of a step's output in a build event.
 const maxBuildOutput = 16 << 10
@@ -151,16 +156,13 @@ func (s *NetServer) build(client string, req *ipc.Request, m *ipc.BuildReq) (ipc
 		stop := context.AfterFunc(ctx, func() { conn.Close() }) // so that a client that reads nothing holds no write
 		defer stop()
 		b.Progress = func(ev dockerfile.Event) {
-			if len(ev.Output) > maxBuildOutput {
-				ev.Output = ev.Output[:maxBuildOutput]
-			}
+			ev.Output = cut(ev.Output, maxBuildOutput)
+			ev.Instruction = cut(ev.Instruction, maxBuildOutput)
+			ev.Stage = cut(ev.Stage, maxBuildOutput/4)
 			ipc.WriteBuildEvent(conn, &ipc.BuildEvent{Step: uint32(ev.Step), Total: uint32(ev.Total), Stage: ev.Stage,
 				Instruction: ev.Instruction, Cached: ev.Cached, Done: ev.Done, Output: ev.Output})
 		}
 		info, err := builder(ctx, b)
-		if cerr := s.settleCharges(client, b); err == nil {
-			err = cerr
-		}
 		var ans ipc.SnapshotAns
 		if err == nil {
 			ans, err = s.ownBuild(ctx, client, info)
@@ -238,33 +240,24 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 		}
 		return s.grant(s.ctx, client, h)
 	}
-	b.Charge = func(n int64) error {
-		unbook, err := s.storeRoom(client, n)
+	// A record the build writes is its client's too, and counts in its
+	// share for good (a charge record named after it: written again, by
+	// a build without its cache, it counts once); once the share is full
+	// the build stops, the record that filled it counted.
+	b.Charge = func(id string, n int64) error {
+		sum := sha256.Sum256([]byte(id))
+		name := clientKey(client) + "-" + hex.EncodeToString(sum[:16])
+		if err := s.store.PutRecord(s.ctx, image.Record{Kind: kindCharge, Name: name, Data: []byte(strconv.FormatInt(n, 10))}); err != nil {
+			return err
+		}
+		unbook, err := s.storeRoom(client, 0)
 		if err != nil {
 			return err
 		}
-		b.charged += n
-		b.unbook = append(b.unbook, unbook)
+		unbook()
 		return nil
 	}
 	return b, nil
-}
-
-// settleCharges records what b wrote beside its layers (see Build.Charge)
-// as its client's, for good, and gives back what the build booked.
-func (s *NetServer) settleCharges(client string, b *Build) error {
-	defer func() {
-		for _, f := range b.unbook {
-			f()
-		}
-	}()
-	if b.charged == 0 {
-		return nil
-	}
-	var id [8]byte
-	rand.Read(id[:])
-	return s.store.PutRecord(s.ctx, image.Record{Kind: kindCharge, Name: clientKey(client) + "-" + hex.EncodeToString(id[:]),
-		Data: []byte(strconv.FormatInt(b.charged, 10))})
 }
 
 // ownBuild makes the snapshot info a build left its client's: each of its
