@@ -41,16 +41,16 @@ import (
 // A Build is one build a network helper runs for a client, as its Builder
 // gets it.
 type Build struct {
-	Store         *image.Store
-	Dockerfile    []byte
-	Context       string // the context's directory (a layer of Store); "": none
-	Args          map[string]string
-	Target        string
-	NoCache       bool
-	NoCacheStages []string
-	Epoch         time.Time // SOURCE_DATE_EPOCH; zero: none
-	Secrets       map[string][]byte
-	Platform      v1.Platform // zero: linux and the helper's architecture
+	Store         *image.Store      // the helper's store: the build's layers, records and result go there
+	Dockerfile    []byte            // the Dockerfile, at most maxDockerfile bytes
+	Context       string            // the context's directory (a layer of Store); "": none
+	Args          map[string]string // build arguments
+	Target        string            // the stage to build; "": the last
+	NoCache       bool              // run every step again
+	NoCacheStages []string          // run the steps of these stages again
+	Epoch         time.Time         // SOURCE_DATE_EPOCH; zero: none
+	Secrets       map[string][]byte // values RUN --mount=type=secret reads, by id
+	Platform      v1.Platform       // zero: linux and the helper's architecture
 	// Scope keys the build's step cache and cache mounts: one client's
 	// builds share them, no other client's.
 	Scope string
@@ -58,15 +58,17 @@ type Build struct {
 	// and returns its digest there.
 	Pull func(ctx context.Context, ref string, platform v1.Platform) (v1.Hash, error)
 	// BeforeAdd is called with each layer the build makes, before it
-	// enters Store.
+	// enters Store; an error stops the build. (It refuses once the
+	// client's share is full: the layer that fills it is the last, and
+	// may pass the share by its size.)
 	BeforeAdd func(v1.Hash) error
 	// Charge is called with each record the build has written beside
 	// its layers (a step's snapshot and cache records, each with its
 	// config), named by id, and its size; an error stops the build.
 	Charge   func(id string, n int64) error
-	MemoryMB uint64 // each step's sandbox's memory limit; 0: none
-	PidsMax  int64  // each step's sandbox's pids limit; 0: none
-	Progress func(dockerfile.Event)
+	MemoryMB uint64                 // each step's sandbox's memory limit; 0: none
+	PidsMax  int64                  // each step's sandbox's pids limit; 0: none
+	Progress func(dockerfile.Event) // the build's events, one at a time
 	Log      *slog.Logger
 }
 

@@ -297,7 +297,7 @@ func (n *NetClient) Build(ctx context.Context, req *ipc.BuildReq, progress func(
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("helper %s: %w", n.addr, err)
+			return nil, n.callErr(err)
 		}
 		if !end {
 			if progress != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -69,18 +70,22 @@ func (s *NetServer) storeUse(client string) (int64, error) {
 // refuses (matching fs.ErrPermission, naming the limit) when its share,
 // the bookings in progress and n pass its maxStoreMB. release gives the
 // booking back, once the content is in the store (and counts there) or
-// refused.
+// refused; calls after the first do nothing. (Content that enters the
+// store while the share is read may be missed by this check, not by the
+// next.)
 func (s *NetServer) storeRoom(client string, n int64) (release func(), err error) {
 	limit := s.ledger.limits(client).MaxStoreMB << 20
 	if limit == 0 {
 		return func() {}, nil
 	}
-	s.quotaMu.Lock()
-	defer s.quotaMu.Unlock()
+	// The store is read outside the lock, which only the bookings need,
+	// so that one client's check does not wait on another's read.
 	use, err := s.storeUse(client)
 	if err != nil {
 		return nil, err
 	}
+	s.quotaMu.Lock()
+	defer s.quotaMu.Unlock()
 	if s.booked == nil {
 		s.booked = map[string]int64{}
 	}
@@ -89,13 +94,13 @@ func (s *NetServer) storeRoom(client string, n int64) (release func(), err error
 			client, have, n, limit>>20)
 	}
 	s.booked[client] += n
-	return func() {
+	return sync.OnceFunc(func() {
 		s.quotaMu.Lock()
 		defer s.quotaMu.Unlock()
 		if s.booked[client] -= n; s.booked[client] == 0 {
 			delete(s.booked, client)
 		}
-	}, nil
+	}), nil
 }
 
 // imageRecordSize is what recording rec as a client image adds to its
