@@ -172,26 +172,19 @@ func (e *buildExec) parent(r *buildRef) snapshot.Parent {
 	return p
 }
 
-// What a record of the build costs in the store beside the config it
-// holds: its fixed part, and a layer's digest in its list.
-const (
-	recordSize      = 1 << 10
-	recordLayerSize = 72
-)
-
-// charge tells a network helper's build that it has written the record
-// named id (a snapshot's, a step's), holding config and layers (see
+// charge tells a network helper's build that it has written the store
+// record of kind and name (a snapshot's, a step's; see
 // helper.Build.Charge); its error stops the build.
-func (e *buildExec) charge(id string, config []byte, layers int) error {
+func (e *buildExec) charge(kind, name string) error {
 	if h := e.o.helper; h != nil && h.charge != nil {
-		return h.charge(id, int64(len(config)+recordSize+recordLayerSize*layers))
+		return h.charge(kind, name)
 	}
 	return nil
 }
 
 // chargeSnapshot charges the record of info (see charge).
 func (e *buildExec) chargeSnapshot(info *snapshot.Info) error {
-	return e.charge("snapshot "+info.Key, info.Config, len(info.Layers))
+	return e.charge(snapshot.RecordKind, info.Key)
 }
 
 // stepName is the name of the record of the step keyed key: the key,
@@ -295,7 +288,7 @@ func (e *buildExec) Record(ctx context.Context, key string, ref dockerfile.Ref) 
 	if err := e.store.PutRecord(ctx, image.Record{Kind: buildStepKind, Name: e.stepName(key), Layers: r.layers, Data: []byte(r.key)}); err != nil {
 		return err
 	}
-	return e.charge("step "+e.stepName(key), nil, len(r.layers))
+	return e.charge(buildStepKind, e.stepName(key))
 }
 
 // Run runs a RUN step in a sandbox: a kept one when its root is base's

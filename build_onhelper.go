@@ -26,7 +26,7 @@ type helperBuild struct {
 	scope     string
 	pull      func(ctx context.Context, ref string, platform v1.Platform) (v1.Hash, error)
 	beforeAdd func(v1.Hash) error
-	charge    func(id string, n int64) error // see helper.Build.Charge
+	charge    func(kind, name string) error // see helper.Build.Charge
 	memoryMB  uint64
 	pidsMax   int64
 }

@@ -51,7 +51,8 @@ func (b *budgetEnv) Get(key string) (string, bool) {
 func (b *budgetEnv) Keys() []string { return b.env.Keys() }
 
 // patterned finds the substitutions of a word that match a pattern.
-var patterned = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)[/#%]+`)
+// Names are matched as the lexer reads them (letters of any script).
+var patterned = regexp.MustCompile(`\$\{([\p{L}\p{N}_]+)[/#%]+`)
 
 // expansion checks word before lex expands it in env, and returns the
 // budgeted environment to expand it in.
@@ -62,9 +63,16 @@ func expansion(word string, env shell.EnvGetter) (*budgetEnv, error) {
 		if i := strings.IndexByte(rest, '}'); i >= 0 {
 			rest = rest[:i]
 		}
+		n := len(rest)
+		if strings.ContainsAny(rest, "$\\'\"`") {
+			// Variables expand in the pattern and the replacement, and
+			// an escape or a quote may hide the brace that ends them:
+			// they may be as long as a word may grow.
+			n = maxExpansion
+		}
 		v, _ := env.Get(name)
-		if cost := (len(v) + 1) * (len(rest) + 1); cost > maxPatternCost {
-			return nil, fmt.Errorf("${%s...}: a substitution with a pattern of %d bytes on a value of %d is refused (its cost grows as their product, bounded at %d)", name, len(rest), len(v), maxPatternCost)
+		if cost := (len(v) + 1) * (n + 1); cost > maxPatternCost {
+			return nil, fmt.Errorf("${%s...}: a substitution with a pattern (of up to %d bytes) on a value of %d is refused: its cost grows as their product, bounded at %d", name, n, len(v), maxPatternCost)
 		}
 	}
 	return &budgetEnv{env: env, left: maxExpansion}, nil

@@ -87,3 +87,21 @@ func TestLineWriter(t *testing.T) {
 		t.Errorf("%d pieces of %d bytes in all, want %d of 100000", len(got), total, 100000/maxOutputLine+1)
 	}
 }
+
+// TestExpansionPatternsDisguised: a pattern or replacement that brings
+// variables, escapes or quotes (which may hide the brace that ends it),
+// or a name in another script, is bounded as a long one is.
+func TestExpansionPatternsDisguised(t *testing.T) {
+	lex := shell.NewLex('\\')
+	v := strings.Repeat("a", 4<<10)
+	env := shell.EnvsFromSlice([]string{"A=" + v, "C=" + v, "Q=?", "Ä=" + v})
+	for _, word := range []string{"${A//?/${C}}", "${A//?/$C}", "${A//${Q}/${C}}", `${A//?/\}` + v[:100] + "}",
+		"${A//?/'}'" + v[:100] + "}", "${Ä//?/" + v + "}"} {
+		if _, err := processWord(lex, word, env); err == nil {
+			t.Errorf("%.16s...: no error", word)
+		}
+	}
+	if got, err := processWord(lex, "${Q/?/x}", env); err != nil || got != "x" {
+		t.Errorf("a short pattern on a short value: %q, %v", got, err)
+	}
+}

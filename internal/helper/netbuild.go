@@ -62,10 +62,10 @@ type Build struct {
 	// client's share is full: the layer that fills it is the last, and
 	// may pass the share by its size.)
 	BeforeAdd func(v1.Hash) error
-	// Charge is called with each record the build has written beside
-	// its layers (a step's snapshot and cache records, each with its
-	// config), named by id, and its size; an error stops the build.
-	Charge   func(id string, n int64) error
+	// Charge is called with the kind and name of each record the build
+	// has written in Store beside its layers (a step's snapshot and cache
+	// records, each with its config); an error stops the build.
+	Charge   func(kind, name string) error
 	MemoryMB uint64                 // each step's sandbox's memory limit; 0: none
 	PidsMax  int64                  // each step's sandbox's pids limit; 0: none
 	Progress func(dockerfile.Event) // the build's events, one at a time
@@ -246,10 +246,14 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 	// share for good (a charge record named after it: written again, by
 	// a build without its cache, it counts once); once the share is full
 	// the build stops, the record that filled it counted.
-	b.Charge = func(id string, n int64) error {
-		sum := sha256.Sum256([]byte(id))
-		name := clientKey(client) + "-" + hex.EncodeToString(sum[:16])
-		if err := s.store.PutRecord(s.ctx, image.Record{Kind: kindCharge, Name: name, Data: []byte(strconv.FormatInt(n, 10))}); err != nil {
+	b.Charge = func(kind, name string) error {
+		n, err := s.store.RecordSize(kind, name) // what it takes, whatever its JSON made of it
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256([]byte(kind + "/" + name))
+		charge := clientKey(client) + "-" + hex.EncodeToString(sum[:16])
+		if err := s.store.PutRecord(s.ctx, image.Record{Kind: kindCharge, Name: charge, Data: []byte(strconv.FormatInt(n, 10))}); err != nil {
 			return err
 		}
 		unbook, err := s.storeRoom(client, 0)

@@ -70,37 +70,54 @@ func (s *NetServer) storeUse(client string) (int64, error) {
 // refuses (matching fs.ErrPermission, naming the limit) when its share,
 // the bookings in progress and n pass its maxStoreMB. release gives the
 // booking back, once the content is in the store (and counts there) or
-// refused; calls after the first do nothing. (Content that enters the
-// store while the share is read may be missed by this check, not by the
-// next.)
+// refused; calls after the first do nothing.
 func (s *NetServer) storeRoom(client string, n int64) (release func(), err error) {
 	limit := s.ledger.limits(client).MaxStoreMB << 20
 	if limit == 0 {
 		return func() {}, nil
 	}
-	// The store is read outside the lock, which only the bookings need,
-	// so that one client's check does not wait on another's read.
+	// The client's own lock is held from the read of its share to its
+	// booking, and by a release, so that nothing of the client's lands
+	// and gives its booking back in between; another client's check
+	// does not wait on this read.
+	cl := s.quotaLock(client)
+	cl.Lock()
+	defer cl.Unlock()
 	use, err := s.storeUse(client)
 	if err != nil {
 		return nil, err
 	}
 	s.quotaMu.Lock()
 	defer s.quotaMu.Unlock()
-	if s.booked == nil {
-		s.booked = map[string]int64{}
-	}
 	if have := use + s.booked[client]; have+n > limit {
 		return nil, limitError("client %q holds %d bytes in this helper's store and would bring %d more, over its limit of %d MB (maxStoreMB)",
 			client, have, n, limit>>20)
 	}
 	s.booked[client] += n
 	return sync.OnceFunc(func() {
+		cl.Lock()
+		defer cl.Unlock()
 		s.quotaMu.Lock()
 		defer s.quotaMu.Unlock()
 		if s.booked[client] -= n; s.booked[client] == 0 {
 			delete(s.booked, client)
 		}
 	}), nil
+}
+
+// quotaLock returns client's lock of storeRoom.
+func (s *NetServer) quotaLock(client string) *sync.Mutex {
+	s.quotaMu.Lock()
+	defer s.quotaMu.Unlock()
+	if s.booked == nil {
+		s.booked, s.quotaLocks = map[string]int64{}, map[string]*sync.Mutex{}
+	}
+	m := s.quotaLocks[client]
+	if m == nil {
+		m = new(sync.Mutex)
+		s.quotaLocks[client] = m
+	}
+	return m
 }
 
 // imageRecordSize is what recording rec as a client image adds to its

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/snapshot"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
@@ -136,11 +137,18 @@ func TestClientStoreLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		built.Charge("snapshot k", 3<<10)
+	if err := s.store.PutRecord(ctx, image.Record{Kind: "buildstep", Name: "k", Data: bytes.Repeat([]byte("<"), 3<<10)}); err != nil {
+		t.Fatal(err)
 	}
-	if after, err := s.storeUse("small"); err != nil || after != before+3<<10 {
-		t.Errorf("a record of 3 KiB charged twice: the share went from %d to %d (%v)", before, after, err)
+	size, err := s.store.RecordSize("buildstep", "k")
+	if err != nil || size < 3<<10*4/3 { // the data's base64, at least
+		t.Fatalf("the record's size: %d, %v", size, err)
+	}
+	for range 2 {
+		built.Charge("buildstep", "k")
+	}
+	if after, err := s.storeUse("small"); err != nil || after != before+size {
+		t.Errorf("a record of %d bytes charged twice: the share went from %d to %d (%v)", size, before, after, err)
 	}
 	if _, err := ipc.NewAgent(ni.Client()).Stat(ctx, "/half"); err != nil {
 		t.Errorf("the sandbox after its snapshot was refused: %v", err)

@@ -50,7 +50,8 @@ type NetServer struct {
 	streams      slots         // streamed file transfers in progress
 	conns        slots         // connections past the handshake
 	quotaMu      sync.Mutex
-	booked       map[string]int64 // guarded by quotaMu: bytes on their way in by client (see storeRoom)
+	booked       map[string]int64       // guarded by quotaMu: bytes on their way in by client (see storeRoom)
+	quotaLocks   map[string]*sync.Mutex // guarded by quotaMu: each client's lock of storeRoom
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc

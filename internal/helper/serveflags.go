@@ -60,8 +60,11 @@ type ClientLimits struct {
 }
 
 // pids returns the pids limit of a sandbox whose client asked for asked
-// (0: none).
+// (0 or less: none).
 func (l ClientLimits) pids(asked int64) int64 {
+	if asked < 0 {
+		asked = 0
+	}
 	if l.MaxPids > 0 && (asked == 0 || asked > l.MaxPids) {
 		return l.MaxPids
 	}

@@ -54,3 +54,18 @@ func TestParseServeFlags(t *testing.T) {
 		t.Errorf("loopback plaintext refused: %v", err)
 	}
 }
+
+// TestClientLimitsPids: a client's sandbox gets the policy's maxPids
+// unless it asked for fewer; a negative ask (the wire carries any int64)
+// is no ask at all, never "no limit".
+func TestClientLimitsPids(t *testing.T) {
+	limited := ClientLimits{MaxPids: 16}
+	for asked, want := range map[int64]int64{-1: 16, 0: 16, 8: 8, 100: 16} {
+		if got := limited.pids(asked); got != want {
+			t.Errorf("maxPids 16, asked %d: %d, want %d", asked, got, want)
+		}
+	}
+	if got := (ClientLimits{}).pids(-1); got != 0 {
+		t.Errorf("no maxPids, asked -1: %d, want 0 (none)", got)
+	}
+}

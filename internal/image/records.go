@@ -70,6 +70,19 @@ func (s *Store) PutRecord(ctx context.Context, r Record) error {
 	return nil
 }
 
+// RecordSize returns the bytes the record of kind and name takes in the
+// store; an error matching fs.ErrNotExist when there is none.
+func (s *Store) RecordSize(kind, name string) (int64, error) {
+	if !validName(kind) || !validName(name) {
+		return 0, fmt.Errorf("store record %q/%q: %w", kind, name, fs.ErrNotExist)
+	}
+	fi, err := os.Lstat(s.recordPath(kind, name))
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
 // Record reads a record; an error matching fs.ErrNotExist when there is
 // none.
 func (s *Store) Record(kind, name string) (Record, error) {

@@ -25,6 +25,10 @@ var Generated = []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}
 // recordKind is the kind of the store records of snapshots.
 const recordKind = "snapshot"
 
+// RecordKind is the kind of the store records of snapshots, named by
+// their keys.
+const RecordKind = recordKind
+
 // Info describes a snapshot; it is the data of its record.
 type Info struct {
 	Key     string          `json:"key"`
