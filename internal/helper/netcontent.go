@@ -181,6 +181,14 @@ type slots struct {
 	n  map[string]int // guarded by mu
 }
 
+// setPerClient changes the bound of one client's slots (tests lower it
+// while the helper serves).
+func (sl *slots) setPerClient(n int) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	sl.perClient = n
+}
+
 // take takes one of client's slots, or refuses (matching fs.ErrPermission)
 // when the client or everyone has as many as they may. release gives it
 // back; calls after the first do nothing.

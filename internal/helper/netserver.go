@@ -56,8 +56,10 @@ type NetServer struct {
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
 	pending sync.WaitGroup // connections in their handshake
-	served  chan struct{}  // closed when Serve has returned
-	started atomic.Bool    // Serve was called
+
+	handshakes slots         // connections in their handshake, by remote address, to bound them
+	served     chan struct{} // closed when Serve has returned
+	started    atomic.Bool   // Serve was called
 }
 
 // NewNetServer listens as cfg says and opens the helper's store. It
@@ -68,10 +70,11 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 		return nil, err
 	}
 	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadWindow: uploadWindow,
-		uploads: slots{what: "layer uploads", perClient: maxUploadsPerClient, total: maxUploads},
-		streams: slots{what: "streamed file transfers", perClient: maxStreamsPerClient, total: maxStreams},
-		conns:   slots{what: "connections", perClient: maxConnsPerClient, total: maxConns},
-		ledger:  newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
+		uploads:    slots{what: "layer uploads", perClient: maxUploadsPerClient, total: maxUploads},
+		streams:    slots{what: "streamed file transfers", perClient: maxStreamsPerClient, total: maxStreams},
+		conns:      slots{what: "connections", perClient: maxConnsPerClient, total: maxConns},
+		handshakes: slots{what: "connections in their handshake", perClient: maxHandshakesPerHost, total: maxHandshakes},
+		ledger:     newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
 	if !cfg.InsecureLoopback {
 		tc, err := serverTLS(cfg)
 		if err != nil {
@@ -136,15 +139,41 @@ func (s *NetServer) Serve() error {
 			}
 			return err
 		}
+		// Peers not yet proven hold a goroutine each for up to
+		// HandshakeTimeout: past the bounds, of one address and in all,
+		// one more is closed.
+		release, err := s.handshakes.take(remoteHost(conn))
+		if err != nil {
+			s.refused.Add(1)
+			conn.Close()
+			continue
+		}
 		s.pending.Add(1)
-		go s.handshake(conn)
+		go s.handshake(conn, release)
 	}
+}
+
+// Connections in their TLS handshake at once, from one address and in
+// all.
+const (
+	maxHandshakesPerHost = 128
+	maxHandshakes        = 4096
+)
+
+// remoteHost returns the address conn comes from, without its port.
+func remoteHost(conn net.Conn) string {
+	host, _, err := net.SplitHostPort(conn.RemoteAddr().String())
+	if err != nil {
+		return conn.RemoteAddr().String()
+	}
+	return host
 }
 
 // handshake proves the client's certificate, then serves the connection.
 // A connection that fails is closed with nothing read from it as a
 // message.
-func (s *NetServer) handshake(conn net.Conn) {
+func (s *NetServer) handshake(conn net.Conn, proven func()) {
+	defer proven()
 	client := InsecureClient
 	if s.tls != nil {
 		tc := tls.Server(conn, s.tls)
@@ -163,6 +192,7 @@ func (s *NetServer) handshake(conn net.Conn) {
 		tc.SetDeadline(time.Time{})
 		conn = tc
 	}
+	proven()
 	release, err := s.conns.take(client)
 	if err != nil {
 		s.refused.Add(1)

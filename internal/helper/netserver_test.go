@@ -3,6 +3,7 @@ package helper
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -172,7 +173,7 @@ func TestNetClientLimits(t *testing.T) {
 func TestNetClientConnectionsBounded(t *testing.T) {
 	leakcheck.Check(t)
 	s, ca := startServer(t, time.Minute)
-	s.conns.perClient = 3
+	s.conns.setPerClient(3)
 	mallory, alice := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "alice")
 	ctx := context.Background()
 	var held []net.Conn
@@ -214,6 +215,53 @@ func TestNetClientConnectionsBounded(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); !open(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no connection once one had ended")
+		}
+	}
+}
+
+// TestNetHandshakesBounded: connections that have not proven a
+// certificate are bounded per address (each holds a goroutine until its
+// handshake ends or times out): one more is closed at once, and once
+// those go a client is served again.
+func TestNetHandshakesBounded(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	s.handshakes.setPerClient(2)
+	var silent []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	// The helper has taken both once a third is closed: wait for that.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a third silent connection from one address was not closed: %v", err)
+		}
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+	nc := dialAs(t, s, ca, "alice")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := nc.Capacity(context.Background())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a client once the silent connections went: %v", err)
 		}
 	}
 }
