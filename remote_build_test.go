@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/dockerfile"
+	"github.com/ccsandbox/sandbox/internal/helper"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
@@ -243,22 +244,32 @@ func TestRemoteBuildRefusals(t *testing.T) {
 	// leakcheck: the step's sandbox and the build's goroutines end.
 }
 
+// startPolicyHelper runs a network helper with a store of its own (whose
+// directory it returns) and the policy given as JSON, beside a registry
+// that serves busybox (whose reference it returns).
+func startPolicyHelper(t *testing.T, p *testPKI, policy string) (s *helper.NetServer, store, ref string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store = t.TempDir()
+	return startNetHelper(t, p, "-store", store, "-policy", file), store, testRegistry(t, "127.0.0.1:0")
+}
+
 // TestRemoteBuildHostileClient: a client that crafts its own context
 // layer, or Dockerfile, gets errors, not the helper's host: a
-// .dockerignore that is a link to a host file, or a pipe, is refused
-// (the helper reads neither, nor waits on one), without naming a host
-// path; variables that double forty times are refused; a build whose
-// layers pass the client's share of the store stops, its layers counted
-// whether the result keeps them or not.
+// .dockerignore that is a link to a host file is followed within the
+// context only (the host file is never read), one that is a pipe is
+// refused without waiting on it or naming a host path; variables that
+// double forty times are refused; a build whose layers, or whose step
+// records, pass the client's share of the store stops, what it added
+// counted whether the result keeps it or not.
 func TestRemoteBuildHostileClient(t *testing.T) {
 	leakcheck.Check(t)
 	ctx := context.Background()
 	p := newTestPKI(t)
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	os.WriteFile(policy, []byte(`{"clients":{"small":{"maxStoreMB":2},"tiny":{"maxStoreMB":2}}}`), 0o600)
-	store := t.TempDir()
-	s := startNetHelper(t, p, "-store", store, "-policy", policy)
-	ref := testRegistry(t, "127.0.0.1:0")
+	s, store, ref := startPolicyHelper(t, p, `{"clients":{"small":{"maxStoreMB":2},"tiny":{"maxStoreMB":2}}}`)
 	r, err := DialRemote(ctx, s.Addr().String(), p.client("mallory"))
 	if err != nil {
 		t.Fatal(err)
@@ -339,10 +350,7 @@ func TestRemotePolicyPids(t *testing.T) {
 	leakcheck.Check(t)
 	ctx := context.Background()
 	p := newTestPKI(t)
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	os.WriteFile(policy, []byte(`{"clients":{"forky":{"maxPids":16}}}`), 0o600)
-	s := startNetHelper(t, p, "-store", t.TempDir(), "-policy", policy)
-	ref := testRegistry(t, "127.0.0.1:0")
+	s, _, ref := startPolicyHelper(t, p, `{"clients":{"forky":{"maxPids":16}}}`)
 	r, err := DialRemote(ctx, s.Addr().String(), p.client("forky"))
 	if err != nil {
 		t.Fatal(err)
