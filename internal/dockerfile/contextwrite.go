@@ -3,12 +3,11 @@ package dockerfile
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
-	"syscall"
 )
 
 // WriteContext writes the build context dir, as Build reads it (less what
@@ -93,14 +92,14 @@ func writeContextDir(ctx context.Context, tw *tar.Writer, c *contextFS, rel stri
 // copyContextFile copies the size bytes of the context's file at host
 // (never through a symlink) into tw.
 func copyContextFile(tw *tar.Writer, host string, size int64, rel string) error {
-	f, err := os.OpenFile(host, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return fmt.Errorf("build context: %w", err)
+	f, err := openRegular(host)
+	switch {
+	case errors.Is(err, errNotRegular):
+		return fmt.Errorf("build context: %s is no longer a regular file", rel)
+	case err != nil:
+		return fmt.Errorf("build context: %s: %w", rel, err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("build context: %s is no longer a regular file", rel)
-	}
 	n, err := io.Copy(tw, io.LimitReader(f, size))
 	switch {
 	case err != nil:

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"sync"
-	"syscall"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -87,20 +84,14 @@ func readDockerignore(dir string) ([]byte, error) {
 	if !e.mode.IsRegular() {
 		return nil, fmt.Errorf(".dockerignore is a %v; it must be a regular file", e.mode.Type())
 	}
-	f, err := os.OpenFile(e.host, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	data, err := readRegular(e.host, maxDockerignore)
+	switch {
+	case errors.Is(err, errNotRegular):
 		return nil, errors.New(".dockerignore changed while it was opened; it must be a regular file")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxDockerignore+1))
-	if err != nil {
-		return nil, fmt.Errorf(".dockerignore: %w", errors.Unwrap(err))
-	}
-	if len(data) > maxDockerignore {
+	case errors.Is(err, errTooLong):
 		return nil, fmt.Errorf(".dockerignore is longer than %d bytes", maxDockerignore)
+	case err != nil:
+		return nil, fmt.Errorf(".dockerignore: %w", err)
 	}
 	return data, nil
 }

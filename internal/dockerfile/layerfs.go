@@ -3,7 +3,6 @@ package dockerfile
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -210,17 +209,12 @@ func (l *layerFS) readFile(p string) ([]byte, error) {
 	if e.size > maxReadFile {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("%d bytes, more than the %d the builder reads", e.size, maxReadFile)}
 	}
-	f, err := os.OpenFile(e.host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.Unwrap(err)}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
+	data, err := readRegular(e.host, maxReadFile)
 	switch {
-	case err != nil:
-		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.Unwrap(err)}
-	case len(data) > maxReadFile:
+	case errors.Is(err, errTooLong):
 		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("more than the %d bytes the builder reads", maxReadFile)}
+	case err != nil:
+		return nil, &fs.PathError{Op: "read", Path: p, Err: err}
 	}
 	return data, nil
 }

@@ -2,11 +2,15 @@ package dockerfile
 
 import (
 	"errors"
+	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // entry is one file of a source filesystem, as a COPY sees it.
@@ -113,4 +117,60 @@ func joinRel(a, b string) string {
 // for the root. ".." cannot climb above the root.
 func cleanRel(p string) string {
 	return strings.TrimPrefix(path.Clean("/"+p), "/")
+}
+
+// Host files the builder itself reads (a context's .dockerignore, an
+// image's /etc/passwd and /etc/group, the client's context as it sends
+// it) are found by an lstat of a path resolve made free of symlinks,
+// in trees no sandbox writes: store layers and build contexts (a RUN's
+// bind mounts are copies). They are opened all the same as if the file
+// could have been swapped since: never through a symlink, never waiting
+// on a pipe, and checked again once open.
+
+// errNotRegular is the error of a file that is not, or no longer, a
+// regular file as it is opened.
+var errNotRegular = errors.New("not a regular file")
+
+// errTooLong is readRegular's error for a file longer than it reads.
+var errTooLong = errors.New("too long")
+
+// openRegular opens the regular file at host for reading (see above).
+// Its errors name no host path.
+func openRegular(host string) (*os.File, error) {
+	f, err := os.OpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, pathless(err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errNotRegular
+	}
+	return f, nil
+}
+
+// readRegular reads the regular file at host (see openRegular), of at
+// most max bytes: a longer one is errTooLong.
+func readRegular(host string, max int64) ([]byte, error) {
+	f, err := openRegular(host)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	switch {
+	case err != nil:
+		return nil, pathless(err)
+	case int64(len(data)) > max:
+		return nil, errTooLong
+	}
+	return data, nil
+}
+
+// pathless returns the error a *fs.PathError carries, without the host
+// path it names.
+func pathless(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }
