@@ -167,7 +167,7 @@ func (e *buildExec) IDs() idmap.Map { return e.ids }
 func (e *buildExec) parent(r *buildRef) snapshot.Parent {
 	p := r.parent()
 	if h := e.o.helper; h != nil {
-		p.BeforeAdd = h.beforeAdd
+		p.BeforeAdd = h.BeforeAdd
 	}
 	return p
 }
@@ -176,8 +176,8 @@ func (e *buildExec) parent(r *buildRef) snapshot.Parent {
 // record of kind and name (a snapshot's, a step's; see
 // helper.Build.Charge); its error stops the build.
 func (e *buildExec) charge(kind, name string) error {
-	if h := e.o.helper; h != nil && h.charge != nil {
-		return h.charge(kind, name)
+	if h := e.o.helper; h != nil && h.Charge != nil {
+		return h.Charge(kind, name)
 	}
 	return nil
 }
@@ -191,7 +191,7 @@ func (e *buildExec) chargeSnapshot(info *snapshot.Info) error {
 // within the build's scope on a network helper.
 func (e *buildExec) stepName(key string) string {
 	if h := e.o.helper; h != nil {
-		return h.scope + "-" + key
+		return h.Scope + "-" + key
 	}
 	return key
 }
@@ -212,7 +212,7 @@ func (e *buildExec) Resolve(ctx context.Context, n string, platform v1.Platform)
 		return r, nil
 	}
 	if h := e.o.helper; h != nil {
-		img, err := h.image(ctx, e.store, n, platform)
+		img, err := helperImage(ctx, h, e.store, n, platform)
 		if err != nil {
 			return nil, fmt.Errorf("image %q: %w", n, err)
 		}
@@ -316,11 +316,11 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 		}
 		if h := e.o.helper; h != nil {
 			opts = append(opts, instanceOption(func(o *newOptions) error { o.inProcess = true; return nil }))
-			if h.memoryMB > 0 {
-				opts = append(opts, WithMemoryMB(h.memoryMB))
+			if h.MemoryMB > 0 {
+				opts = append(opts, WithMemoryMB(h.MemoryMB))
 			}
-			if h.pidsMax > 0 {
-				opts = append(opts, WithPidsLimit(h.pidsMax))
+			if h.PidsMax > 0 {
+				opts = append(opts, WithPidsLimit(h.PidsMax))
 			}
 		}
 		for _, b := range spec.Binds {
@@ -372,7 +372,7 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	}
 	sopts := []SnapshotOption{WithExcludes(excludes...)}
 	if h := e.o.helper; h != nil {
-		sopts = append(sopts, snapshotOption(func(o *snapshotOptions) error { o.beforeAdd = h.beforeAdd; return nil }))
+		sopts = append(sopts, snapshotOption(func(o *snapshotOptions) error { o.beforeAdd = h.BeforeAdd; return nil }))
 	}
 	snap, err := inst.Snapshot(ctx, sopts...)
 	if err != nil {
@@ -476,7 +476,7 @@ func (e *buildExec) CacheMount(ctx context.Context, id string, sharing dockerfil
 		mode = image.CacheLocked
 	}
 	if h := e.o.helper; h != nil {
-		id = h.scope + "\x00" + id
+		id = h.Scope + "\x00" + id
 	}
 	cm, err := e.store.CacheMount(ctx, id, mode, init)
 	if err != nil {

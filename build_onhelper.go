@@ -17,23 +17,10 @@ import (
 
 func init() { helper.SetBuilder(buildOnHelper) }
 
-// helperBuild is what a build a network helper runs for a client adds to
-// Build's options (see helper.Build): FROM images come from the helper's
-// pulls for the client, every new layer is marked before it enters the
-// store, the step cache and cache mounts are the client's (scope), and
-// each step's sandbox may have a memory limit.
-type helperBuild struct {
-	scope     string
-	pull      func(ctx context.Context, ref string, platform v1.Platform) (v1.Hash, error)
-	beforeAdd func(v1.Hash) error
-	charge    func(kind, name string) error // see helper.Build.Charge
-	memoryMB  uint64
-	pidsMax   int64
-}
-
-// image pulls ref for the build's client and opens it in store.
-func (h *helperBuild) image(ctx context.Context, store *image.Store, ref string, platform v1.Platform) (*Image, error) {
-	d, err := h.pull(ctx, ref, platform)
+// helperImage pulls ref for the client of the helper's build b and opens
+// it in store.
+func helperImage(ctx context.Context, b *helper.Build, store *image.Store, ref string, platform v1.Platform) (*Image, error) {
+	d, err := b.Pull(ctx, ref, platform)
 	if err != nil {
 		return nil, err
 	}
@@ -51,8 +38,7 @@ func buildOnHelper(ctx context.Context, b *helper.Build) (*snapshot.Info, error)
 		storeOptions: storeOptions{cacheDir: b.Store.Root(), logger: b.Log},
 		contextDir:   b.Context, args: b.Args, target: b.Target,
 		noCache: b.NoCache, noCacheStages: b.NoCacheStages,
-		secrets: map[string]dockerfile.Secret{}, parallelism: 1, sourceDateEpoch: b.Epoch,
-		helper: &helperBuild{scope: b.Scope, pull: b.Pull, beforeAdd: b.BeforeAdd, charge: b.Charge, memoryMB: b.MemoryMB, pidsMax: b.PidsMax},
+		secrets: map[string]dockerfile.Secret{}, parallelism: 1, sourceDateEpoch: b.Epoch, helper: b,
 	}
 	o.pull.platform = b.Platform
 	for id, v := range b.Secrets {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/dockerfile"
+	"github.com/ccsandbox/sandbox/internal/helper"
 )
 
 // BuildOption configures Build. StoreOptions (WithCacheDir, WithLogger)
@@ -39,7 +40,13 @@ type buildOptions struct {
 
 	sourceDateEpoch time.Time // WithSourceDateEpoch; zero: none given
 
-	helper *helperBuild // a build a network helper runs for a client; nil here
+	// helper is the build a network helper runs for a client (see
+	// buildOnHelper); nil here. Build takes from it what a helper adds:
+	// FROM images from the helper's pulls for the client, every new
+	// layer marked before it enters the store and every record charged,
+	// the step cache and cache mounts keyed by the client (Scope), and
+	// limits on each step's sandbox.
+	helper *helper.Build
 }
 
 type buildOption func(*buildOptions) error
