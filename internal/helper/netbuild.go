@@ -127,10 +127,11 @@ func (s *NetServer) build(client string, req *ipc.Request, m *ipc.BuildReq) (ipc
 		}
 		b.Context = s.store.LayerDir(hs[0])
 	}
-	if lim := s.ledger.limits(client).MaxMemoryMB; lim > 0 {
-		b.MemoryMB = uint64(min(buildMemoryMB, lim))
+	lim := s.ledger.limits(client)
+	if lim.MaxMemoryMB > 0 {
+		b.MemoryMB = uint64(min(buildMemoryMB, lim.MaxMemoryMB))
 	}
-	b.PidsMax = s.ledger.limits(client).pids(0)
+	b.PidsMax = lim.pids(0)
 	release, err := s.ledger.reserve(client, int64(b.MemoryMB))
 	if err != nil {
 		lease.Release()
@@ -232,11 +233,9 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 	// counts in its share of the store; once the share is full the build
 	// stops (see storeRoom).
 	b.BeforeAdd = func(h v1.Hash) error {
-		unbook, err := s.storeRoom(client, 1)
-		if err != nil {
+		if err := s.checkRoom(client, 1); err != nil {
 			return err
 		}
-		unbook()
 		if err := s.markPrivate(s.ctx, h); err != nil {
 			return err
 		}
@@ -256,12 +255,7 @@ func (s *NetServer) buildOf(client string, m *ipc.BuildReq) (*Build, error) {
 		if err := s.store.PutRecord(s.ctx, image.Record{Kind: kindCharge, Name: charge, Data: []byte(strconv.FormatInt(n, 10))}); err != nil {
 			return err
 		}
-		unbook, err := s.storeRoom(client, 0)
-		if err != nil {
-			return err
-		}
-		unbook()
-		return nil
+		return s.checkRoom(client, 0)
 	}
 	return b, nil
 }

@@ -105,6 +105,17 @@ func (s *NetServer) storeRoom(client string, n int64) (release func(), err error
 	}), nil
 }
 
+// checkRoom refuses, as storeRoom does, when client's share with n bytes
+// more would pass its limit; it books nothing (what it checks for is in
+// the store already, or about to be, and counts there).
+func (s *NetServer) checkRoom(client string, n int64) error {
+	release, err := s.storeRoom(client, n)
+	if err == nil {
+		release()
+	}
+	return err
+}
+
 // quotaLock returns client's lock of storeRoom.
 func (s *NetServer) quotaLock(client string) *sync.Mutex {
 	s.quotaMu.Lock()
