@@ -30,17 +30,14 @@ const tarEntrySize = 512
 // storeUse returns the bytes of the store's content that client brought
 // (see above). Records that cannot be read count for nothing.
 func (s *NetServer) storeUse(client string) (int64, error) {
-	grants, err := s.store.Records(kindGrant)
+	prefix := clientKey(client) + "-"
+	grants, err := s.store.RecordNames(kindGrant, prefix)
 	if err != nil {
 		return 0, fmt.Errorf("reading the store's grants: %w", err)
 	}
-	prefix := clientKey(client) + "-"
 	var use int64
 	for _, g := range grants {
-		hex, ok := strings.CutPrefix(g.Name, prefix)
-		if !ok {
-			continue
-		}
+		hex := strings.TrimPrefix(g, prefix)
 		if r, err := s.store.Record(kindClientImage, hex); err == nil {
 			use += int64(len(r.Data))
 			continue
@@ -53,12 +50,12 @@ func (s *NetServer) storeUse(client string) (int64, error) {
 			use += li.Size + tarEntrySize*int64(li.Entries)
 		}
 	}
-	charges, err := s.store.Records(kindCharge)
+	charges, err := s.store.RecordNames(kindCharge, prefix)
 	if err != nil {
 		return 0, fmt.Errorf("reading the store's charges: %w", err)
 	}
-	for _, c := range charges {
-		if strings.HasPrefix(c.Name, prefix) {
+	for _, name := range charges {
+		if c, err := s.store.Record(kindCharge, name); err == nil {
 			n, _ := strconv.ParseInt(string(c.Data), 10, 64)
 			use += n
 		}

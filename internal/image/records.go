@@ -112,6 +112,30 @@ func (s *Store) DeleteRecord(kind, name string) error {
 	return syncDir(s.path("records", kind))
 }
 
+// RecordNames returns the names of the records of kind that begin with
+// prefix, in directory order, without reading them: a caller that wants
+// a few records of a kind many share reads only those.
+func (s *Store) RecordNames(kind, prefix string) ([]string, error) {
+	if !validName(kind) {
+		return nil, fmt.Errorf("store records %q: bad kind", kind)
+	}
+	es, err := os.ReadDir(s.path("records", kind))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range es {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if ok && validName(name) && strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
 // Records returns every record of a kind ("" for all kinds).
 func (s *Store) Records(kind string) ([]Record, error) {
 	kinds := []string{kind}

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -326,5 +327,31 @@ func TestStorePrivate(t *testing.T) {
 	}
 	if m := mode(); m != 0o700 {
 		t.Fatalf("reopened store: mode %v, want 0700", m)
+	}
+}
+
+// TestStoreRecordNames lists the records of a kind by prefix without
+// reading them: another kind's, another prefix's and files that are not
+// records are left out, and a record that cannot be read is still named.
+func TestStoreRecordNames(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	for _, r := range []Record{{Kind: "grant", Name: "alice-1"}, {Kind: "grant", Name: "alice-2"}, {Kind: "grant", Name: "bob-1"}, {Kind: "charge", Name: "alice-3"}} {
+		if err := s.PutRecord(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(s.path("records", "grant", "alice-x.tmp"), nil, 0o600)
+	os.WriteFile(s.path("records", "grant", "alice-4.json"), []byte("not json"), 0o600)
+	got, err := s.RecordNames("grant", "alice-")
+	slices.Sort(got)
+	if err != nil || !slices.Equal(got, []string{"alice-1", "alice-2", "alice-4"}) {
+		t.Errorf("RecordNames(grant, alice-) = %q, %v", got, err)
+	}
+	if got, err := s.RecordNames("none", ""); err != nil || len(got) != 0 {
+		t.Errorf("RecordNames of a kind with no records = %q, %v", got, err)
+	}
+	if _, err := s.RecordNames("../records", ""); err == nil {
+		t.Error("RecordNames of a kind with a slash: no error")
 	}
 }
