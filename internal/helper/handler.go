@@ -170,8 +170,9 @@ func (h *handler) forward(req *ipc.Request, d *ipc.Desc) (*ipc.Response, error) 
 // forwardTo passes req, of the agent's message d, to inst's agent, and its
 // answer back (see handler.forward), the agent's call ending with ctx; the
 // network helper forwards the same way. When the answer turns the
-// connection into a stream, ended (if not nil) is called once the stream
-// has ended.
+// connection into a stream, the stream ends when either side ends it or
+// inst ends (a sandbox that is gone holds nothing open on the host), and
+// ended (if not nil) is called once it has.
 func forwardTo(ctx context.Context, inst *engine.Instance, req *ipc.Request, d *ipc.Desc, ended func()) (*ipc.Response, error) {
 	msg := ipc.Message{Type: req.Type, Payload: append([]byte(nil), req.Payload...), Files: req.Files}
 	resp, conn, err := inst.Client().HijackIf(ctx, msg, func(resp ipc.Message) bool { return d.Hijacks(len(resp.Files)) })
@@ -182,7 +183,7 @@ func forwardTo(ctx context.Context, inst *engine.Instance, req *ipc.Request, d *
 	if conn != nil {
 		out.Hijack = func(client net.Conn) {
 			go func() {
-				netutil.Splice(client, conn)
+				whileRunning(inst, func() { netutil.Splice(client, conn) }, client, conn)
 				if ended != nil {
 					ended()
 				}

@@ -224,6 +224,16 @@ const (
 	maxStreamsPerClient = 32
 )
 
+// An agent's streams at once (a Dial, an Accept, a command's attached
+// input and output: any message whose answer may become a stream), in
+// all and of one client. Each holds two goroutines and, for a side that
+// reads slower than the other writes, up to 2 MB of pieces a direction
+// (see netutil.Splice): a client's streams hold at most about 1 GB.
+const (
+	maxAgentStreams          = 4096
+	maxAgentStreamsPerClient = 256
+)
+
 // maxImageConfig bounds the config blob of an image recorded by content
 // (Docker's and containerd's configs are kilobytes; a history of a
 // thousand steps stays far below this).

@@ -48,14 +48,16 @@ type NetServer struct {
 	uploadWindow time.Duration // see uploadWindow; tests shorten it
 	uploads      slots         // layer uploads in progress (MsgRemotePutLayer)
 	streams      slots         // streamed file transfers in progress
-	conns        slots         // connections past the handshake
+	agentStreams slots         // the agent's streams in progress, file transfers included
+	conns        slots         // connections past the handshake, until they end or become a stream
 	quotaMu      sync.Mutex
 	booked       map[string]int64       // guarded by quotaMu: bytes on their way in by client (see storeRoom)
 	quotaLocks   map[string]*sync.Mutex // guarded by quotaMu: each client's lock of storeRoom
 
-	ctx     context.Context // cancelled by Close
-	cancel  context.CancelFunc
-	pending sync.WaitGroup // connections in their handshake
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	pending   sync.WaitGroup // connections in their handshake
+	streaming sync.WaitGroup // connections that became an agent's stream (see session.ServeCall)
 
 	handshakes slots         // connections in their handshake, by remote address, to bound them
 	served     chan struct{} // closed when Serve has returned
@@ -70,9 +72,11 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 		return nil, err
 	}
 	s := &NetServer{cfg: cfg, log: log, served: make(chan struct{}), uploadWindow: uploadWindow,
-		uploads:    slots{what: "layer uploads", perClient: maxUploadsPerClient, total: maxUploads},
-		streams:    slots{what: "streamed file transfers", perClient: maxStreamsPerClient, total: maxStreams},
-		conns:      slots{what: "connections", perClient: maxConnsPerClient, total: maxConns},
+		uploads: slots{what: "layer uploads", perClient: maxUploadsPerClient, total: maxUploads},
+		streams: slots{what: "streamed file transfers", perClient: maxStreamsPerClient, total: maxStreams},
+		conns:   slots{what: "connections", perClient: maxConnsPerClient, total: maxConns},
+		agentStreams: slots{what: "streams (connections, accepted connections, commands' attached input and output)",
+			perClient: maxAgentStreamsPerClient, total: maxAgentStreams},
 		handshakes: slots{what: "connections in their handshake", perClient: maxHandshakesPerHost, total: maxHandshakes},
 		ledger:     newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
 	if !cfg.InsecureLoopback {
@@ -211,7 +215,8 @@ func (s *NetServer) handshake(conn net.Conn, proven func()) {
 
 // Connections at once, of one client and in all: each holds buffers and
 // a goroutine however idle it is. A sandbox takes a few (its control
-// connection, one per call in flight, one per stream).
+// connection, one per call in flight); a connection that becomes a stream
+// counts among the streams instead (maxAgentStreams).
 const (
 	maxConnsPerClient = 1024
 	maxConns          = 16384
@@ -392,6 +397,7 @@ func (s *NetServer) Close() error {
 	err := s.srv.Close() // the listener too
 	s.pending.Wait()
 	s.ledger.closeAll()
+	s.streaming.Wait() // each ends with its sandbox
 	if s.started.Load() {
 		<-s.served
 	}

@@ -131,24 +131,40 @@ func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 		if err != nil {
 			return nil, err
 		}
-		ended := func() {}
-		if req.Type == ipc.MsgFsWriteStream || req.Type == ipc.MsgFsReadStream {
-			if ended, err = s.srv.streams.take(s.client); err != nil {
+		var st held
+		if d.Hijack != ipc.HijackNever {
+			release, err := s.srv.agentStreams.take(s.client)
+			if err != nil {
 				return nil, err
 			}
+			st.hold(release)
+		}
+		if req.Type == ipc.MsgFsWriteStream || req.Type == ipc.MsgFsReadStream {
+			release, err := s.srv.streams.take(s.client)
+			if err != nil {
+				st.end()
+				return nil, err
+			}
+			st.hold(release)
 		}
 		var resp *ipc.Response
 		if servesStream(inst, req.Type) {
-			resp, err = serveStream(req, inst, d, s.srv.uploadWindow, ended)
+			resp, err = serveStream(req, inst, d, s.srv.uploadWindow, st.end)
 		} else {
 			// Any call may block in the agent (an open of a pipe nothing
 			// reads does, and the sandbox makes the pipe): a client that
 			// hangs up ends it, so that its session ends and its
 			// sandbox's grace period starts.
-			resp, err = forwardTo(req.Context(), inst, req, d, ended)
+			resp, err = forwardTo(req.Context(), inst, req, d, st.end)
 		}
 		if err != nil || resp.Hijack == nil {
-			ended()
+			st.end()
+		} else {
+			// The connection becomes the stream, which Close waits for
+			// (it ends with its sandbox at the latest). Its hijack runs
+			// after this returns.
+			s.srv.streaming.Add(1)
+			st.hold(s.srv.streaming.Done)
 		}
 		if err != nil && errors.Is(err, ipc.ErrNotRunning) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeNotRunning, Message: err.Error()}
@@ -156,4 +172,35 @@ func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 		return resp, err
 	}
 	return nil, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument, Message: fmt.Sprintf("unknown message type: 0x%04x", req.Type)}
+}
+
+// held is what a stream holds until it ends: each func given to hold gives
+// one thing back, when end is called (at once if it was already).
+type held struct {
+	mu    sync.Mutex
+	gives []func() // guarded by mu
+	ended bool     // guarded by mu
+}
+
+// hold adds give to what end gives back.
+func (h *held) hold(give func()) {
+	h.mu.Lock()
+	if !h.ended {
+		h.gives = append(h.gives, give)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	give()
+}
+
+// end gives back what the stream holds; calls after the first do nothing.
+func (h *held) end() {
+	h.mu.Lock()
+	gives := h.gives
+	h.gives, h.ended = nil, true
+	h.mu.Unlock()
+	for _, give := range gives {
+		give()
+	}
 }

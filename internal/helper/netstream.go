@@ -72,7 +72,7 @@ func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc, window ti
 		return nil, err
 	}
 	return &ipc.Response{Payload: ipc.Answer(nil), Hijack: func(conn net.Conn) {
-		go whileRunning(inst, conn, f, func() {
+		go whileRunning(inst, func() {
 			defer ended()
 			defer conn.Close()
 			paced := &paceReader{conn: conn, window: window, min: uploadMinBytes}
@@ -80,7 +80,7 @@ func serveStream(req *ipc.Request, inst *engine.Instance, d *ipc.Desc, window ti
 				io.Reader
 				io.Writer
 			}{paced, conn}, f, &m, copyInPieces)
-		})
+		}, conn, f)
 	}}, nil
 }
 
@@ -138,17 +138,18 @@ func fileKind(f *os.File) (regular, overlay bool) {
 	return regular, overlay
 }
 
-// whileRunning runs fn, closing conn and f should inst end first, so that
-// fn, blocked on either, returns.
-func whileRunning(inst *engine.Instance, conn net.Conn, f *os.File, fn func()) {
+// whileRunning runs fn, closing held should inst end first, so that fn,
+// blocked on any of them, returns.
+func whileRunning(inst *engine.Instance, fn func(), held ...io.Closer) {
 	finished := make(chan struct{})
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
 		select {
 		case <-inst.Done():
-			conn.Close()
-			f.Close()
+			for _, c := range held {
+				c.Close()
+			}
 		case <-finished:
 		}
 	}()

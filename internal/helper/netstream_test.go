@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -160,5 +161,90 @@ func TestNetStreamsBounded(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Error("a stalled stream was not ended in a minute (its window is 200ms)")
+	}
+}
+
+// TestNetForwardedStreamsHeld: the agent's streams of a network client (a
+// Dial here, which needs nothing in the sandbox) are bounded, each
+// holding its slot until it ends; every stream ends with its sandbox, on
+// the helper's side too (its slot comes back), and the helper's Close
+// ends the streams of the sandboxes it stops and waits for them
+// (leakcheck).
+func TestNetForwardedStreamsHeld(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	s, ca := startServer(t, time.Minute)
+	const perClient = 4
+	s.agentStreams.setPerClient(perClient)
+	mallory := dialAs(t, s, ca, "mallory")
+	start := func() *NetInstance {
+		ni, _, err := mallory.Start(ctx, &ipc.RemoteNewReq{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ni.Close() })
+		return ni
+	}
+	dial := func(ni *NetInstance) (net.Conn, error) {
+		_, conn, err := ni.Client().DoStream(ctx, ipc.MsgNetDial, &ipc.DialReq{Network: "udp", Addr: "127.0.0.1:9"}, &ipc.ConnAns{})
+		if err == nil && conn == nil {
+			t.Fatal("a dial over TCP answered without a stream")
+		}
+		return conn, err
+	}
+	// fill opens perClient streams of ni, then checks one more is refused
+	// and that calls still go through.
+	fill := func(ni *NetInstance) []net.Conn {
+		var streams []net.Conn
+		for deadline := time.Now().Add(30 * time.Second); len(streams) < perClient; {
+			conn, err := dial(ni)
+			switch {
+			case err == nil:
+				streams = append(streams, conn)
+			case time.Now().After(deadline):
+				t.Fatalf("stream %d of %d: %v", len(streams)+1, perClient, err)
+			default:
+				time.Sleep(10 * time.Millisecond) // the last sandbox's streams are ending
+			}
+		}
+		if _, err := dial(ni); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "too many streams") {
+			t.Errorf("stream %d of a client allowed %d: %v", perClient+1, perClient, err)
+		}
+		if err := ni.Client().Do(ctx, ipc.MsgFsStat, &ipc.PathReq{Path: "/"}, &ipc.StatAns{}); err != nil {
+			t.Errorf("a call with every stream taken: %v", err)
+		}
+		return streams
+	}
+	// ended checks that the helper has ended c.
+	ended := func(what string, c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a stream of %s: read %v, want it ended", what, err)
+		}
+		c.Close()
+	}
+
+	ni := start()
+	streams := fill(ni)
+	streams[0].Close()
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if streams[0], err = dial(ni); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no stream once one had ended: %v", err)
+	}
+	if err := ni.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range streams {
+		ended("a closed sandbox", c)
+	}
+	streams = fill(start()) // their slots have come back
+	s.Close()
+	for _, c := range streams {
+		ended("a closed helper", c)
 	}
 }

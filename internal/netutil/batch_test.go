@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // smallReader hands out its data 1000 bytes at a time, as a TLS
@@ -63,4 +66,50 @@ func TestCopyBatchedWriteError(t *testing.T) {
 	default:
 		t.Fatal("src was not closed")
 	}
+}
+
+// gateWriter blocks every write until open closes.
+type gateWriter struct{ open chan struct{} }
+
+func (g gateWriter) Write(b []byte) (int, error) { <-g.open; return len(b), nil }
+
+// countingReader hands out full pieces of zeros and counts them, until
+// stop is set.
+type countingReader struct {
+	n    atomic.Int64
+	stop atomic.Bool
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	if c.stop.Load() {
+		return 0, io.EOF
+	}
+	c.n.Add(int64(len(b)))
+	return len(b), nil
+}
+func (*countingReader) Close() error { return nil }
+
+// TestCopyBatchedBounded: against a writer that does not take what it is
+// given, copyBatched holds at most 2 MB (a queue and a batch of pieces)
+// and the piece on its way, as a network helper's bound on a client's
+// streams counts on (see helper.maxAgentStreams).
+func TestCopyBatchedBounded(t *testing.T) {
+	src := &countingReader{}
+	dst := gateWriter{open: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		copyBatched(dst, src)
+	}()
+	const bound = 2<<20 + batchPiece
+	for src.n.Load() < 1<<20 { // the queue fills at least
+		runtime.Gosched()
+	}
+	time.Sleep(50 * time.Millisecond) // a reader without a bound would be far past it by now
+	if n := src.n.Load(); n > bound {
+		t.Errorf("read %d bytes ahead of a blocked writer, want at most %d", n, bound)
+	}
+	src.stop.Store(true)
+	close(dst.open)
+	<-done
 }
