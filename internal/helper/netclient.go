@@ -23,10 +23,12 @@ type NetClient struct {
 	addr string
 	tls  *tls.Config // nil: plaintext, a -insecure-loopback helper
 
-	mu        sync.Mutex
-	c         *ipc.Client               // guarded by mu; nil or dead: dial again
-	instances map[*NetInstance]struct{} // guarded by mu
-	closed    bool                      // guarded by mu
+	mu         sync.Mutex
+	c          *ipc.Client               // guarded by mu; nil or dead: dial again
+	dialing    chan struct{}             // guarded by mu: closed once the dial in progress ends; nil when none is
+	cancelDial context.CancelFunc        // guarded by mu: ends the dial in progress
+	instances  map[*NetInstance]struct{} // guarded by mu
+	closed     bool                      // guarded by mu
 }
 
 // dialTimeout bounds a dial and TLS handshake to a network helper when the
@@ -52,11 +54,8 @@ func (n *NetClient) Addr() string { return n.addr }
 // dial opens one connection to the helper: TCP with keepalives, then the
 // TLS handshake, both bounded by ctx or dialTimeout.
 func (n *NetClient) dial(ctx context.Context) (net.Conn, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, dialTimeout)
-		defer cancel()
-	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	d := net.Dialer{KeepAliveConfig: KeepAlive, Control: controlUserTimeout}
 	conn, err := d.DialContext(ctx, "tcp", n.addr)
 	if err != nil || n.tls == nil {
@@ -74,24 +73,67 @@ func (n *NetClient) dial(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
+// bounded returns ctx, bounded by dialTimeout when it sets no deadline
+// of its own: a helper that neither answers nor hangs up while a
+// connection is made is taken for unreachable.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, dialTimeout)
+}
+
 // client returns the live client of the helper's own messages, dialing
-// again when the last one broke.
+// again when the last one broke. One dial is made at a time, outside the
+// lock: callers meanwhile wait for it (or their ctx), and Close ends it.
 func (n *NetClient) client(ctx context.Context) (*ipc.Client, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
-	}
-	if n.c != nil && n.c.IsAlive() {
-		return n.c, nil
+	for {
+		if n.closed {
+			n.mu.Unlock()
+			return nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
+		}
+		if n.c != nil && n.c.IsAlive() {
+			c := n.c
+			n.mu.Unlock()
+			return c, nil
+		}
+		if n.dialing == nil {
+			break
+		}
+		dialing := n.dialing
+		n.mu.Unlock()
+		select {
+		case <-dialing:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		n.mu.Lock()
 	}
 	if n.c != nil {
 		n.c.Close()
 		n.c = nil
 	}
-	c, err := ipc.Connect(ctx, n.dial)
-	if err != nil {
+	dctx, cancel := bounded(ctx)
+	defer cancel()
+	dialing := make(chan struct{})
+	n.dialing, n.cancelDial = dialing, cancel
+	n.mu.Unlock()
+
+	c, err := ipc.Connect(dctx, n.dial)
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.dialing, n.cancelDial = nil, nil
+	close(dialing)
+	switch {
+	case err != nil && n.closed:
+		return nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
+	case err != nil:
 		return nil, fmt.Errorf("helper %s: %w", n.addr, err)
+	case n.closed:
+		c.Close()
+		return nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
 	}
 	n.c = c
 	return c, nil
@@ -141,7 +183,9 @@ func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInsta
 		return nil, nil, err
 	}
 	ni := &NetInstance{id: a.ID, nc: n, done: make(chan struct{})}
-	agent, err := ipc.Connect(ctx, ni.dial)
+	cctx, cancel := bounded(ctx)
+	agent, err := ipc.Connect(cctx, ni.dial)
+	cancel()
 	if err != nil {
 		// No connection ever attached: the helper's grace period stops it.
 		return nil, nil, fmt.Errorf("connecting to sandbox %s on %s: %w", a.ID, n.addr, err)
@@ -173,6 +217,9 @@ func (n *NetClient) forget(ni *NetInstance) {
 func (n *NetClient) Close() error {
 	n.mu.Lock()
 	n.closed = true
+	if n.cancelDial != nil {
+		n.cancelDial()
+	}
 	all := make([]*NetInstance, 0, len(n.instances))
 	for ni := range n.instances {
 		all = append(all, ni)

@@ -42,14 +42,19 @@ const closeTimeout = 30 * time.Second
 // helper that no longer has it answers ErrInvalidHandle, which becomes an
 // error matching ipc.ErrNotRunning.
 func (ni *NetInstance) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	conn, err := ni.nc.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	dl, _ := ctx.Deadline()
+	conn.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	err = ipc.CallOn(conn, ipc.MsgRemoteAttach, &ipc.InstanceAttachReq{ID: ni.id}, &ipc.Empty{})
+	if !stop() {
+		err = fmt.Errorf("attaching to sandbox %s on %s: %w", ni.id, ni.nc.addr, ctx.Err())
+	}
 	conn.SetDeadline(time.Time{})
 	if err != nil {
 		conn.Close()

@@ -87,12 +87,19 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn) error {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+	}
 	mc := newMsgConn(conn)
 	var enc Encoder
 	(&HelloReq{Magic: HelloMagic, Version: ProtocolVersion}).Encode(&enc)
 	resp, err := c.roundTrip(mc, Message{Type: MsgHello, Payload: enc.Bytes()}, nil)
 	if err == nil {
 		err = c.readHello(resp)
+	}
+	if stop != nil && !stop() {
+		err = fmt.Errorf("ipc handshake: %w", ctx.Err()) // the deadline it set ended the call
 	}
 	if err != nil {
 		conn.Close()
@@ -227,7 +234,7 @@ func (c *Client) get(ctx context.Context) (*msgConn, error) {
 	}
 	c.mu.Unlock()
 
-	conn, err := c.dial(ctx)
+	conn, err := c.dialUnlessClosed(ctx)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
@@ -246,6 +253,37 @@ func (c *Client) get(ctx context.Context) (*msgConn, error) {
 	}
 	c.busy[mc] = struct{}{}
 	return mc, nil
+}
+
+// closeOnEnd closes conn, a stream a call took over, should the client
+// be closed or its peer go before stop is called: a stream whose call has
+// no context of its own ends then too, whatever the peer does.
+func (c *Client) closeOnEnd(conn io.Closer) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-c.deadCh:
+			conn.Close()
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
+}
+
+// dialUnlessClosed dials a connection for a call, giving up with ctx or
+// when the client is closed or its peer gone, whichever comes first: a
+// dial is not among the busy connections Close closes.
+func (c *Client) dialUnlessClosed(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.deadCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return c.dial(ctx)
 }
 
 // put returns a healthy connection to the pool.
