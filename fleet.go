@@ -26,15 +26,28 @@ type Fleet struct {
 
 // fleetMember is one helper of a fleet.
 type fleetMember struct {
-	addr   string
-	mu     sync.Mutex
-	remote *Remote // guarded by mu; nil until dialed (FleetFromDNS)
-	gone   bool    // guarded by mu: no longer in DNS; used for nothing new
+	addr    string
+	mu      sync.Mutex
+	remote  *Remote   // guarded by mu; nil until dialed (FleetFromDNS)
+	gone    bool      // guarded by mu: no longer in DNS; used for nothing new
+	dialErr error     // guarded by mu: the last dial's failure, given again until retryAt
+	retryAt time.Time // guarded by mu
 }
 
 // capacityTimeout bounds how long Fleet.New waits for one helper's
 // capacity: a helper slower than that counts as down for this placement.
 const capacityTimeout = 5 * time.Second
+
+// redialAfter is how long a helper that could not be dialed is taken for
+// down before it is dialed again: a fleet that DNS filled with addresses
+// where nothing answers does not dial them all on every New.
+const redialAfter = 10 * time.Second
+
+// surveyWidth bounds the helpers a survey asks at once.
+const surveyWidth = 64
+
+// maxReasons bounds the reasons an error of Fleet.New lists one by one.
+const maxReasons = 16
 
 // NewFleet returns a fleet over remotes. Closing the fleet closes them.
 func NewFleet(remotes ...*Remote) *Fleet {
@@ -83,14 +96,23 @@ func (f *Fleet) survey(ctx context.Context) ([]candidate, []string) {
 	f.mu.Unlock()
 	cs := make([]candidate, len(members))
 	var wg sync.WaitGroup
+	width := make(chan struct{}, surveyWidth)
 	for i, m := range members {
+		width <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-width }()
 			cctx, cancel := context.WithTimeout(ctx, capacityTimeout)
 			defer cancel()
 			c := candidate{m: m}
 			c.r, c.err = f.dial(cctx, m)
+			if c.err != nil && ctx.Err() == nil { // its failure, not the caller's end
+				m.unreachable(c.err)
+			}
 			if c.err == nil {
 				c.cap, c.err = c.r.Capacity(cctx)
+			}
+			if c.cap.Max > 0 { // a helper's word for its room is bounded by its own figures
+				c.cap.Free = min(c.cap.Free, max(c.cap.Max-c.cap.Running, 0))
 			}
 			cs[i] = c
 		})
@@ -125,13 +147,25 @@ func (f *Fleet) dial(ctx context.Context, m *fleetMember) (*Remote, error) {
 		return m.remote, nil
 	case f.dns == nil:
 		return nil, fmt.Errorf("helper %s: not dialed", m.addr)
+	case m.dialErr != nil && time.Now().Before(m.retryAt):
+		return nil, m.dialErr
 	}
 	r, err := DialRemote(ctx, m.addr, f.dns.tlsFor())
 	if err != nil {
 		return nil, err
 	}
-	m.remote = r
+	m.remote, m.dialErr = r, nil
 	return r, nil
+}
+
+// unreachable marks m down for redialAfter, with the dial's error,
+// unless it is down already (err is then the one it gave).
+func (m *fleetMember) unreachable(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.remote == nil && !time.Now().Before(m.retryAt) {
+		m.dialErr, m.retryAt = err, time.Now().Add(redialAfter)
+	}
 }
 
 // New starts a sandbox of src (see Remote.New) on the helper with the
@@ -162,6 +196,9 @@ func (f *Fleet) New(ctx context.Context, src Source, opts ...Option) (*Instance,
 	}
 	if len(why) == 0 {
 		why = append(why, "the fleet has no helpers")
+	}
+	if len(why) > maxReasons {
+		why = append(why[:maxReasons], fmt.Sprintf("and %d more", len(why)-maxReasons))
 	}
 	return nil, fmt.Errorf("Fleet.New: no helper could start the sandbox: %s", strings.Join(why, "; "))
 }

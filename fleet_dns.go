@@ -92,7 +92,9 @@ func (d *fleetDNS) lookup(ctx context.Context) ([]string, error) {
 				continue // a target that does not resolve now: maybe later
 			}
 			for _, h := range hosts {
-				addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(int(s.Port))))
+				if s.Port != 0 { // no service listens there
+					addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(int(s.Port))))
+				}
 			}
 		}
 	} else {
@@ -110,6 +112,11 @@ func (d *fleetDNS) lookup(ctx context.Context) ([]string, error) {
 	slices.Sort(addrs)
 	return slices.Compact(addrs), nil
 }
+
+// maxFleetHelpers bounds the helpers a fleet takes from DNS (the first,
+// in order, of those listed): DNS that lists more cannot make it hold and
+// survey them all.
+const maxFleetHelpers = 1024
 
 // refresh looks the helpers up every d.every until stop.
 func (d *fleetDNS) refresh(f *Fleet) {
@@ -130,31 +137,34 @@ func (d *fleetDNS) refresh(f *Fleet) {
 	}
 }
 
-// update makes the fleet's members the helpers at addrs: new ones join
-// (dialed when first needed), missing ones leave, and one that returns
-// is taken back.
+// update makes the fleet's members the helpers at addrs (the first
+// maxFleetHelpers, sorted): new ones join
+// (dialed when first needed), missing ones leave (dropped, unless dialed:
+// their sandboxes go on), and one that returns is taken back.
 func (f *Fleet) update(addrs []string) {
+	addrs = addrs[:min(len(addrs), maxFleetHelpers)]
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	have := map[string]*fleetMember{}
-	for _, m := range f.members {
-		have[m.addr] = m
-	}
+	listed := make(map[string]bool, len(addrs))
 	for _, a := range addrs {
-		m, ok := have[a]
-		if !ok {
-			f.members = append(f.members, &fleetMember{addr: a})
-			continue
-		}
-		m.mu.Lock()
-		m.gone = false
-		m.mu.Unlock()
+		listed[a] = true
 	}
+	kept := f.members[:0]
 	for _, m := range f.members {
-		if !slices.Contains(addrs, m.addr) {
-			m.mu.Lock()
-			m.gone = true
-			m.mu.Unlock()
+		m.mu.Lock()
+		m.gone = !listed[m.addr]
+		dialed := m.remote != nil
+		m.mu.Unlock()
+		if !m.gone || dialed {
+			kept = append(kept, m)
+		}
+		delete(listed, m.addr)
+	}
+	clear(f.members[len(kept):])
+	f.members = kept
+	for _, a := range addrs {
+		if listed[a] {
+			f.members = append(f.members, &fleetMember{addr: a})
 		}
 	}
 }

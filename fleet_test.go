@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -477,4 +478,76 @@ func processesIn(ns string) []string {
 		}
 	}
 	return pids
+}
+
+// TestFleetDNSBounded: what DNS lists cannot make a fleet grow without end
+// or dial without end: it takes the first maxFleetHelpers helpers listed,
+// drops those no longer listed that it never dialed, and a helper that
+// could not be dialed is not dialed again on the next New (nor the reasons
+// of a failed New listed one by one past maxReasons). The "helpers" here
+// are loopback addresses where a listener takes connections and closes
+// them, so that every TLS handshake fails.
+func TestFleetDNSBounded(t *testing.T) {
+	leakcheck.Check(t)
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted sync.WaitGroup
+	var mu sync.Mutex
+	dials := 0
+	accepted.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			dials++
+			mu.Unlock()
+			c.Close()
+		}
+	})
+	defer accepted.Wait()
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	addrs := func(first, n int) []string {
+		var out []string
+		for i := first; i < first+n; i++ {
+			out = append(out, net.JoinHostPort(fmt.Sprintf("127.1.%d.%d", i/250, i%250+1), fmt.Sprint(port)))
+		}
+		slices.Sort(out)
+		return out
+	}
+	f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: newTestPKI(t).client("tenant-a"), done: make(chan struct{})}}
+	defer f.Close()
+	f.update(addrs(0, 3000))
+	if n := len(f.snapshot()); n != maxFleetHelpers {
+		t.Fatalf("%d members from 3000 addresses, want %d", n, maxFleetHelpers)
+	}
+	f.update(addrs(5000, 10)) // all new: the others were never dialed
+	if n := len(f.snapshot()); n != 10 {
+		t.Fatalf("%d members after DNS listed 10 others, want 10", n)
+	}
+	f.update(addrs(0, 200))
+	_, err = f.New(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("and %d more", 200-maxReasons)) {
+		t.Errorf("New on a fleet of 200 unreachable helpers: %.300v", err)
+	}
+	mu.Lock()
+	first := dials
+	mu.Unlock()
+	if first != 200 {
+		t.Errorf("the first New dialed %d helpers, want 200", first)
+	}
+	if _, err := f.New(context.Background(), nil); err == nil {
+		t.Error("New on unreachable helpers succeeded")
+	}
+	mu.Lock()
+	again := dials - first
+	mu.Unlock()
+	if again != 0 {
+		t.Errorf("the next New dialed %d helpers that had just failed, want 0", again)
+	}
 }
