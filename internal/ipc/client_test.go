@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -483,3 +484,50 @@ func (l *pipeListener) Close() error {
 	return nil
 }
 func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "unix"} }
+
+// TestAnnouncedPayloadNotAllocated: a header that announces the largest
+// payload and then brings a few bytes costs its reader what arrived (and
+// a megabyte), not the announced size: 16 such messages, as many
+// connections a peer may leave stalled, do not reserve a gigabyte.
+func TestAnnouncedPayloadNotAllocated(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, pool := range []bool{false, true} {
+		for range 8 {
+			a, b := net.Pipe()
+			go func() {
+				var hdr [HeaderSize]byte
+				putHeader(hdr[:], Header{Type: MsgResponse, Length: MaxMessageSize})
+				b.Write(hdr[:])
+				b.Write([]byte("a few bytes"))
+				b.Close()
+			}()
+			if _, err := newMsgConn(a).readMsgPooled(pool); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("a payload cut short: %v, want io.ErrUnexpectedEOF", err)
+			}
+			a.Close()
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+		t.Errorf("16 headers announcing %d bytes each allocated %d bytes", MaxMessageSize, got)
+	}
+
+	// A payload that does arrive whole, larger than what is allocated
+	// before it does, is read whole.
+	a, b := net.Pipe()
+	want := bytes.Repeat([]byte("0123456789abcdef"), (3<<20)/16+1)
+	go func() {
+		var hdr [HeaderSize]byte
+		putHeader(hdr[:], Header{Type: MsgResponse, Length: uint32(len(want))})
+		b.Write(hdr[:])
+		b.Write(want)
+		b.Close()
+	}()
+	m, err := newMsgConn(a).readMsgPooled(true)
+	if err != nil || !bytes.Equal(m.Payload, want) {
+		t.Errorf("a 3 MB payload: %d bytes, equal %v, %v", len(m.Payload), bytes.Equal(m.Payload, want), err)
+	}
+	m.release()
+	a.Close()
+}

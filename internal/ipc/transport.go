@@ -104,6 +104,11 @@ func (mc *msgConn) readMsg() (Message, error) {
 	return mc.readMsgPooled(false)
 }
 
+// eagerPayload is how much of a payload is allocated before its bytes
+// arrive: a larger one grows (doubling) as they do, so that a header that
+// announces 64 MB and brings nothing holds 1 MB, not 64.
+const eagerPayload = 1 << 20
+
 // readMsgPooled is readMsg; with pool, a large payload is read into a pooled
 // buffer that the caller must give back with Message.release.
 func (mc *msgConn) readMsgPooled(pool bool) (Message, error) {
@@ -131,19 +136,26 @@ func (mc *msgConn) readMsgFiles(files *[]*os.File, pool bool) (Message, error) {
 		return Message{}, err
 	}
 	mc.r += HeaderSize
-	var payload []byte
-	var pooled *[]byte
-	if pool {
-		payload, pooled = getBuf(int(h.Length))
-	} else {
-		payload = make([]byte, h.Length)
+	alloc := func(n int) ([]byte, *[]byte) {
+		if pool {
+			return getBuf(n)
+		}
+		return make([]byte, n), nil
 	}
+	size := int(h.Length)
+	payload, pooled := alloc(min(size, eagerPayload))
 	n := copy(payload, mc.rbuf[mc.r:mc.w])
 	mc.r += n
-	for n < len(payload) {
+	for n < size {
+		if n == len(payload) { // what the peer has sent so far pays for more
+			more, morePooled := alloc(min(2*len(payload), size))
+			copy(more, payload)
+			putBuf(pooled)
+			payload, pooled = more, morePooled
+		}
 		k, err := mc.read(payload[n:], files)
 		n += k
-		if err != nil && n < len(payload) {
+		if err != nil && n < size {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
