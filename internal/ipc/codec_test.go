@@ -297,3 +297,26 @@ func TestDecodeErrorOK(t *testing.T) {
 		t.Errorf("code 0 decoded as %v, %v", ie, err)
 	}
 }
+
+// TestDirAnsNames: a directory listing names its entries as os.ReadDir
+// does, one path element each; a peer's answer that names one "../x", "a/b",
+// ".", ".." or nothing is malformed, so that a caller joining the names to
+// the directory stays in it.
+func TestDirAnsNames(t *testing.T) {
+	decode := func(name string) error {
+		var e Encoder
+		(&DirAns{Entries: []DirEntry{{Name: "ok"}, {Name: name}}}).Encode(&e)
+		var m DirAns
+		return m.Decode(NewDecoder(e.Bytes()))
+	}
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", "/", "a\x00b"} {
+		if err := decode(bad); err == nil {
+			t.Errorf("an entry named %q was accepted", bad)
+		}
+	}
+	for _, good := range []string{"...", "a\\b", ".hidden", "x..y", "naïve"} {
+		if err := decode(good); err != nil {
+			t.Errorf("an entry named %q: %v", good, err)
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package ipc
 
-import "io/fs"
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+)
 
 // Bodies of the file system messages (0x02xx), which the agent serves.
 // Paths are sandbox paths, resolved by the agent inside the sandbox's
@@ -327,8 +331,19 @@ func (m *DirAns) Decode(d *Decoder) error {
 		if m.Entries[i], err = DecodeDirEntry(d); err != nil {
 			return err
 		}
+		if name := m.Entries[i].Name; !isEntryName(name) {
+			return fmt.Errorf("directory entry %q is not a name within the directory", name)
+		}
 	}
 	return nil
+}
+
+// isEntryName reports whether name can be a directory's entry, as
+// os.ReadDir gives them and io/fs promises: one path element, not "." or
+// "..". A peer that names an entry "../x" would lead a caller that joins
+// it to its directory out of it.
+func isEntryName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
 // optBool reads a bool that a seed layout lacks: false when the body ends
