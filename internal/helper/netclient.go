@@ -266,6 +266,7 @@ func (n *NetClient) PutLayer(ctx context.Context, diffID string, size int64, wri
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	defer c.CloseOnEnd(conn)()
 	w := &countingWriter{w: conn, limit: size}
 	if err := write(w); err != nil {
 		if ctx.Err() != nil {
@@ -336,6 +337,7 @@ func (n *NetClient) Build(ctx context.Context, req *ipc.BuildReq, progress func(
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	defer c.CloseOnEnd(conn)()
 	for {
 		var ev ipc.BuildEvent
 		var ans ipc.SnapshotAns

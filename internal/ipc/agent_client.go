@@ -332,7 +332,7 @@ func (a *Agent) WriteFileStream(ctx context.Context, path string, data []byte, p
 		return err
 	}
 	defer conn.Close()
-	defer a.c.closeOnEnd(conn)()
+	defer a.c.CloseOnEnd(conn)()
 	if _, err := conn.Write(data); err != nil {
 		return &TransportError{Op: "write", Err: err}
 	}
@@ -356,7 +356,7 @@ func (a *Agent) ReadFileStream(ctx context.Context, path string) ([]byte, error)
 		return nil, err
 	}
 	defer conn.Close()
-	defer a.c.closeOnEnd(conn)()
+	defer a.c.CloseOnEnd(conn)()
 	if ans.Size > math.MaxInt-1 {
 		return nil, &TransportError{Op: "read", Err: fmt.Errorf("the agent announced a file of %d bytes", ans.Size)}
 	}

@@ -255,10 +255,11 @@ func (c *Client) get(ctx context.Context) (*msgConn, error) {
 	return mc, nil
 }
 
-// closeOnEnd closes conn, a stream a call took over, should the client
-// be closed or its peer go before stop is called: a stream whose call has
-// no context of its own ends then too, whatever the peer does.
-func (c *Client) closeOnEnd(conn io.Closer) (stop func()) {
+// CloseOnEnd closes conn, a stream a call took over, should the client
+// be closed or its peer go before stop is called (extension): a stream
+// whose call has no context of its own ends then too, whatever the peer
+// does.
+func (c *Client) CloseOnEnd(conn io.Closer) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		select {

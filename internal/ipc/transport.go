@@ -105,9 +105,11 @@ func (mc *msgConn) readMsg() (Message, error) {
 }
 
 // eagerPayload is how much of a payload is allocated before its bytes
-// arrive: a larger one grows (doubling) as they do, so that a header that
-// announces 64 MB and brings nothing holds 1 MB, not 64.
-const eagerPayload = 1 << 20
+// arrive: a larger one grows as they do (doubling, then to its whole size
+// once an eighth has come), so that a header that announces 64 MB and
+// brings nothing holds 64 KB, not 64 MB, and what a peer makes its reader
+// hold stays within eight times what it sent.
+const eagerPayload = 64 << 10
 
 // readMsgPooled is readMsg; with pool, a large payload is read into a pooled
 // buffer that the caller must give back with Message.release.
@@ -148,10 +150,19 @@ func (mc *msgConn) readMsgFiles(files *[]*os.File, pool bool) (Message, error) {
 	mc.r += n
 	for n < size {
 		if n == len(payload) { // what the peer has sent so far pays for more
-			more, morePooled := alloc(min(2*len(payload), size))
-			copy(more, payload)
-			putBuf(pooled)
-			payload, pooled = more, morePooled
+			next := 2 * n
+			if 8*n >= size {
+				next = size // an eighth has come: the rest is taken at its word
+			}
+			next = min(next, size)
+			if pooled != nil && cap(*pooled) >= next {
+				payload = (*pooled)[:next]
+			} else {
+				more, morePooled := alloc(next)
+				copy(more, payload)
+				putBuf(pooled)
+				payload, pooled = more, morePooled
+			}
 		}
 		k, err := mc.read(payload[n:], files)
 		n += k
