@@ -34,8 +34,9 @@ type fleetMember struct {
 	retryAt time.Time // guarded by mu
 }
 
-// capacityTimeout bounds how long Fleet.New waits for one helper's
-// capacity: a helper slower than that counts as down for this placement.
+// capacityTimeout bounds how long Fleet.New waits for the helpers'
+// capacities: a helper slower than that counts as down for this
+// placement.
 const capacityTimeout = 5 * time.Second
 
 // redialAfter is how long a helper that could not be dialed is taken for
@@ -85,9 +86,9 @@ type candidate struct {
 	err error
 }
 
-// survey asks every helper of the fleet for its capacity, at once, and
-// returns those that answered with room, most free first, and why the
-// others cannot take a sandbox now.
+// survey asks every helper of the fleet for its capacity (surveyWidth at
+// once, capacityTimeout in all), and returns those that answered with
+// room, most free first, and why the others cannot take a sandbox now.
 func (f *Fleet) survey(ctx context.Context) ([]candidate, []string) {
 	members := f.snapshot()
 	f.mu.Lock()
@@ -97,19 +98,22 @@ func (f *Fleet) survey(ctx context.Context) ([]candidate, []string) {
 	cs := make([]candidate, len(members))
 	var wg sync.WaitGroup
 	width := make(chan struct{}, surveyWidth)
+	sctx, cancel := context.WithTimeout(ctx, capacityTimeout) // the whole survey's
+	defer cancel()
 	for i, m := range members {
 		width <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-width }()
-			cctx, cancel := context.WithTimeout(ctx, capacityTimeout)
-			defer cancel()
+			began := time.Now()
 			c := candidate{m: m}
-			c.r, c.err = f.dial(cctx, m)
-			if c.err != nil && ctx.Err() == nil { // its failure, not the caller's end
+			c.r, c.err = f.dial(sctx, m)
+			// Its own failure (not the caller's end, nor the survey's
+			// before it had its chance) marks it down for a while.
+			if c.err != nil && ctx.Err() == nil && (sctx.Err() == nil || time.Since(began) >= capacityTimeout/2) {
 				m.unreachable(c.err)
 			}
 			if c.err == nil {
-				c.cap, c.err = c.r.Capacity(cctx)
+				c.cap, c.err = c.r.Capacity(sctx)
 			}
 			if c.cap.Max > 0 { // a helper's word for its room is bounded by its own figures
 				c.cap.Free = min(c.cap.Free, max(c.cap.Max-c.cap.Running, 0))

@@ -138,25 +138,30 @@ func (d *fleetDNS) refresh(f *Fleet) {
 }
 
 // update makes the fleet's members the helpers at addrs (the first
-// maxFleetHelpers, sorted): new ones join
-// (dialed when first needed), missing ones leave (dropped, unless dialed:
-// their sandboxes go on), and one that returns is taken back.
+// maxFleetHelpers, sorted): new ones join (dialed when first needed),
+// missing ones leave (dropped, and closed if dialed, once none of their
+// sandboxes runs), and one that returns is taken back.
 func (f *Fleet) update(addrs []string) {
 	addrs = addrs[:min(len(addrs), maxFleetHelpers)]
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	listed := make(map[string]bool, len(addrs))
 	for _, a := range addrs {
 		listed[a] = true
 	}
+	var closing []*Remote
+	f.mu.Lock()
 	kept := f.members[:0]
 	for _, m := range f.members {
 		m.mu.Lock()
 		m.gone = !listed[m.addr]
-		dialed := m.remote != nil
+		r := m.remote
 		m.mu.Unlock()
-		if !m.gone || dialed {
+		switch {
+		case !m.gone:
 			kept = append(kept, m)
+		case r != nil && r.nc.Running() > 0:
+			kept = append(kept, m) // its sandboxes go on
+		case r != nil:
+			closing = append(closing, r)
 		}
 		delete(listed, m.addr)
 	}
@@ -166,6 +171,10 @@ func (f *Fleet) update(addrs []string) {
 		if listed[a] {
 			f.members = append(f.members, &fleetMember{addr: a})
 		}
+	}
+	f.mu.Unlock()
+	for _, r := range closing {
+		f.dns.wg.Go(func() { r.Close() })
 	}
 }
 

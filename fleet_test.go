@@ -551,3 +551,50 @@ func TestFleetDNSBounded(t *testing.T) {
 		t.Errorf("the next New dialed %d helpers that had just failed, want 0", again)
 	}
 }
+
+// TestFleetDNSLeaving: a helper DNS no longer lists takes no new
+// sandbox; while one of its sandboxes runs it stays a member (its
+// sandboxes go on), and once none runs it is closed and dropped, so that
+// a fleet whose helpers roll (or DNS that rotates them) does not keep a
+// connection to every helper it ever dialed.
+func TestFleetDNSLeaving(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	s := startNetHelper(t, p)
+	f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+	defer f.Close()
+	ref := testRegistry(t, "127.0.0.1:0")
+	f.update([]string{s.Addr().String()})
+	img, err := f.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := f.New(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	f.update(nil)
+	if _, err := f.New(ctx, img); err == nil || !strings.Contains(err.Error(), "no longer in the fleet") {
+		t.Errorf("New once the only helper left DNS: %v", err)
+	}
+	if n := len(f.snapshot()); n != 1 {
+		t.Errorf("%d members while the helper that left runs a sandbox, want 1", n)
+	}
+	if out, err := inst.Command("echo", "on").Output(); err != nil || string(out) != "on\n" {
+		t.Errorf("a sandbox of a helper that left: %q, %v", out, err)
+	}
+	if err := inst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := f.snapshot()[0].remote
+	f.update(nil)
+	if n := len(f.snapshot()); n != 0 {
+		t.Errorf("%d members once the helper that left runs nothing, want 0", n)
+	}
+	f.dns.wg.Wait() // its Remote is closing
+	if _, err := r.Capacity(ctx); err == nil {
+		t.Error("the Remote of a helper dropped from the fleet is still open")
+	}
+}

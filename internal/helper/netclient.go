@@ -205,6 +205,14 @@ func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInsta
 	return ni, a.Config, nil
 }
 
+// Running returns how many of the sandboxes started through n are not
+// closed yet.
+func (n *NetClient) Running() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.instances)
+}
+
 // forget drops a closed instance.
 func (n *NetClient) forget(ni *NetInstance) {
 	n.mu.Lock()
