@@ -183,7 +183,15 @@ func forwardTo(ctx context.Context, inst *engine.Instance, req *ipc.Request, d *
 	if conn != nil {
 		out.Hijack = func(client net.Conn) {
 			go func() {
+				var watch *hangUpWatch
+				if raw := tlsRaw(client); raw != nil {
+					watch = &hangUpWatch{Conn: client, raw: raw, hangUp: func() { client.Close(); conn.Close() }}
+					client = watch
+				}
 				whileRunning(inst, func() { netutil.Splice(client, conn) }, client, conn)
+				if watch != nil {
+					watch.wg.Wait()
+				}
 				if ended != nil {
 					ended()
 				}

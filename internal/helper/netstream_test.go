@@ -248,3 +248,74 @@ func TestNetForwardedStreamsHeld(t *testing.T) {
 		ended("a closed helper", c)
 	}
 }
+
+// TestNetStreamClientHangsUp: a client that closes a stream ends it on the
+// helper's side even when the sandbox keeps its own end open (a
+// connection the sandbox accepted and never closes): its slot comes back.
+// One that only half-closes (CloseWrite) keeps it, and still reads what
+// the sandbox sends.
+func TestNetStreamClientHangsUp(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	s, ca := startServer(t, time.Minute)
+	s.agentStreams.setPerClient(3)
+	ni, _, err := dialAs(t, s, ca, "mallory").Start(ctx, &ipc.RemoteNewReq{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	agent := ipc.NewAgent(ni.Client())
+	ln, _, err := agent.Listen(ctx, ipc.ListenReq{Network: "tcp", Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pair dials the sandbox's listener and accepts: two streams, the
+	// ends of one connection in the sandbox.
+	pair := func() (dialed, accepted net.Conn) {
+		_, _, dialed, err := agent.Dial(ctx, ipc.DialReq{Network: "tcp", Addr: ln.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, accepted, err = agent.ListenerAccept(ctx, ln.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dialed, accepted
+	}
+	dialed, accepted := pair()
+	defer accepted.Close()
+	_, _, third, err := agent.Dial(ctx, ipc.DialReq{Network: "udp", Addr: "127.0.0.1:9"}) // the cap is 3
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	dialed.Close() // the sandbox's other end (accepted) stays open
+	var err2 error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var c net.Conn
+		if _, _, c, err2 = agent.Dial(ctx, ipc.DialReq{Network: "udp", Addr: "127.0.0.1:9"}); err2 == nil {
+			c.Close()
+			break
+		}
+	}
+	if err2 != nil {
+		t.Fatalf("the slot of a stream its client closed did not come back: %v", err2)
+	}
+
+	// A half-close keeps the stream: the answer still arrives.
+	s.agentStreams.setPerClient(16)
+	dialed2, accepted2 := pair()
+	defer dialed2.Close()
+	defer accepted2.Close()
+	if err := dialed2.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accepted2.Write([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 6)
+	dialed2.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(dialed2, got); err != nil || string(got) != "answer" {
+		t.Errorf("the answer to a half-closed stream: %q, %v", got, err)
+	}
+}

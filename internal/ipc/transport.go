@@ -243,6 +243,9 @@ type prefixConn struct {
 	prefix []byte // guarded by the single-reader rule of net.Conn users
 }
 
+// NetConn returns the connection beneath.
+func (p *prefixConn) NetConn() net.Conn { return p.Conn }
+
 func (p *prefixConn) Read(b []byte) (int, error) {
 	if len(p.prefix) > 0 {
 		n := copy(b, p.prefix)
