@@ -140,42 +140,38 @@ func (d *fleetDNS) refresh(f *Fleet) {
 // update makes the fleet's members the helpers at addrs (the first
 // maxFleetHelpers, sorted): new ones join (dialed when first needed),
 // missing ones leave (dropped, and closed if dialed, once none of their
-// sandboxes runs), and one that returns is taken back.
+// sandboxes runs and nothing is being started on them), and one that
+// returns is taken back. Only the refresh calls it (FleetFromDNS's first
+// lookup before the refresh starts), so the members cannot change between
+// its two steps; no member's lock is taken under the fleet's, as a dial
+// holds its member's for as long as it takes.
 func (f *Fleet) update(addrs []string) {
 	addrs = addrs[:min(len(addrs), maxFleetHelpers)]
 	listed := make(map[string]bool, len(addrs))
 	for _, a := range addrs {
 		listed[a] = true
 	}
-	var closing []*Remote
-	f.mu.Lock()
-	kept := f.members[:0]
-	for _, m := range f.members {
+	var kept []*fleetMember
+	for _, m := range f.snapshot() {
 		m.mu.Lock()
 		m.gone = !listed[m.addr]
 		r := m.remote
 		m.mu.Unlock()
-		switch {
-		case !m.gone:
+		// A Remote that is closed here counts as idle: it cannot start
+		// anything once CloseIfIdle has said so.
+		if !m.gone || r != nil && !r.nc.CloseIfIdle() {
 			kept = append(kept, m)
-		case r != nil && r.nc.Running() > 0:
-			kept = append(kept, m) // its sandboxes go on
-		case r != nil:
-			closing = append(closing, r)
 		}
 		delete(listed, m.addr)
 	}
-	clear(f.members[len(kept):])
-	f.members = kept
 	for _, a := range addrs {
 		if listed[a] {
-			f.members = append(f.members, &fleetMember{addr: a})
+			kept = append(kept, &fleetMember{addr: a})
 		}
 	}
+	f.mu.Lock()
+	f.members = kept
 	f.mu.Unlock()
-	for _, r := range closing {
-		f.dns.wg.Go(func() { r.Close() })
-	}
 }
 
 func (d *fleetDNS) stop() {

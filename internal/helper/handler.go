@@ -185,7 +185,8 @@ func forwardTo(ctx context.Context, inst *engine.Instance, req *ipc.Request, d *
 			go func() {
 				var watch *hangUpWatch
 				if raw := tlsRaw(client); raw != nil {
-					watch = &hangUpWatch{Conn: client, raw: raw, hangUp: func() { client.Close(); conn.Close() }}
+					c := client
+					watch = newHangUpWatch(c, raw, func() { c.Close(); conn.Close() })
 					client = watch
 				}
 				whileRunning(inst, func() { netutil.Splice(client, conn) }, client, conn)

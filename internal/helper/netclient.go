@@ -28,7 +28,11 @@ type NetClient struct {
 	dialing    chan struct{}             // guarded by mu: closed once the dial in progress ends; nil when none is
 	cancelDial context.CancelFunc        // guarded by mu: ends the dial in progress
 	instances  map[*NetInstance]struct{} // guarded by mu
+	inFlight   int                       // guarded by mu: starts, uploads and builds under way
 	closed     bool                      // guarded by mu
+
+	ended      context.Context // done once Close is called: a stream of n's own ends then
+	endStreams context.CancelFunc
 }
 
 // dialTimeout bounds a dial and TLS handshake to a network helper when the
@@ -42,10 +46,45 @@ const dialTimeout = 10 * time.Second
 // helper of another protocol version.
 func DialNet(ctx context.Context, addr string, tc *tls.Config) (*NetClient, error) {
 	n := &NetClient{addr: addr, tls: tc, instances: map[*NetInstance]struct{}{}}
+	n.ended, n.endStreams = context.WithCancel(context.Background())
 	if _, err := n.client(ctx); err != nil {
+		n.endStreams()
 		return nil, err
 	}
 	return n, nil
+}
+
+// begin counts a start, upload or build under way, or refuses once n is
+// closed; the returned func ends it.
+func (n *NetClient) begin() (end func(), err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
+	}
+	n.inFlight++
+	return sync.OnceFunc(func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.inFlight--
+	}), nil
+}
+
+// CloseIfIdle closes n and returns true when none of its sandboxes runs
+// and nothing is being started, uploaded or built through it; otherwise
+// it leaves n as it is and returns false. The check and the close are one
+// step: nothing can start in between.
+func (n *NetClient) CloseIfIdle() bool {
+	n.mu.Lock()
+	idle := !n.closed && len(n.instances) == 0 && n.inFlight == 0
+	if idle {
+		n.closed = true
+	}
+	n.mu.Unlock()
+	if idle {
+		n.Close()
+	}
+	return idle
 }
 
 // Addr returns the helper's address.
@@ -178,6 +217,11 @@ func (n *NetClient) Pull(ctx context.Context, req *ipc.PullReq) (ipc.PullAns, er
 // instance and its image's config blob, or the helper's error (a limit:
 // matching fs.ErrPermission).
 func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInstance, []byte, error) {
+	end, err := n.begin()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer end()
 	var a ipc.RemoteNewAns
 	if err := n.do(ctx, ipc.MsgRemoteNew, req, &a); err != nil {
 		return nil, nil, err
@@ -223,6 +267,7 @@ func (n *NetClient) forget(ni *NetInstance) {
 // Close closes every instance started through n (stopping their
 // sandboxes, where the helper can be reached), then the connection.
 func (n *NetClient) Close() error {
+	n.endStreams()
 	n.mu.Lock()
 	n.closed = true
 	if n.cancelDial != nil {
@@ -263,6 +308,11 @@ func (n *NetClient) MissingLayers(ctx context.Context, diffIDs []string) ([]stri
 // stream), write's error, or a *ipc.TransportError when the stream
 // breaks; ctx's end breaks it.
 func (n *NetClient) PutLayer(ctx context.Context, diffID string, size int64, write func(io.Writer) error) error {
+	end, err := n.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
 	c, err := n.client(ctx)
 	if err != nil {
 		return err
@@ -274,7 +324,7 @@ func (n *NetClient) PutLayer(ctx context.Context, diffID string, size int64, wri
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	defer c.CloseOnEnd(conn)()
+	defer context.AfterFunc(n.ended, func() { conn.Close() })()
 	w := &countingWriter{w: conn, limit: size}
 	if err := write(w); err != nil {
 		if ctx.Err() != nil {
@@ -334,6 +384,11 @@ func (n *NetClient) PutImage(ctx context.Context, config []byte) (ipc.PullAns, e
 // the helper's store. It returns the build's error (the helper's), or the
 // transport's; ctx's end hangs up, which ends the build there.
 func (n *NetClient) Build(ctx context.Context, req *ipc.BuildReq, progress func(ipc.BuildEvent)) (*snapshot.Info, error) {
+	end, err := n.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer end()
 	c, err := n.client(ctx)
 	if err != nil {
 		return nil, err
@@ -345,7 +400,7 @@ func (n *NetClient) Build(ctx context.Context, req *ipc.BuildReq, progress func(
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	defer c.CloseOnEnd(conn)()
+	defer context.AfterFunc(n.ended, func() { conn.Close() })()
 	for {
 		var ev ipc.BuildEvent
 		var ans ipc.SnapshotAns

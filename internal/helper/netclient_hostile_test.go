@@ -1,9 +1,11 @@
 package helper
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -197,4 +199,56 @@ func TestNetClientHelperStalls(t *testing.T) {
 			t.Errorf("the redial after Close: %v, want ErrAlreadyClosed", err)
 		}
 	})
+}
+
+// TestNetClientStreamsSurviveRedial: an upload under way goes on when the
+// client's control connection breaks (the next call dials again), and is
+// ended by the client's Close alone; and CloseIfIdle leaves a client that
+// is uploading as it is.
+func TestNetClientStreamsSurviveRedial(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	s, ca := startServer(t, time.Minute)
+	n := dialAs(t, s, ca, "alice")
+	layer := tarOf(t, &tar.Header{Name: "f", Typeflag: tar.TypeReg})
+	upload := func(half chan<- struct{}, rest <-chan struct{}) chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- n.PutLayer(ctx, diffIDOf(layer), int64(len(layer)), func(w io.Writer) error {
+				if _, err := w.Write(layer[:10]); err != nil {
+					return err
+				}
+				close(half)
+				<-rest
+				_, err := w.Write(layer[10:])
+				return err
+			})
+		}()
+		return done
+	}
+	half, rest := make(chan struct{}), make(chan struct{})
+	done := upload(half, rest)
+	<-half
+	if n.CloseIfIdle() {
+		t.Error("CloseIfIdle closed a client whose upload is under way")
+	}
+	n.mu.Lock()
+	n.c.Close() // the control connection breaks
+	n.mu.Unlock()
+	if _, err := n.Capacity(ctx); err != nil {
+		t.Fatalf("a call after the control connection broke: %v", err)
+	}
+	close(rest)
+	if err := <-done; err != nil {
+		t.Errorf("an upload across a redial: %v", err)
+	}
+
+	half, rest = make(chan struct{}), make(chan struct{})
+	done = upload(half, rest)
+	<-half
+	n.Close()
+	close(rest)
+	if err := <-done; err == nil {
+		t.Error("an upload went on after the client's Close")
+	}
 }

@@ -251,11 +251,16 @@ func TestNetForwardedStreamsHeld(t *testing.T) {
 
 // TestNetStreamClientHangsUp: a client that closes a stream ends it on the
 // helper's side even when the sandbox keeps its own end open (a
-// connection the sandbox accepted and never closes): its slot comes back.
-// One that only half-closes (CloseWrite) keeps it, and still reads what
-// the sandbox sends.
+// connection the sandbox accepted and never closes): once the TCP
+// connection beneath is gone (a reset here, as keepalives meet once the
+// client's kernel lets its end go), its slot comes back. One that only
+// half-closes, TLS alone or TCP too, keeps it, and still reads what the
+// sandbox sends.
 func TestNetStreamClientHangsUp(t *testing.T) {
 	leakcheck.Check(t)
+	every := hangUpEvery
+	hangUpEvery = 20 * time.Millisecond
+	t.Cleanup(func() { hangUpEvery = every }) // after the helper's Close, which waits for its streams
 	ctx := context.Background()
 	s, ca := startServer(t, time.Minute)
 	s.agentStreams.setPerClient(3)
@@ -289,7 +294,8 @@ func TestNetStreamClientHangsUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	dialed.Close() // the sandbox's other end (accepted) stays open
+	tlsRaw(dialed).(*net.TCPConn).SetLinger(0) // its close resets the connection
+	dialed.Close()                             // the sandbox's other end (accepted) stays open
 	var err2 error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		var c net.Conn
@@ -302,20 +308,29 @@ func TestNetStreamClientHangsUp(t *testing.T) {
 		t.Fatalf("the slot of a stream its client closed did not come back: %v", err2)
 	}
 
-	// A half-close keeps the stream: the answer still arrives.
+	// A half-close keeps the stream: the answer still arrives, the
+	// helper's checks meanwhile notwithstanding.
 	s.agentStreams.setPerClient(16)
-	dialed2, accepted2 := pair()
-	defer dialed2.Close()
-	defer accepted2.Close()
-	if err := dialed2.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := accepted2.Write([]byte("answer")); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 6)
-	dialed2.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.ReadFull(dialed2, got); err != nil || string(got) != "answer" {
-		t.Errorf("the answer to a half-closed stream: %q, %v", got, err)
+	for _, tcpToo := range []bool{false, true} {
+		dialed, accepted := pair()
+		if err := dialed.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if tcpToo {
+			if err := tlsRaw(dialed).(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * hangUpEvery) // checks that would cut it have had their chance
+		if _, err := accepted.Write([]byte("answer")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 6)
+		dialed.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.ReadFull(dialed, got); err != nil || string(got) != "answer" {
+			t.Errorf("the answer to a stream half-closed (TCP too: %v): %q, %v", tcpToo, got, err)
+		}
+		dialed.Close()
+		accepted.Close()
 	}
 }
