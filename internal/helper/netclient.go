@@ -160,6 +160,9 @@ func (n *NetClient) client(ctx context.Context) (*ipc.Client, error) {
 	n.mu.Unlock()
 
 	c, err := ipc.Connect(dctx, n.dial)
+	if err == nil {
+		c.SetStreamHook(streamUserTimeout)
+	}
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -234,6 +237,7 @@ func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInsta
 		// No connection ever attached: the helper's grace period stops it.
 		return nil, nil, fmt.Errorf("connecting to sandbox %s on %s: %w", a.ID, n.addr, err)
 	}
+	agent.SetStreamHook(streamUserTimeout)
 	ni.agent = agent
 	n.mu.Lock()
 	if n.closed {

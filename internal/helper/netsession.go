@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/engine"
@@ -165,6 +166,11 @@ func (s *session) ServeCall(ctx context.Context, req *ipc.Request) (*ipc.Respons
 			// after this returns.
 			s.srv.streaming.Add(1)
 			st.hold(s.srv.streaming.Done)
+			hijack := resp.Hijack
+			resp.Hijack = func(c net.Conn) {
+				streamUserTimeout(c)
+				hijack(c)
+			}
 		}
 		if err != nil && errors.Is(err, ipc.ErrNotRunning) {
 			return nil, &ipc.IPCError{Code: ipc.ErrCodeNotRunning, Message: err.Error()}

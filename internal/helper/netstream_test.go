@@ -334,3 +334,57 @@ func TestNetStreamClientHangsUp(t *testing.T) {
 		accepted.Close()
 	}
 }
+
+// TestNetStreamSlowReader: a stream's reader may stop reading for longer
+// than the connections' TCP_USER_TIMEOUT (shortened to a second here)
+// without losing its stream: the kernel aborts a connection whose peer
+// keeps its window closed that long, so streams do without it. The
+// writer, backed up meanwhile, loses nothing either.
+func TestNetStreamSlowReader(t *testing.T) {
+	leakcheck.Check(t)
+	timeout := userTimeout
+	userTimeout = time.Second
+	t.Cleanup(func() { userTimeout = timeout })
+	ctx := context.Background()
+	s, ca := startServer(t, time.Minute)
+	ni, _, err := dialAs(t, s, ca, "alice").Start(ctx, &ipc.RemoteNewReq{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	agent := ipc.NewAgent(ni.Client())
+	ln, _, err := agent.Listen(ctx, ipc.ListenReq{Network: "tcp", Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, dialed, err := agent.Dial(ctx, ipc.DialReq{Network: "tcp", Addr: ln.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dialed.Close()
+	_, accepted, err := agent.ListenerAccept(ctx, ln.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+	const total = 64 << 20
+	written := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1<<20)
+		var err error
+		for i := 0; i < total/len(buf) && err == nil; i++ {
+			_, err = accepted.Write(buf)
+		}
+		accepted.(interface{ CloseWrite() error }).CloseWrite()
+		written <- err
+	}()
+	time.Sleep(4 * userTimeout) // not reading: every window on the way closes
+	dialed.SetReadDeadline(time.Now().Add(time.Minute))
+	n, err := io.Copy(io.Discard, dialed)
+	if n != total || err != nil {
+		t.Errorf("a reader that paused for 4 user timeouts: %d of %d bytes, %v", n, total, err)
+	}
+	if err := <-written; err != nil {
+		t.Errorf("the writer to a reader that paused: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"net"
 	"syscall"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 // unacknowledged before the connection fails (TCP_USER_TIMEOUT): the
 // keepalives cover idle connections, this one those that are writing
 // when the peer is cut off.
-const userTimeout = 10 * time.Second
+var userTimeout = 10 * time.Second // a variable: tests shorten it
 
 // controlUserTimeout sets userTimeout on a socket before it connects or
 // listens (net.Dialer.Control, net.ListenConfig.Control; accepted
@@ -25,4 +26,22 @@ func controlUserTimeout(_, _ string, c syscall.RawConn) error {
 		return err
 	}
 	return serr
+}
+
+// streamUserTimeout lifts userTimeout from a connection that became a
+// stream: a stream's reader may stop reading for as long as it likes (a
+// program that reads a command's output later), and the kernel would
+// abort a connection whose peer keeps its window closed for longer than
+// the user timeout, answered probes or not. A stream whose peer is cut
+// off ends with its sandbox, whose own connections notice (see
+// whileRunning and ipc.Client.CloseOnEnd).
+func streamUserTimeout(c net.Conn) {
+	if raw := tlsRaw(c); raw != nil {
+		c = raw
+	}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 0) })
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,8 @@ type Client struct {
 	unix    bool            // the connections are Unix sockets
 	deadCh  chan struct{}   // closed once the peer is known gone
 	wg      sync.WaitGroup
+
+	onStream atomic.Pointer[func(net.Conn)] // see SetStreamHook
 
 	mu     sync.Mutex
 	idle   []*msgConn            // guarded by mu
@@ -255,6 +258,12 @@ func (c *Client) get(ctx context.Context) (*msgConn, error) {
 	return mc, nil
 }
 
+// SetStreamHook makes the client call f with each connection a call's
+// answer turns into a stream, before the caller gets it (extension): a
+// transport can set such connections apart from those that carry
+// messages.
+func (c *Client) SetStreamHook(f func(net.Conn)) { c.onStream.Store(&f) }
+
 // CloseOnEnd closes conn, a stream a call took over, should the client
 // be closed or its peer go before stop is called (extension): a stream
 // whose call has no context of its own ends then too, whatever the peer
@@ -372,7 +381,11 @@ func (c *Client) exchangeIf(ctx context.Context, req Message, hijack func(Messag
 	if resp.Type == MsgResponse || resp.Type == MsgError {
 		if _, cerr := checkResponse(resp); cerr == nil && hijack(resp) {
 			c.release(mc)
-			return resp, mc.hijack(), nil
+			conn := mc.hijack()
+			if f := c.onStream.Load(); f != nil {
+				(*f)(conn)
+			}
+			return resp, conn, nil
 		}
 		c.put(mc)
 		return resp, nil, nil
