@@ -30,6 +30,7 @@ type fleetMember struct {
 	mu      sync.Mutex
 	remote  *Remote   // guarded by mu; nil until dialed (FleetFromDNS)
 	gone    bool      // guarded by mu: no longer in DNS; used for nothing new
+	closed  bool      // guarded by mu: the fleet is closed; never dialed again
 	dialErr error     // guarded by mu: the last dial's failure, given again until retryAt
 	retryAt time.Time // guarded by mu
 }
@@ -145,6 +146,8 @@ func (f *Fleet) dial(ctx context.Context, m *fleetMember) (*Remote, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
+	case m.closed:
+		return nil, fmt.Errorf("helper %s: the fleet is closed", m.addr)
 	case m.gone:
 		return nil, fmt.Errorf("helper %s: no longer in the fleet", m.addr)
 	case m.remote != nil:
@@ -178,10 +181,7 @@ func (m *fleetMember) unreachable(err error) {
 // helper, the only one that has it. It returns an error naming every
 // helper's reason when none could take it.
 func (f *Fleet) New(ctx context.Context, src Source, opts ...Option) (*Instance, error) {
-	f.mu.Lock()
-	closed := f.closed
-	f.mu.Unlock()
-	if closed {
+	if f.isClosed() {
 		return nil, errors.New("Fleet.New: the fleet is closed")
 	}
 	if snap, ok := src.(*Snapshot); ok && snap.onHelper != nil {
@@ -231,6 +231,9 @@ func (f *Fleet) newOnHelper(ctx context.Context, snap *Snapshot, opts []Option) 
 // it. It returns the build's error, or one naming every helper's reason
 // when none has room.
 func (f *Fleet) Build(ctx context.Context, src []byte, opts ...BuildOption) (*Snapshot, error) {
+	if f.isClosed() {
+		return nil, errors.New("Fleet.Build: the fleet is closed")
+	}
 	cs, why := f.survey(ctx)
 	if len(cs) == 0 {
 		if len(why) == 0 {
@@ -248,6 +251,9 @@ func (f *Fleet) Build(ctx context.Context, src []byte, opts ...BuildOption) (*Sn
 // Pull has the first helper that answers pull the image ref names (see
 // Remote.Pull); the others pull it when Fleet.New first places it there.
 func (f *Fleet) Pull(ctx context.Context, ref string, opts ...PullOption) (*Image, error) {
+	if f.isClosed() {
+		return nil, errors.New("Fleet.Pull: the fleet is closed")
+	}
 	cs, why := f.survey(ctx)
 	for _, c := range cs {
 		img, err := c.r.Pull(ctx, ref, opts...)
@@ -260,7 +266,8 @@ func (f *Fleet) Pull(ctx context.Context, ref string, opts ...PullOption) (*Imag
 }
 
 // Close stops refreshing, then closes every helper's Remote (and so every
-// sandbox the fleet started). It returns nil.
+// sandbox the fleet started); a call under way meanwhile dials no helper
+// after Close has passed it, and later calls fail. It returns nil.
 func (f *Fleet) Close() error {
 	f.mu.Lock()
 	f.closed = true
@@ -270,7 +277,8 @@ func (f *Fleet) Close() error {
 	}
 	var wg sync.WaitGroup
 	for _, m := range f.snapshot() {
-		m.mu.Lock()
+		m.mu.Lock() // after a dial under way: its Remote is closed too
+		m.closed = true
 		r := m.remote
 		m.mu.Unlock()
 		if r != nil {
@@ -279,4 +287,11 @@ func (f *Fleet) Close() error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// isClosed reports whether Close was called.
+func (f *Fleet) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
 }

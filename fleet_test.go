@@ -598,3 +598,27 @@ func TestFleetDNSLeaving(t *testing.T) {
 		t.Error("the Remote of a helper dropped from the fleet is still open")
 	}
 }
+
+// TestFleetClosed: once a fleet is closed, it dials no helper, not even
+// one it never dialed, so that no Remote (nor a sandbox on it) outlives
+// it; its calls say it is closed.
+func TestFleetClosed(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	p := newTestPKI(t)
+	s := startNetHelper(t, p)
+	f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+	f.update([]string{s.Addr().String()}) // not dialed yet
+	m := f.snapshot()[0]
+	f.Close()
+	if _, err := f.Pull(ctx, "127.0.0.1:1/none"); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Pull on a closed fleet: %v", err)
+	}
+	if _, err := f.New(ctx, nil); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("New on a closed fleet: %v", err)
+	}
+	if r, err := f.dial(ctx, m); err == nil {
+		r.Close()
+		t.Error("a closed fleet dialed a helper")
+	}
+}
