@@ -622,3 +622,47 @@ func TestFleetClosed(t *testing.T) {
 		t.Error("a closed fleet dialed a helper")
 	}
 }
+
+// TestFleetCloseRacesNew: a fleet closed while a New is under way (on a
+// helper dialed already or not) gives that New an error or a sandbox it
+// then closes, never a panic nor a sandbox left running: Close may land
+// anywhere in the start, including between the helper's answer and the
+// client taking the sandbox in.
+func TestFleetCloseRacesNew(t *testing.T) {
+	ctx := context.Background()
+	p := newTestPKI(t)
+	s := startNetHelper(t, p)
+	ref := testRegistry(t, "127.0.0.1:0")
+	fleet := func() *Fleet {
+		f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+		f.update([]string{s.Addr().String()})
+		return f
+	}
+	f := fleet()
+	img, err := f.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for i := range 20 {
+		f := fleet()
+		if i%2 == 1 {
+			if _, err := f.dial(ctx, f.snapshot()[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		started := make(chan *Instance, 1)
+		go func() {
+			inst, _ := f.New(ctx, img)
+			started <- inst
+		}()
+		time.Sleep(time.Duration(i%10) * 5 * time.Millisecond) // Close lands at a different point each time
+		f.Close()
+		if inst := <-started; inst != nil {
+			if err := inst.Command("true").Run(); err == nil {
+				t.Errorf("round %d: New gave a sandbox that still runs after the fleet's Close", i)
+			}
+			inst.Close()
+		}
+	}
+}

@@ -144,6 +144,7 @@ func (s *NetServer) build(client string, req *ipc.Request, m *ipc.BuildReq) (ipc
 		return ipc.Empty{}, err
 	}
 	req.HijackWith(func(conn net.Conn) {
+		streamUserTimeout(conn) // the client may read the events slowly (see streamUserTimeout)
 		defer release()
 		defer unbook()
 		defer lease.Release()

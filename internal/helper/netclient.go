@@ -160,9 +160,6 @@ func (n *NetClient) client(ctx context.Context) (*ipc.Client, error) {
 	n.mu.Unlock()
 
 	c, err := ipc.Connect(dctx, n.dial)
-	if err == nil {
-		c.SetStreamHook(streamUserTimeout)
-	}
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -242,6 +239,8 @@ func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInsta
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
+		ni.waitStop = func() {} // no wait was started: Close stops the sandbox and closes the rest
+		close(ni.done)
 		ni.Close()
 		return nil, nil, fmt.Errorf("helper %s: %w", n.addr, ipc.ErrAlreadyClosed)
 	}

@@ -29,12 +29,16 @@ func controlUserTimeout(_, _ string, c syscall.RawConn) error {
 }
 
 // streamUserTimeout lifts userTimeout from a connection that became a
-// stream: a stream's reader may stop reading for as long as it likes (a
+// stream its peer reads at its own pace: the helper's end of a sandbox's
+// streams and of a build's events, the client's end of a sandbox's
+// streams. A stream's reader may stop reading for as long as it likes (a
 // program that reads a command's output later), and the kernel would
 // abort a connection whose peer keeps its window closed for longer than
-// the user timeout, answered probes or not. A stream whose peer is cut
-// off ends with its sandbox, whose own connections notice (see
-// whileRunning and ipc.Client.CloseOnEnd).
+// the user timeout, answered probes or not. A sandbox's stream whose peer
+// is cut off ends with the sandbox, whose own connections notice (see
+// whileRunning and ipc.Client.CloseOnEnd). An upload keeps the timeout:
+// nothing else would end it when the helper is cut off, and a helper
+// reads what it is sent without pause.
 func streamUserTimeout(c net.Conn) {
 	if raw := tlsRaw(c); raw != nil {
 		c = raw
