@@ -321,8 +321,42 @@ func TestFleet(t *testing.T) {
 	}
 
 	// Cut another node off the network without a word (its link down):
-	// its sandboxes fail too, once the keepalives go unanswered.
+	// its sandboxes fail too, once the keepalives go unanswered, and a
+	// connection in one of them that this program is writing to (the
+	// sandbox end never reads: every buffer on the way is full) fails
+	// with it.
 	cut := nodes[1]
+	writeErr := make(chan error, 1)
+	for _, inst := range insts {
+		if helperOf(inst) != cut.addr() {
+			continue
+		}
+		ln, err := inst.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := inst.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		unread, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unread.Close()
+		go func() {
+			buf := make([]byte, 1<<20)
+			for {
+				if _, err := c.Write(buf); err != nil {
+					writeErr <- err
+					return
+				}
+			}
+		}()
+		break
+	}
 	ipCmd(t, "link", "set", cut.veth, "down")
 	cutAt := time.Now()
 	for _, inst := range insts {
@@ -339,6 +373,11 @@ func TestFleet(t *testing.T) {
 		}
 	}
 	t.Logf("sandboxes of the cut-off helper: Done within %v", time.Since(cutAt))
+	select {
+	case <-writeErr:
+	case <-time.After(60 * time.Second):
+		t.Error("a write to a connection in a sandbox of the cut-off helper still blocked a minute after the cut")
+	}
 	if inst := startMany(t, fleet, img, 1)[0]; helperOf(inst) != nodes[2].addr() {
 		t.Errorf("with one helper killed and one cut off, a sandbox went to %s", helperOf(inst))
 	} else {

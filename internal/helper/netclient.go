@@ -234,7 +234,7 @@ func (n *NetClient) Start(ctx context.Context, req *ipc.RemoteNewReq) (*NetInsta
 		// No connection ever attached: the helper's grace period stops it.
 		return nil, nil, fmt.Errorf("connecting to sandbox %s on %s: %w", a.ID, n.addr, err)
 	}
-	agent.SetStreamHook(streamUserTimeout)
+	agent.SetStreamHook(ni.stream)
 	ni.agent = agent
 	n.mu.Lock()
 	if n.closed {

@@ -2,14 +2,17 @@ package helper
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -32,6 +35,57 @@ type NetInstance struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	streamsMu sync.Mutex
+	streams   []weak.Pointer[net.TCPConn] // guarded by streamsMu: the connections beneath the streams handed out
+}
+
+// stream is the agent client's stream hook: the stream does without the
+// user timeout (see streamUserTimeout), and is kept, weakly, so that it
+// can be closed when the sandbox ends or its helper is found gone: a
+// program writing to a sandbox's connection or a command's input while
+// the network to the helper is cut would otherwise wait until TCP gives
+// up. A stream the program has dropped is not held.
+func (ni *NetInstance) stream(c net.Conn) {
+	streamUserTimeout(c)
+	raw, ok := beneath(c).(*net.TCPConn)
+	if !ok {
+		return
+	}
+	ni.streamsMu.Lock()
+	defer ni.streamsMu.Unlock()
+	if len(ni.streams) == cap(ni.streams) { // forget those the program has dropped
+		ni.streams = slices.DeleteFunc(ni.streams, func(w weak.Pointer[net.TCPConn]) bool { return w.Value() == nil })
+	}
+	ni.streams = append(ni.streams, weak.Make(raw))
+}
+
+// closeStreams closes the streams handed out that are still open.
+func (ni *NetInstance) closeStreams() {
+	ni.streamsMu.Lock()
+	streams := ni.streams
+	ni.streams = nil
+	ni.streamsMu.Unlock()
+	for _, w := range streams {
+		if c := w.Value(); c != nil {
+			c.Close()
+		}
+	}
+}
+
+// beneath returns the connection under c's wrappers (TLS, bytes read
+// ahead): the TCP connection of a network client's stream.
+func beneath(c net.Conn) net.Conn {
+	for {
+		switch cc := c.(type) {
+		case *tls.Conn:
+			c = cc.NetConn()
+		case interface{ NetConn() net.Conn }:
+			c = cc.NetConn()
+		default:
+			return c
+		}
+	}
 }
 
 // closeTimeout bounds MsgInstanceClose: a helper that neither answers nor
@@ -81,6 +135,7 @@ func (ni *NetInstance) wait(ctx context.Context) {
 		ni.reason = err
 	}
 	ni.agent.Close() // calls in flight fail at once
+	ni.closeStreams()
 	close(ni.done)
 }
 

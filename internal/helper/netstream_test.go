@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -386,5 +387,49 @@ func TestNetStreamSlowReader(t *testing.T) {
 	}
 	if err := <-written; err != nil {
 		t.Errorf("the writer to a reader that paused: %v", err)
+	}
+}
+
+// TestNetInstanceStreamsKeptWeakly: a sandbox's streams are kept (to be
+// closed when the sandbox ends or its helper is found gone) without
+// being held: those the program has dropped are forgotten, so a sandbox
+// that lives long and dials often does not grow a list of them.
+func TestNetInstanceStreamsKeptWeakly(t *testing.T) {
+	leakcheck.Check(t)
+	ctx := context.Background()
+	s, ca := startServer(t, time.Minute)
+	ni, _, err := dialAs(t, s, ca, "alice").Start(ctx, &ipc.RemoteNewReq{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ni.Close()
+	agent := ipc.NewAgent(ni.Client())
+	dial := func() net.Conn {
+		_, _, c, err := agent.Dial(ctx, ipc.DialReq{Network: "udp", Addr: "127.0.0.1:9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for range 200 {
+		dial().Close() // dropped at once
+	}
+	runtime.GC()
+	runtime.GC()
+	kept := dial()
+	defer kept.Close()
+	for range 200 {
+		dial().Close()
+		runtime.GC()
+	}
+	ni.streamsMu.Lock()
+	n := len(ni.streams)
+	ni.streamsMu.Unlock()
+	if n > 300 {
+		t.Errorf("%d streams kept of 401 dialed and 400 dropped", n)
+	}
+	ni.Close()
+	if _, err := kept.Read(make([]byte, 1)); err == nil {
+		t.Error("a stream of a closed sandbox still reads")
 	}
 }
