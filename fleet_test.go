@@ -519,6 +519,12 @@ func processesIn(ns string) []string {
 	return pids
 }
 
+// dnsFleet returns a fleet as FleetFromDNS makes one, for tenant-a, with
+// no members and no refresh: a test gives it members with update.
+func dnsFleet(p *testPKI) *Fleet {
+	return &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+}
+
 // TestFleetDNSBounded: what DNS lists cannot make a fleet grow without end
 // or dial without end: it takes the first maxFleetHelpers helpers listed,
 // drops those no longer listed that it never dialed, and a helper that
@@ -559,7 +565,7 @@ func TestFleetDNSBounded(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: newTestPKI(t).client("tenant-a"), done: make(chan struct{})}}
+	f := dnsFleet(newTestPKI(t))
 	defer f.Close()
 	f.update(addrs(0, 3000))
 	if n := len(f.snapshot()); n != maxFleetHelpers {
@@ -601,7 +607,7 @@ func TestFleetDNSLeaving(t *testing.T) {
 	ctx := context.Background()
 	p := newTestPKI(t)
 	s := startNetHelper(t, p)
-	f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+	f := dnsFleet(p)
 	defer f.Close()
 	ref := testRegistry(t, "127.0.0.1:0")
 	f.update([]string{s.Addr().String()})
@@ -646,7 +652,7 @@ func TestFleetClosed(t *testing.T) {
 	ctx := context.Background()
 	p := newTestPKI(t)
 	s := startNetHelper(t, p)
-	f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+	f := dnsFleet(p)
 	f.update([]string{s.Addr().String()}) // not dialed yet
 	m := f.snapshot()[0]
 	f.Close()
@@ -673,7 +679,7 @@ func TestFleetCloseRacesNew(t *testing.T) {
 	s := startNetHelper(t, p)
 	ref := testRegistry(t, "127.0.0.1:0")
 	fleet := func() *Fleet {
-		f := &Fleet{dns: &fleetDNS{name: "helpers.test", tls: p.client("tenant-a"), done: make(chan struct{})}}
+		f := dnsFleet(p)
 		f.update([]string{s.Addr().String()})
 		return f
 	}

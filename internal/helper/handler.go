@@ -184,7 +184,7 @@ func forwardTo(ctx context.Context, inst *engine.Instance, req *ipc.Request, d *
 		out.Hijack = func(client net.Conn) {
 			go func() {
 				var watch *hangUpWatch
-				if raw := tlsRaw(client); raw != nil {
+				if raw, isTLS := beneath(client); isTLS {
 					c := client
 					watch = newHangUpWatch(c, raw, func() { c.Close(); conn.Close() })
 					client = watch

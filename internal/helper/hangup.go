@@ -82,17 +82,18 @@ func (c *hangUpWatch) CloseWrite() error {
 	return c.Close()
 }
 
-// tlsRaw returns the TCP connection beneath c when c is a TLS connection
-// (perhaps with bytes read ahead before it), and nil otherwise.
-func tlsRaw(c net.Conn) net.Conn {
+// beneath returns the connection under c's wrappers (TLS, bytes read
+// ahead before it): for a network client's stream, its TCP connection;
+// isTLS says whether TLS was among them.
+func beneath(c net.Conn) (raw net.Conn, isTLS bool) {
 	for {
 		switch cc := c.(type) {
 		case *tls.Conn:
-			return cc.NetConn()
+			c, isTLS = cc.NetConn(), true
 		case interface{ NetConn() net.Conn }:
 			c = cc.NetConn()
 		default:
-			return nil
+			return c, isTLS
 		}
 	}
 }

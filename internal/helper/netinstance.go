@@ -2,7 +2,6 @@ package helper
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,8 +46,9 @@ type NetInstance struct {
 // the network to the helper is cut would otherwise wait until TCP gives
 // up. A stream the program has dropped is not held.
 func (ni *NetInstance) stream(c net.Conn) {
+	c, _ = beneath(c)
 	streamUserTimeout(c)
-	raw, ok := beneath(c).(*net.TCPConn)
+	raw, ok := c.(*net.TCPConn)
 	if !ok {
 		return
 	}
@@ -69,21 +69,6 @@ func (ni *NetInstance) closeStreams() {
 	for _, w := range streams {
 		if c := w.Value(); c != nil {
 			c.Close()
-		}
-	}
-}
-
-// beneath returns the connection under c's wrappers (TLS, bytes read
-// ahead): the TCP connection of a network client's stream.
-func beneath(c net.Conn) net.Conn {
-	for {
-		switch cc := c.(type) {
-		case *tls.Conn:
-			c = cc.NetConn()
-		case interface{ NetConn() net.Conn }:
-			c = cc.NetConn()
-		default:
-			return c
 		}
 	}
 }

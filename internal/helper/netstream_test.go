@@ -250,6 +250,35 @@ func TestNetForwardedStreamsHeld(t *testing.T) {
 	}
 }
 
+// connPairs listens on TCP in the sandbox agent serves and returns pair,
+// which dials that listener and accepts: two streams, the ends of one
+// connection in the sandbox.
+func connPairs(t *testing.T, agent *ipc.Agent) (pair func() (dialed, accepted net.Conn)) {
+	t.Helper()
+	ctx := context.Background()
+	ln, _, err := agent.Listen(ctx, ipc.ListenReq{Network: "tcp", Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() (dialed, accepted net.Conn) {
+		_, _, dialed, err := agent.Dial(ctx, ipc.DialReq{Network: "tcp", Addr: ln.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, accepted, err = agent.ListenerAccept(ctx, ln.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dialed, accepted
+	}
+}
+
+// tcpOf returns the TCP connection beneath a network client's stream.
+func tcpOf(c net.Conn) *net.TCPConn {
+	raw, _ := beneath(c)
+	return raw.(*net.TCPConn)
+}
+
 // TestNetStreamClientHangsUp: a client that closes a stream ends it on the
 // helper's side even when the sandbox keeps its own end open (a
 // connection the sandbox accepted and never closes): once the TCP
@@ -271,23 +300,7 @@ func TestNetStreamClientHangsUp(t *testing.T) {
 	}
 	defer ni.Close()
 	agent := ipc.NewAgent(ni.Client())
-	ln, _, err := agent.Listen(ctx, ipc.ListenReq{Network: "tcp", Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// pair dials the sandbox's listener and accepts: two streams, the
-	// ends of one connection in the sandbox.
-	pair := func() (dialed, accepted net.Conn) {
-		_, _, dialed, err := agent.Dial(ctx, ipc.DialReq{Network: "tcp", Addr: ln.Addr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, accepted, err = agent.ListenerAccept(ctx, ln.Handle)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dialed, accepted
-	}
+	pair := connPairs(t, agent)
 	dialed, accepted := pair()
 	defer accepted.Close()
 	_, _, third, err := agent.Dial(ctx, ipc.DialReq{Network: "udp", Addr: "127.0.0.1:9"}) // the cap is 3
@@ -295,8 +308,8 @@ func TestNetStreamClientHangsUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	tlsRaw(dialed).(*net.TCPConn).SetLinger(0) // its close resets the connection
-	dialed.Close()                             // the sandbox's other end (accepted) stays open
+	tcpOf(dialed).SetLinger(0) // its close resets the connection
+	dialed.Close()             // the sandbox's other end (accepted) stays open
 	var err2 error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		var c net.Conn
@@ -318,7 +331,7 @@ func TestNetStreamClientHangsUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		if tcpToo {
-			if err := tlsRaw(dialed).(*net.TCPConn).CloseWrite(); err != nil {
+			if err := tcpOf(dialed).CloseWrite(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -353,20 +366,8 @@ func TestNetStreamSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ni.Close()
-	agent := ipc.NewAgent(ni.Client())
-	ln, _, err := agent.Listen(ctx, ipc.ListenReq{Network: "tcp", Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, dialed, err := agent.Dial(ctx, ipc.DialReq{Network: "tcp", Addr: ln.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dialed, accepted := connPairs(t, ipc.NewAgent(ni.Client()))()
 	defer dialed.Close()
-	_, accepted, err := agent.ListenerAccept(ctx, ln.Handle)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer accepted.Close()
 	const total = 64 << 20
 	written := make(chan error, 1)

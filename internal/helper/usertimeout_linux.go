@@ -40,9 +40,7 @@ func controlUserTimeout(_, _ string, c syscall.RawConn) error {
 // nothing else would end it when the helper is cut off, and a helper
 // reads what it is sent without pause.
 func streamUserTimeout(c net.Conn) {
-	if raw := tlsRaw(c); raw != nil {
-		c = raw
-	}
+	c, _ = beneath(c)
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 0) })
