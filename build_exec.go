@@ -54,6 +54,7 @@ type buildExec struct {
 // liveSandbox is a sandbox kept for the next RUN on its filesystem.
 type liveSandbox struct {
 	inst    *Instance
+	key     string    // the key of the step it ran last (see dockerfile.RunSpec)
 	layers  []v1.Hash // what its root now equals
 	network bool      // it has the build's egress
 }
@@ -291,9 +292,10 @@ func (e *buildExec) Record(ctx context.Context, key string, ref dockerfile.Ref) 
 	return e.charge(buildStepKind, e.stepName(key))
 }
 
-// Run runs a RUN step in a sandbox: a kept one when its root is base's
-// filesystem already (the last RUN of a stage left it so) and the step
-// mounts nothing, else a new one with the step's mounts and network.
+// Run runs a RUN step in a sandbox: a kept one when the step follows the
+// RUN that left it (see dockerfile.RunSpec's After), its root is base's
+// filesystem already and the step mounts nothing, else a new one with the
+// step's mounts and network.
 func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfile.RunSpec) (dockerfile.Ref, error) {
 	br := base.(*buildRef)
 	if br.host != "" && e.hostErr != nil {
@@ -301,7 +303,7 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	}
 	var inst *Instance
 	if len(spec.Binds) == 0 {
-		inst = e.takeLive(br.layers, spec.Network)
+		inst = e.takeLive(spec.After, br.layers, spec.Network)
 	}
 	if inst == nil {
 		if e.o.helper != nil {
@@ -340,7 +342,7 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	var r *buildRef
 	defer func() {
 		if keep {
-			e.keepLive(liveSandbox{inst: inst, layers: r.layers, network: spec.Network})
+			e.keepLive(liveSandbox{inst: inst, key: spec.Key, layers: r.layers, network: spec.Network})
 		} else {
 			inst.Close()
 		}
@@ -383,7 +385,7 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 	// here, where the error would read as the command's.
 	e.chargeSnapshot(snap.info)
 	r = e.infoRef(snap.info)
-	keep = len(spec.Binds) == 0 && e.shareable(inst, r)
+	keep = len(spec.Binds) == 0 && spec.Key != "" && e.shareable(inst, r)
 	return r, nil
 }
 
@@ -436,13 +438,16 @@ func (e *buildExec) maxLive() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// takeLive returns the kept sandbox whose root is layers, if any, and
-// stops keeping it.
-func (e *buildExec) takeLive(layers []v1.Hash, network bool) *Instance {
+// takeLive returns the sandbox kept from the step whose key is after, if
+// any, when its root is layers and its network is as asked, and stops
+// keeping it. A sandbox whose files are those of another chain of steps
+// is not taken: the same files may come of other instructions, which may
+// have left other things behind.
+func (e *buildExec) takeLive(after string, layers []v1.Hash, network bool) *Instance {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, l := range e.live {
-		if l.network == network && slices.Equal(l.layers, layers) {
+		if after != "" && l.key == after && l.network == network && slices.Equal(l.layers, layers) {
 			e.live = slices.Delete(e.live, i, i+1)
 			return l.inst
 		}

@@ -79,3 +79,39 @@ func TestBuildHostileSources(t *testing.T) {
 		t.Errorf("the host directory changed: %v", ents)
 	}
 }
+
+// TestBuildKeptSandboxFollowsItsSteps: a sandbox kept from one RUN for
+// the next holds more than its files (/etc/hosts, /dev, /dev/shm), so a
+// stage that makes the same files as another stage's steps by other
+// instructions must not hand its sandbox to that stage's next RUN, whose
+// result the cache records under the honest instructions' key. Stage a
+// redoes b's first step and then plants things no snapshot keeps; a2
+// makes b run after a, so that a's sandbox is there for b to take.
+func TestBuildKeptSandboxFollowsItsSteps(t *testing.T) {
+	cache := t.TempDir()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := loadInStore(t, src, cache)
+	dockerfile := `FROM busybox AS a
+RUN echo hello > /greeting
+RUN touch /greeting; echo '192.0.2.66 planted.example' >> /etc/hosts; echo x > /dev/shm/planted
+FROM busybox AS b
+RUN echo hello > /greeting
+RUN cat /etc/hosts > /seen; ls /dev/shm >> /seen
+FROM a AS a2
+ONBUILD COPY --from=b /seen /seen
+FROM a2
+`
+	img, err := Build(context.Background(), []byte(dockerfile), WithCacheDir(cache), WithBuildSource("busybox", base),
+		WithPullOptions(WithPullPolicy(PullNever)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	inst := newInstance(t, img, WithCacheDir(cache))
+	if seen := run(t, inst, "cat /seen"); strings.Contains(seen, "planted") {
+		t.Errorf("stage b's step ran in the sandbox stage a left, which planted things; it saw:\n%s", seen)
+	}
+}

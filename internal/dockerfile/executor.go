@@ -38,6 +38,14 @@ type RunSpec struct {
 	// the base lacked them, deepest first: the result keeps none of
 	// them that holds nothing but other stubs.
 	Stubs []string
+	// After is the key of the filesystem step the command runs after (or
+	// of the stage's FROM), and Key the key of this step. Keys name the
+	// instructions that made a filesystem, not its files: a sandbox the
+	// Executor keeps from one RUN may serve only a RUN whose After is that
+	// RUN's Key, so that what the sandbox holds besides its files (its
+	// /etc/hosts, /dev, /dev/shm, IPC objects, processes) is what the
+	// same instructions made.
+	After, Key string
 }
 
 // Bind is a host path mounted into a RUN step's sandbox.

@@ -82,6 +82,7 @@ func (s *state) run(c *instructions.RunCommand) error {
 		spec := RunSpec{
 			Args: args, Env: append(slices.Clone(env), ms.env...), Dir: dir, User: user, Script: script,
 			Output: multiLine{out, &tail}, Network: network, Binds: ms.binds, Stubs: stubs,
+			After: s.fsKey, Key: key,
 		}
 		r, err := s.b.exec.Run(s.b.ctx, s.ref, spec)
 		out.flush()

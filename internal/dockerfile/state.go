@@ -34,6 +34,7 @@ type state struct {
 	cfg      *v1.ConfigFile
 	dirty    bool // cfg differs from ref's config
 	key      string
+	fsKey    string     // the key of the last filesystem step, or of FROM before one
 	args     []argValue // the stage's ARGs
 	noCache  bool
 	cmdSet   bool // a CMD came in this stage
@@ -93,6 +94,7 @@ func (b *builder) startStage(s *stage) (*state, error) {
 		}
 		st.key = stepKey(st.key, "ONBUILD", triggers...)
 	}
+	st.fsKey = st.key
 	st.commands = append(st.commands, s.def.Commands...)
 	for _, c := range st.commands {
 		switch c.(type) {
@@ -215,7 +217,7 @@ func (s *state) fsStepReused(instr, key, createdBy string, run func() (r Ref, re
 			if err := s.adopt(r); err != nil {
 				return err
 			}
-			s.key = key
+			s.key, s.fsKey = key, key
 			s.event(instr, Event{Cached: true, Done: true})
 			return nil
 		}
@@ -239,7 +241,7 @@ func (s *state) fsStepReused(instr, key, createdBy string, run func() (r Ref, re
 	if err := s.setRef(r); err != nil {
 		return err
 	}
-	s.key = key
+	s.key, s.fsKey = key, key
 	s.event(instr, Event{Cached: reused, Done: true})
 	return nil
 }
