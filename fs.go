@@ -137,6 +137,12 @@ func (i *Instance) openFile(name, p string, flag int, perm fs.FileMode) (*File, 
 	}
 	file := &File{inst: i, name: name, path: p, info: newFileInfo(ans.Info, ans.Stat)}
 	if f != nil {
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			// The agent passes regular files alone: the host's reads of
+			// anything else (a device, a terminal) need not end.
+			f.Close()
+			return nil, i.pathErr("open", name, errors.New("the agent passed a descriptor of a file that is not regular"))
+		}
 		file.io = &fdFile{f: f}
 	} else {
 		file.io = &agentFile{inst: i, handle: ans.Handle}
@@ -172,34 +178,53 @@ func (i *Instance) Lstat(name string) (fs.FileInfo, error) {
 	return newFileInfo(ans.Info, ans.Stat), nil
 }
 
-// ReadFile returns the content of the named file (fs.ReadFileFS).
+// readAhead bounds the room ReadFile makes for a file before its bytes
+// come.
+const readAhead = 64 << 20
+
+// ReadFile returns the content of the named file (fs.ReadFileFS). It
+// reads the whole file into memory, as os.ReadFile does, however large
+// the sandbox made it: to read a file whose size you do not control, Open
+// it and read through io.LimitReader.
 func (i *Instance) ReadFile(name string) ([]byte, error) {
 	p, err := fsPath("open", name)
 	if err != nil {
 		return nil, err
 	}
-	if !i.fdOK {
-		data, err := i.agent.ReadFile(context.Background(), p)
-		if err == nil {
-			return data, nil
-		}
-		if !errors.Is(err, syscall.EFBIG) {
-			return nil, i.pathErr("open", name, err)
-		}
-		// Too large for one answer: the file comes as a stream, its reads
-		// pipelined through every hop, rather than message by message.
-		data, err = i.agent.ReadFileStream(context.Background(), p)
+	if i.fdOK {
+		f, err := i.openFile(name, p, os.O_RDONLY, 0)
 		if err != nil {
-			return nil, i.pathErr("open", name, err)
+			return nil, err
 		}
+		if fd, ok := f.io.(*fdFile); ok {
+			defer f.Close()
+			return readAll(fd.f, f.info.size)
+		}
+		// Not a regular file (the agent passes no other): the agent reads
+		// it, as where descriptors cannot pass, and bounds it.
+		f.Close()
+	}
+	data, err := i.agent.ReadFile(context.Background(), p)
+	if err == nil {
 		return data, nil
 	}
-	f, err := i.openFile(name, p, os.O_RDONLY, 0)
-	if err != nil {
-		return nil, err
+	if !errors.Is(err, syscall.EFBIG) {
+		return nil, i.pathErr("open", name, err)
 	}
-	defer f.Close()
-	data := make([]byte, 0, f.info.size+1)
+	// Too large for one answer: the file comes as a stream, its reads
+	// pipelined through every hop, rather than message by message.
+	data, err = i.agent.ReadFileStream(context.Background(), p)
+	if err != nil {
+		return nil, i.pathErr("open", name, err)
+	}
+	return data, nil
+}
+
+// readAll reads f to its end. size, the file's size when opened, is the
+// sandbox's to choose, holes included (a sparse file of a terabyte takes
+// no room): room for more than readAhead of it comes as bytes do.
+func readAll(f io.Reader, size int64) ([]byte, error) {
+	data := make([]byte, 0, min(size, readAhead)+1)
 	for {
 		if len(data) == cap(data) {
 			data = append(data, 0)[:len(data)]

@@ -164,9 +164,14 @@ func (a *agent) open(req *ipc.Request, p string, flag int, perm fs.FileMode, wan
 	}
 	info, st := fileInfo(fi)
 	ans := ipc.OpenAns{Info: info, Stat: st}
-	if wantFD && req.CanPassDescriptors() && !fi.IsDir() {
-		// Directories stay here: their entries are read by the agent,
-		// which can stat them in the sandbox.
+	if wantFD && req.CanPassDescriptors() && fi.Mode().IsRegular() {
+		// Only regular files leave. Directories stay here: their entries
+		// are read by the agent, which can stat them in the sandbox. So do
+		// devices, pipes and terminals, which the sandbox may link in
+		// where the host expects a file: a read of /dev/zero never ends,
+		// one of a terminal's master may wait for good, and the host's
+		// calls on a descriptor of its own would not end with the sandbox;
+		// here they do.
 		req.SendFiles(f) // the server closes the agent's copy once sent
 	} else {
 		ans.Handle = a.handles.add(f)

@@ -1,0 +1,88 @@
+package sandbox
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestReadFileHostileFiles: where the host expects a file, the sandbox
+// links in a device that never ends (/dev/zero) or a terminal's master
+// that never answers (/dev/pts/ptmx). ReadFile of the first is refused as
+// too large; ReadFile and WriteFile of the second wait, as they would in
+// the sandbox, and end with an error once the sandbox is closed, leaving
+// nothing behind: the host holds no descriptor of such a file, whose
+// reads and writes would not end with the sandbox.
+func TestReadFileHostileFiles(t *testing.T) {
+	for _, m := range ioModes {
+		t.Run(m.name, func(t *testing.T) {
+			inst := newInstance(t, busyboxImage(t), m.opts...)
+			run(t, inst, "ln -s /dev/zero /zero && ln -s /dev/pts/ptmx /ptmx")
+			if data, err := inst.ReadFile("/zero"); err == nil {
+				t.Errorf("ReadFile of a link to /dev/zero: %d bytes and no error", len(data))
+			}
+			if f, err := inst.Open("/zero"); err == nil {
+				buf := make([]byte, 1<<20)
+				if n, err := io.ReadFull(f, buf); err != nil || !bytes.Equal(buf[:n], make([]byte, len(buf))) {
+					t.Errorf("Open and read of /dev/zero: %d bytes, %v", n, err)
+				}
+				f.Close()
+			} else {
+				t.Errorf("Open of a link to /dev/zero: %v", err)
+			}
+			ended := make(chan error, 2)
+			go func() {
+				_, err := inst.ReadFile("/ptmx")
+				ended <- err
+			}()
+			go func() {
+				ended <- inst.WriteFile("/ptmx", make([]byte, 2<<20), 0o644)
+			}()
+			select {
+			case err := <-ended:
+				t.Fatalf("a call on a terminal's master nobody serves returned before Close: %v", err)
+			case <-time.After(time.Second):
+			}
+			if err := inst.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				select {
+				case err := <-ended:
+					if err == nil {
+						t.Error("a call on a terminal's master returned no error once the sandbox closed")
+					}
+				case <-time.After(time.Minute):
+					t.Fatal("a call on a terminal's master outlived the sandbox's Close by a minute")
+				}
+			}
+		})
+	}
+}
+
+// TestReadAllSparse: the room readAll makes before bytes come is bounded,
+// whatever size the file claims: a sparse file of a terabyte, which the
+// sandbox can make without disk, is not a terabyte's allocation.
+func TestReadAllSparse(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "sparse")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(1 << 40); err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	data, err := readAll(io.LimitReader(g, 1<<20), 1<<40)
+	if err != nil || len(data) != 1<<20 || cap(data) > readAhead+1 {
+		t.Errorf("readAll of 1 MiB of a 1 TiB file: %d bytes (room for %d), %v", len(data), cap(data), err)
+	}
+}
