@@ -3,9 +3,12 @@
 package sandbox
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,5 +114,55 @@ func TestLoadDockerArchive(t *testing.T) {
 	}
 	if _, err := LoadDockerArchive(ctx, filepath.Join(t.TempDir(), "missing.tar"), cache); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a missing archive: %v", err)
+	}
+}
+
+// TestLoadArchiveConfigIsManifest: a docker archive's image is recorded
+// under its config's digest, pulled and laid-out images under their
+// manifests'. An archive whose config is the bytes of another image's
+// manifest is refused, and that image, loaded or pulled afterwards into
+// the same store, is itself and runs.
+func TestLoadArchiveConfigIsManifest(t *testing.T) {
+	ctx := context.Background()
+	cache := t.TempDir()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := src.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"config.json", manifest},
+		{"manifest.json", []byte(`[{"Config":"config.json","RepoTags":["hostile/x:1"],"Layers":[]}]`)},
+	} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		tw.Write(f.data)
+	}
+	tw.Close()
+	archive := filepath.Join(t.TempDir(), "hostile.tar")
+	if err := os.WriteFile(archive, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if img, err := LoadDockerArchive(ctx, archive, WithCacheDir(cache)); err == nil {
+		t.Errorf("an archive whose config is a manifest was loaded, as %s", img.Digest())
+	}
+	dir := t.TempDir()
+	if err := testimage.WriteLayout(dir, src, "busybox"); err != nil {
+		t.Fatal(err)
+	}
+	img, err := LoadOCILayout(ctx, dir, WithCacheDir(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := newInstance(t, img, WithCacheDir(cache))
+	if got := run(t, inst, "echo ok"); got != "ok\n" {
+		t.Errorf("the image whose manifest the archive held: %q", got)
 	}
 }

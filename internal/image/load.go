@@ -2,6 +2,8 @@ package image
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -222,6 +224,9 @@ func (s *Store) LoadArchive(ctx context.Context, path string, o LoadOptions) (Lo
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
 	}
+	if err := checkArchiveConfig(raw, cfg); err != nil {
+		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
+	}
 	if err := checkPlatform(cfg, o.platform(), what); err != nil {
 		return Loaded{}, err
 	}
@@ -257,4 +262,24 @@ func hasTag(tags []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// checkArchiveConfig refuses a docker archive's config that is not an
+// image's config. Such an image is recorded under its config's digest,
+// where pulled and laid-out images are under their manifests': a config
+// whose bytes were another image's manifest would take that image's
+// record (and its place in build and snapshot keys). A manifest says no
+// rootfs of type "layers", which every image config does.
+func checkArchiveConfig(raw []byte, cfg *v1.ConfigFile) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return fmt.Errorf("parsing image config: %w", err)
+	}
+	if _, ok := fields["schemaVersion"]; ok {
+		return errors.New("its config is a manifest (it has a schemaVersion), not an image config")
+	}
+	if cfg.RootFS.Type != "layers" {
+		return fmt.Errorf("its config says rootfs type %q, not \"layers\": not an image config", cfg.RootFS.Type)
+	}
+	return nil
 }
