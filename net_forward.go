@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/netutil"
 )
@@ -18,7 +19,7 @@ func (i *Instance) Expose(network, sandboxAddr string, hostListener net.Listener
 	if hostListener == nil {
 		return nil, errors.New("Expose: nil listener")
 	}
-	f := newForwarder(hostListener, func(ctx context.Context) (net.Conn, error) {
+	f := newForwarder(hostListener, i.Done(), func(ctx context.Context) (net.Conn, error) {
 		return i.DialContext(ctx, network, sandboxAddr)
 	})
 	return f, nil
@@ -32,7 +33,7 @@ func (i *Instance) Forward(sandboxListener net.Listener, network, hostAddr strin
 	if sandboxListener == nil {
 		return nil, errors.New("Forward: nil listener")
 	}
-	f := newForwarder(sandboxListener, func(ctx context.Context) (net.Conn, error) {
+	f := newForwarder(sandboxListener, i.Done(), func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, hostAddr)
 	})
@@ -42,6 +43,7 @@ func (i *Instance) Forward(sandboxListener net.Listener, network, hostAddr strin
 // forwarder accepts on one side and dials the other for each connection.
 type forwarder struct {
 	ln     net.Listener
+	ended  <-chan struct{} // the sandbox's end
 	dial   func(context.Context) (net.Conn, error)
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -51,25 +53,39 @@ type forwarder struct {
 	conns map[net.Conn]struct{} // guarded by mu
 }
 
-func newForwarder(ln net.Listener, dial func(context.Context) (net.Conn, error)) *forwarder {
+func newForwarder(ln net.Listener, ended <-chan struct{}, dial func(context.Context) (net.Conn, error)) *forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &forwarder{ln: ln, dial: dial, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	f := &forwarder{ln: ln, ended: ended, dial: dial, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	f.wg.Add(1)
 	go f.acceptLoop()
 	return f
 }
 
+// acceptLoop accepts until the forwarder or its listener is closed, or
+// its sandbox ends. Any other error passes: a limit met (the host's
+// descriptors, a network helper's streams, which the sandbox's code can
+// use up by connecting) is waited out, as net/http's server does, from
+// 5 ms doubling to a second.
 func (f *forwarder) acceptLoop() {
 	defer f.wg.Done()
+	var pause time.Duration
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && f.ctx.Err() == nil {
-				continue
+			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, ErrNotRunning) {
+				return
 			}
-			return
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-f.ended:
+				return
+			case <-time.After(pause):
+			}
+			continue
 		}
+		pause = 0
 		f.wg.Add(1)
 		go f.serve(c)
 	}

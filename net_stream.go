@@ -45,13 +45,23 @@ func (l *streamListener) Accept() (net.Conn, error) {
 	}
 	ans, conn, err := l.inst.agent.ListenerAccept(l.ctx, l.handle)
 	if err != nil {
-		if l.ctx.Err() != nil {
+		if l.ctx.Err() != nil || l.inst.runner.Err() != nil {
 			return nil, closed()
 		}
-		return nil, opErr(l.inst.remoteErr(err))
+		return nil, opErr(acceptFailed{l.inst.remoteErr(err)})
 	}
 	return newStreamConn(conn, l.network, ans), nil
 }
+
+// acceptFailed is the error of an Accept that failed while its listener
+// is open and its sandbox runs (a network helper's limit on streams, which
+// the sandbox's code can reach by connecting): temporary, as EMFILE is on
+// a host listener, so that servers (net/http's) wait and accept again.
+type acceptFailed struct{ error }
+
+func (e acceptFailed) Unwrap() error   { return e.error }
+func (e acceptFailed) Temporary() bool { return true }
+func (e acceptFailed) Timeout() bool   { return false }
 
 func (l *streamListener) Close() error {
 	err := net.ErrClosed

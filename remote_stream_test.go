@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"syscall"
@@ -236,5 +237,84 @@ func TestRemoteVanishesMidCall(t *testing.T) {
 			t.Fatalf("30 s after its client vanished mid-call (grace 100ms), the sandbox still runs: %+v", c)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestForwardOutlastsStreamLimit: code in a sandbox on a network helper
+// connects to a listener its client Forwards 300 times, to a service
+// that holds every connection, and so meets the helper's limit on one
+// client's streams (256). The Forward waits that out: once the service
+// lets its connections go, every connection still waiting is forwarded.
+func TestForwardOutlastsStreamLimit(t *testing.T) {
+	const conns = 300
+	_, _, r, img := remoteClient(t)
+	inst, err := r.New(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	svc, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	accepted := make(chan net.Conn, conns)
+	go func() {
+		for {
+			c, err := svc.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	ln, err := inst.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := inst.Forward(ln, "tcp", svc.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	flood := inst.Command("sh", "-c", fmt.Sprintf("for i in $(seq %d); do nc 127.0.0.1 8080 </dev/null >/dev/null 2>&1 & done; wait", conns))
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	// Held by the service until the limit stops more (a few streams are
+	// the command's own) and none has come for two seconds.
+	deadline := time.After(time.Minute)
+	for quiet := false; !quiet; {
+		select {
+		case c := <-accepted:
+			held = append(held, c)
+		case <-time.After(2 * time.Second):
+			quiet = len(held) >= 250
+		case <-deadline:
+			t.Fatalf("the service got %d of the sandbox's %d connections in a minute", len(held), conns)
+		}
+	}
+	got := len(held)
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	for got < conns {
+		select {
+		case c := <-accepted:
+			c.Close()
+			got++
+		case <-time.After(time.Minute):
+			t.Fatalf("the Forward passed %d of the sandbox's %d connections, then none for a minute", got, conns)
+		}
+	}
+	if err := flood.Wait(); err != nil {
+		t.Errorf("the sandbox's connections: %v", err)
 	}
 }
