@@ -18,11 +18,13 @@ import (
 // v2 cgroup with CLONE_INTO_CGROUP, and into the v1 ones by forking on a
 // thread that joined them alone. Where clone3 or CLONE_INTO_CGROUP is
 // refused (before Linux 5.7, or under a seccomp filter such as Docker's),
-// it starts the agent without it and moves it.
-func (cg *cgroup) startAgent(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+// it starts the agent without it and moves it. With owner 0 or more, the
+// forking thread acts as that uid meanwhile, which owns the agent's user
+// namespace (see owner_linux.go).
+func (cg *cgroup) startAgent(newCmd func() *exec.Cmd, owner int) (*exec.Cmd, error) {
 	cmd := newCmd()
 	if cg.v2Top == "" {
-		return cmd, cg.startV1(cmd)
+		return cmd, cg.startOnThread(cmd, owner)
 	}
 	fd, err := unix.Open(cg.v2Top, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -30,12 +32,12 @@ func (cg *cgroup) startAgent(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 	}
 	defer unix.Close(fd)
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-	err = cg.startV1(cmd)
+	err = cg.startOnThread(cmd, owner)
 	if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.E2BIG) {
 		return cmd, err
 	}
 	cmd = newCmd()
-	if err := cg.startV1(cmd); err != nil {
+	if err := cg.startOnThread(cmd, owner); err != nil {
 		return nil, err
 	}
 	if err := writeCgroupFile(cg.v2Top, "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
@@ -46,12 +48,15 @@ func (cg *cgroup) startAgent(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// startV1 starts cmd from a thread that joined the sandbox's v1 cgroups,
-// and that goes back to this process's own before any other goroutine
-// runs on it. It ends the thread, and the agent with it (Pdeathsig acts
-// when the forking thread ends), when it cannot go back.
-func (cg *cgroup) startV1(cmd *exec.Cmd) error {
-	if len(cg.v1Top) == 0 {
+// startOnThread starts cmd from a thread that joined the sandbox's v1 cgroups
+// and, with owner 0 or more, acts as that uid, and that goes back to this
+// process's own cgroups and uid before any other goroutine runs on it. It
+// ends the thread, and the agent with it (Pdeathsig acts when the forking
+// thread ends), when it cannot go back. Where the thread cannot act as
+// owner (a host program without CAP_SETPCAP), the agent's user namespace
+// is this program's.
+func (cg *cgroup) startOnThread(cmd *exec.Cmd, owner int) error {
+	if len(cg.v1Top) == 0 && owner < 0 {
 		return cmd.Start()
 	}
 	var join, back []*os.File
@@ -80,8 +85,28 @@ func (cg *cgroup) startV1(cmd *exec.Cmd) error {
 				break
 			}
 		}
+		// After the joins: v1 lets a thread move itself only as root.
+		undo := func() error { return nil }
+		if owner >= 0 && err == nil {
+			u, oerr := becomeOwner(owner)
+			if errors.Is(oerr, errThreadChanged) {
+				errc <- oerr
+				return // the thread ends with the goroutine, still locked
+			}
+			if oerr == nil {
+				undo = u
+			}
+		}
 		if err == nil {
 			err = cmd.Start()
+		}
+		if uerr := undo(); uerr != nil {
+			if cmd.Process != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+			errc <- fmt.Errorf("%w: %v", errThreadChanged, uerr)
+			return // the thread ends with the goroutine, still locked
 		}
 		for _, f := range back {
 			if berr := joinTasks(f); berr != nil {

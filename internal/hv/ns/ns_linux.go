@@ -185,6 +185,10 @@ func (s *sandbox) spawn(ctx context.Context) error {
 	defer statusR.Close()
 	childEnds = append(childEnds, statusW)
 
+	owner := -1 // this program's uid (see owner_linux.go)
+	if os.Geteuid() == 0 && !s.cfg.IDMap.Single() {
+		owner = nextOwner()
+	}
 	s.cmd, err = s.cgroup.startAgent(func() *exec.Cmd {
 		cmd := AgentCommand(s.cfg.IDMap)
 		// The agent's stderr is its end of the channel too: what it logs
@@ -194,7 +198,7 @@ func (s *sandbox) spawn(ctx context.Context) error {
 		cmd.Stderr = remote
 		cmd.ExtraFiles = []*os.File{remote, cfgChild, statusW} // fds 3, 4, 5: see agent.Fd*
 		return cmd
-	})
+	}, owner)
 	closeChildEnds()
 	if err != nil {
 		s.cmd = nil
