@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"syscall"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
 // agentFile is a File the agent holds by handle (the streamed path): each
@@ -103,14 +105,33 @@ func (a *agentFile) ReadDir(f *File, n int) ([]fs.DirEntry, error) {
 	if !f.info.IsDir() {
 		return nil, syscall.ENOTDIR
 	}
-	entries, err := a.inst.agent.FileReadDir(context.Background(), a.handle, n)
-	if err != nil {
-		return nil, callErr(err)
+	if n > 0 {
+		entries, err := a.inst.agent.FileReadDir(context.Background(), a.handle, n)
+		if err != nil {
+			return nil, callErr(err)
+		}
+		if len(entries) == 0 {
+			return nil, io.EOF
+		}
+		return f.inst.dirEntries(entries, f.path), nil
 	}
-	if n > 0 && len(entries) == 0 {
-		return nil, io.EOF
+	// All the rest: the agent answers a batch at a time, each full but
+	// the last.
+	var all []ipc.DirEntry
+	for {
+		entries, err := a.inst.agent.FileReadDir(context.Background(), a.handle, n)
+		if err != nil {
+			if err = callErr(err); errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, err
+		}
+		all = append(all, entries...)
+		if len(entries) < ipc.MaxDirEntries {
+			break
+		}
 	}
-	return f.inst.dirEntries(entries, f.path), nil
+	return f.inst.dirEntries(all, f.path), nil
 }
 
 // Close releases the agent's handle; a sandbox that is gone took the file

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -248,10 +249,31 @@ func (i *Instance) ReadDir(name string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	entries, err := i.agent.ReadDir(context.Background(), p)
+	if errors.Is(err, syscall.EFBIG) {
+		return i.readDirInBatches(name)
+	}
 	if err != nil {
 		return nil, i.pathErr("readdir", name, err)
 	}
 	return i.dirEntries(entries, p), nil
+}
+
+// readDirInBatches is ReadDir for a directory of more entries than one
+// answer holds (ipc.MaxDirEntries): read through an open directory, a
+// batch at a time, then sorted.
+func (i *Instance) readDirInBatches(name string) ([]fs.DirEntry, error) {
+	p, err := fsPath("open", name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := i.openFile(name, p, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, err
 }
 
 // ReadLink returns the target of the named symlink (fs.ReadLinkFS).

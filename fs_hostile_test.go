@@ -2,11 +2,17 @@ package sandbox
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
 // TestReadFileHostileFiles: where the host expects a file, the sandbox
@@ -84,5 +90,40 @@ func TestReadAllSparse(t *testing.T) {
 	data, err := readAll(io.LimitReader(g, 1<<20), 1<<40)
 	if err != nil || len(data) != 1<<20 || cap(data) > readAhead+1 {
 		t.Errorf("readAll of 1 MiB of a 1 TiB file: %d bytes (room for %d), %v", len(data), cap(data), err)
+	}
+}
+
+// TestReadDirLargerThanOneAnswer: a directory the sandbox filled with more
+// entries than one answer holds (ipc.MaxDirEntries) is read whole, sorted,
+// by ReadDir and by an open directory's ReadDir(-1): the agent answers a
+// batch at a time, holding no more than one, rather than reading the whole
+// directory into its memory (outside the sandbox's limit where cgroup v1
+// leaves the agent out of it).
+func TestReadDirLargerThanOneAnswer(t *testing.T) {
+	const n = ipc.MaxDirEntries + 1000
+	for _, m := range ioModes {
+		t.Run(m.name, func(t *testing.T) {
+			inst := newInstance(t, busyboxImage(t), m.opts...)
+			run(t, inst, fmt.Sprintf("mkdir /d && cd /d && seq -w %d | xargs touch", n))
+			entries, err := inst.ReadDir("/d")
+			if err != nil || len(entries) != n {
+				t.Fatalf("ReadDir: %d entries, %v", len(entries), err)
+			}
+			if !slices.IsSortedFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) }) {
+				t.Error("ReadDir's entries are not sorted")
+			}
+			f, err := inst.Open("/d")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			all, err := f.(fs.ReadDirFile).ReadDir(-1)
+			if err != nil || len(all) != n {
+				t.Errorf("ReadDir(-1) of the open directory: %d entries, %v", len(all), err)
+			}
+			if more, err := f.(fs.ReadDirFile).ReadDir(-1); len(more) != 0 || err != nil {
+				t.Errorf("ReadDir(-1) at the end: %d entries, %v", len(more), err)
+			}
+		})
 	}
 }

@@ -281,7 +281,14 @@ func (a *agent) registerFiles() {
 		if err != nil {
 			return ipc.DirAns{}, err
 		}
-		entries, err := f.ReadDir(int(m.N))
+		n := int(m.N) // all the rest, for n <= 0, is what the caller reads in batches
+		if n <= 0 || n > ipc.MaxDirEntries {
+			n = ipc.MaxDirEntries
+		}
+		entries, err := f.ReadDir(n)
+		if errors.Is(err, io.EOF) && m.N <= 0 {
+			err = nil // none remain, as os.File.ReadDir(-1) says it
+		}
 		if err != nil && !(errors.Is(err, io.EOF) && len(entries) > 0) {
 			return ipc.DirAns{}, err
 		}

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
+	"github.com/ccsandbox/sandbox/internal/ipc"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,7 +170,15 @@ func (r *root) readDir(p string) ([]fs.DirEntry, error) {
 	// os stats each entry by its directory's name and the entry's.
 	f := os.NewFile(uintptr(fd), fdPath(fd))
 	defer f.Close()
-	entries, err := f.ReadDir(-1)
+	// A directory of more than one answer's entries is the caller's to
+	// read in batches (MsgFileReadDir): the agent holds one at a time.
+	entries, err := f.ReadDir(ipc.MaxDirEntries + 1)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if len(entries) > ipc.MaxDirEntries {
+		return nil, pathErr("readdirent", p, syscall.EFBIG)
+	}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	if err != nil {
 		return entries, pathErr("readdirent", p, errors.Unwrap(err))

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -159,5 +161,52 @@ func wantN(t *testing.T, m ipc.Msg, n uint32) {
 	t.Helper()
 	if c := m.(*ipc.CountAns); c.N != n {
 		t.Errorf("wrote %d, want %d", c.N, n)
+	}
+}
+
+// TestReadDirBounded: the agent answers a directory a batch of at most
+// ipc.MaxDirEntries at a time, and holds no more: a whole-directory read
+// of a bigger one is refused (EFBIG: the client then reads in batches),
+// and an open directory's read of "all the rest" gives one batch.
+func TestReadDirBounded(t *testing.T) {
+	a, dir := testAgent(t)
+	d := filepath.Join(dir, "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ipc.MaxDirEntries + 1 {
+		f, err := os.Create(filepath.Join(d, strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if entries, err := a.root.readDir("/d"); !errors.Is(err, syscall.EFBIG) {
+		t.Errorf("reading a directory of %d entries whole: %d entries, %v", ipc.MaxDirEntries+1, len(entries), err)
+	}
+	f, err := a.root.open("/d", os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.handles.add(f)
+	defer func() {
+		if f, err := take[*os.File](a.handles, h); err == nil {
+			f.Close()
+		}
+	}()
+	for _, want := range []int{ipc.MaxDirEntries, 1} {
+		var req ipc.Encoder
+		(&ipc.ReadDirReq{Handle: h, N: -1}).Encode(&req)
+		ans, err := a.mux.ServeCall(context.Background(), &ipc.Request{Type: ipc.MsgFileReadDir, Payload: req.Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ans.Payload) == 0 || ans.Payload[0] != ipc.ErrCodeOK {
+			t.Fatalf("a batch of the open directory: answer %.40x", ans.Payload)
+		}
+		var d ipc.DirAns
+		if err := d.Decode(ipc.NewDecoder(ans.Payload[1:])); err != nil || len(d.Entries) != want {
+			t.Errorf("a batch of the open directory: %d entries, want %d (%v)", len(d.Entries), want, err)
+		}
 	}
 }

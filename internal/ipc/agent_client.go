@@ -187,7 +187,7 @@ func (a *Agent) FileTruncate(ctx context.Context, h uint64, size int64) error {
 }
 
 // FileReadDir returns the next entries of directory h, as os.File.ReadDir
-// does.
+// does, but at most MaxDirEntries (n <= 0 asks for that many).
 func (a *Agent) FileReadDir(ctx context.Context, h uint64, n int) ([]DirEntry, error) {
 	var ans DirAns
 	err := a.c.Do(ctx, MsgFileReadDir, &ReadDirReq{Handle: h, N: int32(n)}, &ans)

@@ -190,8 +190,10 @@ func (m *TruncateReq) Decode(d *Decoder) (err error) {
 	return err
 }
 
-// ReadDirReq is MsgFileReadDir's request, as os.File.ReadDir takes it:
-// with N > 0 at most N entries, otherwise all that remain.
+// ReadDirReq is MsgFileReadDir's request: at most N entries (N > 0), and
+// never more than MaxDirEntries; N <= 0 asks for as many of those that
+// remain as one answer holds (none at the end, with no error), so a
+// caller that wants them all asks until none come.
 type ReadDirReq struct {
 	Handle uint64
 	N      int32

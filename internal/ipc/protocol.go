@@ -128,6 +128,12 @@ const HeaderSize = 6
 // larger than this travels in several messages or over a passed descriptor.
 const MaxMessageSize = 64 << 20
 
+// MaxDirEntries is the most entries one directory answer (MsgFsReadDir,
+// MsgFileReadDir) holds: at most 17 MiB on the wire (names are at most 255
+// bytes), well within MaxMessageSize, and a bounded reading for the agent.
+// A directory with more is read a batch at a time.
+const MaxDirEntries = 1 << 16
+
 // Header represents a message header.
 type Header struct {
 	Type   uint16

@@ -85,7 +85,7 @@ var messages = []Desc{
 		Purpose: "a symlink's target",
 		Request: body[PathReq](), Answer: body[StringAns]()},
 	{Type: MsgFsReadDir, Name: "MsgFsReadDir", Peer: PeerAgent,
-		Purpose: "a directory's entries, sorted by name",
+		Purpose: "a directory's entries, sorted by name (EFBIG for more than MaxDirEntries: read it open, a batch at a time)",
 		Request: body[PathReq](), Answer: body[DirAns]()},
 	{Type: MsgFsChmod, Name: "MsgFsChmod", Peer: PeerAgent,
 		Purpose: "change a file's mode, following symlinks",
@@ -138,7 +138,7 @@ var messages = []Desc{
 		Purpose: "write at an offset",
 		Request: body[WriteAtReq](), Answer: body[CountAns]()},
 	{Type: MsgFileReadDir, Name: "MsgFileReadDir", Peer: PeerAgent,
-		Purpose: "the open directory's next entries (io.EOF error when none are left and N > 0)",
+		Purpose: "the open directory's next entries, at most N and MaxDirEntries (io.EOF error when none are left and N > 0)",
 		Request: body[ReadDirReq](), Answer: body[DirAns]()},
 
 	// Commands.
