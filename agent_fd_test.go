@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -243,4 +245,109 @@ func closeOnExec(fdinfo string) bool {
 		}
 	}
 	return false
+}
+
+// TestAgentOwnProcFiles: the agent's own procfs files (its memory, its
+// environment, its threads') are not the sandbox's files, and no symlink
+// the sandbox plants makes a host call read, write or list them, while the
+// sandbox's own processes' files and the kernel's stay readable. A link
+// that swaps between a regular file and the agent's memory as fast as the
+// sandbox can leaks nothing either.
+func TestAgentOwnProcFiles(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			inst := hostInstance(t, mode.opts...)
+			// The agent's threads, as the sandbox sees them.
+			tids := strings.Fields(run(t, inst, "ls /proc/1/task"))
+			if len(tids) < 2 {
+				t.Fatalf("the agent lists threads %v; want its runtime's several", tids)
+			}
+			if err := inst.MkdirAll("/p", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			targets := []string{"/proc/1/mem", "/proc/1/environ", "/proc/1/status", "/proc/self/mem",
+				"/proc/self/environ", "/proc/thread-self/comm", "/proc/1/task/1/mem", "/proc/1/fd"}
+			for _, tid := range tids {
+				targets = append(targets, "/proc/"+tid+"/mem", "/proc/"+tid+"/comm", "/proc/1/task/"+tid+"/environ")
+			}
+			for i, target := range targets {
+				link := fmt.Sprintf("/p/l%d", i)
+				if err := inst.Symlink(target, link); err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range []string{link, target} {
+					if b, err := inst.ReadFile(p); err == nil {
+						t.Errorf("ReadFile(%q) read %d bytes of the agent's own %s", p, len(b), target)
+					} else if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("ReadFile(%q): %v; want a permission error", p, err)
+					}
+					if f, err := inst.Open(p); err == nil {
+						f.Close()
+						t.Errorf("Open(%q) opened the agent's own %s", p, target)
+					}
+					if err := inst.WriteFile(p, []byte("x"), 0o644); err == nil {
+						t.Errorf("WriteFile(%q) wrote the agent's own %s", p, target)
+					}
+					if entries, err := inst.ReadDir(p); err == nil {
+						t.Errorf("ReadDir(%q) listed %d entries of the agent's own %s", p, len(entries), target)
+					}
+				}
+			}
+			if target, err := inst.Readlink("/proc/1/exe"); err == nil {
+				t.Errorf("Readlink(/proc/1/exe) = %q: the agent's own executable", target)
+			}
+			// The sandbox's processes and the kernel's files stay readable.
+			sleeper := inst.Command("sh", "-c", "echo $$; read line") // no exec: its cmdline stays
+			stdout, err := sleeper.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdin, err := sleeper.StdinPipe() // held open: the shell waits on it
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			if err := sleeper.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+			line := make([]byte, 32)
+			n, err := stdout.Read(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := strings.TrimSpace(string(line[:n]))
+			for _, p := range []string{"/proc/meminfo", "/proc/" + pid + "/status", "/proc/" + pid + "/cmdline"} {
+				if b, err := inst.ReadFile(p); err != nil || len(b) == 0 {
+					t.Errorf("ReadFile(%q) = %d bytes, %v; want the sandbox's file", p, len(b), err)
+				}
+			}
+			if _, err := inst.ReadDir("/proc/" + pid + "/fd"); err != nil {
+				t.Errorf("ReadDir(/proc/%s/fd): %v", pid, err)
+			}
+			// A regular file and a link to the agent's memory change places.
+			if err := inst.WriteFile("/p/a", []byte("sandbox"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := inst.Symlink("/proc/1/environ", "/p/b"); err != nil {
+				t.Fatal(err)
+			}
+			cmd, out := startExchanger(t, inst, "/p/a", "/p/b")
+			var reads int
+			for deadline := time.Now().Add(raceFor); time.Now().Before(deadline) && !t.Failed(); {
+				for _, p := range []string{"/p/a", "/p/b"} {
+					if b, err := inst.ReadFile(p); err == nil {
+						reads++
+						if string(b) != "sandbox" {
+							t.Errorf("ReadFile(%q) = %q: not the sandbox's file", p, trim(b))
+						}
+					}
+				}
+			}
+			waitExchanger(t, cmd, out)
+			if reads == 0 {
+				t.Error("no read of the sandbox's own file succeeded while the paths swapped")
+			}
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -76,6 +77,10 @@ func (r *root) openat2(p string, flags int, mode uint32) (int, error) {
 		var fd int
 		fd, err = unix.Openat2(r.fd, sandboxPath(p), how)
 		if err == nil {
+			if flags&unix.O_PATH == 0 && ownProc(fd) {
+				unix.Close(fd)
+				return -1, unix.EACCES
+			}
 			return fd, nil
 		}
 		if err != unix.EAGAIN && err != unix.EINTR {
@@ -83,6 +88,40 @@ func (r *root) openat2(p string, flags int, mode uint32) (int, error) {
 		}
 	}
 	return -1, err
+}
+
+// ownProc reports whether fd (O_PATH or not) is a file of
+// the agent's own procfs entries: /proc/1, which /proc/self names for the
+// agent, or /proc/TID of one of its threads. Their content is the agent's
+// (its memory in mem, its environment, its descriptors' positions), not
+// the sandbox's, and a symlink the sandbox plants (to /proc/1/mem, say)
+// must not make a host call read or write it. The check is on the
+// opened descriptor: the kernel's name for it, on the procfs the agent
+// mounted at /proc, which the sandbox cannot unmount or cover. A procfs
+// file whose name the agent cannot read is refused too.
+func ownProc(fd int) bool {
+	var sfs unix.Statfs_t
+	if unix.Fstatfs(fd, &sfs) != nil || sfs.Type != unix.PROC_SUPER_MAGIC {
+		return false
+	}
+	name, err := os.Readlink(fdPath(fd))
+	if err != nil {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, "/proc/")
+	if !ok {
+		return name != "/proc"
+	}
+	pid, _, _ := strings.Cut(rest, "/")
+	if _, err := strconv.Atoi(pid); err != nil {
+		return false // /proc/meminfo, /proc/sys/...: the kernel's, not a task's
+	}
+	if pid == strconv.Itoa(os.Getpid()) {
+		return true
+	}
+	// One of the agent's threads, listed under its own task directory.
+	var st unix.Stat_t
+	return unix.Stat("/proc/self/task/"+pid, &st) == nil
 }
 
 // pathErr wraps a failed operation's errno as os does.
@@ -378,6 +417,9 @@ func (r *root) readlink(p string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(dfd)
+	if ownProc(dfd) { // the agent's fd/N, cwd and exe links name its own files
+		return "", pathErr("readlink", p, unix.EACCES)
+	}
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
 		n, err := unix.Readlinkat(dfd, name, buf)
