@@ -57,3 +57,50 @@ func TestCommitBeforeAdd(t *testing.T) {
 		t.Error("the refused snapshot's layer is in the store")
 	}
 }
+
+// TestHashTreeRoot: a layer's root is "/" where the layer is on top, so
+// two layers that differ only in their root's mode are two layers, not
+// one id whose content is whichever the store got first.
+func TestHashTreeRoot(t *testing.T) {
+	ctx := context.Background()
+	s, err := image.Open(filepath.Join(t.TempDir(), "store"), image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := func(mode os.FileMode) v1.Hash {
+		td, err := s.TempDir(ctx, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { td.Remove() })
+		dir := filepath.Join(td.Path(), "fs")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "f"), []byte("same"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		id, _, err := HashTree(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := Commit(ctx, s, idmap.Current(), dir, Parent{Key: "p", Config: []byte(`{"os":"linux"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Layers) != 1 || info.Layers[0] != id {
+			t.Fatalf("the snapshot's layers %v; HashTree said %s", info.Layers, id)
+		}
+		return id
+	}
+	open, closed := layer(0o755), layer(0o700)
+	if open == closed {
+		t.Fatalf("layers with roots of mode 0755 and 0700 have one id, %s", open)
+	}
+	if again := layer(0o755); again != open {
+		t.Errorf("one layer made twice: ids %s and %s", open, again)
+	}
+}

@@ -21,9 +21,11 @@ import (
 )
 
 // The content hash of a layer directory: for every entry, in path order,
-// its path, type, permission bits, owner, size, content digest, link
-// target, device numbers and the extended attributes a layer keeps. Times
-// do not count, so equal changes made at different times hash alike.
+// then for the root itself (its mode and owner are the mode and owner of
+// "/" where the layer is on top), its path, type, permission bits, owner,
+// size, content digest, link target, device numbers and the extended
+// attributes a layer keeps. Times do not count, so equal changes made at
+// different times hash alike.
 //
 // The source is a tree the sandbox may write (see internal/untrusted): it
 // is read through descriptors only. The destination is a store temp
@@ -107,6 +109,7 @@ func (c *copier) copyTree(ctx context.Context, src *untrusted.Dir, dst *os.File)
 	if err := c.finishFd(int(dst.Fd()), st, xattrs); err != nil {
 		return v1.Hash{}, 0, err
 	}
+	c.record("/", st, "", nil, xattrs)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
 }
 
@@ -123,6 +126,15 @@ func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
 	if err := c.copyDir(ctx, src, nil, 0, c.exclude.root()); err != nil {
 		return v1.Hash{}, 0, err
 	}
+	st, err := src.Stat()
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	xattrs, err := src.Xattrs(keptXattr)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	c.record("/", st, "", nil, xattrs)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
 }
 
