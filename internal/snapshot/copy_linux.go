@@ -95,22 +95,7 @@ func keptXattr(name string) bool {
 func (c *copier) copyTree(ctx context.Context, src *untrusted.Dir, dst *os.File) (v1.Hash, int, error) {
 	c.h = sha256.New()
 	c.dstRoot = int(dst.Fd())
-	if err := c.copyDir(ctx, src, dst, 0, c.exclude.root()); err != nil {
-		return v1.Hash{}, 0, err
-	}
-	st, err := src.Stat()
-	if err != nil {
-		return v1.Hash{}, 0, err
-	}
-	xattrs, err := src.Xattrs(keptXattr)
-	if err != nil {
-		return v1.Hash{}, 0, err
-	}
-	if err := c.finishFd(int(dst.Fd()), st, xattrs); err != nil {
-		return v1.Hash{}, 0, err
-	}
-	c.record("/", st, "", nil, xattrs)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
+	return c.tree(ctx, src, dst)
 }
 
 // HashTree returns the content hash of a layer directory (one the host
@@ -123,7 +108,13 @@ func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
 	}
 	defer src.Close()
 	c := &copier{exclude: &matcher{}, links: map[inode]linked{}, h: sha256.New(), dstRoot: -1}
-	if err := c.copyDir(ctx, src, nil, 0, c.exclude.root()); err != nil {
+	return c.tree(ctx, src, nil)
+}
+
+// tree copies the entries of src into dst (nil: only hashes them), then
+// the root's own metadata, and returns the hash and the number of entries.
+func (c *copier) tree(ctx context.Context, src *untrusted.Dir, dst *os.File) (v1.Hash, int, error) {
+	if err := c.copyDir(ctx, src, dst, 0, c.exclude.root()); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	st, err := src.Stat()
@@ -133,6 +124,11 @@ func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
 	xattrs, err := src.Xattrs(keptXattr)
 	if err != nil {
 		return v1.Hash{}, 0, err
+	}
+	if dst != nil {
+		if err := c.finishFd(int(dst.Fd()), st, xattrs); err != nil {
+			return v1.Hash{}, 0, err
+		}
 	}
 	c.record("/", st, "", nil, xattrs)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(c.h.Sum(nil))}, c.n, nil
