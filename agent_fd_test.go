@@ -265,10 +265,11 @@ func TestAgentOwnProcFiles(t *testing.T) {
 			if err := inst.MkdirAll("/p", 0o755); err != nil {
 				t.Fatal(err)
 			}
-			targets := []string{"/proc/1/mem", "/proc/1/environ", "/proc/1/status", "/proc/self/mem",
-				"/proc/self/environ", "/proc/thread-self/comm", "/proc/1/task/1/mem", "/proc/1/fd"}
+			targets := []string{"/proc/1/mem", "/proc/1/environ", "/proc/1/auxv", "/proc/self/mem",
+				"/proc/self/environ", "/proc/thread-self/environ", "/proc/1/task/1/mem", "/proc/1/fd",
+				"/proc/1/fdinfo", "/proc/1/map_files", "/proc/self/maps", "/proc/1/stack"}
 			for _, tid := range tids {
-				targets = append(targets, "/proc/"+tid+"/mem", "/proc/"+tid+"/comm", "/proc/1/task/"+tid+"/environ")
+				targets = append(targets, "/proc/"+tid+"/mem", "/proc/"+tid+"/maps", "/proc/1/task/"+tid+"/environ")
 			}
 			for i, target := range targets {
 				link := fmt.Sprintf("/p/l%d", i)
@@ -295,6 +296,24 @@ func TestAgentOwnProcFiles(t *testing.T) {
 			}
 			if target, err := inst.Readlink("/proc/1/exe"); err == nil {
 				t.Errorf("Readlink(/proc/1/exe) = %q: the agent's own executable", target)
+			}
+			// What any process may read of any other, the agent's included:
+			// /proc/net and /proc/mounts are the kernel's links to
+			// /proc/self/..., the agent's as PID 1. Read only.
+			for _, p := range []string{"/proc/net/dev", "/proc/mounts", "/proc/1/cmdline", "/proc/1/status", "/proc/self/mountinfo"} {
+				if b, err := inst.ReadFile(p); err != nil || len(b) == 0 {
+					t.Errorf("ReadFile(%q) = %d bytes, %v; want what the sandbox's processes read", p, len(b), err)
+				}
+			}
+			comm, err := inst.ReadFile("/proc/1/comm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := inst.WriteFile("/proc/1/comm", []byte("renamed"), 0o644); err == nil {
+				t.Error("WriteFile(/proc/1/comm) renamed the agent")
+			}
+			if now, err := inst.ReadFile("/proc/1/comm"); err != nil || !bytes.Equal(now, comm) {
+				t.Errorf("the agent's comm %q, then %q, %v", comm, now, err)
 			}
 			// The sandbox's processes and the kernel's files stay readable.
 			sleeper := inst.Command("sh", "-c", "echo $$; read line") // no exec: its cmdline stays

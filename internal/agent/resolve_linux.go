@@ -77,7 +77,8 @@ func (r *root) openat2(p string, flags int, mode uint32) (int, error) {
 		var fd int
 		fd, err = unix.Openat2(r.fd, sandboxPath(p), how)
 		if err == nil {
-			if flags&unix.O_PATH == 0 && ownProc(fd) {
+			write := flags&unix.O_ACCMODE != unix.O_RDONLY || flags&(unix.O_TRUNC|unix.O_CREAT) != 0
+			if flags&unix.O_PATH == 0 && agentProcFile(fd, "", write) {
 				unix.Close(fd)
 				return -1, unix.EACCES
 			}
@@ -90,36 +91,78 @@ func (r *root) openat2(p string, flags int, mode uint32) (int, error) {
 	return -1, err
 }
 
-// ownProc reports whether fd (O_PATH or not) is a file of
-// the agent's own procfs entries: /proc/1, which /proc/self names for the
-// agent, or /proc/TID of one of its threads. Their content is the agent's
-// (its memory in mem, its environment, its descriptors' positions), not
-// the sandbox's, and a symlink the sandbox plants (to /proc/1/mem, say)
-// must not make a host call read or write it. The check is on the
-// opened descriptor: the kernel's name for it, on the procfs the agent
-// mounted at /proc, which the sandbox cannot unmount or cover. A procfs
-// file whose name the agent cannot read is refused too.
-func ownProc(fd int) bool {
+// agentProcFile reports whether fd, or the name inside it when name is
+// not empty, is one of the agent's own procfs files that no host call
+// may reach: anything under /proc/1 (which /proc/self names for the
+// agent) or /proc/TID of one of its threads, except the few files any
+// process of the sandbox may read of any other, read only (see
+// agentProcReadable). Their content is the agent's, not the sandbox's
+// (its memory in mem, its environment, its descriptors), and a symlink
+// the sandbox plants (to /proc/1/mem, say) must not make a host call read
+// or write them. The check is on the opened descriptor: the kernel's
+// name for it, on the procfs the agent mounted at /proc, which the
+// sandbox cannot unmount or cover. A procfs file whose name the agent
+// cannot read is refused too.
+func agentProcFile(fd int, name string, write bool) bool {
 	var sfs unix.Statfs_t
 	if unix.Fstatfs(fd, &sfs) != nil || sfs.Type != unix.PROC_SUPER_MAGIC {
 		return false
 	}
-	name, err := os.Readlink(fdPath(fd))
+	p, err := os.Readlink(fdPath(fd))
 	if err != nil {
 		return true
 	}
-	rest, ok := strings.CutPrefix(name, "/proc/")
-	if !ok {
-		return name != "/proc"
+	if name != "" {
+		p += "/" + name
 	}
-	pid, _, _ := strings.Cut(rest, "/")
-	if _, err := strconv.Atoi(pid); err != nil {
+	if p == "/proc" {
+		return false
+	}
+	rest, ok := strings.CutPrefix(p, "/proc/")
+	if !ok {
+		return true
+	}
+	parts := strings.Split(rest, "/")
+	if _, err := strconv.Atoi(parts[0]); err != nil {
 		return false // /proc/meminfo, /proc/sys/...: the kernel's, not a task's
 	}
+	if !agentTask(parts[0]) {
+		return false
+	}
+	if write {
+		return true
+	}
+	parts = parts[1:]
+	if len(parts) >= 2 && parts[0] == "task" {
+		parts = parts[2:] // /proc/1/task/TID/...: a thread's own
+	}
+	switch {
+	case len(parts) == 0, len(parts) == 1 && parts[0] == "task":
+		return false // a directory of the agent's: its list of names
+	default:
+		return !agentProcReadable[parts[0]]
+	}
+}
+
+// agentProcReadable holds the names under a task's procfs directory
+// that any process may read of any other, no ptrace access needed, and
+// that the host may therefore read of the agent: the kernel's symlinks
+// /proc/net and /proc/mounts name /proc/self/net and /proc/self/mounts,
+// which are the agent's as PID 1, and they describe the sandbox's own
+// network and mounts.
+var agentProcReadable = map[string]bool{
+	"cmdline": true, "comm": true, "stat": true, "statm": true, "status": true,
+	"net": true, "mounts": true, "mountinfo": true, "mountstats": true,
+	"cgroup": true, "limits": true, "uid_map": true, "gid_map": true, "setgroups": true,
+	"oom_score": true, "oom_score_adj": true,
+}
+
+// agentTask reports whether pid, a decimal number, is the agent's
+// process or one of its threads.
+func agentTask(pid string) bool {
 	if pid == strconv.Itoa(os.Getpid()) {
 		return true
 	}
-	// One of the agent's threads, listed under its own task directory.
 	var st unix.Stat_t
 	return unix.Stat("/proc/self/task/"+pid, &st) == nil
 }
@@ -417,7 +460,7 @@ func (r *root) readlink(p string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(dfd)
-	if ownProc(dfd) { // the agent's fd/N, cwd and exe links name its own files
+	if agentProcFile(dfd, name, false) { // the agent's fd/N, cwd and exe links name its own files
 		return "", pathErr("readlink", p, unix.EACCES)
 	}
 	for size := 256; ; size *= 2 {
