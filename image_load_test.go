@@ -6,10 +6,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -120,49 +124,124 @@ func TestLoadDockerArchive(t *testing.T) {
 // TestLoadArchiveConfigIsManifest: a docker archive's image is recorded
 // under its config's digest, pulled and laid-out images under their
 // manifests'. An archive whose config is the bytes of another image's
-// manifest is refused, and that image, loaded or pulled afterwards into
-// the same store, is itself and runs.
+// manifest is refused, however the manifest spells its fields (JSON
+// decoding matches names without regard to case, and needs none of
+// them), and that image, loaded afterwards into the same store, is
+// itself and runs.
 func TestLoadArchiveConfigIsManifest(t *testing.T) {
-	ctx := context.Background()
-	cache := t.TempDir()
 	src, err := testimage.Busybox()
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest, err := src.RawManifest()
+	raw, err := src.RawManifest()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// respell returns the manifest with its fields renamed and with what
+	// an image config has added, so that it passes for both.
+	respell := func(rename map[string]string) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		for from, to := range rename {
+			if to != "" {
+				m[to] = m[from]
+			}
+			delete(m, from)
+		}
+		m["rootfs"] = map[string]any{"type": "layers", "diff_ids": []string{}}
+		m["os"], m["architecture"] = "linux", runtime.GOARCH
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name     string
+		manifest []byte
+	}{
+		{"as is", raw},
+		{"SchemaVersion", respell(map[string]string{"schemaVersion": "SchemaVersion"})},
+		{"no schemaVersion, LAYERS", respell(map[string]string{"schemaVersion": "", "layers": "LAYERS"})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			cache := t.TempDir()
+			archive := filepath.Join(t.TempDir(), "hostile.tar")
+			writeArchive(t, archive, map[string][]byte{
+				"config.json":   c.manifest,
+				"manifest.json": []byte(`[{"Config":"config.json","RepoTags":["hostile/x:1"],"Layers":[]}]`),
+			})
+			if img, err := LoadDockerArchive(ctx, archive, WithCacheDir(cache)); err == nil {
+				t.Errorf("an archive whose config is a manifest was loaded, as %s", img.Digest())
+			}
+			dir := t.TempDir()
+			if err := testimage.WriteLayout(dir, src, "busybox"); err != nil {
+				t.Fatal(err)
+			}
+			replaceLayoutManifest(t, dir, c.manifest)
+			img, err := LoadOCILayout(ctx, dir, WithCacheDir(cache))
+			if err != nil {
+				t.Fatal(err)
+			}
+			inst := newInstance(t, img, WithCacheDir(cache))
+			if got := run(t, inst, "echo ok"); got != "ok\n" {
+				t.Errorf("the image whose manifest the archive held: %q", got)
+			}
+		})
+	}
+}
+
+// writeArchive writes a tar of files at p.
+func writeArchive(t *testing.T, p string, files map[string][]byte) {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{
-		{"config.json", manifest},
-		{"manifest.json", []byte(`[{"Config":"config.json","RepoTags":["hostile/x:1"],"Layers":[]}]`)},
-	} {
-		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
-		tw.Write(f.data)
+	for name, data := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
 	}
-	tw.Close()
-	archive := filepath.Join(t.TempDir(), "hostile.tar")
-	if err := os.WriteFile(archive, buf.Bytes(), 0o644); err != nil {
+	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if img, err := LoadDockerArchive(ctx, archive, WithCacheDir(cache)); err == nil {
-		t.Errorf("an archive whose config is a manifest was loaded, as %s", img.Digest())
-	}
-	dir := t.TempDir()
-	if err := testimage.WriteLayout(dir, src, "busybox"); err != nil {
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	img, err := LoadOCILayout(ctx, dir, WithCacheDir(cache))
+}
+
+// replaceLayoutManifest makes manifest the one image of the OCI layout
+// dir: its blob, and the index's one descriptor.
+func replaceLayoutManifest(t *testing.T, dir string, manifest []byte) {
+	t.Helper()
+	sum := sha256.Sum256(manifest)
+	hexSum := hex.EncodeToString(sum[:])
+	if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", hexSum), manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	idxPath := filepath.Join(dir, "index.json")
+	b, err := os.ReadFile(idxPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := newInstance(t, img, WithCacheDir(cache))
-	if got := run(t, inst, "echo ok"); got != "ok\n" {
-		t.Errorf("the image whose manifest the archive held: %q", got)
+	var idx struct {
+		SchemaVersion int              `json:"schemaVersion"`
+		MediaType     string           `json:"mediaType,omitempty"`
+		Manifests     []map[string]any `json:"manifests"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("the layout's index: %d manifests, %v", len(idx.Manifests), err)
+	}
+	idx.Manifests[0]["digest"], idx.Manifests[0]["size"] = "sha256:"+hexSum, len(manifest)
+	if b, err = json.Marshal(idx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(idxPath, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

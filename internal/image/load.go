@@ -3,7 +3,6 @@ package image
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -268,15 +267,26 @@ func hasTag(tags []string, want string) bool {
 // image's config. Such an image is recorded under its config's digest,
 // where pulled and laid-out images are under their manifests': a config
 // whose bytes were another image's manifest would take that image's
-// record (and its place in build and snapshot keys). A manifest says no
-// rootfs of type "layers", which every image config does.
+// record (and its place in build and snapshot keys). An image config
+// has a rootfs of type "layers" and none of a manifest's or an index's
+// own fields, matched as manifests are decoded: by encoding/json, which
+// takes "SchemaVersion" or "LAYERS" for schemaVersion and layers.
 func checkArchiveConfig(raw []byte, cfg *v1.ConfigFile) error {
-	var fields map[string]json.RawMessage
+	var fields struct {
+		SchemaVersion json.RawMessage `json:"schemaVersion"`
+		Layers        json.RawMessage `json:"layers"`
+		Manifests     json.RawMessage `json:"manifests"`
+	}
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return fmt.Errorf("parsing image config: %w", err)
 	}
-	if _, ok := fields["schemaVersion"]; ok {
-		return errors.New("its config is a manifest (it has a schemaVersion), not an image config")
+	for _, f := range []struct {
+		name  string
+		value json.RawMessage
+	}{{"schemaVersion", fields.SchemaVersion}, {"layers", fields.Layers}, {"manifests", fields.Manifests}} {
+		if f.value != nil {
+			return fmt.Errorf("its config is a manifest or an index (it has %s), not an image config", f.name)
+		}
 	}
 	if cfg.RootFS.Type != "layers" {
 		return fmt.Errorf("its config says rootfs type %q, not \"layers\": not an image config", cfg.RootFS.Type)
