@@ -151,7 +151,8 @@ func (f *File) Truncate(size int64) error {
 }
 
 // ReadDir reads the directory's entries, as os.File.ReadDir does: with
-// n > 0 at most n entries and io.EOF at the end; with n <= 0 all the rest.
+// n > 0 at most n entries and io.EOF at the end; with n <= 0 all the
+// rest, up to 4 Mi entries (an error matching syscall.EFBIG beyond).
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 	if err := f.checkOpen("readdir"); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"syscall"
@@ -116,9 +117,12 @@ func (a *agentFile) ReadDir(f *File, n int) ([]fs.DirEntry, error) {
 		return f.inst.dirEntries(entries, f.path), nil
 	}
 	// All the rest: the agent answers a batch at a time, each full but
-	// the last.
+	// the last, up to maxDirRead entries in all.
 	var all []ipc.DirEntry
 	for {
+		if len(all) >= maxDirRead {
+			return nil, fmt.Errorf("more than %d entries: %w (read them n at a time)", maxDirRead, syscall.EFBIG)
+		}
 		entries, err := a.inst.agent.FileReadDir(context.Background(), a.handle, n)
 		if err != nil {
 			if err = callErr(err); errors.Is(err, io.EOF) {

@@ -242,7 +242,8 @@ func readAll(f io.Reader, size int64) ([]byte, error) {
 }
 
 // ReadDir returns the entries of the named directory, sorted by name
-// (fs.ReadDirFS).
+// (fs.ReadDirFS). A directory of more than 4 Mi entries is an error
+// matching syscall.EFBIG: read it open, n entries at a time.
 func (i *Instance) ReadDir(name string) ([]fs.DirEntry, error) {
 	p, err := fsPath("readdir", name)
 	if err != nil {
@@ -257,6 +258,13 @@ func (i *Instance) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	return i.dirEntries(entries, p), nil
 }
+
+// maxDirRead is the most entries ReadDir, and an open directory's
+// ReadDir(n <= 0), hold for the caller: 4 Mi, some hundreds of MiB of
+// names. A directory of more is read n entries at a time (File.ReadDir),
+// so that neither a sandbox's directory nor an agent that answers without
+// end holds the host's memory without bound.
+const maxDirRead = 64 * ipc.MaxDirEntries
 
 // readDirInBatches is ReadDir for a directory of more entries than one
 // answer holds (ipc.MaxDirEntries): read through an open directory, a

@@ -2,17 +2,22 @@ package sandbox
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 )
 
 // TestReadFileHostileFiles: where the host expects a file, the sandbox
@@ -125,5 +130,56 @@ func TestReadDirLargerThanOneAnswer(t *testing.T) {
 				t.Errorf("ReadDir(-1) at the end: %d entries, %v", len(more), err)
 			}
 		})
+	}
+}
+
+// TestReadDirLyingAgent: an agent that answers every batch of an open
+// directory in full (a compromised guest's, or a network helper's that
+// lies) or with more entries than asked. ReadDir(-1) holds at most
+// maxDirRead entries and fails with EFBIG, rather than ask without end;
+// an answer of more than asked fails as malformed.
+func TestReadDirLyingAgent(t *testing.T) {
+	leakcheck.Check(t)
+	var batches atomic.Int32
+	full := make([]ipc.DirEntry, ipc.MaxDirEntries)
+	for i := range full {
+		full[i] = ipc.DirEntry{Name: fmt.Sprintf("e%d", i)}
+	}
+	mux := ipc.NewMux()
+	ipc.Route(mux, ipc.MsgFileReadDir, func(_ *ipc.Request, m *ipc.ReadDirReq) (ipc.DirAns, error) {
+		if m.N > 0 {
+			return ipc.DirAns{Entries: full[:m.N+1]}, nil // one more than asked
+		}
+		if batches.Add(1) > 2*maxDirRead/ipc.MaxDirEntries {
+			return ipc.DirAns{}, fmt.Errorf("the lying agent answered %d batches", batches.Load()-1)
+		}
+		return ipc.DirAns{Entries: full}, nil
+	})
+	sock := filepath.Join(t.TempDir(), "agent")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ipc.NewServerListener(ln, mux)
+	go srv.Serve()
+	defer srv.Close()
+	c, err := ipc.ConnectTo(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	inst := &Instance{agent: ipc.NewAgent(c)}
+	f := &File{inst: inst, name: "/d", path: "/d", info: newFileInfo(ipc.FileInfo{Name: "d", IsDir: true, Mode: fs.ModeDir | 0o755}, ipc.Stat{})}
+	f.io = &agentFile{inst: inst, handle: 1}
+	// The open directory's own reading: inst is no more than its agent.
+	entries, err := f.io.ReadDir(f, -1)
+	if !errors.Is(err, syscall.EFBIG) || entries != nil {
+		t.Errorf("ReadDir(-1) of an agent that answers without end: %d entries, %v; want EFBIG", len(entries), err)
+	}
+	if got, most := batches.Load(), int32(maxDirRead/ipc.MaxDirEntries); got > most {
+		t.Errorf("ReadDir(-1) asked for %d full batches; at most %d hold maxDirRead", got, most)
+	}
+	if entries, err := f.io.ReadDir(f, 10); !errors.Is(err, ipc.ErrMalformed) || entries != nil {
+		t.Errorf("ReadDir(10) answered with 11 entries: %d entries, %v; want ErrMalformed", len(entries), err)
 	}
 }

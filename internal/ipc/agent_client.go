@@ -128,6 +128,16 @@ func (a *Agent) Readlink(ctx context.Context, path string) (string, error) {
 func (a *Agent) ReadDir(ctx context.Context, path string) ([]DirEntry, error) {
 	var ans DirAns
 	err := a.c.Do(ctx, MsgFsReadDir, &PathReq{Path: path}, &ans)
+	return dirAnswer(ans, MaxDirEntries, err)
+}
+
+// dirAnswer returns the entries of a directory answer that may hold at
+// most max: more is the agent breaking the protocol (ErrMalformed), which
+// the caller then holds no more of.
+func dirAnswer(ans DirAns, max int, err error) ([]DirEntry, error) {
+	if err == nil && len(ans.Entries) > max {
+		return nil, fmt.Errorf("%w: %d directory entries where at most %d may come", ErrMalformed, len(ans.Entries), max)
+	}
 	return ans.Entries, err
 }
 
@@ -187,11 +197,15 @@ func (a *Agent) FileTruncate(ctx context.Context, h uint64, size int64) error {
 }
 
 // FileReadDir returns the next entries of directory h, as os.File.ReadDir
-// does, but at most MaxDirEntries (n <= 0 asks for that many).
+// does, but at most MaxDirEntries (n <= 0 asks for that many); an answer
+// of more than asked is an error matching ErrMalformed.
 func (a *Agent) FileReadDir(ctx context.Context, h uint64, n int) ([]DirEntry, error) {
 	var ans DirAns
-	err := a.c.Do(ctx, MsgFileReadDir, &ReadDirReq{Handle: h, N: int32(n)}, &ans)
-	return ans.Entries, err
+	err := a.c.Do(ctx, MsgFileReadDir, &ReadDirReq{Handle: h, N: int32(min(n, MaxDirEntries))}, &ans)
+	if n <= 0 {
+		n = MaxDirEntries
+	}
+	return dirAnswer(ans, min(n, MaxDirEntries), err)
 }
 
 // FileClose closes file h.
