@@ -27,9 +27,11 @@ import (
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // DefaultDialer returns the dialer used without WithDialer: it dials on the
-// host and refuses the host's loopback, link-local addresses (where cloud
-// metadata services live), unspecified and multicast addresses and the
-// sandbox's own network, except destinations inside one of allow.
+// host and refuses the host's loopback and its own addresses on every
+// interface, link-local addresses and the cloud metadata services outside
+// them, unspecified, multicast, broadcast and reserved addresses and the
+// sandbox's own network, except destinations inside one of allow. Private
+// networks (10/8, 172.16/12, 192.168/16, 100.64/10) are not refused.
 func DefaultDialer(allow ...netip.Prefix) DialFunc {
 	return DialFunc(egress.DefaultDialer(allow...))
 }

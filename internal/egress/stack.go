@@ -33,6 +33,19 @@ const dialTimeout = 30 * time.Second
 // udpIdle closes a UDP flow after this long without traffic.
 const udpIdle = 60 * time.Second
 
+// maxTCPFlows and maxUDPFlows bound the flows one sandbox has through the
+// stack at once (DNS flows count as UDP): each holds host descriptors,
+// goroutines and buffers that the sandbox's own limits do not count, and
+// a flow the sandbox has forgotten (a UDP socket it closed, a connection
+// whose peer stays silent) lives on until it idles out or its far end
+// closes. A flow past the bound is refused: a TCP connection is reset,
+// a UDP datagram dropped. Many flows of one sandbox then starve its own
+// egress, not the host's descriptors or another sandbox's.
+const (
+	maxTCPFlows = 256
+	maxUDPFlows = 256
+)
+
 // gatewayMAC is the link address of the stack on the sandbox's device.
 const gatewayMAC = tcpip.LinkAddress("\x02\x00\x00\x00\x02\x02")
 
@@ -49,6 +62,8 @@ type Stack struct {
 
 	mu    sync.Mutex
 	flows map[io.Closer]struct{} // guarded by mu
+	tcp   int                    // TCP flows being dialed or spliced, guarded by mu
+	udp   int                    // UDP flows, guarded by mu
 
 	linkGone chan struct{} // closed when the device stops giving frames (its far end closed)
 }
@@ -159,15 +174,39 @@ func (st *Stack) untrack(c io.Closer) {
 	st.mu.Unlock()
 }
 
+// takeFlow counts one more flow in *n, unless max are open already; it
+// returns whether it did. release gives the flow back.
+func (st *Stack) takeFlow(n *int, max int) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if *n >= max {
+		return false
+	}
+	*n++
+	return true
+}
+
+func (st *Stack) release(n *int) {
+	st.mu.Lock()
+	*n--
+	st.mu.Unlock()
+}
+
 // handleTCP dials out for a new connection from the sandbox, and completes
 // the sandbox's handshake only if that worked: a refused destination is a
 // reset, seen at once.
 func (st *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst := addrPort(id.LocalAddress, id.LocalPort)
+	if !st.takeFlow(&st.tcp, maxTCPFlows) {
+		st.log.Debug("egress: too many flows", "dst", dst, "max", maxTCPFlows)
+		r.Complete(true)
+		return
+	}
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
+		defer st.release(&st.tcp)
 		if st.ctx.Err() != nil {
 			r.Complete(true)
 			return
@@ -214,15 +253,21 @@ func (st *Stack) splice(a, b net.Conn) {
 func (st *Stack) handleUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst := addrPort(id.LocalAddress, id.LocalPort)
+	if !st.takeFlow(&st.udp, maxUDPFlows) {
+		st.log.Debug("egress: too many flows", "dst", dst, "max", maxUDPFlows)
+		return true // dropped: handled, so that no port-unreachable answers it
+	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
+		st.release(&st.udp)
 		return false
 	}
 	in := gonet.NewUDPConn(&wq, ep)
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
+		defer st.release(&st.udp)
 		if !st.track(in) {
 			in.Close()
 			return
