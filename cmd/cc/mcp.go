@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -22,8 +24,10 @@ type mcpFlags struct {
 	pids           int64
 	timeout        time.Duration
 	maxSandboxes   int
+	maxCalls       int
 	commandTimeout time.Duration
 	maxOutput      int
+	maxInput       int
 }
 
 func newMCPCmd(g *globals) *cobra.Command {
@@ -54,6 +58,8 @@ func newMCPCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.maxSandboxes, "max-sandboxes", 4, "the most sandboxes open at once")
 	fl.DurationVar(&f.commandTimeout, "command-timeout", 5*time.Minute, "the longest a command may run, and its default time limit")
 	fl.IntVar(&f.maxOutput, "max-output", 1<<20, "the most bytes of each output stream, and of a file, a tool call returns")
+	fl.IntVar(&f.maxCalls, "max-calls", 8, "the most tool calls in progress at once (more are refused, not queued)")
+	fl.IntVar(&f.maxInput, "max-input", 4<<20, "the most bytes of a command's stdin, or of a file's content, a tool call may bring")
 	return c
 }
 
@@ -74,6 +80,10 @@ func (f *mcpFlags) check() error {
 		return fmt.Errorf("--command-timeout %v: must be positive", f.commandTimeout)
 	case f.maxOutput < 2:
 		return fmt.Errorf("--max-output %d: too small", f.maxOutput)
+	case f.maxCalls < 1:
+		return fmt.Errorf("--max-calls %d: at least one", f.maxCalls)
+	case f.maxInput < 1:
+		return fmt.Errorf("--max-input %d: at least one", f.maxInput)
 	}
 	return nil
 }
@@ -84,7 +94,14 @@ func runMCP(ctx context.Context, g *globals, f *mcpFlags) error {
 	if err := f.check(); err != nil {
 		return &exitError{code: exitOwn, msg: err.Error()}
 	}
-	set := newSandboxSet(f.maxSandboxes)
+	// A client that stops reading makes a write fail (EPIPE), not kill the
+	// server before it closes its sandboxes.
+	signal.Ignore(syscall.SIGPIPE)
+	set := newSandboxSet(f.maxSandboxes, f.maxCalls)
+	// A signal ends the calls in progress (a command waiting out its
+	// time limit) at once: the server's Run returns only after they have.
+	stopCalls := context.AfterFunc(ctx, set.cancel)
+	defer stopCalls()
 	opts := &mcp.ServerOptions{
 		Instructions: "Each sandbox is an isolated Linux environment made from an OCI image. " +
 			"Create one with create_sandbox, run programs in it with run_command, move files with " +
@@ -97,7 +114,9 @@ func runMCP(ctx context.Context, g *globals, f *mcpFlags) error {
 	server := mcp.NewServer(&mcp.Implementation{Name: "cc", Title: "cc sandboxes", Version: version()}, opts)
 	t := &tools{g: g, f: f, set: set}
 	t.register(server)
-	err := server.Run(ctx, &mcp.StdioTransport{})
+	// A line holds one call: its arguments, JSON-escaped (at most six
+	// bytes a byte), and the rest of the message.
+	err := server.Run(ctx, &mcp.StdioTransport{MaxLineLength: 6*f.maxInput + 1<<20})
 	if cerr := set.closeAll(); cerr != nil {
 		fmt.Fprintln(g.stderr, "cc:", cerr)
 	}

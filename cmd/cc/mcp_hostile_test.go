@@ -1,13 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +99,174 @@ func TestMCPImageNamesProbeNothing(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("cc mcp: %v", err)
+	}
+	noSandboxLeft(t, cache)
+}
+
+// TestMCPCallsBounded: a client's calls in progress at once are bounded
+// (--max-calls), refused past it rather than queued with their
+// arguments; a command's stdin and a file's content are bounded
+// (--max-input); and a SIGTERM ends a call that waits on a long command
+// at once, well before the command's time limit.
+func TestMCPCallsBounded(t *testing.T) {
+	leakcheck.Check(t)
+	cache := t.TempDir()
+	s, pid := startMCP(t, cache, "--max-calls", "1", "--max-input", "1000", "--command-timeout", "1h")
+	var created createOut
+	callOK(t, s, "create_sandbox", m{}, &created)
+	callErr(t, s, "run_command", m{"id": created.ID, "command": []string{"cat"}, "stdin": strings.Repeat("x", 1001)}, "--max-input")
+	callErr(t, s, "write_file", m{"id": created.ID, "path": "/big", "content": strings.Repeat("x", 1001)}, "--max-input")
+	var wrote writeOut
+	callOK(t, s, "write_file", m{"id": created.ID, "path": "/small", "content": strings.Repeat("x", 1000)}, &wrote)
+
+	long := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		res, _ := s.CallTool(context.Background(), &mcp.CallToolParams{Name: "run_command",
+			Arguments: m{"id": created.ID, "command": []string{"sleep", "3600"}}})
+		long <- res
+	}()
+	// Once the long call is in progress, every other call is refused.
+	for {
+		res := call(t, s, "list_sandboxes", m{})
+		if res.IsError && strings.Contains(text(res), "in progress") {
+			break
+		}
+		if res.IsError {
+			t.Fatalf("list_sandboxes: %s", text(res))
+		}
+	}
+	if err := syscall.Kill(pid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-long:
+	case <-time.After(5 * time.Minute): // far beyond the moment it takes; far below the command's hour
+		t.Fatal("cc mcp's call still waits on its command after SIGTERM")
+	}
+	s.Close()
+	noSandboxLeft(t, cache)
+}
+
+// TestMCPListFilesBounded: list_files of a directory the sandbox filled
+// with many long names holds one listing's worth of entries, not the
+// whole directory, however many calls ask at once.
+func TestMCPListFilesBounded(t *testing.T) {
+	leakcheck.Check(t)
+	cache := t.TempDir()
+	s, pid := startMCP(t, cache, "--command-timeout", "10m")
+	var created createOut
+	callOK(t, s, "create_sandbox", m{}, &created)
+	var ran runOut
+	callOK(t, s, "run_command", m{"id": created.ID, "command": []string{"sh", "-c",
+		"mkdir /tmp/d && cd /tmp/d && seq -f '%0200.0f' 1 250000 | xargs touch && ls -f | wc -l"}}, &ran)
+	if strings.TrimSpace(ran.Stdout) != "250002" {
+		t.Fatalf("making the directory: %+v", ran)
+	}
+	before := peakRSS(t, pid())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			var out listOut
+			callOK(t, s, "list_files", m{"id": created.ID, "path": "/tmp/d"}, &out)
+			if len(out.Entries) != maxListEntries || !out.Truncated {
+				t.Errorf("list_files: %d entries, truncated %v; want %d and truncated", len(out.Entries), out.Truncated, maxListEntries)
+			}
+		})
+	}
+	wg.Wait()
+	// A listing's answer costs the server some 30 MiB (its entries, their
+	// JSON, the SDK's check of it against the tool's schema); 250000 names
+	// of 200 bytes held as entries cost some 100 MiB more, a call: eight
+	// calls that each held them all grew by a gigabyte.
+	grew := peakRSS(t, pid()) - before
+	t.Logf("cc mcp's peak memory grew by %d MiB for 8 listings", grew>>20)
+	if grew > 512<<20 {
+		t.Errorf("cc mcp's peak memory grew by %d MiB for 8 listings of %d entries", grew>>20, maxListEntries)
+	}
+	s.Close()
+	noSandboxLeft(t, cache)
+}
+
+// peakRSS returns the peak resident memory of process pid in bytes.
+func peakRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.Fields(rest)[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestMCPPullGuarded: with --allow-network, the registry a client's image
+// name chooses is reached as a sandbox's egress would be: never a service
+// on the host's loopback, whose answer would then reach the client.
+func TestMCPPullGuarded(t *testing.T) {
+	leakcheck.Check(t)
+	var requests atomic.Int64
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "ADMIN-TOKEN=a-secret-of-a-loopback-service")
+	}))
+	defer svc.Close()
+	cache := t.TempDir()
+	s, _ := startMCP(t, cache, "--allow-network")
+	res := call(t, s, "create_sandbox", m{"image": strings.TrimPrefix(svc.URL, "http://") + "/internal/admin:latest"})
+	if !res.IsError || requests.Load() != 0 || strings.Contains(text(res), "a-secret") {
+		t.Errorf("create_sandbox of an image on the host's loopback: %d requests reached it; error %v: %s", requests.Load(), res.IsError, text(res))
+	}
+	s.Close()
+	noSandboxLeft(t, cache)
+}
+
+// TestMCPClientStopsReading: a client that stops reading (it closed its
+// end of the server's standard output) makes the server's next answer
+// fail, not kill it: it closes its sandboxes and leaves nothing behind.
+func TestMCPClientStopsReading(t *testing.T) {
+	leakcheck.Check(t)
+	cache := t.TempDir()
+	cmd := ccCommand(context.Background(), cache, "mcp")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	send := func(line string) { io.WriteString(stdin, line+"\n") }
+	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`)
+	r.ReadString('\n')
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"create_sandbox","arguments":{}}}`)
+	if line, _ := r.ReadString('\n'); !strings.Contains(line, `"id":"`) {
+		t.Fatalf("create_sandbox: %s", line)
+	}
+	stdout.Close() // the client reads no more
+	send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_sandboxes","arguments":{}}}`)
+	// The answer's write ends the server; should it not, the end of its
+	// input does, a minute on.
+	eof := time.AfterFunc(time.Minute, func() { stdin.Close() })
+	err = cmd.Wait()
+	eof.Stop()
+	stdin.Close()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGPIPE {
+		t.Errorf("cc mcp was killed by SIGPIPE, its sandboxes not closed")
 	}
 	noSandboxLeft(t, cache)
 }

@@ -18,7 +18,8 @@ var errServerClosing = errors.New("the server is shutting down")
 // sandboxSet holds the sandboxes an MCP session made, at most max at once,
 // and closes them all when the session ends.
 type sandboxSet struct {
-	max int
+	max      int
+	maxCalls int
 
 	ctx    context.Context // ends when closeAll starts: cancels work in progress
 	cancel context.CancelFunc
@@ -28,6 +29,7 @@ type sandboxSet struct {
 	byID    map[string]*openSandbox // guarded by mu
 	gone    map[string]string       // guarded by mu: why each closed sandbox went
 	pending int                     // guarded by mu: creations under way
+	running int                     // guarded by mu: tool calls in progress
 	closed  bool                    // guarded by mu
 }
 
@@ -40,26 +42,34 @@ type openSandbox struct {
 	created time.Time
 }
 
-func newSandboxSet(max int) *sandboxSet {
+func newSandboxSet(max, maxCalls int) *sandboxSet {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &sandboxSet{max: max, ctx: ctx, cancel: cancel, byID: map[string]*openSandbox{}, gone: map[string]string{}}
+	return &sandboxSet{max: max, maxCalls: maxCalls, ctx: ctx, cancel: cancel, byID: map[string]*openSandbox{}, gone: map[string]string{}}
 }
 
 // begin starts a tool call: it returns a context that ends with ctx or
 // when the set closes, and a function to call when the call is over. It
-// fails once the set is closing.
+// fails once the set is closing, and while maxCalls calls are in progress.
 func (s *sandboxSet) begin(ctx context.Context) (context.Context, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, nil, errServerClosing
 	}
+	if s.running >= s.maxCalls {
+		// Refused, not queued: a queued call would hold its arguments.
+		return nil, nil, fmt.Errorf("%d tool calls are in progress, the most this server takes at once: wait for one to end", s.running)
+	}
+	s.running++
 	s.calls.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
 	return ctx, func() {
 		stop()
 		cancel()
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
 		s.calls.Done()
 	}, nil
 }

@@ -358,6 +358,8 @@ func TestMCPFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"mcp", "--max-sandboxes", "0"},
 		{"mcp", "--command-timeout", "0s"},
+		{"mcp", "--max-calls", "0"},
+		{"mcp", "--max-input", "0"},
 		{"mcp", "--cpus", "-1"},
 		{"mcp", "--no-such-flag"},
 		{"mcp", "extra"},

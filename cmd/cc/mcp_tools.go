@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,7 +82,7 @@ func (t *tools) create(ctx context.Context, in createIn) (createOut, error) {
 	}
 	// A client's image name never reaches the host's files, and reaches a
 	// registry only when the operator allowed the network.
-	image, rules := in.Image, sourceRules{noPull: !t.f.allowNetwork}
+	image, rules := in.Image, sourceRules{noPull: !t.f.allowNetwork, guarded: true}
 	if image == "" {
 		image, rules = t.f.image, sourceRules{paths: true} // the operator's choice
 	}
@@ -208,6 +209,9 @@ func (t *tools) run(ctx context.Context, in runIn) (runOut, error) {
 	if len(in.Env) > 0 {
 		c.Env = append(c.Environ(), in.Env...)
 	}
+	if len(in.Stdin) > t.f.maxInput {
+		return runOut{}, fmt.Errorf("stdin: %d bytes, more than the server's --max-input %d", len(in.Stdin), t.f.maxInput)
+	}
 	if in.Stdin != "" {
 		c.Stdin = strings.NewReader(in.Stdin)
 	}
@@ -262,6 +266,9 @@ func (t *tools) writeFile(ctx context.Context, in writeIn) (writeOut, error) {
 	sb, err := t.set.get(in.ID)
 	if err != nil {
 		return writeOut{}, err
+	}
+	if max := t.f.maxInput; len(in.Content) > max && !(in.Base64 && base64.StdEncoding.DecodedLen(len(in.Content)) <= max) {
+		return writeOut{}, fmt.Errorf("content: %d bytes, more than the server's --max-input %d", len(in.Content), max)
 	}
 	data := []byte(in.Content)
 	if in.Base64 {
@@ -381,10 +388,18 @@ func (t *tools) listFiles(ctx context.Context, in listIn) (listOut, error) {
 	if err != nil {
 		return listOut{}, err
 	}
-	entries, err := sb.inst.ReadDir(p)
+	// One batch of at most one entry more than a listing holds: a
+	// directory the sandbox filled is never read whole.
+	dir, err := sb.inst.OpenFile(p, os.O_RDONLY, 0)
 	if err != nil {
 		return listOut{}, err
 	}
+	entries, err := dir.ReadDir(maxListEntries + 1)
+	dir.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return listOut{}, err
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	out := listOut{Path: p, Entries: []listEntry{}}
 	if len(entries) > maxListEntries {
 		entries, out.Truncated = entries[:maxListEntries], true

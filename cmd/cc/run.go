@@ -216,12 +216,18 @@ func runRun(ctx context.Context, g *globals, f *runFlags, image string, args []s
 	return exitOf(g, inst, f, c.Wait())
 }
 
-// passStdin gives the command our standard input. A file or pipe is handed
-// over; a terminal is copied through a pipe by a goroutine that the exit
-// does not wait for, since a terminal has no end.
+// passStdin gives the command our standard input. An anonymous pipe is
+// handed over; a file is copied (see hideFile: handed over, the sandbox
+// could reopen it, writable, through /proc/self/fd/0); a terminal is
+// copied through a pipe by a goroutine that the exit does not wait for,
+// since a terminal has no end.
 func passStdin(c *sandbox.Cmd) error {
-	if !isTerminal(os.Stdin) {
+	if anonymousPipe(os.Stdin) {
 		c.Stdin = os.Stdin
+		return nil
+	}
+	if !isTerminal(os.Stdin) {
+		c.Stdin = struct{ io.Reader }{os.Stdin}
 		return nil
 	}
 	w, err := c.StdinPipe()

@@ -141,3 +141,47 @@ func TestRunInterrupt(t *testing.T) {
 	}
 	noSandboxLeft(t, cache)
 }
+
+// TestRunHidesHostFiles: the host files cc run's output goes to, and a
+// file as its -i input, reach the sandbox as pipes cc copies, never as
+// descriptors: through /proc/self/fd it would learn their host paths,
+// read what they held before, and truncate or rewrite them.
+func TestRunHidesHostFiles(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "build.log")
+	if err := os.WriteFile(logPath, []byte("EARLIER STEP: a token\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	inPath := filepath.Join(dir, "input")
+	if err := os.WriteFile(inPath, []byte("input\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(inPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	script := `for fd in 0 1 2; do echo "$fd: $(readlink /proc/self/fd/$fd)" >&2; done
+cat /proc/self/fd/1 >&2
+echo rewritten > /proc/self/fd/1
+cat; echo appended`
+	cmd := ccCommand(context.Background(), "", "run", "-i", "host", "sh", "-c", script)
+	cmd.Stdin, cmd.Stdout = in, log
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Logf("cc run: %v", err)
+	}
+	if strings.Contains(stderr.String(), dir) || strings.Contains(stderr.String(), "a token") {
+		t.Errorf("the sandbox learnt a host file's path or content through its descriptors:\n%s", stderr.String())
+	}
+	if got, _ := os.ReadFile(logPath); !strings.HasPrefix(string(got), "EARLIER STEP: a token\n") || !strings.HasSuffix(string(got), "input\nappended\n") {
+		t.Errorf("the output file afterwards: %q; want what it held, then the command's output", got)
+	}
+}

@@ -16,6 +16,7 @@ import (
 type sourceRules struct {
 	paths    bool      // layout directories and archives on the host; false: never looked at, not even stat
 	noPull   bool      // use only images the store has: no registry is asked
+	guarded  bool      // a client chose the name: registries are reached as a sandbox's egress would be (guardedTransport)
 	progress io.Writer // where a pull draws its progress bar; nil: nowhere
 }
 
@@ -50,6 +51,9 @@ func openSource(ctx context.Context, g *globals, name string, rules sourceRules)
 	}
 	if rules.noPull {
 		opts = append(opts, sandbox.WithPullPolicy(sandbox.PullNever))
+	}
+	if rules.guarded {
+		opts = append(opts, sandbox.WithTransport(guardedTransport()))
 	}
 	img, err := sandbox.Pull(ctx, name, opts...)
 	if rules.noPull && errors.Is(err, fs.ErrNotExist) {

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/ccsandbox/sandbox"
+)
+
+// guardedTransport is the HTTP transport of a pull whose image name an
+// MCP client chose: the client picks the registry, and with it where the
+// server's own requests go (redirects and token realms included), so every
+// connection passes sandbox.DefaultDialer's rules, as a sandbox's egress
+// would: not the host's loopback or its own addresses, not link-local or
+// metadata addresses. The proxy the operator configured
+// (HTTPS_PROXY, HTTP_PROXY) is reached wherever it is.
+func guardedTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	proxies := configuredProxies()
+	policy := sandbox.DefaultDialer()
+	var direct net.Dialer
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if proxies[addr] {
+			return direct.DialContext(ctx, network, addr)
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, err
+		}
+		var first error
+		for _, ip := range ips {
+			c, err := policy(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+			if err == nil {
+				return c, nil
+			}
+			if first == nil {
+				first = err
+			}
+		}
+		return nil, fmt.Errorf("registry %s: %w", addr, first)
+	}
+	return t
+}
+
+// configuredProxies returns the host:port of each proxy the environment
+// names for HTTP and HTTPS.
+func configuredProxies() map[string]bool {
+	proxies := map[string]bool{}
+	for _, v := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
+		raw := os.Getenv(v)
+		if raw == "" {
+			continue
+		}
+		if !strings.Contains(raw, "://") {
+			raw = "http://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
+			if port == "" {
+				port = "80"
+			}
+		}
+		proxies[net.JoinHostPort(u.Hostname(), port)] = true
+	}
+	return proxies
+}
