@@ -151,6 +151,12 @@ func TestMCPCallsBounded(t *testing.T) {
 // with many long names holds one listing's worth of entries, not the
 // whole directory, however many calls ask at once.
 func TestMCPListFilesBounded(t *testing.T) {
+	if raceEnabled {
+		// cc built with the race detector holds shadow memory for all it
+		// touches: its peak grows past the bound with the fix too (972
+		// MiB). make test's rootless phase runs this test without it.
+		t.Skip("peak memory is not the server's own under the race detector; make test's rootless phase checks it")
+	}
 	leakcheck.Check(t)
 	cache := t.TempDir()
 	s, pid := startMCP(t, cache, "--command-timeout", "10m")
