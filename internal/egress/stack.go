@@ -53,8 +53,9 @@ const gatewayMAC = tcpip.LinkAddress("\x02\x00\x00\x00\x02\x02")
 type Stack struct {
 	s    *stack.Stack
 	link *os.File
-	dial DialFunc
-	log  *slog.Logger
+	dial     DialFunc
+	resolver *net.Resolver // answers the sandbox's DNS queries
+	log      *slog.Logger
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -69,9 +70,13 @@ type Stack struct {
 }
 
 // Start attaches a stack to link, the host's descriptor of the sandbox's
-// TAP device (ethernet frames), and serves its flows through dial. The
-// stack owns link and closes it on Close.
-func Start(link *os.File, dial DialFunc, log *slog.Logger) (*Stack, error) {
+// TAP device (ethernet frames), and serves its flows through dial and its
+// DNS queries from resolver (nil: net.DefaultResolver). The stack owns
+// link and closes it on Close.
+func Start(link *os.File, dial DialFunc, resolver *net.Resolver, log *slog.Logger) (*Stack, error) {
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -98,7 +103,7 @@ func Start(link *os.File, dial DialFunc, log *slog.Logger) (*Stack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	st := &Stack{s: s, link: link, dial: dial, log: log, ctx: ctx, cancel: cancel, flows: map[io.Closer]struct{}{}, linkGone: linkGone}
+	st := &Stack{s: s, link: link, dial: dial, resolver: resolver, log: log, ctx: ctx, cancel: cancel, flows: map[io.Closer]struct{}{}, linkGone: linkGone}
 	fail := func(what string, e tcpip.Error) (*Stack, error) {
 		cancel()
 		s.Destroy()
