@@ -51,8 +51,8 @@ const gatewayMAC = tcpip.LinkAddress("\x02\x00\x00\x00\x02\x02")
 
 // Stack is a running user-space stack serving one sandbox's device.
 type Stack struct {
-	s    *stack.Stack
-	link *os.File
+	s        *stack.Stack
+	link     *os.File
 	dial     DialFunc
 	resolver *net.Resolver // answers the sandbox's DNS queries
 	log      *slog.Logger
