@@ -316,6 +316,9 @@ func (e *buildExec) Run(ctx context.Context, base dockerfile.Ref, spec dockerfil
 		if e.o.dialer != nil {
 			opts = append(opts, WithDialer(e.o.dialer))
 		}
+		if e.o.resolver != nil {
+			opts = append(opts, WithDNSResolver(e.o.resolver))
+		}
 		if h := e.o.helper; h != nil {
 			opts = append(opts, instanceOption(func(o *newOptions) error { o.inProcess = true; return nil }))
 			if h.MemoryMB > 0 {

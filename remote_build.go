@@ -88,7 +88,7 @@ func remoteBuildRequest(src []byte, o *buildOptions) (*ipc.BuildReq, error) {
 		return nil, fmt.Errorf("%s names this machine's %w", what, errors.ErrUnsupported)
 	}
 	switch {
-	case o.network || o.dialer != nil:
+	case o.network || o.dialer != nil || o.resolver != nil:
 		return refuse("WithBuildNetwork (a build on a network helper has no network): its network is")
 	case len(o.ssh) > 0:
 		return refuse("WithBuildSSH: its agent socket is")
