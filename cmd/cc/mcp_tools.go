@@ -267,8 +267,12 @@ func (t *tools) writeFile(ctx context.Context, in writeIn) (writeOut, error) {
 	if err != nil {
 		return writeOut{}, err
 	}
-	if max := t.f.maxInput; len(in.Content) > max && !(in.Base64 && base64.StdEncoding.DecodedLen(len(in.Content)) <= max) {
-		return writeOut{}, fmt.Errorf("content: %d bytes, more than the server's --max-input %d", len(in.Content), max)
+	size := len(in.Content)
+	if in.Base64 {
+		size = base64.StdEncoding.DecodedLen(size)
+	}
+	if size > t.f.maxInput {
+		return writeOut{}, fmt.Errorf("content: %d bytes, more than the server's --max-input %d", size, t.f.maxInput)
 	}
 	data := []byte(in.Content)
 	if in.Base64 {

@@ -51,11 +51,7 @@ func DefaultDialer(allow ...netip.Prefix) DialFunc {
 		if err != nil {
 			return nil, fmt.Errorf("egress: %s: not an IP address and port", addr)
 		}
-		err = checkAllowed(ap.Addr().Unmap(), allow)
-		if err == nil && !allowed(ap.Addr().Unmap(), allow) && hostAddr(ap.Addr().Unmap()) {
-			err = fmt.Errorf("%w: %v is an address of this host", ErrRefused, ap.Addr())
-		}
-		if err != nil {
+		if err := checkAllowed(ap.Addr().Unmap(), allow); err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
 		}
 		var d net.Dialer
@@ -66,27 +62,23 @@ func DefaultDialer(allow ...netip.Prefix) DialFunc {
 // ErrRefused is returned by the default dialer for a blocked destination.
 var ErrRefused = fmt.Errorf("destination refused by the sandbox's egress policy")
 
-// checkAllowed refuses a blocked destination that allow does not hold.
+// checkAllowed refuses a blocked destination, or an address of this host,
+// that allow does not hold.
 func checkAllowed(a netip.Addr, allow []netip.Prefix) error {
-	if allowed(a, allow) {
-		return nil
+	for _, p := range allow {
+		if p.Contains(a) {
+			return nil
+		}
 	}
 	for _, p := range blocked {
 		if p.Contains(a) {
 			return fmt.Errorf("%w: %v is in %v", ErrRefused, a, p)
 		}
 	}
-	return nil
-}
-
-// allowed reports whether one of allow holds a.
-func allowed(a netip.Addr, allow []netip.Prefix) bool {
-	for _, p := range allow {
-		if p.Contains(a) {
-			return true
-		}
+	if hostAddr(a) {
+		return fmt.Errorf("%w: %v is an address of this host", ErrRefused, a)
 	}
-	return false
+	return nil
 }
 
 // hostAddr reports whether a is an address of one of this host's
