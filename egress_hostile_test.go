@@ -40,19 +40,7 @@ func openFDs(t *testing.T) int {
 // one per datagram or connection, and another sandbox's egress works
 // throughout.
 func TestEgressFlowsBounded(t *testing.T) {
-	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			if _, _, err := sink.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
+	sink := udpServer(t, func([]byte) []byte { return nil })
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -176,49 +164,38 @@ func TestEgressHostOwnAddress(t *testing.T) {
 // svc.test, NXDOMAIN for every other name; it records the names asked.
 func fakeNameserver(t *testing.T) (addr string, asked func() []string) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
 	var mu sync.Mutex
 	var names []string
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			mu.Lock()
-			names = append(names, q.Name.String())
-			mu.Unlock()
-			resp := dnsmessage.Header{ID: h.ID, Response: true, RCode: dnsmessage.RCodeNameError}
-			if q.Name.String() == "svc.test." {
-				resp.RCode = dnsmessage.RCodeSuccess
-			}
-			b := dnsmessage.NewBuilder(nil, resp)
-			b.StartQuestions()
-			b.Question(q)
-			if resp.RCode == dnsmessage.RCodeSuccess && q.Type == dnsmessage.TypeA {
-				b.StartAnswers()
-				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{192, 0, 2, 10}})
-			}
-			out, err := b.Finish()
-			if err == nil {
-				pc.WriteTo(out, from)
-			}
+	pc := udpServer(t, func(query []byte) []byte {
+		var p dnsmessage.Parser
+		h, err := p.Start(query)
+		if err != nil {
+			return nil
 		}
-	}()
+		q, err := p.Question()
+		if err != nil {
+			return nil
+		}
+		mu.Lock()
+		names = append(names, q.Name.String())
+		mu.Unlock()
+		resp := dnsmessage.Header{ID: h.ID, Response: true, RCode: dnsmessage.RCodeNameError}
+		if q.Name.String() == "svc.test." {
+			resp.RCode = dnsmessage.RCodeSuccess
+		}
+		b := dnsmessage.NewBuilder(nil, resp)
+		b.StartQuestions()
+		b.Question(q)
+		if resp.RCode == dnsmessage.RCodeSuccess && q.Type == dnsmessage.TypeA {
+			b.StartAnswers()
+			b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{192, 0, 2, 10}})
+		}
+		out, err := b.Finish()
+		if err != nil {
+			return nil
+		}
+		return out
+	})
 	return pc.LocalAddr().String(), func() []string {
 		mu.Lock()
 		defer mu.Unlock()

@@ -107,22 +107,32 @@ func TestEgressDialerPolicy(t *testing.T) {
 	}
 }
 
-func TestEgressDNSAndUDP(t *testing.T) {
-	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
+// udpServer serves UDP on the host's loopback until the test ends: each
+// datagram gets what answer returns for it, or nothing when that is nil.
+func udpServer(t *testing.T, answer func(datagram []byte) []byte) net.PacketConn {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer echo.Close()
+	t.Cleanup(func() { pc.Close() })
 	go func() {
-		buf := make([]byte, 1500)
+		buf := make([]byte, 65536)
 		for {
-			n, from, err := echo.ReadFrom(buf)
+			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				return
 			}
-			echo.WriteTo(append([]byte("echo:"), buf[:n]...), from)
+			if out := answer(buf[:n]); out != nil {
+				pc.WriteTo(out, from)
+			}
 		}
 	}()
+	return pc
+}
+
+func TestEgressDNSAndUDP(t *testing.T) {
+	echo := udpServer(t, func(b []byte) []byte { return append([]byte("echo:"), b...) })
 	inst := egressInstance(t, WithDialer(rewrite(echo.LocalAddr().String(), DefaultDialer(netip.MustParsePrefix("127.0.0.1/32")))))
 	if out := run(t, inst, "cat /etc/resolv.conf"); !strings.Contains(out, "10.0.2.2") {
 		t.Errorf("resolv.conf: %q", out)
