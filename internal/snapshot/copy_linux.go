@@ -324,7 +324,7 @@ func (c *copier) copyFile(n *untrusted.Node, dfd int, name string, xattrs [][2]s
 	}
 	// The size recorded is what was read: a file the sandbox writes while
 	// it cannot be frozen hashes as copied. Holes and zeros stay holes.
-	size, err := copyContent(in, out, sum)
+	size, err := fsutil.CopySparse(in, out, sum)
 	if err != nil {
 		return fmt.Errorf("copying %s: %w", p, err)
 	}
