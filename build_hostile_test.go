@@ -2,12 +2,14 @@ package sandbox
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/testutil/testimage"
+	"golang.org/x/sys/unix"
 )
 
 // TestBuildHostileSources: a Dockerfile reaches for a host file outside
@@ -113,5 +115,114 @@ FROM a2
 	inst := newInstance(t, img, WithCacheDir(cache))
 	if seen := run(t, inst, "cat /seen"); strings.Contains(seen, "planted") {
 		t.Errorf("stage b's step ran in the sandbox stage a left, which planted things; it saw:\n%s", seen)
+	}
+}
+
+// TestBuildCopyThroughReplacedDirectory: one COPY writes a directory
+// (dst/s/victim), replaces its parent with a symlink to a host directory
+// (dst/s), then writes into the first again (a heredoc named
+// s/victim/planted): the builder had kept dst/s/victim among the
+// directories it made, wrote the heredoc through the link into the host
+// directory, and chmodded and chowned the host's victim when it finished
+// the layer. The trees come from the context, and from a stage with no
+// context at all (any image could ship them). The host directory is
+// unchanged, and the file lands in the image.
+func TestBuildCopyThroughReplacedDirectory(t *testing.T) {
+	const heredoc = " <<s/victim/planted /dst/\nhello from the build\ns/victim/planted\n"
+	cases := []struct {
+		name string
+		df   func(host string) string
+		ctx  func(t *testing.T, host string) string
+	}{
+		{"context", func(string) string { return "FROM busybox\nCOPY a b" + heredoc }, func(t *testing.T, host string) string {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "a", "s", "victim"), 0o777); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(filepath.Join(dir, "a", "s", "victim"), 0o777)
+			os.Mkdir(filepath.Join(dir, "b"), 0o755)
+			if err := os.Symlink(host, filepath.Join(dir, "b", "s")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"stage", func(host string) string {
+			return "FROM busybox AS evil\nRUN mkdir -p /a/s/victim /b && chmod 777 /a/s/victim && (chown 1234:1234 /a/s/victim || true) && ln -s " + host + " /b/s\n" +
+				"FROM busybox\nCOPY --from=evil /a /b" + heredoc
+		}, func(t *testing.T, _ string) string { return t.TempDir() }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			host := t.TempDir()
+			victim := filepath.Join(host, "victim")
+			if err := os.Mkdir(victim, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			var before, after unix.Stat_t
+			if err := unix.Stat(victim, &before); err != nil {
+				t.Fatal(err)
+			}
+			b, err := buildDockerfile(t, c.df(host), c.ctx(t, host))
+			if err := unix.Stat(victim, &after); err != nil {
+				t.Fatal(err)
+			}
+			if after.Mode != before.Mode || after.Uid != before.Uid || after.Gid != before.Gid {
+				t.Errorf("the host directory %s changed: mode %o owner %d:%d, was mode %o owner %d:%d",
+					victim, after.Mode, after.Uid, after.Gid, before.Mode, before.Uid, before.Gid)
+			}
+			if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+				t.Errorf("the build wrote into the host directory: %v", ents)
+			}
+			if err != nil {
+				t.Fatalf("build: %v", err)
+			}
+			inst := newInstance(t, b.snap)
+			if got, err := inst.ReadFile("/dst/s/victim/planted"); err != nil || string(got) != "hello from the build\n" {
+				t.Errorf("the image's /dst/s/victim/planted: %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestBuildCopyKeepsHoles: a stage's sparse file of 1 GiB (one block in
+// its sandbox, none in the store) copied by COPY --from took 1 GiB of the
+// host's disk (truncate -s 1T filled it, past any limit). The copy keeps
+// the holes: neither file takes more than a few blocks in the store.
+func TestBuildCopyKeepsHoles(t *testing.T) {
+	cache := t.TempDir()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := loadInStore(t, src, cache)
+	df := "FROM busybox AS a\nRUN truncate -s 1G /big\nFROM busybox\nCOPY --from=a /big /copied\n"
+	snap, err := Build(context.Background(), []byte(df), WithBuildSource("busybox", base), WithCacheDir(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	found := 0
+	// The test's own store, which no sandbox writes: walking it by name is safe.
+	filepath.WalkDir(filepath.Join(cache, "layers"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Name() != "big" && d.Name() != "copied" {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Error(err)
+			return nil
+		}
+		found++
+		if st.Size != 1<<30 || st.Blocks*512 > 1<<20 {
+			t.Errorf("the store's %s: %d bytes, %d of them on disk; want 1 GiB, sparse", d.Name(), st.Size, st.Blocks*512)
+		}
+		return nil
+	})
+	if found != 2 {
+		t.Errorf("found %d of the files big and copied in the store's layers, want 2", found)
+	}
+	inst := newInstance(t, snap, WithCacheDir(cache))
+	if fi, err := inst.Stat("/copied"); err != nil || fi.Size() != 1<<30 {
+		t.Errorf("the image's /copied: %v, %v", fi, err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/image"
-	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -99,12 +98,11 @@ func (w *layerWriter) merge(src, rel string) error {
 	for _, n := range names {
 		s := filepath.Join(src, n)
 		child := joinRel(rel, n)
-		d := w.host(child)
 		sfi, err := os.Lstat(s)
 		if err != nil {
 			return err
 		}
-		dfi, derr := os.Lstat(d)
+		dfi, derr := w.layer.Lstat(name(child))
 		if derr == nil && sfi.IsDir() && dfi.IsDir() {
 			if err := w.merge(s, child); err != nil {
 				return err
@@ -120,15 +118,26 @@ func (w *layerWriter) merge(src, rel string) error {
 			}
 			continue
 		}
-		if derr == nil {
-			if err := untrusted.RemoveAll(d); err != nil {
-				return err
-			}
-			delete(w.dirs, child)
-		}
-		if err := os.Rename(s, d); err != nil {
+		if err := w.clear(child, false); err != nil {
 			return err
 		}
+		if err := w.renameIn(s, child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// renameIn moves the host entry src (the builder's own) to rel in the
+// layer, through rel's directory's descriptor.
+func (w *layerWriter) renameIn(src, rel string) error {
+	dir, base, err := w.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := unix.Renameat(unix.AT_FDCWD, src, int(dir.Fd()), base); err != nil {
+		return &os.LinkError{Op: "rename", Old: src, New: "/" + rel, Err: err}
 	}
 	return nil
 }

@@ -6,9 +6,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
@@ -25,10 +27,13 @@ import (
 // writes. Ownership is stored as the store stores it: shifted by the id
 // map as root, in layertar.XattrOwner in unprivileged mode.
 type layerWriter struct {
-	root string
-	ids  idmap.Map
-	base *layerFS
-	dirs map[string]dirMeta // every directory made, applied by finish
+	// layer is the layer directory, opened: every write goes through it,
+	// so no symlink the layer holds (an image's, a context's, a step's)
+	// leads a write out of it, whatever dirs says.
+	layer *os.Root
+	ids   idmap.Map
+	base  *layerFS
+	dirs  map[string]dirMeta // every directory made, applied by finish
 	// epoch, when not zero, is the latest time an entry gets
 	// (Options.SourceDateEpoch).
 	epoch time.Time
@@ -41,11 +46,17 @@ type dirMeta struct {
 	mtime    time.Time
 }
 
+// newLayerWriter makes the layer directory root (a host path the builder
+// chose) and opens it; the writer must be closed.
 func newLayerWriter(root string, ids idmap.Map, base *layerFS) (*layerWriter, error) {
-	w := &layerWriter{root: root, ids: ids, base: base, dirs: map[string]dirMeta{}}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
+	layer, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	w := &layerWriter{layer: layer, ids: ids, base: base, dirs: map[string]dirMeta{}}
 	meta := dirMeta{mode: fs.ModeDir | 0o755}
 	if e, err := base.lstat(""); err == nil {
 		meta = dirMeta{mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime}
@@ -54,8 +65,28 @@ func newLayerWriter(root string, ids idmap.Map, base *layerFS) (*layerWriter, er
 	return w, nil
 }
 
-func (w *layerWriter) host(rel string) string {
-	return filepath.Join(w.root, filepath.FromSlash(rel))
+// close closes the layer directory.
+func (w *layerWriter) close() error { return w.layer.Close() }
+
+// name is rel as the layer's root resolves it.
+func name(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return filepath.FromSlash(rel)
+}
+
+// parent opens the directory that holds rel (not the root) and returns
+// it with rel's last component.
+func (w *layerWriter) parent(rel string) (*os.File, string, error) {
+	if rel == "" {
+		return nil, "", &fs.PathError{Op: "open", Path: "/", Err: unix.EINVAL}
+	}
+	dir, err := w.layer.Open(name(parentRel(rel)))
+	if err != nil {
+		return nil, "", err
+	}
+	return dir, path.Base(rel), nil
 }
 
 // mkdirAll makes the directory rel and its parents in the layer. A
@@ -83,11 +114,10 @@ func (w *layerWriter) mkdirAll(rel string, meta dirMeta) error {
 // dir makes (or re-describes) the directory rel, whose parent exists.
 func (w *layerWriter) dir(rel string, meta dirMeta) error {
 	if _, ok := w.dirs[rel]; !ok {
-		p := w.host(rel)
-		if err := w.clear(p, true); err != nil {
+		if err := w.clear(rel, true); err != nil {
 			return err
 		}
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := w.layer.Mkdir(name(rel), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 	}
@@ -95,10 +125,11 @@ func (w *layerWriter) dir(rel string, meta dirMeta) error {
 	return nil
 }
 
-// clear removes what the layer has at p, unless it is a directory and
-// keepDir is set.
-func (w *layerWriter) clear(p string, keepDir bool) error {
-	fi, err := os.Lstat(p)
+// clear removes what the layer has at rel, unless it is a directory and
+// keepDir is set. What it removes is no directory of the writer's any
+// more, and neither is anything that was below it.
+func (w *layerWriter) clear(rel string, keepDir bool) error {
+	fi, err := w.layer.Lstat(name(rel))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -108,17 +139,40 @@ func (w *layerWriter) clear(p string, keepDir bool) error {
 	if fi.IsDir() && keepDir {
 		return nil
 	}
-	return untrusted.RemoveAll(p)
+	w.forget(rel)
+	dir, base, err := w.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return untrusted.RemoveAllAt(dir, base)
+}
+
+// forget drops rel and every directory below it from the directories
+// finish applies. A directory that was replaced (by a file, a symlink)
+// must not stay on the list: mkdirAll would take it as made and write
+// through whatever replaced it, and finish would chmod that.
+func (w *layerWriter) forget(rel string) {
+	for d := range w.dirs {
+		if d == rel || strings.HasPrefix(d, rel+"/") {
+			delete(w.dirs, d)
+		}
+	}
+}
+
+// create makes rel a new regular file (replacing what was there), open
+// for writing.
+func (w *layerWriter) create(rel string) (*os.File, error) {
+	if err := w.clear(rel, false); err != nil {
+		return nil, err
+	}
+	w.forget(rel)
+	return w.layer.OpenFile(name(rel), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // file writes a regular file with the content of r.
 func (w *layerWriter) file(rel string, r io.Reader, mode fs.FileMode, uid, gid int, mtime time.Time) error {
-	p := w.host(rel)
-	if err := w.clear(p, false); err != nil {
-		return err
-	}
-	delete(w.dirs, rel)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := w.create(rel)
 	if err != nil {
 		return err
 	}
@@ -129,40 +183,78 @@ func (w *layerWriter) file(rel string, r io.Reader, mode fs.FileMode, uid, gid i
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return w.finishEntry(p, false, mode, uid, gid, mtime)
+	return w.finishEntry(rel, false, mode, uid, gid, mtime)
 }
 
 // copyFile writes a regular file with the content of the host file src.
+// Holes stay holes (and runs of zeros become holes): a sparse file a
+// stage made costs the host no more room than it cost the stage.
 func (w *layerWriter) copyFile(rel, src string, mode fs.FileMode, uid, gid int, mtime time.Time) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	return w.file(rel, in, mode, uid, gid, mtime)
+	f, err := w.create(rel)
+	if err != nil {
+		return err
+	}
+	if _, err := fsutil.CopySparse(in, f, nil); err != nil {
+		f.Close()
+		return fmt.Errorf("writing /%s: %w", rel, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return w.finishEntry(rel, false, mode, uid, gid, mtime)
 }
 
 // symlink writes a symlink.
 func (w *layerWriter) symlink(rel, target string, uid, gid int, mtime time.Time) error {
-	p := w.host(rel)
-	if err := w.clear(p, false); err != nil {
+	if err := w.clear(rel, false); err != nil {
 		return err
 	}
-	delete(w.dirs, rel)
-	if err := os.Symlink(target, p); err != nil {
+	w.forget(rel)
+	if err := w.layer.Symlink(target, name(rel)); err != nil {
 		return err
 	}
-	return w.finishEntry(p, true, 0, uid, gid, mtime)
+	return w.finishEntry(rel, true, 0, uid, gid, mtime)
 }
 
-// finishEntry gives a file or symlink its owner, mode and times.
-func (w *layerWriter) finishEntry(p string, isLink bool, mode fs.FileMode, uid, gid int, mtime time.Time) error {
-	if err := w.chown(p, isLink, uid, gid); err != nil {
+// finishEntry gives the entry rel its owner, mode and times, through its
+// directory's descriptor and without following it.
+func (w *layerWriter) finishEntry(rel string, isLink bool, mode fs.FileMode, uid, gid int, mtime time.Time) error {
+	var dir *os.File
+	base := "."
+	var err error
+	if rel == "" {
+		dir, err = w.layer.Open(".")
+	} else {
+		dir, base, err = w.parent(rel)
+	}
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: "/" + rel, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &fs.PathError{Op: "fstat", Path: "/" + rel, Err: err}
+	}
+	if isLink != (st.Mode&unix.S_IFMT == unix.S_IFLNK) {
+		return fmt.Errorf("/%s changed type while the layer was written", rel)
+	}
+	if err := w.chown(fd, dir, base, rel, isLink, uid, gid); err != nil {
 		return err
 	}
 	if !isLink {
-		if err := unix.Chmod(p, fsutil.UnixPerm(mode)); err != nil {
-			return &fs.PathError{Op: "chmod", Path: p, Err: err}
+		// The descriptor's /proc link names its inode, not a path.
+		if err := unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), fsutil.UnixPerm(mode)); err != nil {
+			return &fs.PathError{Op: "chmod", Path: "/" + rel, Err: err}
 		}
 	}
 	if mtime.IsZero() {
@@ -172,36 +264,45 @@ func (w *layerWriter) finishEntry(p string, isLink bool, mode fs.FileMode, uid, 
 		mtime = w.epoch
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &fs.PathError{Op: "utimes", Path: p, Err: err}
+	if err := unix.UtimesNanoAt(int(dir.Fd()), base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "utimes", Path: "/" + rel, Err: err}
 	}
 	return nil
 }
 
-// chown stores a container owner the way the store does.
-func (w *layerWriter) chown(p string, isLink bool, uid, gid int) error {
+// chown stores a container owner the way the store does, on the entry
+// fd (O_PATH) holds, base of the directory dir.
+func (w *layerWriter) chown(fd int, dir *os.File, base, rel string, isLink bool, uid, gid int) error {
 	if w.ids.Single() {
 		if uid == 0 && gid == 0 || isLink {
 			return nil // symlinks cannot carry user xattrs: lost, as the store loses them
 		}
 		v := strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
-		if err := unix.Lsetxattr(p, layertar.XattrOwner, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
-			return &fs.PathError{Op: "setxattr", Path: p, Err: err}
+		err := unix.Lsetxattr(fsutil.FDPath(int(dir.Fd()), base), layertar.XattrOwner, []byte(v), 0)
+		if err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return &fs.PathError{Op: "setxattr", Path: "/" + rel, Err: err}
 		}
 		return nil
 	}
-	hu, ok := w.ids.HostUID(uint32(uid))
-	if !ok || uid < 0 {
-		hu, _ = w.ids.HostUID(layertar.OverflowID)
-	}
-	hg, ok := w.ids.HostGID(uint32(gid))
-	if !ok || gid < 0 {
-		hg, _ = w.ids.HostGID(layertar.OverflowID)
-	}
-	if err := unix.Lchown(p, int(hu), int(hg)); err != nil {
-		return &fs.PathError{Op: "lchown", Path: p, Err: err}
+	hu, hg := hostOwner(w.ids, uid, gid)
+	if err := unix.Fchownat(fd, "", hu, hg, unix.AT_EMPTY_PATH); err != nil {
+		return &fs.PathError{Op: "lchown", Path: "/" + rel, Err: err}
 	}
 	return nil
+}
+
+// hostOwner is the host owner of the container owner uid:gid under ids:
+// the overflow id's for one the map lacks.
+func hostOwner(ids idmap.Map, uid, gid int) (int, int) {
+	hu, ok := ids.HostUID(uint32(uid))
+	if !ok || uid < 0 {
+		hu, _ = ids.HostUID(layertar.OverflowID)
+	}
+	hg, ok := ids.HostGID(uint32(gid))
+	if !ok || gid < 0 {
+		hg, _ = ids.HostGID(layertar.OverflowID)
+	}
+	return int(hu), int(hg)
 }
 
 // finish applies the directories' owners, modes and times, the deepest
@@ -214,7 +315,7 @@ func (w *layerWriter) finish() error {
 	slices.Sort(rels)
 	for i := len(rels) - 1; i >= 0; i-- {
 		m := w.dirs[rels[i]]
-		if err := w.finishEntry(w.host(rels[i]), false, m.mode, m.uid, m.gid, m.mtime); err != nil {
+		if err := w.finishEntry(rels[i], false, m.mode, m.uid, m.gid, m.mtime); err != nil {
 			return err
 		}
 	}

@@ -264,8 +264,11 @@ func (s *state) chownHost(p string, uid, gid int) error {
 	if ids.Single() {
 		return nil
 	}
-	w := &layerWriter{ids: ids}
-	return w.chown(p, true, uid, gid)
+	hu, hg := hostOwner(ids, uid, gid)
+	if err := unix.Lchown(p, hu, hg); err != nil {
+		return &fs.PathError{Op: "lchown", Path: p, Err: err}
+	}
+	return nil
 }
 
 // chmodHost sets a host file's permission bits, setuid and the like

@@ -102,6 +102,7 @@ func (s *state) copyTree(root string, src srcFS, rel string, fromContext bool) e
 	if err != nil {
 		return err
 	}
+	defer w.close()
 	dest := ""
 	if e, err := src.lstat(rel); err != nil {
 		return err

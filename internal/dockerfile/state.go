@@ -560,6 +560,7 @@ func (s *state) commitOn(base Ref, files *layerFS, fill func(w *layerWriter, tmp
 	if err != nil {
 		return nil, err
 	}
+	defer w.close()
 	w.epoch = s.b.opts.SourceDateEpoch
 	if err := fill(w, dir); err != nil {
 		return nil, err

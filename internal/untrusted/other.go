@@ -5,6 +5,7 @@ package untrusted
 import (
 	"errors"
 	"os"
+	"path/filepath"
 )
 
 // ErrNoOpenat2 matches the error of Open on systems without openat2.
@@ -23,4 +24,10 @@ func (d *Dir) Close() error { return nil }
 func RemoveAll(root string) error {
 	// treelint:trusted-path no sandbox runs on these systems
 	return os.RemoveAll(root)
+}
+
+// RemoveAllAt is os.RemoveAll of dir's entry name.
+func RemoveAllAt(dir *os.File, name string) error {
+	// treelint:trusted-path no sandbox runs on these systems
+	return os.RemoveAll(filepath.Join(dir.Name(), name))
 }

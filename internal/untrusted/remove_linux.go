@@ -34,8 +34,26 @@ func RemoveAll(root string) error {
 		return err
 	}
 	defer parent.Close()
-	name := filepath.Base(root)
-	n, err := parent.Lookup(name)
+	return parent.removeAll(filepath.Base(root), root)
+}
+
+// RemoveAllAt removes the entry name (one path component) of the open
+// directory dir and everything under it, as RemoveAll does root: dir is
+// reached by its descriptor, not by a path; a missing entry is no error.
+func RemoveAllAt(dir *os.File, name string) error {
+	fd, err := unix.FcntlInt(dir.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl", err)
+	}
+	parent := &Dir{fd: fd, path: dir.Name()}
+	defer parent.Close()
+	return parent.removeAll(name, filepath.Join(dir.Name(), name))
+}
+
+// removeAll removes d's entry name and what it holds; shown names it in
+// errors.
+func (d *Dir) removeAll(name, shown string) error {
+	n, err := d.Lookup(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -44,7 +62,7 @@ func RemoveAll(root string) error {
 	}
 	if n.Type() != unix.S_IFDIR {
 		n.Close()
-		return parent.unlink(name, 0)
+		return d.unlink(name, 0)
 	}
 	top, err := n.openForRemoval()
 	n.Close()
@@ -54,18 +72,18 @@ func RemoveAll(root string) error {
 	defer top.Close()
 	r := &remover{top: top}
 	if err := r.removeContents(top, 0); err != nil {
-		return fmt.Errorf("removing %s: %w", root, err)
+		return fmt.Errorf("removing %s: %w", shown, err)
 	}
 	// Directories moved up to the top while the rest was removed.
 	for len(r.moved) > 0 {
-		name := r.moved[0]
+		next := r.moved[0]
 		r.moved = r.moved[1:]
-		if err := r.removeEntry(top, name, 0); err != nil {
-			return fmt.Errorf("removing %s: %w", root, err)
+		if err := r.removeEntry(top, next, 0); err != nil {
+			return fmt.Errorf("removing %s: %w", shown, err)
 		}
 	}
-	if err := parent.unlink(name, unix.AT_REMOVEDIR); err != nil {
-		return fmt.Errorf("removing %s: %w", root, err)
+	if err := d.unlink(name, unix.AT_REMOVEDIR); err != nil {
+		return fmt.Errorf("removing %s: %w", shown, err)
 	}
 	return nil
 }
