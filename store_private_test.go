@@ -83,3 +83,104 @@ func TestStorePrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreRootOfAnotherUser: a cache directory in a shared place
+// (CC_CACHE_DIR=/tmp/cc-cache, a helper's -store) that another host user
+// made first, or planted as a symlink (to a directory of root's, to be
+// made private and filled), or in a directory others may change, is
+// refused with an error that says why, and what it names is unchanged. A
+// symlink of the user's own to a directory of theirs still works.
+func TestStoreRootOfAnotherUser(t *testing.T) {
+	const nobody = 65534
+	open := func(dir string) error {
+		_, err := DiskUsage(context.Background(), WithCacheDir(dir))
+		return err
+	}
+	shared := func(t *testing.T) string { // a sticky directory all may write, as /tmp
+		dir := t.TempDir()
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(dir, 0o777|fs.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	asRoot := func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("playing another host user needs root; the race phase runs this as root")
+		}
+	}
+	t.Run("their directory", func(t *testing.T) {
+		asRoot(t)
+		cache := filepath.Join(shared(t), "cc-cache")
+		if err := os.Mkdir(cache, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(cache, 0o777)
+		if err := os.Chown(cache, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		err := open(cache)
+		if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("opening a store of uid %d: %v, want refused", nobody, err)
+		}
+		if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+			t.Errorf("the refused store was filled: %v", ents)
+		}
+	})
+	t.Run("their symlink", func(t *testing.T) {
+		asRoot(t)
+		victim := filepath.Join(t.TempDir(), "victim") // root's, as /etc is
+		if err := os.Mkdir(victim, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(victim, 0o755)
+		cache := filepath.Join(shared(t), "cc-cache")
+		if err := os.Symlink(victim, cache); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(cache, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		err := open(cache)
+		if err == nil || !strings.Contains(err.Error(), "symlink of uid 65534") {
+			t.Errorf("opening a store through a symlink of uid %d: %v, want refused", nobody, err)
+		}
+		fi, err := os.Stat(victim)
+		if err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("the symlink's target: %v, %v; want mode 0755, as it was", fi, err)
+		}
+		if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+			t.Errorf("the symlink's target was filled: %v", ents)
+		}
+	})
+	t.Run("a directory others may change", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o777); err != nil { // not sticky
+			t.Fatal(err)
+		}
+		err := open(filepath.Join(dir, "cc-cache"))
+		if err == nil || !strings.Contains(err.Error(), "can be changed by other users") {
+			t.Errorf("opening a store in a directory of mode 0777: %v, want refused", err)
+		}
+	})
+	t.Run("own symlink", func(t *testing.T) {
+		dir := t.TempDir()
+		real := filepath.Join(dir, "real")
+		if err := os.Mkdir(real, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(real, filepath.Join(dir, "link")); err != nil {
+			t.Fatal(err)
+		}
+		if err := open(filepath.Join(dir, "link")); err != nil {
+			t.Errorf("opening a store through the user's own symlink: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(real, "store.json")); err != nil {
+			t.Errorf("the store was not made in the symlink's target: %v", err)
+		}
+	})
+}

@@ -68,6 +68,9 @@ func Open(root string, opts Options) (*Store, error) {
 	if s.ids.Single() {
 		mode = "single"
 	}
+	if err := checkRoot(abs, true); err != nil {
+		return nil, err
+	}
 	info := s.path("store.json")
 	b, err := os.ReadFile(info)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -84,6 +87,9 @@ func Open(root string, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening layer store: %w", err)
+	}
+	if err := checkRoot(abs, false); err != nil {
+		return nil, err
 	}
 	if err := s.makePrivate(); err != nil {
 		return nil, err
@@ -231,23 +237,3 @@ func writeFileAtomic(path string, data []byte) error {
 
 // syncDir fsyncs a directory, so that renames into it are durable.
 func syncDir(path string) error { return fsutil.SyncDir(path) }
-
-// makePrivate makes the store's root 0700, whoever made it: layers keep
-// the setuid and setgid bits of their images (a sandbox needs them), and
-// sandboxes' writable layers live below it too, so no other host user may
-// reach any of it. Sandboxes and VMs reach their layers through
-// descriptors the host opens, never by walking these directories.
-func (s *Store) makePrivate() error {
-	fi, err := os.Stat(s.root)
-	if err != nil {
-		return fmt.Errorf("opening layer store: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 == 0 {
-		return nil
-	}
-	if err := os.Chmod(s.root, 0o700); err != nil {
-		return fmt.Errorf("opening layer store: %s is open to other users (%v) and cannot be made private: %w", s.root, fi.Mode().Perm(), err)
-	}
-	s.log.Info("layer store made private to its owner", "dir", s.root, "was", fi.Mode().Perm())
-	return nil
-}
