@@ -233,7 +233,50 @@ func (st *Stack) handleTCP(r *tcp.ForwarderRequest) {
 		}
 		in := gonet.NewTCPConn(&wq, ep)
 		st.splice(in, out)
+		st.settle(ep)
 	}()
+}
+
+// lingerMax bounds how long a flow whose splice has ended keeps its slot
+// while the sandbox takes what was queued for it; then it is reset.
+const lingerMax = 30 * time.Second
+
+// settle waits, with the flow still counted, until the sandbox has
+// acknowledged what the stack queued for it on ep (which the splice
+// closed): a graceful close keeps the endpoint and its queued bytes (up
+// to its send buffer) until then, and a sandbox that never reads (its
+// window shut) would otherwise have the stack keep them for flow after
+// flow, past the bound. Past lingerMax, or when the stack closes, it
+// resets the connection, which frees them.
+func (st *Stack) settle(ep tcpip.Endpoint) {
+	if !holdsData(ep) {
+		return
+	}
+	deadline := time.NewTimer(lingerMax)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for holdsData(ep) {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			ep.Abort()
+			return
+		case <-st.ctx.Done():
+			ep.Abort()
+			return
+		}
+	}
+}
+
+// holdsData reports whether a closed endpoint may still hold data for the
+// sandbox: it has not had everything it sent acknowledged.
+func holdsData(ep tcpip.Endpoint) bool {
+	switch tcp.EndpointState(ep.State()) {
+	case tcp.StateEstablished, tcp.StateCloseWait, tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:
+		return true
+	}
+	return false
 }
 
 // splice copies both ways until both directions end, passing half closes.
