@@ -46,6 +46,19 @@ const (
 	maxUDPFlows = 256
 )
 
+// What the host holds for one TCP flow whose ends both stop reading,
+// outside every limit of the sandbox's, is the stack's send and receive
+// buffers and, each way, the splice's read-ahead and the write in flight:
+// 6 MB with the netstack's defaults and the splice's, for speed. A
+// sandbox's first fullFlows flows at once get those; flows past them get
+// smallBuffer each and smallQueue pieces (of 32 KB), about 1 MB a flow,
+// so that one sandbox's flows hold some 300 MB at most, not 1.5 GB.
+const (
+	fullFlows   = 16
+	smallBuffer = 128 << 10
+	smallQueue  = 4
+)
+
 // gatewayMAC is the link address of the stack on the sandbox's device.
 const gatewayMAC = tcpip.LinkAddress("\x02\x00\x00\x00\x02\x02")
 
@@ -112,7 +125,9 @@ func Start(link *os.File, dial DialFunc, resolver *net.Resolver, log *slog.Logge
 	}
 	const nic = 1
 	// Handlers first: packets may arrive as soon as the NIC exists.
-	tf := tcp.NewForwarder(s, 0, 1024, st.handleTCP)
+	// The window a handshake offers is smallBuffer's; handleTCP widens
+	// it for the sandbox's first flows.
+	tf := tcp.NewForwarder(s, smallBuffer, 1024, st.handleTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
 	uf := udp.NewForwarder(s, st.handleUDP)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
@@ -180,15 +195,16 @@ func (st *Stack) untrack(c io.Closer) {
 }
 
 // takeFlow counts one more flow in *n, unless max are open already; it
-// returns whether it did. release gives the flow back.
-func (st *Stack) takeFlow(n *int, max int) bool {
+// returns how many are open with it, 0 when it did not count it. release
+// gives the flow back.
+func (st *Stack) takeFlow(n *int, max int) int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if *n >= max {
-		return false
+		return 0
 	}
 	*n++
-	return true
+	return *n
 }
 
 func (st *Stack) release(n *int) {
@@ -203,7 +219,8 @@ func (st *Stack) release(n *int) {
 func (st *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst := addrPort(id.LocalAddress, id.LocalPort)
-	if !st.takeFlow(&st.tcp, maxTCPFlows) {
+	nth := st.takeFlow(&st.tcp, maxTCPFlows)
+	if nth == 0 {
 		st.log.Debug("egress: too many flows", "dst", dst, "max", maxTCPFlows)
 		r.Complete(true)
 		return
@@ -231,8 +248,17 @@ func (st *Stack) handleTCP(r *tcp.ForwarderRequest) {
 			out.Close()
 			return
 		}
+		queue := 0 // the splice's own
+		if nth > fullFlows {
+			ep.SocketOptions().SetSendBufferSize(smallBuffer, true)
+			ep.SocketOptions().SetReceiveBufferSize(smallBuffer, true)
+			queue = smallQueue
+		} else {
+			// The handshake offered smallBuffer's window (see Start).
+			ep.SocketOptions().SetReceiveBufferSize(tcp.DefaultReceiveBufferSize, true)
+		}
 		in := gonet.NewTCPConn(&wq, ep)
-		st.splice(in, out)
+		st.splice(in, out, queue)
 		st.settle(ep)
 	}()
 }
@@ -279,8 +305,9 @@ func holdsData(ep tcpip.Endpoint) bool {
 	return false
 }
 
-// splice copies both ways until both directions end, passing half closes.
-func (st *Stack) splice(a, b net.Conn) {
+// splice copies both ways until both directions end, passing half closes,
+// with queue pieces read ahead each way (0: the splice's default).
+func (st *Stack) splice(a, b net.Conn, queue int) {
 	if !st.track(a) {
 		a.Close()
 		b.Close()
@@ -293,7 +320,11 @@ func (st *Stack) splice(a, b net.Conn) {
 		return
 	}
 	defer st.untrack(b)
-	netutil.Splice(a, b)
+	if queue == 0 {
+		netutil.Splice(a, b)
+		return
+	}
+	netutil.SpliceQueue(a, b, queue)
 }
 
 // handleUDP serves a new UDP flow from the sandbox: DNS for the gateway,
@@ -301,7 +332,7 @@ func (st *Stack) splice(a, b net.Conn) {
 func (st *Stack) handleUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst := addrPort(id.LocalAddress, id.LocalPort)
-	if !st.takeFlow(&st.udp, maxUDPFlows) {
+	if st.takeFlow(&st.udp, maxUDPFlows) == 0 {
 		st.log.Debug("egress: too many flows", "dst", dst, "max", maxUDPFlows)
 		return true // dropped: handled, so that no port-unreachable answers it
 	}

@@ -27,10 +27,11 @@ var piecePool = sync.Pool{New: func() any { b := make([]byte, batchPiece); retur
 
 // copyBatched copies src to dst until src ends or either fails, as
 // io.Copy does, and returns the bytes written and the first error (nil at
-// src's EOF). A failed write closes src, so the reading goroutine ends
+// src's EOF). queue is how many pieces it reads ahead, and writes at most
+// at once. A failed write closes src, so the reading goroutine ends
 // before copyBatched returns.
-func copyBatched(dst io.Writer, src io.ReadCloser) (int64, error) {
-	pieces := make(chan *[]byte, batchQueue)
+func copyBatched(dst io.Writer, src io.ReadCloser, queue int) (int64, error) {
+	pieces := make(chan *[]byte, queue)
 	stop := make(chan struct{}) // closed when the writer gives up
 	var rerr error              // the reader's error; read after pieces closes
 	go func() {
@@ -72,7 +73,7 @@ func copyBatched(dst io.Writer, src io.ReadCloser) (int64, error) {
 	for bp := range pieces {
 		batch = append(batch, bp)
 	more:
-		for len(batch) < batchQueue {
+		for len(batch) < queue {
 			select {
 			case bp, ok := <-pieces:
 				if !ok {

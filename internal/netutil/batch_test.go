@@ -23,7 +23,7 @@ func TestCopyBatched(t *testing.T) {
 	data := make([]byte, 3<<20+17)
 	rand.Read(data)
 	var out bytes.Buffer
-	n, err := copyBatched(&out, smallReader{bytes.NewReader(data)})
+	n, err := copyBatched(&out, smallReader{bytes.NewReader(data)}, batchQueue)
 	if err != nil || n != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
 		t.Fatalf("copied %d of %d bytes, equal %v, %v", n, len(data), bytes.Equal(out.Bytes(), data), err)
 	}
@@ -57,7 +57,7 @@ func (b *blockingReader) Close() error { close(b.closed); return nil }
 // reading goroutine has ended (src closed) by then.
 func TestCopyBatchedWriteError(t *testing.T) {
 	src := &blockingReader{closed: make(chan struct{})}
-	_, err := copyBatched(&failWriter{after: 3}, src)
+	_, err := copyBatched(&failWriter{after: 3}, src, batchQueue)
 	if err == nil || err.Error() != "broken" {
 		t.Fatalf("err = %v, want the writer's", err)
 	}
@@ -99,7 +99,7 @@ func TestCopyBatchedBounded(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyBatched(dst, src)
+		copyBatched(dst, src, batchQueue)
 	}()
 	const bound = 2<<20 + batchPiece
 	for src.n.Load() < 1<<20 { // the queue fills at least

@@ -13,14 +13,20 @@ import (
 // that cannot half-close, closes both at once. Between raw sockets the
 // kernel moves the data (io.Copy's splice); from anything else (a TLS
 // connection) copyBatched gathers the pieces that arrive during a write.
-func Splice(a, b net.Conn) {
+func Splice(a, b net.Conn) { SpliceQueue(a, b, batchQueue) }
+
+// SpliceQueue is Splice with at most queue pieces of 32 KB read ahead in
+// each direction (and as many more in the write in flight) where
+// copyBatched copies: what one spliced pair may hold when neither end
+// reads.
+func SpliceQueue(a, b net.Conn, queue int) {
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		var err error
 		if kernelCopies(dst, src) {
 			_, err = io.Copy(dst, src)
 		} else {
-			_, err = copyBatched(dst, src)
+			_, err = copyBatched(dst, src, queue)
 		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
 			cw.CloseWrite()
