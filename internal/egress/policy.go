@@ -63,8 +63,10 @@ func DefaultDialer(allow ...netip.Prefix) DialFunc {
 var ErrRefused = fmt.Errorf("destination refused by the sandbox's egress policy")
 
 // checkAllowed refuses a blocked destination, or an address of this host,
-// that allow does not hold.
+// that allow does not hold. An IPv6 zone (an interface) leaves the address
+// what it is: "::1%lo" is the loopback.
 func checkAllowed(a netip.Addr, allow []netip.Prefix) error {
+	a = a.Unmap().WithZone("")
 	for _, p := range allow {
 		if p.Contains(a) {
 			return nil

@@ -15,6 +15,10 @@ func TestDefaultDialerRefuses(t *testing.T) {
 	refused := []string{
 		"127.0.0.1", "169.254.169.254", "100.100.100.200", "168.63.129.16",
 		"255.255.255.255", "240.0.0.1", "0.0.0.0", "224.0.0.1", "10.0.2.2",
+		"::1", "fe80::1", "fd00:ec2::254",
+		// A zone leaves the address what it is (netip's Contains is false
+		// for every zoned address).
+		"::1%lo", "::1%1", "::%lo", "fe80::1%lo", "fd00:ec2::254%lo", "ff02::1%lo",
 	}
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
@@ -27,7 +31,7 @@ func TestDefaultDialerRefuses(t *testing.T) {
 	}
 	dial := DefaultDialer()
 	for _, a := range refused {
-		c, err := dial(context.Background(), "udp", a+":9")
+		c, err := dial(context.Background(), "udp", net.JoinHostPort(a, "9"))
 		if err == nil {
 			c.Close()
 		}
