@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 
 	"github.com/ccsandbox/sandbox"
+	"github.com/ccsandbox/sandbox/internal/egress"
 )
 
 // guardedTransport is the HTTP transport of a pull whose image name an
@@ -18,9 +20,18 @@ import (
 // connection passes sandbox.DefaultDialer's rules, as a sandbox's egress
 // would: not the host's loopback or its own addresses, not link-local or
 // metadata addresses. The proxy the operator configured
-// (HTTPS_PROXY, HTTP_PROXY) is reached wherever it is.
+// (HTTPS_PROXY, HTTP_PROXY) is reached wherever it is; a request sent
+// through it is checked by its destination's addresses first, since the
+// dialer then sees only the proxy's.
 func guardedTransport() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = func(req *http.Request) (*url.URL, error) {
+		proxy, err := http.ProxyFromEnvironment(req)
+		if err != nil || proxy == nil {
+			return proxy, err
+		}
+		return proxy, checkDestination(req.Context(), req.URL.Hostname())
+	}
 	proxies := configuredProxies()
 	policy := sandbox.DefaultDialer()
 	var direct net.Dialer
@@ -49,6 +60,26 @@ func guardedTransport() http.RoundTripper {
 		return nil, fmt.Errorf("registry %s: %w", addr, first)
 	}
 	return t
+}
+
+// checkDestination refuses a host (a name or an address) that
+// DefaultDialer would refuse: a name when any of its addresses is refused.
+// The proxy resolves a name again, so one whose answers change between
+// the two lookups is checked by the first.
+func checkDestination(ctx context.Context, host string) error {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return egress.CheckDestination(a)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if err := egress.CheckDestination(ip); err != nil {
+			return fmt.Errorf("registry %s: %w", host, err)
+		}
+	}
+	return nil
 }
 
 // configuredProxies returns the host:port of each proxy the environment

@@ -276,3 +276,51 @@ func TestMCPClientStopsReading(t *testing.T) {
 	}
 	noSandboxLeft(t, cache)
 }
+
+// TestMCPPullThroughProxy: with the operator's proxy configured, a pull
+// of a client-chosen image connects only to the proxy, so the dialer's
+// rules never saw where the proxy was asked to go: a metadata address, the
+// host's unspecified address. Such a request is refused before it reaches
+// the proxy; one to an address the rules allow still goes through it.
+func TestMCPPullThroughProxy(t *testing.T) {
+	leakcheck.Check(t)
+	var mu sync.Mutex
+	var asked []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.Method+" "+r.Host)
+		mu.Unlock()
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "ADMIN-TOKEN=what-the-proxy-fetched")
+	}))
+	defer proxy.Close()
+	for _, v := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
+		t.Setenv(v, proxy.URL)
+	}
+	t.Setenv("NO_PROXY", "")
+	t.Setenv("no_proxy", "")
+	cache := t.TempDir()
+	s, _ := startMCP(t, cache, "--allow-network")
+	for _, image := range []string{"169.254.169.254/latest/meta-data:x", "0.0.0.0:8080/admin:x", "100.100.100.200/meta:x"} {
+		res := call(t, s, "create_sandbox", m{"image": image})
+		if !res.IsError || strings.Contains(text(res), "ADMIN-TOKEN") {
+			t.Errorf("create_sandbox of %s: error %v: %s", image, res.IsError, text(res))
+		}
+	}
+	mu.Lock()
+	if len(asked) != 0 {
+		t.Errorf("the proxy was asked for refused destinations: %v", asked)
+	}
+	mu.Unlock()
+	// A public address still goes through the proxy (which refuses it).
+	if res := call(t, s, "create_sandbox", m{"image": "93.184.216.34/library/alpine:x"}); !res.IsError {
+		t.Errorf("create_sandbox through a proxy that refuses everything: %s", text(res))
+	}
+	mu.Lock()
+	if len(asked) == 0 {
+		t.Errorf("a pull from a public address did not go through the proxy")
+	}
+	mu.Unlock()
+	s.Close()
+	noSandboxLeft(t, cache)
+}

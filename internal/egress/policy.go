@@ -62,6 +62,12 @@ func DefaultDialer(allow ...netip.Prefix) DialFunc {
 // ErrRefused is returned by the default dialer for a blocked destination.
 var ErrRefused = fmt.Errorf("destination refused by the sandbox's egress policy")
 
+// CheckDestination returns an error matching ErrRefused when DefaultDialer
+// (with allow) would refuse a connection to a, nil otherwise: for callers
+// whose connections go where no dialer sees the destination (through an
+// HTTP proxy).
+func CheckDestination(a netip.Addr, allow ...netip.Prefix) error { return checkAllowed(a, allow) }
+
 // checkAllowed refuses a blocked destination, or an address of this host,
 // that allow does not hold. An IPv6 zone (an interface) leaves the address
 // what it is: "::1%lo" is the loopback.
