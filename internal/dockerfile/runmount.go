@@ -3,7 +3,6 @@ package dockerfile
 import (
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -280,17 +279,3 @@ func chmodHost(p string, mode fs.FileMode) error {
 	return nil
 }
 
-// privateDir makes a directory only this user can enter, in host memory
-// (/dev/shm) where it can, for what must never touch a disk or the store.
-// Its name is prefix, this process's id and a random part (tests tell
-// their own leftovers from those of other processes by it).
-func privateDir(prefix string) (string, error) {
-	var err error
-	for _, d := range []string{"/dev/shm", os.TempDir()} {
-		var dir string
-		if dir, err = os.MkdirTemp(d, prefix+strconv.Itoa(os.Getpid())+"-"); err == nil {
-			return dir, nil
-		}
-	}
-	return "", err
-}

@@ -151,7 +151,7 @@ func (s *state) cacheMount(ms *mountSet, rm *runMount) (Bind, error) {
 // tmpfsMount makes an empty directory in host memory for the step,
 // removed after it.
 func (s *state) tmpfsMount(ms *mountSet, rm *runMount) (Bind, error) {
-	dir, err := privateDir("cc-build-tmpfs-")
+	dir, err := privateDir("tmpfs-")
 	if err != nil {
 		return Bind{}, err
 	}
@@ -191,7 +191,7 @@ func (s *state) secretMount(ms *mountSet, rm *runMount) (Bind, error) {
 	if rm.target == "" {
 		return Bind{}, nil
 	}
-	dir, err := privateDir("cc-build-secret-")
+	dir, err := privateDir("secret-")
 	if err != nil {
 		return Bind{}, err
 	}
@@ -213,7 +213,7 @@ func (s *state) secretMount(ms *mountSet, rm *runMount) (Bind, error) {
 // sshMount forwards an ssh agent: a socket of its own, at the target,
 // whose connections it relays to the agent's socket on the host.
 func (s *state) sshMount(ms *mountSet, rm *runMount) (Bind, error) {
-	dir, err := privateDir("cc-build-ssh-")
+	dir, err := privateDir("ssh-")
 	if err != nil {
 		return Bind{}, err
 	}
