@@ -261,6 +261,38 @@ func heapMiB() int {
 	return int(ms.HeapInuse >> 20)
 }
 
+// runHeld starts the Python script in inst and returns the first line it
+// prints; the script then holds what it made until its input ends, when
+// the test does.
+func runHeld(t *testing.T, inst *Instance, script string) string {
+	t.Helper()
+	cmd := inst.Command("python3", "-c", script)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close() // ends the script
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stdin.Close()
+		werr := cmd.Wait()
+		t.Fatalf("the sandbox's script: %q, %v (%v)\n%s", line, err, werr, stderr.String())
+	}
+	return line
+}
+
 // sendAndClose is a dialer whose every TCP far end sends n bytes, then
 // closes: a server of the sandbox's choosing, in-process so that nothing
 // it holds counts against the stack.
@@ -318,26 +350,7 @@ for i in range(2000):
 print(len(socks), refused, flush=True)
 input()
 `
-	cmd := inst.Command("python3", "-c", script)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close() // ends the script
-		cmd.Wait()
-	}()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("the sandbox's script: %q, %v", line, err)
-	}
+	line := runHeld(t, inst, script)
 	grew := heapMiB() - heap
 	t.Logf("connections kept and refused: %s; the host's heap grew %d MiB", strings.TrimSpace(line), grew)
 	if grew > 200 {
@@ -409,29 +422,7 @@ while idle < 5:
 print(sent >> 20, flush=True)
 input()
 `
-	cmd := inst.Command("python3", "-c", script)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close() // ends the script
-		cmd.Wait()
-	}()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		werr := cmd.Wait()
-		t.Fatalf("the sandbox's script: %q, %v (%v)\n%s", line, err, werr, stderr.String())
-	}
+	line := runHeld(t, inst, script)
 	grew := heapMiB() - heap
 	t.Logf("the sandbox sent %s MiB, until every flow was full; the host's heap grew %d MiB", strings.TrimSpace(line), grew)
 	if grew > 320 {
