@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,7 +167,7 @@ func (j *job) exec(ctx context.Context, c *config, b *built, work string, ru *ro
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o1777); err != nil {
+	if err := os.Chmod(tmp, 0o777|fs.ModeSticky); err != nil { // os.Chmod takes fs.ModeSticky, not 0o1000
 		return err
 	}
 	defer removeAll(tmp)
