@@ -278,4 +278,3 @@ func chmodHost(p string, mode fs.FileMode) error {
 	}
 	return nil
 }
-
