@@ -27,9 +27,12 @@ func guardedTransport() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = func(req *http.Request) (*url.URL, error) {
 		proxy, err := http.ProxyFromEnvironment(req)
-		if err != nil || proxy == nil {
-			return proxy, err
+		if err != nil {
+			return nil, err
 		}
+		// Checked when sent direct too: the dialer lets the proxy's own
+		// address through, which a registry spelt as the proxy's
+		// host:port (on the host's loopback, never proxied) would reach.
 		return proxy, checkDestination(req.Context(), req.URL.Hostname())
 	}
 	proxies := configuredProxies()

@@ -280,8 +280,10 @@ func TestMCPClientStopsReading(t *testing.T) {
 // TestMCPPullThroughProxy: with the operator's proxy configured, a pull
 // of a client-chosen image connects only to the proxy, so the dialer's
 // rules never saw where the proxy was asked to go: a metadata address, the
-// host's unspecified address. Such a request is refused before it reaches
-// the proxy; one to an address the rules allow still goes through it.
+// host's unspecified address; and one to the proxy's own loopback address
+// is sent to it direct, as to a registry. Such a request is refused before
+// it reaches the proxy; one to an address the rules allow still goes
+// through it.
 func TestMCPPullThroughProxy(t *testing.T) {
 	leakcheck.Check(t)
 	var mu sync.Mutex
@@ -301,7 +303,10 @@ func TestMCPPullThroughProxy(t *testing.T) {
 	t.Setenv("no_proxy", "")
 	cache := t.TempDir()
 	s, _ := startMCP(t, cache, "--allow-network")
-	for _, image := range []string{"169.254.169.254/latest/meta-data:x", "0.0.0.0:8080/admin:x", "100.100.100.200/meta:x"} {
+	// The proxy's own host:port, on the host's loopback (never proxied),
+	// is no registry either.
+	own := strings.TrimPrefix(proxy.URL, "http://") + "/squid-internal-mgr/info:x"
+	for _, image := range []string{"169.254.169.254/latest/meta-data:x", "0.0.0.0:8080/admin:x", "100.100.100.200/meta:x", own} {
 		res := call(t, s, "create_sandbox", m{"image": image})
 		if !res.IsError || strings.Contains(text(res), "ADMIN-TOKEN") {
 			t.Errorf("create_sandbox of %s: error %v: %s", image, res.IsError, text(res))
