@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"golang.org/x/sys/unix"
 )
@@ -21,33 +22,62 @@ func privateDirParents() []string { return []string{"/dev/shm", os.TempDir()} }
 // (/dev/shm) where it can, for what must never touch a disk or the store:
 // a step's secrets, its ssh agent's socket, its tmpfs mounts. Its name is
 // cc-build-, kind, this process's id and a random part (tests tell their
-// own leftovers from those of other processes by it). It first removes
-// what processes now dead left (see removeLeftDirs).
-func privateDir(kind string) (string, error) {
+// own leftovers from those of other processes by it). The directory is
+// locked (flock) until remove removes it, so that removeLeftDirs, which
+// privateDir runs first, can tell a live build's from a dead one's.
+func privateDir(kind string) (dir string, remove func(), err error) {
 	removeLeftDirs()
-	var err error
 	for _, d := range privateDirParents() {
-		var dir string
 		if dir, err = os.MkdirTemp(d, privateDirPrefix+kind+strconv.Itoa(os.Getpid())+"-"); err == nil {
-			return dir, nil
+			break
 		}
 	}
-	return "", err
+	if err != nil {
+		return "", nil, err
+	}
+	lock, err := os.Open(dir)
+	if err == nil {
+		err = fsutil.Flock(lock, unix.LOCK_EX)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		untrusted.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, func() {
+		untrusted.RemoveAll(dir)
+		lock.Close()
+	}, nil
 }
 
 // removeLeftDirs removes the directories privateDir made in processes
 // that are gone: a step's secret stays in host memory until a reboot when
-// the host process is killed during the step. It removes only
-// directories of this user's whose process no longer runs.
+// the host process is killed during the step. It removes only directories
+// of this user's that nobody holds locked and whose process no longer
+// runs here (the lock tells a build in another pid namespace sharing
+// /dev/shm; the process, one that has made its directory but not yet
+// locked it).
 func removeLeftDirs() {
 	for _, parent := range privateDirParents() {
 		dirs, _ := filepath.Glob(filepath.Join(parent, privateDirPrefix+"*"))
 		for _, dir := range dirs {
-			if pid, ok := creator(filepath.Base(dir)); ok && !running(pid) && mine(dir) {
+			if pid, ok := creator(filepath.Base(dir)); ok && !running(pid) && mine(dir) && unlocked(dir) {
 				untrusted.RemoveAll(dir)
 			}
 		}
 	}
+}
+
+// unlocked reports whether nobody holds dir locked.
+func unlocked(dir string) bool {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil
 }
 
 // creator returns the process id in a name privateDir made:

@@ -7,42 +7,71 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
+	"golang.org/x/sys/unix"
 )
 
 // TestPrivateDirRemovesLeftovers: a host process killed during a step
 // leaves its secret in host memory (/dev/shm) until a reboot. The next
 // private directory made removes such leftovers of this user's whose
-// process is gone, and nothing of a process that runs.
+// process is gone, and nothing of a build that runs: one whose process
+// runs here, or one that holds its directory locked though its process is
+// not seen here (a build in another pid namespace sharing /dev/shm).
 func TestPrivateDirRemovesLeftovers(t *testing.T) {
 	gone := exec.Command("true")
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
 	parent := privateDirParents()[0]
-	left := filepath.Join(parent, fmt.Sprintf("%ssecret-%d-test", privateDirPrefix, gone.Process.Pid))
-	live := filepath.Join(parent, fmt.Sprintf("%ssecret-%d-test", privateDirPrefix, os.Getppid()))
-	for _, d := range []string{left, live} {
+	plant := func(pid int, name string) string {
+		d := filepath.Join(parent, fmt.Sprintf("%ssecret-%d-%s", privateDirPrefix, pid, name))
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { os.RemoveAll(d) })
 		if err := os.WriteFile(filepath.Join(d, "secret"), []byte("s3cret"), 0o400); err != nil {
 			t.Fatal(err)
 		}
+		return d
 	}
-	defer os.RemoveAll(live)
-	defer os.RemoveAll(left)
-	dir, err := privateDir("secret-")
+	left := plant(gone.Process.Pid, "left")
+	live := plant(os.Getppid(), "live")
+	otherNS := plant(gone.Process.Pid, "otherns")
+	lock, err := os.Open(otherNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	defer lock.Close()
+	if err := fsutil.Flock(lock, unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	dir, remove, err := privateDir("secret-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.HasPrefix(filepath.Base(dir), fmt.Sprintf("%ssecret-%d-", privateDirPrefix, os.Getpid())) {
 		t.Errorf("privateDir made %s", dir)
 	}
 	if _, err := os.Lstat(left); err == nil {
 		t.Errorf("the leftover of process %d, gone, is still there", gone.Process.Pid)
 	}
-	if _, err := os.Lstat(filepath.Join(live, "secret")); err != nil {
-		t.Errorf("the directory of process %d, running, was touched: %v", os.Getppid(), err)
+	for _, d := range []string{live, otherNS} {
+		if _, err := os.Lstat(filepath.Join(d, "secret")); err != nil {
+			t.Errorf("a running build's %s was touched: %v", d, err)
+		}
+	}
+	// privateDir's own is locked while it is used, and gone after.
+	if _, other, err := privateDir("secret-"); err != nil {
+		t.Fatal(err)
+	} else {
+		other()
+	}
+	if _, err := os.Lstat(dir); err != nil {
+		t.Errorf("a second privateDir removed the first's, in use: %v", err)
+	}
+	remove()
+	if _, err := os.Lstat(dir); err == nil {
+		t.Errorf("%s is still there after its remove", dir)
 	}
 }

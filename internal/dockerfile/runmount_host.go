@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/ccsandbox/sandbox/internal/netutil"
-	"github.com/ccsandbox/sandbox/internal/untrusted"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
@@ -151,11 +150,11 @@ func (s *state) cacheMount(ms *mountSet, rm *runMount) (Bind, error) {
 // tmpfsMount makes an empty directory in host memory for the step,
 // removed after it.
 func (s *state) tmpfsMount(ms *mountSet, rm *runMount) (Bind, error) {
-	dir, err := privateDir("tmpfs-")
+	dir, remove, err := privateDir("tmpfs-")
 	if err != nil {
 		return Bind{}, err
 	}
-	ms.undo = append(ms.undo, func() { untrusted.RemoveAll(dir) })
+	ms.undo = append(ms.undo, remove)
 	t := filepath.Join(dir, "t")
 	if err := os.Mkdir(t, 0o700); err != nil {
 		return Bind{}, err
@@ -191,11 +190,11 @@ func (s *state) secretMount(ms *mountSet, rm *runMount) (Bind, error) {
 	if rm.target == "" {
 		return Bind{}, nil
 	}
-	dir, err := privateDir("secret-")
+	dir, remove, err := privateDir("secret-")
 	if err != nil {
 		return Bind{}, err
 	}
-	ms.undo = append(ms.undo, func() { untrusted.RemoveAll(dir) })
+	ms.undo = append(ms.undo, remove)
 	p := filepath.Join(dir, "secret")
 	if err := os.WriteFile(p, value, 0o600); err != nil {
 		return Bind{}, fmt.Errorf("secret %q: %w", rm.id, err)
@@ -213,11 +212,11 @@ func (s *state) secretMount(ms *mountSet, rm *runMount) (Bind, error) {
 // sshMount forwards an ssh agent: a socket of its own, at the target,
 // whose connections it relays to the agent's socket on the host.
 func (s *state) sshMount(ms *mountSet, rm *runMount) (Bind, error) {
-	dir, err := privateDir("ssh-")
+	dir, remove, err := privateDir("ssh-")
 	if err != nil {
 		return Bind{}, err
 	}
-	ms.undo = append(ms.undo, func() { untrusted.RemoveAll(dir) })
+	ms.undo = append(ms.undo, remove)
 	p := filepath.Join(dir, "agent.sock")
 	px, err := startRelay(p, s.b.opts.SSH[rm.id])
 	if err != nil {
