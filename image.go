@@ -254,10 +254,6 @@ func (i *Image) layersAndConfig() (layers []string, cfg *v1.ConfigFile) {
 // Scratch.
 func (i *Image) layerStore() *image.Store { return i.store }
 
-// layerIDs returns the ids of the image's layers, lowest first, for a
-// Store.Lease that keeps them while a sandbox runs.
-func (i *Image) layerIDs() []v1.Hash { return slices.Clone(i.layers) }
-
 // WriteOCILayout writes the image into the OCI image layout in dir,
 // creating it when dir is missing or empty and adding to it when it is a
 // layout already; WithTag names the image there. The layers are re-made

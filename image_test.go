@@ -60,7 +60,7 @@ func checkMultiLayer(t *testing.T, img *Image, want v1.Image) {
 		t.Errorf("Config = %+v", cfg)
 	}
 	layers, oci := img.layersAndConfig()
-	if len(layers) != 3 || len(oci.RootFS.DiffIDs) != 3 || len(img.layerIDs()) != 3 || img.layerStore() == nil {
+	if len(layers) != 3 || len(oci.RootFS.DiffIDs) != 3 || len(img.layers) != 3 || img.layerStore() == nil {
 		t.Fatalf("rootfs: %d layers, config lists %d", len(layers), len(oci.RootFS.DiffIDs))
 	}
 	spec, err := img.rootfs(context.Background(), &storeOptions{})

@@ -17,6 +17,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
 
@@ -53,6 +54,7 @@ type Instance struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	lease     *image.Lease // keeps the source's layers in the store until Close; nil: none
 
 	netMu     sync.Mutex
 	sockets   []io.Closer // guarded by netMu: listeners and packet sockets to close with the instance
@@ -326,6 +328,15 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The source's layers stay in the store while the sandbox runs on them,
+	// whatever happens to the image or snapshot that named them (removed,
+	// closed, then a Prune, here or in another process).
+	var lease *image.Lease
+	if st := rs.parent.store; st != nil && len(rs.parent.layers) > 0 {
+		if lease, err = st.Lease(ctx, rs.parent.layers); err != nil {
+			return nil, fmt.Errorf("sandbox.New: %w", err)
+		}
+	}
 	run, err := startRunner(ctx, o.inProcess, engine.Spec{
 		Backend:    backend,
 		Layers:     rs.layers,
@@ -345,9 +356,13 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 		Logger:     o.logger,
 	})
 	if err != nil {
+		if lease != nil {
+			lease.Release()
+		}
 		return nil, fmt.Errorf("sandbox.New: %w", err)
 	}
 	inst := newInstanceOn(run, rs.config.withOptions(&o), rs.parent, o)
+	inst.lease = lease
 	if o.network {
 		if err := inst.SetNetworkEnabled(true); err != nil {
 			inst.Close()
@@ -410,6 +425,9 @@ func (i *Instance) Close() error {
 		i.closeSockets()
 		i.closeEgress()
 		i.closeErr = i.runner.Close()
+		if i.lease != nil {
+			i.lease.Release()
+		}
 	})
 	return i.closeErr
 }

@@ -97,3 +97,32 @@ func TestImagesAndOpenImage(t *testing.T) {
 		t.Error("OpenImage of a malformed digest succeeded")
 	}
 }
+
+// TestPruneSparesRunningSandboxes: a sandbox's lower layers stay in the
+// store while it runs, whatever happens to the image that named them
+// (removed here, or by cc rmi in another process sharing the store):
+// Prune took them from under the running sandbox, whose /bin then listed
+// nothing. Once the sandbox is closed, Prune takes them.
+func TestPruneSparesRunningSandboxes(t *testing.T) {
+	ctx := context.Background()
+	cache := t.TempDir()
+	src, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := loadInStore(t, src, cache)
+	inst := newInstance(t, img, WithCacheDir(cache))
+	if err := RemoveImage(ctx, img.Digest(), WithCacheDir(cache)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Prune(ctx, WithCacheDir(cache)); err != nil || r.Layers != 0 {
+		t.Errorf("Prune while a sandbox runs on the image's layer: %+v, %v; want no layer removed", r, err)
+	}
+	if out, err := inst.Command("sh", "-c", "ls /bin | wc -l").Output(); err != nil || strings.TrimSpace(string(out)) == "0" {
+		t.Errorf("the sandbox's /bin after Prune: %q, %v", out, err)
+	}
+	inst.Close()
+	if r, err := Prune(ctx, WithCacheDir(cache)); err != nil || r.Layers != 1 {
+		t.Errorf("Prune once the sandbox is closed: %+v, %v; want the image's layer removed", r, err)
+	}
+}
