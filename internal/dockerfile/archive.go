@@ -50,7 +50,7 @@ func openArchive(p string) (r io.Reader, closeFn func(), ok bool, err error) {
 	case bytes.HasPrefix(head, magicBzip2):
 		rd = bzip2.NewReader(br)
 	case bytes.HasPrefix(head, magicZstd):
-		zr, err := zstd.NewReader(br)
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(image.MaxZstdWindow))
 		if err != nil {
 			closeFn()
 			return nil, nil, false, nil

@@ -223,6 +223,11 @@ func checkHash(h hash.Hash, want v1.Hash, what string) error {
 	return nil
 }
 
+// MaxZstdWindow is the largest window a zstd layer may ask its decoder
+// to keep (the decoder's own bound is 512 MB, held for each layer as it
+// is read): encoders use 8 MB by default, and zstd --long 128 MB.
+const MaxZstdWindow = 128 << 20
+
 // decompress copies the tar stream in r, decompressed (unless plain), into
 // w, hashing what it writes, then reads r to its end.
 func decompress(r io.Reader, w io.Writer, h hash.Hash, plain bool) error {
@@ -239,7 +244,7 @@ func decompress(r io.Reader, w io.Writer, h hash.Hash, plain bool) error {
 		defer zr.Close()
 		tr = zr
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return fmt.Errorf("reading zstd layer: %w", err)
 		}

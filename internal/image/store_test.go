@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -353,5 +354,36 @@ func TestStoreRecordNames(t *testing.T) {
 	}
 	if _, err := s.RecordNames("../records", ""); err == nil {
 		t.Error("RecordNames of a kind with a slash: no error")
+	}
+}
+
+// TestAddLayerZstdWindow: a zstd layer asks its decoder for a window of
+// up to 512 MB, which the decoder then holds while it reads the layer (a
+// 69 KB blob grew the heap by 516 MB). A window past MaxZstdWindow is
+// refused, with an error that says so; one of 8 MB, the encoders'
+// default, loads.
+func TestAddLayerZstdWindow(t *testing.T) {
+	check(t)
+	s := openStore(t, Options{})
+	var plain bytes.Buffer
+	tw := tar.NewWriter(&plain)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "f", Mode: 0o644, Size: 5})
+	tw.Write([]byte("hello"))
+	tw.Close()
+	// One zstd frame of one raw block, its header naming a window of
+	// 2^windowLog bytes and no content size (a streamed frame's).
+	compress := func(windowLog int) []byte {
+		size := plain.Len()
+		blob := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, byte(windowLog-10) << 3}
+		h := size<<3 | 1 // raw, last
+		blob = append(blob, byte(h), byte(h>>8), byte(h>>16))
+		return append(blob, plain.Bytes()...)
+	}
+	big := compress(29)
+	if _, err := s.AddLayer(context.Background(), source(big, hashOf(plain.Bytes()), v1.Hash{}), nil); err == nil || !strings.Contains(err.Error(), "window") {
+		t.Errorf("a zstd layer with a 512 MB window: %v; want refused, naming the window", err)
+	}
+	if _, err := s.AddLayer(context.Background(), source(compress(23), hashOf(plain.Bytes()), v1.Hash{}), nil); err != nil {
+		t.Errorf("a zstd layer with an 8 MB window: %v", err)
 	}
 }
