@@ -325,7 +325,7 @@ func sendAndClose(n int) DialFunc {
 // 128 MiB. A flow now keeps its slot until the sandbox has taken its
 // bytes (or is reset after a while), so the bound holds.
 func TestEgressReleasedFlowsHoldNothing(t *testing.T) {
-	inst := egressInstance(t, WithDialer(sendAndClose(768<<10)), WithMemoryMB(128))
+	inst := egressInstance(t, WithDialer(sendAndClose(768<<10)))
 	heap := heapMiB()
 	script := `
 import socket, select, resource
@@ -398,7 +398,7 @@ func sendForever(t *testing.T) DialFunc {
 // sandbox limited to 128 MiB could do it); flows past a sandbox's first
 // 16 now get small buffers, which bounds it near 300 MiB.
 func TestEgressFlowBuffersBounded(t *testing.T) {
-	inst := egressInstance(t, WithDialer(sendForever(t)), WithMemoryMB(1024)) // gVisor counts the sandbox's own socket buffers in it
+	inst := egressInstance(t, WithDialer(sendForever(t)))
 	heap := heapMiB()
 	script := `
 import socket, time
