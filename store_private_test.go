@@ -157,6 +157,112 @@ func TestStoreRootOfAnotherUser(t *testing.T) {
 			t.Errorf("the symlink's target was filled: %v", ents)
 		}
 	})
+	t.Run("their symlink above it", func(t *testing.T) {
+		asRoot(t)
+		varDir := filepath.Join(t.TempDir(), "var") // root's, as /var is
+		victim := filepath.Join(varDir, "cache")    // root's, as /var/cache is
+		if err := os.MkdirAll(victim, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(varDir, 0o755)
+		os.Chmod(victim, 0o755)
+		link := filepath.Join(shared(t), "ci") // CC_CACHE_DIR=/tmp/ci/cache
+		if err := os.Symlink(varDir, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(link, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		err := open(filepath.Join(link, "cache"))
+		if err == nil || !strings.Contains(err.Error(), "symlink of uid 65534") {
+			t.Errorf("opening a store below a symlink of uid %d: %v, want refused", nobody, err)
+		}
+		if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("the symlink's target's cache: %v, %v; want mode 0755, as it was", fi, err)
+		}
+		if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+			t.Errorf("the symlink's target's cache was filled: %v", ents)
+		}
+	})
+	t.Run("their directory above it", func(t *testing.T) {
+		asRoot(t)
+		theirs := filepath.Join(t.TempDir(), "srv")
+		if err := os.Mkdir(theirs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(theirs, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		mine := filepath.Join(theirs, "area") // theirs to rename away and replace
+		if err := os.Mkdir(mine, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		err := open(filepath.Join(mine, "cache"))
+		if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("opening a store below a directory of uid %d: %v, want refused", nobody, err)
+		}
+	})
+	t.Run("their link raced in", func(t *testing.T) {
+		asRoot(t)
+		victim := filepath.Join(t.TempDir(), "victim") // root's
+		if err := os.Mkdir(victim, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dir := shared(t)
+		staging, cache := filepath.Join(dir, "staging"), filepath.Join(dir, "cc-cache")
+		if err := os.Symlink(victim, staging); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(staging, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { // the other user flips the link in and out of place
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				os.Rename(staging, cache)
+				os.Rename(cache, staging)
+			}
+		}()
+		for try := 0; try < 500; try++ {
+			err := open(cache)
+			if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+				t.Errorf("try %d (%v): the link's target was filled: %v", try, err, ents)
+				break
+			}
+			if fi, lerr := os.Lstat(cache); err == nil && lerr == nil && fi.IsDir() {
+				os.RemoveAll(cache) // a store of root's own was made: again
+			}
+		}
+		close(stop)
+		<-done
+	})
+	t.Run("own group-writable directory", func(t *testing.T) {
+		cacheHome := filepath.Join(t.TempDir(), ".cache") // umask 002 with per-user groups
+		if err := os.Mkdir(cacheHome, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(cacheHome, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		if err := open(filepath.Join(cacheHome, "cc")); err != nil {
+			t.Errorf("a store in the user's own ~/.cache of mode 0775, its group the user's own: %v", err)
+		}
+		if os.Geteuid() == 0 {
+			other := filepath.Join(t.TempDir(), ".cache")
+			os.Mkdir(other, 0o700)
+			os.Chmod(other, 0o775)
+			os.Chown(other, 0, 1234) // a group of others
+			if err := open(filepath.Join(other, "cc")); err == nil || !strings.Contains(err.Error(), "can be changed by other users") {
+				t.Errorf("a store in a directory of mode 0775 of another group: %v, want refused", err)
+			}
+		}
+	})
 	t.Run("a directory others may change", func(t *testing.T) {
 		dir := t.TempDir()
 		if err := os.Chmod(dir, 0o777); err != nil { // not sticky

@@ -68,7 +68,7 @@ func Open(root string, opts Options) (*Store, error) {
 	if s.ids.Single() {
 		mode = "single"
 	}
-	if err := checkRoot(abs, true); err != nil {
+	if err := prepareRoot(abs); err != nil {
 		return nil, err
 	}
 	info := s.path("store.json")
@@ -87,9 +87,6 @@ func Open(root string, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening layer store: %w", err)
-	}
-	if err := checkRoot(abs, false); err != nil {
-		return nil, err
 	}
 	if err := s.makePrivate(); err != nil {
 		return nil, err
