@@ -2,9 +2,11 @@ package sandbox
 
 import (
 	"context"
+	"crypto/rand"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -224,5 +226,83 @@ func TestBuildCopyKeepsHoles(t *testing.T) {
 	inst := newInstance(t, snap, WithCacheDir(cache))
 	if fi, err := inst.Stat("/copied"); err != nil || fi.Size() != 1<<30 {
 		t.Errorf("the image's /copied: %v, %v", fi, err)
+	}
+}
+
+// TestBuildCopyKeepsHardLinks: a context (on a network helper, a layer
+// the client sent, counted at its size) or a stage holds one file of 1 MiB
+// and 200 hard links to it: 1 MiB of disk. COPY wrote each link as a file
+// of its own, 201 MiB: a file of the share's size and 4 million links
+// (what a layer may hold) fill the host's disk from one COPY, past every
+// limit, as the sparse file did. The copy keeps the links (as BuildKit
+// does), so the new layer takes no more room than the source, and every
+// name still reads the file.
+func TestBuildCopyKeepsHardLinks(t *testing.T) {
+	const links = 200
+	const size = 1 << 20
+	cases := []struct {
+		name string
+		df   string
+		ctx  func(t *testing.T) string
+	}{
+		{"context", "FROM busybox\nCOPY d /x\n", func(t *testing.T) string {
+			dir := t.TempDir()
+			d := filepath.Join(dir, "d")
+			os.Mkdir(d, 0o755)
+			buf := make([]byte, size)
+			rand.Read(buf)
+			if err := os.WriteFile(filepath.Join(d, "f"), buf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for i := range links {
+				if err := os.Link(filepath.Join(d, "f"), filepath.Join(d, "l"+strconv.Itoa(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return dir
+		}},
+		{"stage", "FROM busybox AS a\nRUN mkdir /d && head -c " + strconv.Itoa(size) + " /dev/urandom > /d/f && for i in $(seq 1 " + strconv.Itoa(links) + "); do ln /d/f /d/l$i; done\n" +
+			"FROM busybox\nCOPY --from=a /d /x\n", func(t *testing.T) string { return t.TempDir() }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cache := t.TempDir()
+			src, err := testimage.Busybox()
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := loadInStore(t, src, cache)
+			snap, err := Build(context.Background(), []byte(c.df), WithBuildSource("busybox", base), WithCacheDir(cache), WithContextDir(c.ctx(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer snap.Close()
+			// The test's own store, which no sandbox writes: walking it by name is safe.
+			type ino struct{ dev, ino uint64 }
+			seen := map[ino]bool{}
+			var blocks int64
+			filepath.WalkDir(filepath.Join(cache, "layers"), func(p string, d fs.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() || filepath.Base(filepath.Dir(p)) != "x" || d.Name() != "f" && !strings.HasPrefix(d.Name(), "l") {
+					return nil
+				}
+				var st unix.Stat_t
+				if unix.Lstat(p, &st) != nil {
+					return nil
+				}
+				if k := (ino{st.Dev, st.Ino}); !seen[k] {
+					seen[k] = true
+					blocks += st.Blocks * 512
+				}
+				return nil
+			})
+			if blocks > 2*size {
+				t.Errorf("COPY of one %d-byte file and its %d hard links wrote %d distinct files, %d MiB of the host's disk; want the links kept (~1 MiB)", size, links, len(seen), blocks>>20)
+			}
+			inst := newInstance(t, snap, WithCacheDir(cache))
+			out, err := inst.Command("sh", "-c", "md5sum /x/* | cut -d' ' -f1 | sort | uniq -c | wc -l; ls /x | wc -l; stat -c %h /x/f").Output()
+			if want := "1\n" + strconv.Itoa(links+1) + "\n" + strconv.Itoa(links+1) + "\n"; err != nil || string(out) != want {
+				t.Errorf("in the image: distinct contents, names, links of /x/f: %q, %v; want %q", out, err, want)
+			}
+		})
 	}
 }

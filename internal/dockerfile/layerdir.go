@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
@@ -34,9 +35,24 @@ type layerWriter struct {
 	ids   idmap.Map
 	base  *layerFS
 	dirs  map[string]dirMeta // every directory made, applied by finish
+	// copied maps a source file with more than one link to the layer's
+	// first copy of it, so that its other names become links to that
+	// copy, not copies: a file and its thousands of links would
+	// otherwise take the host thousands of times the file's room.
+	copied map[fileID]copiedFile
 	// epoch, when not zero, is the latest time an entry gets
 	// (Options.SourceDateEpoch).
 	epoch time.Time
+}
+
+// fileID names an inode.
+type fileID struct{ dev, ino uint64 }
+
+// copiedFile is a layer's copy of a source file: where, and its inode
+// (which tells it from whatever replaced it since).
+type copiedFile struct {
+	rel string
+	id  fileID
 }
 
 // dirMeta is what a directory of the layer gets once it is complete.
@@ -56,7 +72,7 @@ func newLayerWriter(root string, ids idmap.Map, base *layerFS) (*layerWriter, er
 	if err != nil {
 		return nil, err
 	}
-	w := &layerWriter{layer: layer, ids: ids, base: base, dirs: map[string]dirMeta{}}
+	w := &layerWriter{layer: layer, ids: ids, base: base, dirs: map[string]dirMeta{}, copied: map[fileID]copiedFile{}}
 	meta := dirMeta{mode: fs.ModeDir | 0o755}
 	if e, err := base.lstat(""); err == nil {
 		meta = dirMeta{mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime}
@@ -188,13 +204,29 @@ func (w *layerWriter) file(rel string, r io.Reader, mode fs.FileMode, uid, gid i
 
 // copyFile writes a regular file with the content of the host file src.
 // Holes stay holes (and runs of zeros become holes): a sparse file a
-// stage made costs the host no more room than it cost the stage.
+// stage made costs the host no more room than it cost the stage. A
+// source with other names that this writer has copied already becomes a
+// link to that copy, as BuildKit keeps hard links.
 func (w *layerWriter) copyFile(rel, src string, mode fs.FileMode, uid, gid int, mtime time.Time) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
+		return &fs.PathError{Op: "fstat", Path: src, Err: err}
+	}
+	source := fileID{uint64(st.Dev), st.Ino}
+	if st.Nlink > 1 {
+		if first, ok := w.copied[source]; ok && w.still(first) {
+			if err := w.clear(rel, false); err != nil {
+				return err
+			}
+			w.forget(rel)
+			return w.layer.Link(name(first.rel), name(rel))
+		}
+	}
 	f, err := w.create(rel)
 	if err != nil {
 		return err
@@ -203,10 +235,25 @@ func (w *layerWriter) copyFile(rel, src string, mode fs.FileMode, uid, gid int, 
 		f.Close()
 		return fmt.Errorf("writing /%s: %w", rel, err)
 	}
+	if st.Nlink > 1 {
+		if err := unix.Fstat(int(f.Fd()), &st); err == nil {
+			w.copied[source] = copiedFile{rel: rel, id: fileID{uint64(st.Dev), st.Ino}}
+		}
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	return w.finishEntry(rel, false, mode, uid, gid, mtime)
+}
+
+// still reports whether the layer still has the copy c where it made it.
+func (w *layerWriter) still(c copiedFile) bool {
+	fi, err := w.layer.Lstat(name(c.rel))
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fileID{uint64(st.Dev), st.Ino} == c.id
 }
 
 // symlink writes a symlink.
