@@ -16,8 +16,9 @@ var (
 	// ErrInvalidEntry: an archive entry is malformed (a bad type, an empty
 	// name, data shorter than its header says).
 	ErrInvalidEntry = errors.New("invalid archive entry")
-	// ErrTooLarge: a layer is larger than the store accepts (see Limits).
-	ErrTooLarge = errors.New("layer exceeds the size limit")
+	// ErrTooLarge: a layer is larger than the store accepts (see Limits),
+	// or an image's config than MaxConfigSize.
+	ErrTooLarge = errors.New("exceeds the size limit")
 	// ErrDigestMismatch: content does not hash to the digest that names it.
 	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrPlatform: an image is for another platform than the one wanted.

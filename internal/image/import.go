@@ -132,6 +132,35 @@ func sha256Of(b []byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }
 
+// MaxConfigSize bounds an image's config, and a docker archive's
+// manifest.json: each is read whole into memory, and a hostile image's
+// could be of any size (its manifest names the config's size, and a
+// layout's file or an archive's entry may hold more than that).
+const MaxConfigSize = 8 << 20
+
+// rawConfig reads img's config, whose manifest is m, refusing one larger
+// than MaxConfigSize (ErrTooLarge) before reading it. open, when not nil,
+// opens the config's bytes (a layout's blob file), read no further than
+// the bound.
+func rawConfig(img v1.Image, m *v1.Manifest, open func() (io.ReadCloser, error)) ([]byte, error) {
+	if m.Config.Size > MaxConfigSize {
+		return nil, fmt.Errorf("image config of %d bytes, more than %d: %w", m.Config.Size, MaxConfigSize, ErrTooLarge)
+	}
+	if open == nil {
+		return img.RawConfigFile() // a registry's is read no further than m.Config.Size
+	}
+	rc, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, MaxConfigSize+1))
+	if err == nil && len(raw) > MaxConfigSize {
+		err = fmt.Errorf("image config of more than %d bytes: %w", MaxConfigSize, ErrTooLarge)
+	}
+	return raw, err
+}
+
 // checkConfig checks a config blob against the digest the manifest gives.
 func checkConfig(raw []byte, want v1.Hash) error {
 	if got := sha256Of(raw); got != want {

@@ -1,12 +1,14 @@
 package image
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -92,7 +94,7 @@ func (s *Store) LoadLayout(ctx context.Context, dir string, o LoadOptions) (Load
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
 	}
-	raw, err := img.RawConfigFile()
+	raw, err := rawConfig(img, m, func() (io.ReadCloser, error) { return p.Blob(m.Config.Digest) })
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading %s: config: %w", what, err)
 	}
@@ -171,6 +173,13 @@ func wanted(o LoadOptions) string {
 func (s *Store) LoadArchive(ctx context.Context, path string, o LoadOptions) (Loaded, error) {
 	what := "docker archive " + path
 	opener := func() (io.ReadCloser, error) { return os.Open(path) }
+	sizes, err := archiveSizes(path)
+	if err != nil {
+		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
+	}
+	if sizes["manifest.json"] > MaxConfigSize {
+		return Loaded{}, fmt.Errorf("loading %s: manifest.json of %d bytes, more than %d: %w", what, sizes["manifest.json"], MaxConfigSize, ErrTooLarge)
+	}
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
@@ -206,6 +215,9 @@ func (s *Store) LoadArchive(ctx context.Context, path string, o LoadOptions) (Lo
 		tag, ref = &t, cands[0].RepoTags[0]
 	} else if len(m) > 1 {
 		return Loaded{}, fmt.Errorf("loading %s: the image %s has no tag to select it by", what, cands[0].Config)
+	}
+	if size := sizes[filepath.Clean(cands[0].Config)]; size > MaxConfigSize {
+		return Loaded{}, fmt.Errorf("loading %s: image config of %d bytes, more than %d: %w", what, size, MaxConfigSize, ErrTooLarge)
 	}
 	img, err := tarball.Image(opener, tag)
 	if err != nil {
@@ -292,4 +304,28 @@ func checkArchiveConfig(raw []byte, cfg *v1.ConfigFile) error {
 		return fmt.Errorf("its config says rootfs type %q, not \"layers\": not an image config", cfg.RootFS.Type)
 	}
 	return nil
+}
+
+// archiveSizes returns the size of each entry of the tar archive at path,
+// by its cleaned name, reading only the headers (the entries are skipped,
+// the file being seekable): what a docker archive's manifest.json and
+// configs would cost before they are read whole.
+func archiveSizes(path string) (map[string]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sizes := map[string]int64{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return sizes, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		sizes[filepath.Clean(h.Name)] = h.Size
+	}
 }

@@ -200,7 +200,7 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, img v1.Image, diges
 	if err != nil {
 		return ImageRecord{}, fmt.Errorf("pulling %s: %w", r.Name(), err)
 	}
-	raw, err := img.RawConfigFile()
+	raw, err := rawConfig(img, m, nil)
 	if err != nil {
 		return ImageRecord{}, fmt.Errorf("pulling %s: config: %w", r.Name(), err)
 	}
