@@ -15,6 +15,9 @@ const (
 	DefaultMaxBytes int64 = 32 << 30
 	// DefaultMaxEntries is the largest number of entries in one layer.
 	DefaultMaxEntries = 4 << 20
+	// DefaultMaxNameBytes is the most bytes of names unpacking one layer
+	// keeps (see Limits.MaxNameBytes).
+	DefaultMaxNameBytes int64 = 256 << 20
 )
 
 // Limits bound what Unpack accepts from one layer. Zero fields take the
@@ -22,6 +25,11 @@ const (
 type Limits struct {
 	MaxBytes   int64 // uncompressed tar bytes, trailing padding included
 	MaxEntries int   // archive entries
+	// MaxNameBytes bounds the bytes of the names unpacking keeps until the
+	// layer is done: every entry's, and the parents they imply (MaxEntries
+	// names of 4 KB would hold tens of GB). A real layer of a million files
+	// keeps some 100 MB.
+	MaxNameBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -30,6 +38,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxEntries <= 0 {
 		l.MaxEntries = DefaultMaxEntries
+	}
+	if l.MaxNameBytes <= 0 {
+		l.MaxNameBytes = DefaultMaxNameBytes
 	}
 	return l
 }

@@ -107,10 +107,13 @@ type unpacker struct {
 	writeback bool
 	rootFD    int
 
-	nodes    map[string]kind // what each clean name is now
-	opaque   map[string]bool // directories marked opaque
-	dirs     []dirMeta       // in creation order
-	dirIndex map[string]int  // name -> index in dirs
+	nodes map[string]kind // what each clean name is now
+	// nameBytes counts the bytes of the names nodes holds (see
+	// Limits.MaxNameBytes).
+	nameBytes int64
+	opaque    map[string]bool // directories marked opaque
+	dirs      []dirMeta       // in creation order
+	dirIndex  map[string]int  // name -> index in dirs
 
 	parent   string // clean name of the directory parentFD holds
 	parentFD int    // O_PATH descriptor of parent, -1 when none
@@ -159,6 +162,9 @@ func (u *unpacker) run(r io.Reader) error {
 			}
 			return err
 		}
+		if u.nameBytes > u.limits.MaxNameBytes {
+			return entryErr(hdr.Name, ErrTooLarge, "its names (and the directories they imply) take more than %d bytes", u.limits.MaxNameBytes)
+		}
 	}
 	// The bytes after the end-of-archive marker belong to the digest too.
 	if _, err := io.CopyBuffer(io.Discard, br, u.buf); err != nil {
@@ -168,6 +174,15 @@ func (u *unpacker) run(r io.Reader) error {
 		return fmt.Errorf("reading layer after its last entry: %w", err)
 	}
 	return u.finishDirs()
+}
+
+// node records what name is now, counting the bytes of a name it did not
+// hold yet.
+func (u *unpacker) node(name string, k kind) {
+	if _, ok := u.nodes[name]; !ok {
+		u.nameBytes += int64(len(name))
+	}
+	u.nodes[name] = k
 }
 
 func (u *unpacker) tooLarge(entry string) error {
@@ -338,7 +353,7 @@ func (u *unpacker) implicitDir(entry, name string, mtime time.Time) error {
 	if err := unix.Mkdirat(fd, base, 0o700); err != nil {
 		return u.sysErr(entry, "mkdir "+name, err)
 	}
-	u.nodes[name] = kindImplicitDir
+	u.node(name, kindImplicitDir)
 	u.addDir(name, 0o755, 0, 0, time.Time{}, mtime)
 	return nil
 }
@@ -361,7 +376,7 @@ func (u *unpacker) dirEntry(hdr *tar.Header, name, parent, base string) error {
 		}
 	}
 	if name != "" {
-		u.nodes[name] = kindDir
+		u.node(name, kindDir)
 	}
 	u.addDir(name, uint32(hdr.Mode)&0o7777, hdr.Uid, hdr.Gid, hdr.AccessTime, hdr.ModTime)
 	if len(hdr.PAXRecords) == 0 {
@@ -385,7 +400,7 @@ func (u *unpacker) fileEntry(hdr *tar.Header, name, base string, data io.Reader)
 	if err != nil {
 		return u.sysErr(hdr.Name, "create", err)
 	}
-	u.nodes[name] = kindFile
+	u.node(name, kindFile)
 	err = u.writeFile(hdr, fd, base, data)
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = u.sysErr(hdr.Name, "close", cerr)
@@ -452,7 +467,7 @@ func (u *unpacker) symlinkEntry(hdr *tar.Header, name, base string) error {
 	if err := unix.Symlinkat(hdr.Linkname, u.parentFD, base); err != nil {
 		return u.sysErr(hdr.Name, "symlink", err)
 	}
-	u.nodes[name] = kindSymlink
+	u.node(name, kindSymlink)
 	if err := u.chown(hdr, func(uid, gid int) error {
 		return unix.Fchownat(u.parentFD, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	}); err != nil {
@@ -483,7 +498,7 @@ func (u *unpacker) linkEntry(hdr *tar.Header, name, base string) error {
 	if err := unix.Linkat(tfd, tbase, u.parentFD, base, 0); err != nil {
 		return u.sysErr(hdr.Name, "link", err)
 	}
-	u.nodes[name] = u.nodes[target]
+	u.node(name, u.nodes[target])
 	return nil
 }
 
@@ -491,7 +506,7 @@ func (u *unpacker) fifoEntry(hdr *tar.Header, name, base string) error {
 	if err := unix.Mknodat(u.parentFD, base, unix.S_IFIFO|0o600, 0); err != nil {
 		return u.sysErr(hdr.Name, "mkfifo", err)
 	}
-	u.nodes[name] = kindFifo
+	u.node(name, kindFifo)
 	if err := u.chown(hdr, func(uid, gid int) error {
 		return unix.Fchownat(u.parentFD, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	}); err != nil {

@@ -20,6 +20,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// deep is a name of some 4 KB below top: 19 directories of 200 bytes.
+func deep(top string) string {
+	return top + strings.Repeat("/"+strings.Repeat("x", 200), 19) + "/f"
+}
+
 func TestUnpackHostile(t *testing.T) {
 	check(t)
 	truncated := makeTar(t, fileE("big", strings.Repeat("x", 4096)))
@@ -56,6 +61,8 @@ func TestUnpackHostile(t *testing.T) {
 		{"size beyond archive", truncated, Limits{}, ErrInvalidEntry, "big", "archive ends"},
 		{"too large", makeTar(t, fileE("a", strings.Repeat("x", 8192))), Limits{MaxBytes: 4096}, ErrTooLarge, "a", "larger than 4096"},
 		{"too many entries", makeTar(t, fileE("a", "x"), fileE("b", "x"), fileE("c", "x")), Limits{MaxEntries: 2}, ErrTooLarge, "c", "more than 2 entries"},
+		// Each deep name implies 20 parents, some 46 KB of names kept.
+		{"names too long", makeTar(t, fileE(deep("p1"), "x"), fileE(deep("p2"), "x")), Limits{MaxNameBytes: 64 << 10}, ErrTooLarge, deep("p2"), "names"},
 		{"empty name", makeTar(t, tarEntry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "", ModTime: epoch}}), Limits{}, ErrInvalidEntry, "", "empty"},
 		{"empty symlink", makeTar(t, linkE("l", "")), Limits{}, ErrInvalidEntry, "l", "empty target"},
 		{"root not a dir", makeTar(t, fileE(".", "")), Limits{}, ErrInvalidEntry, ".", "root"},
