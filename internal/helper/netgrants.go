@@ -26,6 +26,11 @@ import (
 const (
 	kindPrivate = "private" // named by a layer's hex: a client brought it
 	kindGrant   = "grant"   // named clientKey-hex: that client may use the layer or client image
+	// kindPulled is a grant a pull gave: the client may use the layer,
+	// which the pull checked against a registry. It counts in no
+	// client's share, as what the helper pulled does not: another client
+	// that had sent the layer first does not make it the puller's.
+	kindPulled = "pulled"
 	// kindClientImage records the images clients brought (by content, or
 	// snapshots of their sandboxes), named by their config's digest, with
 	// the config as Data. They are kept apart from the store's images,
@@ -60,10 +65,14 @@ func (s *NetServer) usable(client string, h v1.Hash) bool {
 // grantName names client's grant of h.
 func grantName(client string, h v1.Hash) string { return clientKey(client) + "-" + h.Hex }
 
-// granted reports whether client holds a grant of h.
+// granted reports whether client holds a grant of h, or one a pull gave.
 func (s *NetServer) granted(client string, h v1.Hash) bool {
-	_, err := s.store.Record(kindGrant, grantName(client, h))
-	return err == nil
+	for _, kind := range []string{kindGrant, kindPulled} {
+		if _, err := s.store.Record(kind, grantName(client, h)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // putClientImage records rec, an image client brought, as the client's.
@@ -108,4 +117,10 @@ func (s *NetServer) markPrivate(ctx context.Context, h v1.Hash) error {
 // grant lets client use h.
 func (s *NetServer) grant(ctx context.Context, client string, h v1.Hash) error {
 	return s.store.PutRecord(ctx, image.Record{Kind: kindGrant, Name: grantName(client, h)})
+}
+
+// grantPulled lets client use h, which a pull of its checked against a
+// registry.
+func (s *NetServer) grantPulled(ctx context.Context, client string, h v1.Hash) error {
+	return s.store.PutRecord(ctx, image.Record{Kind: kindPulled, Name: grantName(client, h)})
 }

@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -152,5 +156,43 @@ func TestClientStoreLimit(t *testing.T) {
 	}
 	if _, err := ipc.NewAgent(ni.Client()).Stat(ctx, "/half"); err != nil {
 		t.Errorf("the sandbox after its snapshot was refused: %v", err)
+	}
+}
+
+// TestClientStorePulledLayer: what the helper pulled from a registry
+// counts for no one, though another client sent the same layer first (and
+// so it stays marked as a client's): a client whose pull was granted that
+// layer was charged for it, so mallory, sending the layers of popular
+// public images ahead of time, filled bob's share with his pulls and had
+// his own uploads refused. mallory still pays for what she sent.
+func TestClientStorePulledLayer(t *testing.T) {
+	leakcheck.Check(t)
+	s, ca := startServer(t, time.Minute)
+	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"bob": {MaxStoreMB: 1}}}
+	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	ctx := context.Background()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+
+	public := layerOfSize(t, "public", 700<<10)
+	ref := pushLayerImage(t, host, "base", public, diffIDOf(public)) // a public image
+	if err := mallory.PutLayer(ctx, diffIDOf(public), int64(len(public)), sendBytes(public)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Pull(ctx, &ipc.PullReq{Ref: ref, PlainHTTP: true}); err != nil {
+		t.Fatal(err)
+	}
+	use, err := s.storeUse("bob")
+	t.Logf("bob's share after pulling a public image: %d bytes (%v)", use, err)
+	if use != 0 {
+		t.Errorf("bob is charged %d bytes for a layer he pulled from a registry (mallory uploaded it first)", use)
+	}
+	own := layerOfSize(t, "own", 500<<10)
+	if err := bob.PutLayer(ctx, diffIDOf(own), int64(len(own)), sendBytes(own)); err != nil {
+		t.Errorf("bob's own 500 KiB upload within his 1 MB: %v", err)
+	}
+	if use, err := s.storeUse("mallory"); err != nil || use < 700<<10 {
+		t.Errorf("mallory's share after sending the layer of 700 KiB: %d bytes, %v", use, err)
 	}
 }

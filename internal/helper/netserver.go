@@ -259,7 +259,7 @@ func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ip
 		switch {
 		case s.usable(client, l):
 		case checked[l]:
-			if err := s.grant(ctx, client, l); err != nil {
+			if err := s.grantPulled(ctx, client, l); err != nil {
 				return ipc.PullAns{}, err
 			}
 		default: // it turned private while this pull found it in the store
