@@ -270,6 +270,9 @@ func (s *NetServer) ownBuild(ctx context.Context, client string, info *snapshot.
 		return ipc.SnapshotAns{}, err
 	}
 	for _, h := range rec.Layers {
+		if s.pulled(client, h) {
+			continue // a base the client pulled: it counts for no one
+		}
 		if err := s.grant(ctx, client, h); err != nil {
 			return ipc.SnapshotAns{}, err
 		}

@@ -119,6 +119,12 @@ func (s *NetServer) grant(ctx context.Context, client string, h v1.Hash) error {
 	return s.store.PutRecord(ctx, image.Record{Kind: kindGrant, Name: grantName(client, h)})
 }
 
+// pulled reports whether client holds a grant of h that a pull gave.
+func (s *NetServer) pulled(client string, h v1.Hash) bool {
+	_, err := s.store.Record(kindPulled, grantName(client, h))
+	return err == nil
+}
+
 // grantPulled lets client use h, which a pull of its checked against a
 // registry.
 func (s *NetServer) grantPulled(ctx context.Context, client string, h v1.Hash) error {

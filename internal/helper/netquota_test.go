@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -194,5 +195,51 @@ func TestClientStorePulledLayer(t *testing.T) {
 	}
 	if use, err := s.storeUse("mallory"); err != nil || use < 700<<10 {
 		t.Errorf("mallory's share after sending the layer of 700 KiB: %d bytes, %v", use, err)
+	}
+}
+
+// TestClientStoreBuildOnPulledLayer: as TestClientStorePulledLayer, for a
+// build whose result holds the pulled base's layers: the build granted
+// every layer of its result as the client's own, so bob's "FROM public"
+// was charged mallory's upload. The builder here does what the SDK's
+// does for that Dockerfile: pull the base through the helper, return it.
+func TestClientStoreBuildOnPulledLayer(t *testing.T) {
+	leakcheck.Check(t)
+	registered := builder
+	t.Cleanup(func() { builder = registered })
+	s, ca := startServer(t, time.Minute)
+	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"bob": {MaxStoreMB: 1}}}
+	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	ctx := context.Background()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	public := layerOfSize(t, "public", 700<<10)
+	ref := pushLayerImage(t, host, "base", public, diffIDOf(public))
+	if err := mallory.PutLayer(ctx, diffIDOf(public), int64(len(public)), sendBytes(public)); err != nil {
+		t.Fatal(err)
+	}
+	// What the SDK's builder does for "FROM <public>" alone: pull the base
+	// (through b.Pull, the helper's pull for bob), and return it.
+	SetBuilder(func(ctx context.Context, b *Build) (*snapshot.Info, error) {
+		h, err := b.Pull(ctx, ref, v1.Platform{})
+		if err != nil {
+			return nil, err
+		}
+		rec, err := s.store.Image(h)
+		if err != nil {
+			return nil, err
+		}
+		return &snapshot.Info{Key: "image-" + h.Hex, Layers: rec.Layers, Config: rec.Config, Created: time.Now()}, nil
+	})
+	if _, err := bob.Build(ctx, &ipc.BuildReq{Dockerfile: []byte("FROM " + ref + "\n"), Pull: ipc.PullReq{PlainHTTP: true}}, func(ipc.BuildEvent) {}); err != nil {
+		t.Fatal(err)
+	}
+	if use, err := s.storeUse("bob"); err != nil || use > 4096 {
+		t.Errorf("bob's share after a build FROM a public image (mallory sent its layer first): %d bytes, %v; want the result's config alone", use, err)
+	}
+	own := layerOfSize(t, "own", 500<<10)
+	if err := bob.PutLayer(ctx, diffIDOf(own), int64(len(own)), sendBytes(own)); err != nil {
+		t.Errorf("bob's own 500 KiB upload within his 1 MB: %v", err)
 	}
 }
