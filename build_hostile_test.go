@@ -306,3 +306,35 @@ func TestBuildCopyKeepsHardLinks(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildCopyHardLinkReplaced: a later source of one COPY replaces the
+// first copy of a hard-linked file (a/f, linked as b/g, then c/f lands on
+// /dst/f); b/g must be copied again, not linked to what replaced a/f. The
+// replacement took the first copy's freed inode number, which the writer
+// took for the first copy, so /dst/g read c/f's content with its mode.
+func TestBuildCopyHardLinkReplaced(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"a", "b", "c"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "f"), []byte("A"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(dir, "a", "f"), filepath.Join(dir, "b", "g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "c", "f"), []byte("C"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := buildDockerfile(t, "FROM busybox\nCOPY a/ c/ b/ /dst/\n", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := newInstance(t, b.snap)
+	out, err := inst.Command("sh", "-c", "cat /dst/f; echo; cat /dst/g; echo; stat -c '%h %a' /dst/g").Output()
+	if want := "C\nA\n1 644\n"; err != nil || string(out) != want {
+		t.Errorf("after COPY a/ c/ b/ /dst/: f, g, g's links and mode: %q, %v; want %q", out, err, want)
+	}
+}

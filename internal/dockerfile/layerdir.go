@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/fsutil"
@@ -48,12 +47,17 @@ type layerWriter struct {
 // fileID names an inode.
 type fileID struct{ dev, ino uint64 }
 
-// copiedFile is a layer's copy of a source file: where, and its inode
-// (which tells it from whatever replaced it since).
+// copiedFile is a layer's copy of a source file: where, and the copy
+// held open, whose inode tells it from whatever replaced it since (held
+// open, the inode's number cannot be given to a new file meanwhile).
 type copiedFile struct {
 	rel string
-	id  fileID
+	f   *os.File
 }
+
+// maxLinkedSources bounds the first copies a writer holds open to link
+// later names to; sources past it are copied.
+const maxLinkedSources = 1024
 
 // dirMeta is what a directory of the layer gets once it is complete.
 type dirMeta struct {
@@ -81,8 +85,19 @@ func newLayerWriter(root string, ids idmap.Map, base *layerFS) (*layerWriter, er
 	return w, nil
 }
 
-// close closes the layer directory.
-func (w *layerWriter) close() error { return w.layer.Close() }
+// close closes the layer directory and the copies held open.
+func (w *layerWriter) close() error {
+	w.closeCopies()
+	return w.layer.Close()
+}
+
+// closeCopies closes the first copies held open for linking.
+func (w *layerWriter) closeCopies() {
+	for id, c := range w.copied {
+		c.f.Close()
+		delete(w.copied, id)
+	}
+}
 
 // name is rel as the layer's root resolves it.
 func name(rel string) string {
@@ -236,8 +251,13 @@ func (w *layerWriter) copyFile(rel, src string, mode fs.FileMode, uid, gid int, 
 		return fmt.Errorf("writing /%s: %w", rel, err)
 	}
 	if st.Nlink > 1 {
-		if err := unix.Fstat(int(f.Fd()), &st); err == nil {
-			w.copied[source] = copiedFile{rel: rel, id: fileID{uint64(st.Dev), st.Ino}}
+		if old, seen := w.copied[source]; seen { // replaced since: this copy is the first now
+			old.f.Close()
+			delete(w.copied, source)
+		}
+		if len(w.copied) < maxLinkedSources {
+			w.copied[source] = copiedFile{rel: rel, f: f} // closed by close or finish
+			return w.finishEntry(rel, false, mode, uid, gid, mtime)
 		}
 	}
 	if err := f.Close(); err != nil {
@@ -252,8 +272,8 @@ func (w *layerWriter) still(c copiedFile) bool {
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && fileID{uint64(st.Dev), st.Ino} == c.id
+	held, err := c.f.Stat()
+	return err == nil && os.SameFile(fi, held)
 }
 
 // symlink writes a symlink.
@@ -355,6 +375,7 @@ func hostOwner(ids idmap.Map, uid, gid int) (int, int) {
 // finish applies the directories' owners, modes and times, the deepest
 // first, now that nothing more is written into them.
 func (w *layerWriter) finish() error {
+	w.closeCopies()
 	rels := make([]string, 0, len(w.dirs))
 	for rel := range w.dirs {
 		rels = append(rels, rel)
