@@ -173,12 +173,12 @@ func wanted(o LoadOptions) string {
 func (s *Store) LoadArchive(ctx context.Context, path string, o LoadOptions) (Loaded, error) {
 	what := "docker archive " + path
 	opener := func() (io.ReadCloser, error) { return os.Open(path) }
-	sizes, err := archiveSizes(path)
+	entries, err := archiveEntries(path)
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
 	}
-	if sizes["manifest.json"] > MaxConfigSize {
-		return Loaded{}, fmt.Errorf("loading %s: manifest.json of %d bytes, more than %d: %w", what, sizes["manifest.json"], MaxConfigSize, ErrTooLarge)
+	if err := entries.checkSmall("manifest.json"); err != nil {
+		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
 	}
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
@@ -216,8 +216,17 @@ func (s *Store) LoadArchive(ctx context.Context, path string, o LoadOptions) (Lo
 	} else if len(m) > 1 {
 		return Loaded{}, fmt.Errorf("loading %s: the image %s has no tag to select it by", what, cands[0].Config)
 	}
-	if size := sizes[filepath.Clean(cands[0].Config)]; size > MaxConfigSize {
-		return Loaded{}, fmt.Errorf("loading %s: image config of %d bytes, more than %d: %w", what, size, MaxConfigSize, ErrTooLarge)
+	if err := entries.checkSmall(cands[0].Config); err != nil {
+		return Loaded{}, fmt.Errorf("loading %s: image config: %w", what, err)
+	}
+	// The archive's reader finds the image again by its tag: that must
+	// name the image checked here.
+	if tag != nil {
+		for _, d := range m {
+			if d.Config != cands[0].Config && hasTag(d.RepoTags, ref) {
+				return Loaded{}, fmt.Errorf("loading %s: several images carry the tag %s", what, ref)
+			}
+		}
 	}
 	img, err := tarball.Image(opener, tag)
 	if err != nil {
@@ -306,26 +315,60 @@ func checkArchiveConfig(raw []byte, cfg *v1.ConfigFile) error {
 	return nil
 }
 
-// archiveSizes returns the size of each entry of the tar archive at path,
-// by its cleaned name, reading only the headers (the entries are skipped,
-// the file being seekable): what a docker archive's manifest.json and
-// configs would cost before they are read whole.
-func archiveSizes(path string) (map[string]int64, error) {
+// archiveEntry is what a tar archive holds under one cleaned name.
+type archiveEntry struct {
+	size  int64 // of the first
+	count int   // entries of that name
+	link  bool  // the first is a symlink or hard link
+}
+
+// archiveIndex describes a tar archive's entries by cleaned name.
+type archiveIndex map[string]archiveEntry
+
+// archiveEntries reads the headers of the tar archive at path (skipping
+// the entries' data, the file being seekable): what a docker archive's
+// manifest.json and configs would cost before they are read whole.
+func archiveEntries(path string) (archiveIndex, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	sizes := map[string]int64{}
+	idx := archiveIndex{}
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return sizes, nil
+			return idx, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		sizes[filepath.Clean(h.Name)] = h.Size
+		name := filepath.Clean(h.Name)
+		e, seen := idx[name]
+		if !seen {
+			e = archiveEntry{size: h.Size, link: h.Typeflag == tar.TypeSymlink || h.Typeflag == tar.TypeLink}
+		}
+		e.count++
+		idx[name] = e
 	}
+}
+
+// checkSmall refuses the entry name, read whole when the image is loaded,
+// unless it is one regular file of at most MaxConfigSize: several entries
+// of one name, or a link (which the reader would follow elsewhere), could
+// make it read another than the one sized here.
+func (idx archiveIndex) checkSmall(name string) error {
+	e, ok := idx[filepath.Clean(name)]
+	switch {
+	case !ok:
+		return nil // the reader says it is missing
+	case e.count > 1:
+		return fmt.Errorf("%s: %d entries of that name: %w", name, e.count, ErrInvalidEntry)
+	case e.link:
+		return fmt.Errorf("%s is a link: %w", name, ErrInvalidEntry)
+	case e.size > MaxConfigSize:
+		return fmt.Errorf("%s of %d bytes, more than %d: %w", name, e.size, MaxConfigSize, ErrTooLarge)
+	}
+	return nil
 }
