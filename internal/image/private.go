@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -109,7 +110,7 @@ func checkChain(path string, isRoot bool) error {
 			return fail(next, "belongs to uid %d, not to this user (%d) or root", st.Uid, me)
 		}
 		sticky := st.Mode&unix.S_ISVTX != 0
-		ownGroup := int(st.Uid) == me && int(st.Gid) == myGroup
+		ownGroup := int(st.Uid) == me && int(st.Gid) == myGroup && privateGroup(me, myGroup)
 		if !sticky && (st.Mode&0o002 != 0 || st.Mode&0o020 != 0 && !ownGroup) {
 			return fail(next, "can be changed by other users (mode %#o)", st.Mode&0o7777)
 		}
@@ -118,6 +119,61 @@ func checkChain(path string, isRoot bool) error {
 		return fail(cur, "belongs to uid %d, not to this user (%d)", st.Uid, me)
 	}
 	return nil
+}
+
+// privateGroup reports whether the group gid is the user uid's own, as
+// the per-user groups of umask 002 systems are: named as the user, with
+// no other member and no other user's primary group (/etc/group,
+// /etc/passwd). A shared primary group (SUSE's users) is not: its other
+// members could change a group-writable directory. Anything unknown
+// counts as shared.
+func privateGroup(uid, gid int) bool {
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return false
+	}
+	group, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return false
+	}
+	return groupIsPrivate(string(passwd), string(group), uid, gid)
+}
+
+// groupIsPrivate is privateGroup on the contents of /etc/passwd and
+// /etc/group.
+func groupIsPrivate(passwd, group string, uid, gid int) bool {
+	user := ""
+	for _, line := range strings.Split(passwd, "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 {
+			continue
+		}
+		switch {
+		case f[2] == strconv.Itoa(uid):
+			user = f[0]
+		case f[3] == strconv.Itoa(gid):
+			return false // another user's primary group too
+		}
+	}
+	if user == "" {
+		return false
+	}
+	for _, line := range strings.Split(group, "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 || f[2] != strconv.Itoa(gid) {
+			continue
+		}
+		if f[0] != user {
+			return false
+		}
+		for _, m := range strings.Split(f[3], ",") {
+			if m != "" && m != user {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // makePrivate makes the store's root 0700, whoever made it: layers keep
