@@ -225,3 +225,63 @@ func TestLoadArchiveConfigChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadLayoutFilesBounded: a layout's index.json and manifests are read
+// whole by its reader: one of any size, or index.json as a link to
+// /dev/zero (which never ends), is refused before it is read, and the
+// store is left as it was.
+func TestLoadLayoutFilesBounded(t *testing.T) {
+	check(t)
+	img := imagetest.MultiLayer(t, 1024)
+	manifest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := func(t *testing.T, path string) { // valid JSON still, past the bound
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(strings.Repeat(" ", MaxConfigSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		spoil  func(t *testing.T, dir string)
+		reason error
+	}{
+		{"index.json too large", func(t *testing.T, dir string) { pad(t, filepath.Join(dir, "index.json")) }, ErrTooLarge},
+		{"index.json a link to /dev/zero", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "index.json")
+			os.Remove(p)
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrInvalidEntry},
+		{"manifest too large", func(t *testing.T, dir string) {
+			pad(t, filepath.Join(dir, "blobs", manifest.Algorithm, manifest.Hex))
+		}, ErrTooLarge},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "layout")
+			p, err := layout.Write(dir, empty.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.AppendImage(img); err != nil {
+				t.Fatal(err)
+			}
+			c.spoil(t, dir)
+			s := openStore(t, Options{})
+			_, err = s.LoadLayout(context.Background(), dir, LoadOptions{})
+			if !errors.Is(err, c.reason) {
+				t.Errorf("LoadLayout: %v; want %v", err, c.reason)
+			}
+			if recs, _ := s.Images(); len(recs) != 0 {
+				t.Errorf("the store has %d images after the refusal", len(recs))
+			}
+		})
+	}
+}

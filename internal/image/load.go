@@ -53,6 +53,9 @@ func (s *Store) LoadLayout(ctx context.Context, dir string, o LoadOptions) (Load
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading OCI layout: %w", err)
 	}
+	if err := checkLayoutFile(filepath.Join(dir, "index.json")); err != nil {
+		return Loaded{}, fmt.Errorf("loading OCI layout %s: %w", dir, err)
+	}
 	idx, err := p.ImageIndex()
 	if err != nil {
 		return Loaded{}, fmt.Errorf("loading OCI layout %s: %w", dir, err)
@@ -67,7 +70,11 @@ func (s *Store) LoadLayout(ctx context.Context, dir string, o LoadOptions) (Load
 		return Loaded{}, err
 	}
 	ref := d.Annotations[annotationRefName]
+	blob := func(h v1.Hash) string { return filepath.Join(dir, "blobs", h.Algorithm, h.Hex) }
 	if d.MediaType.IsIndex() {
+		if err := checkLayoutFile(blob(d.Digest)); err != nil {
+			return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
+		}
 		sub, err := idx.ImageIndex(d.Digest)
 		if err != nil {
 			return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
@@ -82,6 +89,9 @@ func (s *Store) LoadLayout(ctx context.Context, dir string, o LoadOptions) (Load
 		if !d.MediaType.IsImage() {
 			return Loaded{}, fmt.Errorf("loading %s: nested indexes are not supported", what)
 		}
+	}
+	if err := checkLayoutFile(blob(d.Digest)); err != nil {
+		return Loaded{}, fmt.Errorf("loading %s: %w", what, err)
 	}
 	img, err := p.Image(d.Digest)
 	if err != nil {
@@ -311,6 +321,22 @@ func checkArchiveConfig(raw []byte, cfg *v1.ConfigFile) error {
 	}
 	if cfg.RootFS.Type != "layers" {
 		return fmt.Errorf("its config says rootfs type %q, not \"layers\": not an image config", cfg.RootFS.Type)
+	}
+	return nil
+}
+
+// checkLayoutFile refuses a layout's index.json or manifest, which its
+// reader reads whole, unless it is a regular file (not a link: to
+// /dev/zero it would never end) of at most MaxConfigSize.
+func checkLayoutFile(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file: %w", path, ErrInvalidEntry)
+	case fi.Size() > MaxConfigSize:
+		return fmt.Errorf("%s of %d bytes, more than %d: %w", path, fi.Size(), MaxConfigSize, ErrTooLarge)
 	}
 	return nil
 }
