@@ -35,7 +35,7 @@ func privateDir(kind string) (dir string, remove func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err == nil {
 		err = fsutil.Flock(lock, unix.LOCK_EX)
 	}
@@ -63,20 +63,34 @@ func removeLeftDirs() {
 	for _, parent := range privateDirParents() {
 		dirs, _ := filepath.Glob(filepath.Join(parent, privateDirPrefix+"*"))
 		for _, dir := range dirs {
-			if pid, ok := creator(filepath.Base(dir)); ok && !running(pid) && mine(dir) && unlocked(dir) {
+			if pid, ok := creator(filepath.Base(dir)); ok && !running(pid) && unlockedMine(dir) {
 				untrusted.RemoveAll(dir)
 			}
 		}
 	}
 }
 
-// unlocked reports whether nobody holds dir locked.
-func unlocked(dir string) bool {
-	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0)
+// openDir opens dir, a directory privateDir made or one named as if it
+// had, not following a link. Such a name is an entry of /dev/shm or the
+// temporary directory (sticky: only its owner may rename it), so opening
+// it by path is safe; what a sandbox can write lies below it (a tmpfs
+// mount's t/), which untrusted.RemoveAll walks by descriptor.
+func openDir(dir string) (*os.File, error) {
+	return os.OpenFile(dir, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0)
+}
+
+// unlockedMine reports whether dir is a directory of this user's that
+// nobody holds locked.
+func unlockedMine(dir string) bool {
+	f, err := openDir(dir)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || int(st.Uid) != os.Geteuid() {
+		return false
+	}
 	return fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil
 }
 
@@ -95,10 +109,4 @@ func creator(name string) (int, bool) {
 func running(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
-}
-
-// mine reports whether dir is a directory, not a link, of this user's.
-func mine(dir string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Geteuid()
 }

@@ -24,6 +24,8 @@ func TestPrivateDirRemovesLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	parent := privateDirParents()[0]
+	// The test's own directories, named as privateDir names them; no
+	// sandbox writes them, so the test handles them by path.
 	plant := func(pid int, name string) string {
 		d := filepath.Join(parent, fmt.Sprintf("%ssecret-%d-%s", privateDirPrefix, pid, name))
 		if err := os.Mkdir(d, 0o700); err != nil {
