@@ -250,18 +250,20 @@ func (w *layerWriter) copyFile(rel, src string, mode fs.FileMode, uid, gid int, 
 		f.Close()
 		return fmt.Errorf("writing /%s: %w", rel, err)
 	}
+	kept := false
 	if st.Nlink > 1 {
 		if old, seen := w.copied[source]; seen { // replaced since: this copy is the first now
 			old.f.Close()
 			delete(w.copied, source)
 		}
-		if len(w.copied) < maxLinkedSources {
+		if kept = len(w.copied) < maxLinkedSources; kept {
 			w.copied[source] = copiedFile{rel: rel, f: f} // closed by close or finish
-			return w.finishEntry(rel, false, mode, uid, gid, mtime)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if !kept {
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
 	return w.finishEntry(rel, false, mode, uid, gid, mtime)
 }
