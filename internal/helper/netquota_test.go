@@ -160,6 +160,35 @@ func TestClientStoreLimit(t *testing.T) {
 	}
 }
 
+// publicSentFirst starts a helper whose client bob may keep 1 MB, and a
+// registry with a public image of one 700 KiB layer, which client mallory
+// has sent the helper first. It returns the helper, bob, and the image's
+// reference.
+func publicSentFirst(t *testing.T) (*NetServer, *NetClient, string) {
+	t.Helper()
+	s, ca := startServer(t, time.Minute)
+	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"bob": {MaxStoreMB: 1}}}
+	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	public := layerOfSize(t, "public", 700<<10)
+	ref := pushLayerImage(t, strings.TrimPrefix(reg.URL, "http://"), "base", public, diffIDOf(public))
+	if err := mallory.PutLayer(context.Background(), diffIDOf(public), int64(len(public)), sendBytes(public)); err != nil {
+		t.Fatal(err)
+	}
+	return s, bob, ref
+}
+
+// ownUploadFits checks that bob may still send 500 KiB of his own
+// within his 1 MB.
+func ownUploadFits(t *testing.T, bob *NetClient) {
+	t.Helper()
+	own := layerOfSize(t, "own", 500<<10)
+	if err := bob.PutLayer(context.Background(), diffIDOf(own), int64(len(own)), sendBytes(own)); err != nil {
+		t.Errorf("bob's own 500 KiB upload within his 1 MB: %v", err)
+	}
+}
+
 // TestClientStorePulledLayer: what the helper pulled from a registry
 // counts for no one, though another client sent the same layer first (and
 // so it stays marked as a client's): a client whose pull was granted that
@@ -168,19 +197,8 @@ func TestClientStoreLimit(t *testing.T) {
 // his own uploads refused. mallory still pays for what she sent.
 func TestClientStorePulledLayer(t *testing.T) {
 	leakcheck.Check(t)
-	s, ca := startServer(t, time.Minute)
-	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"bob": {MaxStoreMB: 1}}}
-	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	s, bob, ref := publicSentFirst(t)
 	ctx := context.Background()
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	host := strings.TrimPrefix(reg.URL, "http://")
-
-	public := layerOfSize(t, "public", 700<<10)
-	ref := pushLayerImage(t, host, "base", public, diffIDOf(public)) // a public image
-	if err := mallory.PutLayer(ctx, diffIDOf(public), int64(len(public)), sendBytes(public)); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := bob.Pull(ctx, &ipc.PullReq{Ref: ref, PlainHTTP: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +207,7 @@ func TestClientStorePulledLayer(t *testing.T) {
 	if use != 0 {
 		t.Errorf("bob is charged %d bytes for a layer he pulled from a registry (mallory uploaded it first)", use)
 	}
-	own := layerOfSize(t, "own", 500<<10)
-	if err := bob.PutLayer(ctx, diffIDOf(own), int64(len(own)), sendBytes(own)); err != nil {
-		t.Errorf("bob's own 500 KiB upload within his 1 MB: %v", err)
-	}
+	ownUploadFits(t, bob)
 	if use, err := s.storeUse("mallory"); err != nil || use < 700<<10 {
 		t.Errorf("mallory's share after sending the layer of 700 KiB: %d bytes, %v", use, err)
 	}
@@ -207,18 +222,8 @@ func TestClientStoreBuildOnPulledLayer(t *testing.T) {
 	leakcheck.Check(t)
 	registered := builder
 	t.Cleanup(func() { builder = registered })
-	s, ca := startServer(t, time.Minute)
-	s.ledger.policy = Policy{Clients: map[string]ClientLimits{"bob": {MaxStoreMB: 1}}}
-	mallory, bob := dialAs(t, s, ca, "mallory"), dialAs(t, s, ca, "bob")
+	s, bob, ref := publicSentFirst(t)
 	ctx := context.Background()
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	host := strings.TrimPrefix(reg.URL, "http://")
-	public := layerOfSize(t, "public", 700<<10)
-	ref := pushLayerImage(t, host, "base", public, diffIDOf(public))
-	if err := mallory.PutLayer(ctx, diffIDOf(public), int64(len(public)), sendBytes(public)); err != nil {
-		t.Fatal(err)
-	}
 	// What the SDK's builder does for "FROM <public>" alone: pull the base
 	// (through b.Pull, the helper's pull for bob), and return it.
 	SetBuilder(func(ctx context.Context, b *Build) (*snapshot.Info, error) {
@@ -238,8 +243,5 @@ func TestClientStoreBuildOnPulledLayer(t *testing.T) {
 	if use, err := s.storeUse("bob"); err != nil || use > 4096 {
 		t.Errorf("bob's share after a build FROM a public image (mallory sent its layer first): %d bytes, %v; want the result's config alone", use, err)
 	}
-	own := layerOfSize(t, "own", 500<<10)
-	if err := bob.PutLayer(ctx, diffIDOf(own), int64(len(own)), sendBytes(own)); err != nil {
-		t.Errorf("bob's own 500 KiB upload within his 1 MB: %v", err)
-	}
+	ownUploadFits(t, bob)
 }
