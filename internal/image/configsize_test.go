@@ -24,6 +24,21 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
+// writeLayout writes img as the one image of a new OCI layout and returns
+// the layout's directory.
+func writeLayout(t *testing.T, img v1.Image) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "layout")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestConfigSizeBounded: an image's config is read whole into memory,
 // and a hostile image's may be of any size (512 MiB grew a pull's heap by
 // 1.2 GiB before its digest was checked; a helper pulls what its clients
@@ -69,16 +84,9 @@ func TestConfigSizeBounded(t *testing.T) {
 		}
 	})
 	t.Run("layout", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "layout")
-		p, err := layout.Write(dir, empty.Index)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.AppendImage(img); err != nil {
-			t.Fatal(err)
-		}
+		dir := writeLayout(t, img)
 		s := openStore(t, Options{})
-		_, err = s.LoadLayout(context.Background(), dir, LoadOptions{})
+		_, err := s.LoadLayout(context.Background(), dir, LoadOptions{})
 		refused("a layout", err, s)
 	})
 	t.Run("docker archive", func(t *testing.T) {
@@ -265,17 +273,10 @@ func TestLoadLayoutFilesBounded(t *testing.T) {
 		}, ErrTooLarge},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "layout")
-			p, err := layout.Write(dir, empty.Index)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.AppendImage(img); err != nil {
-				t.Fatal(err)
-			}
+			dir := writeLayout(t, img)
 			c.spoil(t, dir)
 			s := openStore(t, Options{})
-			_, err = s.LoadLayout(context.Background(), dir, LoadOptions{})
+			_, err := s.LoadLayout(context.Background(), dir, LoadOptions{})
 			if !errors.Is(err, c.reason) {
 				t.Errorf("LoadLayout: %v; want %v", err, c.reason)
 			}
