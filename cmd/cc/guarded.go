@@ -25,17 +25,22 @@ import (
 // dialer then sees only the proxy's.
 func guardedTransport() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	proxies := configuredProxies()
 	t.Proxy = func(req *http.Request) (*url.URL, error) {
 		proxy, err := http.ProxyFromEnvironment(req)
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, err
+		case proxy != nil:
+			return proxy, checkDestination(req.Context(), req.URL.Hostname())
+		case proxies[canonicalAddr(req.URL)]:
+			// Sent direct, to the one address the dialer lets through
+			// unchecked: a registry spelt as the proxy's host:port (on
+			// the host's loopback, never proxied) is no registry.
+			return nil, fmt.Errorf("registry %s: %w: the proxy's own address", req.URL.Host, egress.ErrRefused)
 		}
-		// Checked when sent direct too: the dialer lets the proxy's own
-		// address through, which a registry spelt as the proxy's
-		// host:port (on the host's loopback, never proxied) would reach.
-		return proxy, checkDestination(req.Context(), req.URL.Hostname())
+		return nil, nil
 	}
-	proxies := configuredProxies()
 	policy := sandbox.DefaultDialer()
 	var direct net.Dialer
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -101,14 +106,20 @@ func configuredProxies() map[string]bool {
 		if err != nil || u.Host == "" {
 			continue
 		}
-		port := u.Port()
-		if port == "" {
-			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
-			if port == "" {
-				port = "80"
-			}
-		}
-		proxies[net.JoinHostPort(u.Hostname(), port)] = true
+		proxies[canonicalAddr(u)] = true
 	}
 	return proxies
+}
+
+// canonicalAddr is the host:port net/http dials for u, its scheme's port
+// when u names none.
+func canonicalAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
+		if port == "" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
