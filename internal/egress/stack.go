@@ -320,10 +320,6 @@ func (st *Stack) splice(a, b net.Conn, queue int) {
 		return
 	}
 	defer st.untrack(b)
-	if queue == 0 {
-		netutil.Splice(a, b)
-		return
-	}
 	netutil.SpliceQueue(a, b, queue)
 }
 

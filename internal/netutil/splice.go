@@ -13,13 +13,16 @@ import (
 // that cannot half-close, closes both at once. Between raw sockets the
 // kernel moves the data (io.Copy's splice); from anything else (a TLS
 // connection) copyBatched gathers the pieces that arrive during a write.
-func Splice(a, b net.Conn) { SpliceQueue(a, b, batchQueue) }
+func Splice(a, b net.Conn) { SpliceQueue(a, b, 0) }
 
 // SpliceQueue is Splice with at most queue pieces of 32 KB read ahead in
 // each direction (and as many more in the write in flight) where
 // copyBatched copies: what one spliced pair may hold when neither end
-// reads.
+// reads. A queue of 0 is Splice's.
 func SpliceQueue(a, b net.Conn, queue int) {
+	if queue <= 0 {
+		queue = batchQueue
+	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		var err error
