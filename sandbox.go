@@ -356,9 +356,7 @@ func start(ctx context.Context, source Source, o newOptions) (*Instance, error) 
 		Logger:     o.logger,
 	})
 	if err != nil {
-		if lease != nil {
-			lease.Release()
-		}
+		lease.Release()
 		return nil, fmt.Errorf("sandbox.New: %w", err)
 	}
 	inst := newInstanceOn(run, rs.config.withOptions(&o), rs.parent, o)
@@ -425,9 +423,7 @@ func (i *Instance) Close() error {
 		i.closeSockets()
 		i.closeEgress()
 		i.closeErr = i.runner.Close()
-		if i.lease != nil {
-			i.lease.Release()
-		}
+		i.lease.Release()
 	})
 	return i.closeErr
 }

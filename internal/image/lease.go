@@ -48,9 +48,9 @@ func (s *Store) Lease(ctx context.Context, layers []v1.Hash) (*Lease, error) {
 	return &Lease{path: path, lock: l}, nil
 }
 
-// Release ends the lease. It is safe to call twice.
+// Release ends the lease. It is safe to call twice, and on a nil Lease.
 func (l *Lease) Release() error {
-	if l.lock == nil {
+	if l == nil || l.lock == nil {
 		return nil
 	}
 	err := os.Remove(l.path)
