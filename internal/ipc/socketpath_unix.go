@@ -3,13 +3,12 @@
 package ipc
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // socketNameRoom is what a socket's name (see SocketPath) takes after the
@@ -53,12 +52,7 @@ func SocketDir() (string, error) {
 		}
 	}
 	if cache, err := os.UserCacheDir(); err == nil && filepath.IsAbs(cache) {
-		if dir, ok := try(filepath.Join(cache, "cc", "run"), func(dir string) error {
-			if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-				return err
-			}
-			return makePrivate(dir)
-		}); ok {
+		if dir, ok := try(filepath.Join(cache, "cc", "run"), makePrivate); ok {
 			return dir, nil
 		}
 	}
@@ -86,47 +80,35 @@ var fallbackSocketDir = sync.OnceValues(func() (string, error) {
 	return dir, checkPrivate(dir)
 })
 
-// makePrivate creates dir with mode 0700 unless it exists, tightens the
-// mode of an existing one of this user's, and checks it with checkPrivate.
+// makePrivate creates dir with mode 0700 unless it exists, and its
+// missing parents, only where no other host user controls the way to it
+// (fsutil.MkdirOwned), tightens the mode of an existing one of this
+// user's, and checks it with checkPrivate.
 func makePrivate(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := fsutil.MkdirOwned(dir); err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR &&
-		int(st.Uid) == os.Geteuid() && st.Mode&0o077 != 0 {
-		if err := unix.Fchmodat(unix.AT_FDCWD, dir, 0o700, 0); err != nil {
-			return fmt.Errorf("%s: %w", dir, err)
-		}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
 	}
 	return checkPrivate(dir)
 }
 
-// checkPrivate returns an error unless dir is a directory (not a symbolic
-// link) of this user's with mode 0700 or tighter, in a parent directory
-// that only its owner (this user or root) can change, or that is sticky.
+// checkPrivate returns an error unless dir is a directory of this user's
+// with mode 0700 or tighter that no other host user can reach or replace:
+// every directory above it belongs to this user or root and is writable
+// by no one else unless sticky, and every symlink on the way is this
+// user's or root's (fsutil.CheckOwned).
 func checkPrivate(dir string) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
-		return &os.PathError{Op: "lstat", Path: dir, Err: err}
+	if err := fsutil.CheckOwned(dir, true); err != nil {
+		return err
 	}
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return fmt.Errorf("%s is not a directory", dir)
-	case int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("%s belongs to uid %d, not to this user (%d)", dir, st.Uid, os.Geteuid())
-	case st.Mode&0o077 != 0:
-		return fmt.Errorf("%s has mode %#o, not 0700", dir, st.Mode&0o7777)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
 	}
-	parent := filepath.Dir(dir)
-	if err := unix.Stat(parent, &st); err != nil {
-		return &os.PathError{Op: "stat", Path: parent, Err: err}
-	}
-	if int(st.Uid) != os.Geteuid() && st.Uid != 0 {
-		return fmt.Errorf("%s belongs to uid %d", parent, st.Uid)
-	}
-	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
-		return fmt.Errorf("%s can be changed by other users (mode %#o)", parent, st.Mode&0o7777)
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s has mode %#o, not 0700", dir, fi.Mode().Perm())
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
-package image
+//go:build unix
+
+package fsutil
 
 import "testing"
 
 // TestGroupIsPrivate: a directory of the user's own primary group may be
-// group-writable below a store only when that group is the user's alone
+// group-writable on the way to a private directory only when that group is the user's alone
 // (a per-user group); a primary group others share (SUSE's users), one
 // with other members, one named otherwise, or one not found is not.
 func TestGroupIsPrivate(t *testing.T) {
