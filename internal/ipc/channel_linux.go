@@ -167,7 +167,9 @@ func NewChannelListener(f *os.File) (*ChannelListener, error) {
 }
 
 // Accept waits for the next connection. It returns net.ErrClosed (wrapped)
-// after Close, and io.EOF when the dialing side has gone.
+// after Close, and io.EOF when the dialing side has gone. A connection
+// this process has no room for (its open files limit) is dropped, which
+// its dialer sees as the connection closed, and Accept waits for the next.
 func (l *ChannelListener) Accept() (net.Conn, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -175,6 +177,12 @@ func (l *ChannelListener) Accept() (net.Conn, error) {
 		var files []*os.File
 		var b [1]byte
 		n, err := recvWithRights(l.ch, b[:], l.oob, &files)
+		if errors.Is(err, errDescriptorsDropped) {
+			// The connection did not arrive: the kernel closed it, which
+			// the host sees. Its lack of room passes as connections end.
+			closeFiles(files)
+			continue
+		}
 		if err != nil {
 			closeFiles(files)
 			return nil, err
@@ -189,10 +197,7 @@ func (l *ChannelListener) Accept() (net.Conn, error) {
 		c, err := net.FileConn(files[0])
 		files[0].Close()
 		if err != nil {
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				return nil, err
-			}
-			continue
+			continue // no room for its copy (EMFILE) or not a socket: it is closed
 		}
 		return c, nil
 	}

@@ -3,6 +3,7 @@
 package ipc
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,8 +16,15 @@ const canPassDescriptors = true
 // oobSpace is the control-message space for one message's descriptors.
 var oobSpace = syscall.CmsgSpace(maxFilesPerMessage * 4)
 
+// errDescriptorsDropped is recvWithRights' error for a message whose
+// descriptors the kernel dropped: the receiver had no room for them.
+var errDescriptorsDropped = errors.New("descriptors of a message were dropped")
+
 // recvWithRights reads into p, appending descriptors that arrive to files.
-// Received descriptors are close-on-exec where the platform allows.
+// Received descriptors are close-on-exec where the platform allows. A
+// message whose descriptors did not all arrive (more than a message may
+// carry, or more than RLIMIT_NOFILE leaves room for) is an error matching
+// errDescriptorsDropped.
 func recvWithRights(uc *net.UnixConn, p, oob []byte, files *[]*os.File) (int, error) {
 	n, oobn, flags, _, err := uc.ReadMsgUnix(p, oob)
 	if oobn > 0 {
@@ -25,7 +33,7 @@ func recvWithRights(uc *net.UnixConn, p, oob []byte, files *[]*os.File) (int, er
 		}
 	}
 	if err == nil && flags&syscall.MSG_CTRUNC != 0 {
-		err = fmt.Errorf("ipc: more than %d descriptors in one message", maxFilesPerMessage)
+		err = fmt.Errorf("ipc: %w: more than %d in one message, or no room for them under this process's open files limit (RLIMIT_NOFILE)", errDescriptorsDropped, maxFilesPerMessage)
 	}
 	return n, err
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -118,6 +119,7 @@ func (s *Server) SocketPath() string {
 // Serve accepts connections and handles requests.
 // This blocks until Close is called, and then returns nil.
 func (s *Server) Serve() error {
+	var pause time.Duration
 	for {
 		conn, err := s.accept()
 		if err != nil {
@@ -127,8 +129,21 @@ func (s *Server) Serve() error {
 			if isTimeout(err) {
 				continue
 			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors: wait until connections end, as
+				// net/http's server does, from 5 ms doubling to a second.
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				s.log.Warn("ipc: accept: out of descriptors, waiting", "err", err, "pause", pause)
+				select {
+				case <-s.ctx.Done():
+					return nil
+				case <-time.After(pause):
+				}
+				continue
+			}
 			return fmt.Errorf("ipc: accept: %w", err)
 		}
+		pause = 0
 		if !s.track(conn) {
 			return nil
 		}
