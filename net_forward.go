@@ -22,13 +22,19 @@ func (i *Instance) Expose(network, sandboxAddr string, hostListener net.Listener
 	f := newForwarder(hostListener, i.Done(), func(ctx context.Context) (net.Conn, error) {
 		return i.DialContext(ctx, network, sandboxAddr)
 	})
+	f.start()
 	return f, nil
 }
 
 // Forward sends every connection accepted on sandboxListener (from
 // Listen) to hostAddr, dialed on the host with network, both ways. It
-// takes ownership of sandboxListener. Close stops forwarding, closes the
-// listener and every live connection, and waits.
+// takes ownership of sandboxListener. The sandbox's Forwards hold at most
+// maxForwardConns (64) connections at once, whatever its own limits:
+// code in the sandbox decides how many it opens, and each holds host
+// descriptors and goroutines until both ends close; the rest wait in the
+// sandbox listener's queue until one ends. Close stops forwarding, closes
+// the listener and every live connection, and waits; the sandbox's end
+// does the same.
 func (i *Instance) Forward(sandboxListener net.Listener, network, hostAddr string) (io.Closer, error) {
 	if sandboxListener == nil {
 		return nil, errors.New("Forward: nil listener")
@@ -37,14 +43,21 @@ func (i *Instance) Forward(sandboxListener net.Listener, network, hostAddr strin
 		var d net.Dialer
 		return d.DialContext(ctx, network, hostAddr)
 	})
+	f.slots = i.forwardSlots
+	f.start()
 	return f, nil
 }
+
+// maxForwardConns bounds the connections an Instance's Forwards hold at
+// once.
+const maxForwardConns = 64
 
 // forwarder accepts on one side and dials the other for each connection.
 type forwarder struct {
 	ln     net.Listener
 	ended  <-chan struct{} // the sandbox's end
 	dial   func(context.Context) (net.Conn, error)
+	slots  chan struct{} // one token a connection held; nil: no bound
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -53,16 +66,30 @@ type forwarder struct {
 	conns map[net.Conn]struct{} // guarded by mu
 }
 
+// newForwarder makes a forwarder; start starts it.
 func newForwarder(ln net.Listener, ended <-chan struct{}, dial func(context.Context) (net.Conn, error)) *forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &forwarder{ln: ln, ended: ended, dial: dial, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
-	f.wg.Add(1)
+	return &forwarder{ln: ln, ended: ended, dial: dial, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+}
+
+// start accepts and forwards until Close or the sandbox's end, which
+// shuts the forwarder as Close does.
+func (f *forwarder) start() {
+	f.wg.Add(2)
 	go f.acceptLoop()
-	return f
+	go func() {
+		defer f.wg.Done()
+		select {
+		case <-f.ended:
+			f.shut()
+		case <-f.ctx.Done():
+		}
+	}()
 }
 
 // acceptLoop accepts until the forwarder or its listener is closed, or
-// its sandbox ends. Any other error passes: a limit met (the host's
+// its sandbox ends, holding one of slots (when there are) for each
+// connection. Any other error passes: a limit met (the host's
 // descriptors, a network helper's streams, which the sandbox's code can
 // use up by connecting) is waited out, as net/http's server does, from
 // 5 ms doubling to a second.
@@ -70,8 +97,16 @@ func (f *forwarder) acceptLoop() {
 	defer f.wg.Done()
 	var pause time.Duration
 	for {
+		if f.slots != nil {
+			select {
+			case f.slots <- struct{}{}:
+			case <-f.ctx.Done():
+				return
+			}
+		}
 		c, err := f.ln.Accept()
 		if err != nil {
+			f.release()
 			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, ErrNotRunning) {
 				return
 			}
@@ -91,9 +126,17 @@ func (f *forwarder) acceptLoop() {
 	}
 }
 
+// release gives back the slot of a connection that has ended.
+func (f *forwarder) release() {
+	if f.slots != nil {
+		<-f.slots
+	}
+}
+
 // serve joins one accepted connection to a dialed one.
 func (f *forwarder) serve(a net.Conn) {
 	defer f.wg.Done()
+	defer f.release()
 	if !f.add(a) {
 		a.Close()
 		return
@@ -131,6 +174,17 @@ func (f *forwarder) remove(c net.Conn) {
 
 // Close stops forwarding and waits until every connection is closed.
 func (f *forwarder) Close() error {
+	err := f.shut()
+	f.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// shut stops forwarding: it closes the listener and every live
+// connection, and returns the listener's Close error.
+func (f *forwarder) shut() error {
 	f.cancel()
 	err := f.ln.Close()
 	f.mu.Lock()
@@ -138,9 +192,5 @@ func (f *forwarder) Close() error {
 		c.Close()
 	}
 	f.mu.Unlock()
-	f.wg.Wait()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
 	return err
 }

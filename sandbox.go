@@ -65,6 +65,8 @@ type Instance struct {
 	egressMu sync.Mutex
 	egress   *egress.Stack // guarded by egressMu; nil while egress is off
 	closing  bool          // guarded by egressMu: Close has begun; egress stays off
+
+	forwardSlots chan struct{} // one token a connection its Forwards hold (maxForwardConns)
 }
 
 // newOptions configures New.
@@ -382,6 +384,8 @@ func newInstanceOn(run runner, defaults runConfig, parent snapshotParent, o newO
 		parent:   parent,
 		opts:     o,
 		dialer:   o.dialer,
+
+		forwardSlots: make(chan struct{}, maxForwardConns),
 	}
 	// Listeners and packet sockets handed out are the host's own sockets:
 	// nothing can reach them once the sandbox is gone, so close them then.
@@ -420,9 +424,12 @@ func (i *Instance) Wait(ctx context.Context) error {
 // later calls return the first call's result.
 func (i *Instance) Close() error {
 	i.closeOnce.Do(func() {
-		i.closeSockets()
 		i.closeEgress()
 		i.closeErr = i.runner.Close()
+		// Its listeners and packet sockets go once the sandbox has: a
+		// streamed one's Close then asks nothing of an agent that might
+		// never answer.
+		i.closeSockets()
 		i.lease.Release()
 	})
 	return i.closeErr
