@@ -58,7 +58,7 @@ func checkPathLen(p string) error {
 	if len(p) < maxPath {
 		return nil
 	}
-	return &fs.PathError{Op: "snapshot", Path: p[:64] + "...", Err: &pathTooLong{len(p)}}
+	return &fs.PathError{Op: "snapshot", Path: shortPath(p), Err: &pathTooLong{len(p)}}
 }
 
 // inode identifies a file, to keep hard links linked.
@@ -78,6 +78,23 @@ type copier struct {
 	h       hash.Hash
 	n       int // entries copied
 	dstRoot int // the destination's root directory, or -1 to only hash
+
+	maxBytes int64 // file bytes the tree may hold (maxFileBytes)
+	bytes    int64 // file bytes copied
+}
+
+// newCopier returns a copier that leaves out what exclude matches, logs
+// what it loses to log, and holds to the limits of a capture.
+func newCopier(exclude *matcher, log *slog.Logger) *copier {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &copier{
+		exclude:  exclude,
+		log:      log,
+		links:    map[inode]linked{},
+		maxBytes: maxFileBytes,
+	}
 }
 
 // keptXattr reports whether a layer keeps an extended attribute: overlayfs's
@@ -107,7 +124,8 @@ func HashTree(ctx context.Context, dir string) (v1.Hash, int, error) {
 		return v1.Hash{}, 0, err
 	}
 	defer src.Close()
-	c := &copier{exclude: &matcher{}, links: map[inode]linked{}, h: sha256.New(), dstRoot: -1}
+	c := newCopier(&matcher{}, nil)
+	c.h, c.dstRoot = sha256.New(), -1
 	return c.tree(ctx, src, nil)
 }
 
@@ -238,7 +256,7 @@ func (c *copier) copyEntry(ctx context.Context, src *untrusted.Dir, dst *os.File
 		return c.finishFd(int(subDst.Fd()), st, xattrs)
 	case unix.S_IFREG:
 		c.n++
-		return c.copyFile(n, dfd, name, xattrs)
+		return c.copyFile(ctx, n, dfd, name, xattrs)
 	case unix.S_IFLNK:
 		c.n++
 		target, err := n.Readlink()
@@ -286,8 +304,10 @@ func (c *copier) mkdir(dfd int, name string) (*os.File, error) {
 }
 
 // copyFile copies the regular file n as name in dfd (-1: only hash), as a
-// hard link to an earlier copy when it is one of several links.
-func (c *copier) copyFile(n *untrusted.Node, dfd int, name string, xattrs [][2]string) error {
+// hard link to an earlier copy when it is one of several links. A file
+// that takes the tree past its limits is an error matching
+// image.ErrTooLarge; ctx ending stops the copy within a chunk.
+func (c *copier) copyFile(ctx context.Context, n *untrusted.Node, dfd int, name string, xattrs [][2]string) error {
 	st, p := n.Stat(), n.Path()
 	rel := ""
 	if dfd >= 0 {
@@ -324,10 +344,14 @@ func (c *copier) copyFile(n *untrusted.Node, dfd int, name string, xattrs [][2]s
 	}
 	// The size recorded is what was read: a file the sandbox writes while
 	// it cannot be frozen hashes as copied. Holes and zeros stay holes.
-	size, err := fsutil.CopySparse(in, out, sum)
-	if err != nil {
-		return fmt.Errorf("copying %s: %w", p, err)
+	size, err := fsutil.CopySparseContext(ctx, in, out, sum, c.maxBytes-c.bytes)
+	if errors.Is(err, fsutil.ErrFileTooLarge) {
+		return tooMuchData(p, c.maxBytes)
 	}
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", shortPath(p), err)
+	}
+	c.bytes += size
 	copied := *st
 	copied.Size = size
 	c.record(p, &copied, "", sum.Sum(nil), xattrs)

@@ -25,6 +25,10 @@ type copier struct {
 	links   map[inode]linked
 }
 
+func newCopier(exclude *matcher, log *slog.Logger) *copier {
+	return &copier{exclude: exclude, log: log, links: map[inode]linked{}}
+}
+
 func (c *copier) copyTree(ctx context.Context, src *untrusted.Dir, dst *os.File) (v1.Hash, int, error) {
 	return v1.Hash{}, 0, errUnsupported
 }

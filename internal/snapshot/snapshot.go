@@ -114,7 +114,7 @@ func Capture(ctx context.Context, s *image.Store, upper *untrusted.Dir, skip []s
 		return nil, err
 	}
 	defer dst.Close()
-	c := &copier{exclude: m, log: log, links: map[inode]linked{}}
+	c := newCopier(m, log)
 	id, n, err := c.copyTree(ctx, upper, dst)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: copying the changes: %w", err)

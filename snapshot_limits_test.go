@@ -1,0 +1,110 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ccsandbox/sandbox/internal/image"
+)
+
+// cpuTime returns the CPU time this process has used, user and system.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// hashCost returns the CPU time hashing n zero bytes with SHA-256 takes
+// this process, measured on 256 MiB: a snapshot hashes every byte of a
+// file, holes included, and an export every byte of its tar.
+func hashCost(t *testing.T, n int64) time.Duration {
+	t.Helper()
+	const sample = 256 << 20
+	buf := make([]byte, 1<<20)
+	h := sha256.New()
+	start := cpuTime(t)
+	for range sample / len(buf) {
+		h.Write(buf)
+	}
+	return (cpuTime(t) - start) * time.Duration(n/sample)
+}
+
+// TestSnapshotTooLarge: a sandbox makes a sparse file of 33 GiB (no
+// disk). A snapshot hashes every byte of its files, holes read as zeros,
+// so this one took some 20 s of a core, the sandbox frozen meanwhile,
+// and a file of 16 TiB (as cheap to make) would take hours. Now a
+// capture whose files pass 32 GiB (image.DefaultMaxBytes, what Unpack
+// takes of one layer) fails with an error matching image.ErrTooLarge
+// that names the limit, here before reading the file, and the sandbox is
+// thawed and usable after it. (The limit counts all files together:
+// internal/snapshot's TestCopierDataLimit.)
+func TestSnapshotTooLarge(t *testing.T) {
+	inst := hostInstance(t)
+	run(t, inst, `truncate -s 33G /big`)
+	cost := hashCost(t, 33<<30)
+	start := cpuTime(t)
+	snap, err := inst.Snapshot(context.Background())
+	used := cpuTime(t) - start
+	if err == nil {
+		snap.Close()
+	}
+	t.Logf("the snapshot used %v of CPU (hashing 33 GiB takes %v): %v", used, cost, err)
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "DefaultMaxBytes") {
+		t.Fatalf("Snapshot of 33 GiB of holes: %v; want an error matching image.ErrTooLarge naming DefaultMaxBytes", err)
+	}
+	if used > cost/2 {
+		t.Errorf("the refused snapshot used %v of CPU, as much as hashing the file (%v)", used, cost)
+	}
+	if out := run(t, inst, "echo alive"); out != "alive\n" {
+		t.Errorf("the sandbox after a refused snapshot: %q", out)
+	}
+}
+
+// TestSnapshotDeadlineInsideFile: a sandbox makes a sparse file of 24 GiB
+// (no disk, under the 32 GiB limit) and the host snapshots it with a
+// 1 s deadline. The context was checked between entries only, so the
+// snapshot hashed all 24 GiB of zeros (some 15 s of a core) before it
+// noticed; now it is checked at every chunk. The snapshot fails with
+// context.DeadlineExceeded having used much less CPU than hashing the
+// file takes (measured here, so the test does not depend on this host's
+// speed), the sandbox is thawed and usable, and the store keeps no
+// temporary files.
+func TestSnapshotDeadlineInsideFile(t *testing.T) {
+	cache := t.TempDir()
+	inst := hostInstance(t, WithCacheDir(cache))
+	run(t, inst, `truncate -s 24G /big`)
+	cost := hashCost(t, 24<<30)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := cpuTime(t)
+	snap, err := inst.Snapshot(ctx)
+	used := cpuTime(t) - start
+	if err == nil {
+		snap.Close()
+	}
+	t.Logf("the snapshot used %v of CPU (hashing 24 GiB takes %v): %v", used, cost, err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Snapshot with a 1 s deadline of a 24 GiB file: %v; want context.DeadlineExceeded", err)
+	}
+	if used > cost/2 {
+		t.Errorf("the snapshot used %v of CPU after a 1 s deadline, as much as hashing the whole file (%v)", used, cost)
+	}
+	if out := run(t, inst, "echo alive"); out != "alive\n" {
+		t.Errorf("the sandbox after a snapshot past its deadline: %q", out)
+	}
+	ents, _ := os.ReadDir(filepath.Join(cache, "tmp"))
+	for _, e := range ents {
+		t.Errorf("left in the store's tmp: %s", e.Name())
+	}
+}
