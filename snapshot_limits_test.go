@@ -6,7 +6,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,37 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/image"
 )
+
+// peakHeapDuring returns how far the heap grew above what it held before
+// f, sampled every 10 ms while f runs.
+func peakHeapDuring(f func()) uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base, peak := ms.HeapAlloc, ms.HeapAlloc
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var m runtime.MemStats
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			runtime.ReadMemStats(&m)
+			peak = max(peak, m.HeapAlloc)
+		}
+	}()
+	f()
+	close(done)
+	wg.Wait()
+	return peak - base
+}
 
 // cpuTime returns the CPU time this process has used, user and system.
 func cpuTime(t *testing.T) time.Duration {
@@ -38,6 +71,48 @@ func hashCost(t *testing.T, n int64) time.Duration {
 		h.Write(buf)
 	}
 	return (cpuTime(t) - start) * time.Duration(n/sample)
+}
+
+// TestSnapshotLinkMemory: a sandbox makes 80000 empty files of two links
+// each in a directory nested 3.8 KB deep (a few MB of its disk and, in a
+// sandbox of 64 MB, none of its memory). The capture remembers the path of every such file until it
+// ends, so it held 80000 paths of 3.8 KB: 300 MB of the host's heap, and
+// as many more as the sandbox made files. Now what it remembers is
+// counted, and past 256 MiB (image.DefaultMaxNameBytes) the snapshot
+// fails with an error matching image.ErrTooLarge that names the limit;
+// the sandbox stays usable and snapshots again once the files are gone.
+func TestSnapshotLinkMemory(t *testing.T) {
+	inst := hostInstance(t)
+	run(t, inst, `perl -e '
+		my $d = "d" x 250; mkdir "/L" or die; chdir "/L" or die;
+		for (1..15) { mkdir $d or die; chdir $d or die }
+		for my $i (1..80000) { open(my $f, ">", "f$i") or die "$i: $!"; close $f; link("f$i", "g$i") or die }
+	'`)
+	var err error
+	grew := peakHeapDuring(func() {
+		var snap *Snapshot
+		if snap, err = inst.Snapshot(context.Background()); err == nil {
+			snap.Close()
+		}
+	})
+	t.Logf("the heap grew by %d MiB during the snapshot: %.300v", grew>>20, err)
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "DefaultMaxNameBytes") {
+		t.Fatalf("Snapshot of 80000 links 3.8 KB deep: %.300v; want an error matching image.ErrTooLarge naming DefaultMaxNameBytes", err)
+	}
+	if len(err.Error()) > 400 {
+		t.Errorf("the error is %d bytes long: %.200s...", len(err.Error()), err)
+	}
+	// 256 MiB kept, and as much again of garbage the collector has not
+	// taken back yet.
+	if grew > 768<<20 {
+		t.Errorf("the heap grew by %d MiB during the snapshot; the links it keeps are bounded by 256 MiB", grew>>20)
+	}
+	run(t, inst, `rm -rf /L`)
+	snap, err := inst.Snapshot(context.Background())
+	if err != nil {
+		t.Fatalf("a snapshot after the links went: %v", err)
+	}
+	snap.Close()
 }
 
 // TestSnapshotTooLarge: a sandbox makes a sparse file of 33 GiB (no

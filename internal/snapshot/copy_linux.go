@@ -79,8 +79,10 @@ type copier struct {
 	n       int // entries copied
 	dstRoot int // the destination's root directory, or -1 to only hash
 
-	maxBytes int64 // file bytes the tree may hold (maxFileBytes)
-	bytes    int64 // file bytes copied
+	maxBytes     int64 // file bytes the tree may hold (maxFileBytes)
+	bytes        int64 // file bytes copied
+	maxLinkBytes int64 // bytes links may keep (maxLinkBytes)
+	linkBytes    int64 // bytes links keeps: its paths, plus linkCost each
 }
 
 // newCopier returns a copier that leaves out what exclude matches, logs
@@ -90,10 +92,11 @@ func newCopier(exclude *matcher, log *slog.Logger) *copier {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &copier{
-		exclude:  exclude,
-		log:      log,
-		links:    map[inode]linked{},
-		maxBytes: maxFileBytes,
+		exclude:      exclude,
+		log:          log,
+		links:        map[inode]linked{},
+		maxBytes:     maxFileBytes,
+		maxLinkBytes: maxLinkBytes,
 	}
 }
 
@@ -325,6 +328,12 @@ func (c *copier) copyFile(ctx context.Context, n *untrusted.Node, dfd int, name 
 			}
 			return nil
 		}
+		// rel is p's tail: the entry keeps p's bytes once.
+		cost := int64(len(p)) + linkCost
+		if c.linkBytes+cost > c.maxLinkBytes {
+			return tooManyLinks(p, c.maxLinkBytes)
+		}
+		c.linkBytes += cost
 		defer func() { c.links[key] = linked{rel: rel, p: p} }()
 	}
 	in, err := n.Open()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ import (
 )
 
 // hashWith hashes the tree dir with a copier of the given limits.
-func hashWith(t *testing.T, dir string, maxBytes int64) error {
+func hashWith(t *testing.T, dir string, maxBytes, maxLinkBytes int64) error {
 	t.Helper()
 	src, err := untrusted.Open(dir)
 	if err != nil {
@@ -25,9 +26,36 @@ func hashWith(t *testing.T, dir string, maxBytes int64) error {
 	defer src.Close()
 	c := newCopier(&matcher{}, nil)
 	c.h, c.dstRoot = sha256.New(), -1
-	c.maxBytes = maxBytes
+	c.maxBytes, c.maxLinkBytes = maxBytes, maxLinkBytes
 	_, _, err = c.tree(context.Background(), src, nil)
 	return err
+}
+
+// TestCopierLinkLimit: the paths a capture keeps for files of several
+// links are counted, with linkCost each, and a tree past the limit fails
+// with a short error matching image.ErrTooLarge that names the limit.
+func TestCopierLinkLimit(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 50 {
+		f := filepath.Join(dir, fmt.Sprintf("f%02d", i))
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(f, filepath.Join(dir, fmt.Sprintf("g%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perLink := int64(len("/f00") + linkCost)
+	if err := hashWith(t, dir, maxFileBytes, 50*perLink); err != nil {
+		t.Fatalf("50 links within a limit of 50: %v", err)
+	}
+	err := hashWith(t, dir, maxFileBytes, 49*perLink)
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "DefaultMaxNameBytes") {
+		t.Fatalf("50 links past a limit of 49: %v; want image.ErrTooLarge naming DefaultMaxNameBytes", err)
+	}
+	if len(err.Error()) > 300 {
+		t.Errorf("a %d-byte error: %.300s", len(err.Error()), err)
+	}
 }
 
 // TestCopierDataLimit: the apparent sizes of a tree's files, holes
@@ -46,10 +74,10 @@ func TestCopierDataLimit(t *testing.T) {
 	if err := os.Link(filepath.Join(dir, "a"), filepath.Join(dir, "c")); err != nil {
 		t.Fatal(err)
 	}
-	if err := hashWith(t, dir, 1200<<10); err != nil {
+	if err := hashWith(t, dir, 1200<<10, maxLinkBytes); err != nil {
 		t.Fatalf("1200 KiB of files (and a link) within a limit of 1200 KiB: %v", err)
 	}
-	err := hashWith(t, dir, 1<<20)
+	err := hashWith(t, dir, 1<<20, maxLinkBytes)
 	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "DefaultMaxBytes") {
 		t.Fatalf("1200 KiB of holes past a limit of 1 MiB: %v; want image.ErrTooLarge naming DefaultMaxBytes", err)
 	}
