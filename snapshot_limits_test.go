@@ -183,3 +183,36 @@ func TestSnapshotDeadlineInsideFile(t *testing.T) {
 		t.Errorf("left in the store's tmp: %s", e.Name())
 	}
 }
+
+// TestSnapshotExportDeadlineInsideFile: a snapshot holding a sparse file
+// of 8 GiB is exported with a 1 s deadline. The export writes every zero
+// of it into the tar, hashing and gzipping it, and checked the context
+// between entries only; now it is checked at every chunk, and the export
+// fails with context.DeadlineExceeded having used much less CPU than
+// hashing the file takes, and writes no archive.
+func TestSnapshotExportDeadlineInsideFile(t *testing.T) {
+	inst := newInstance(t, busyboxImage(t))
+	run(t, inst, `truncate -s 8G /big`)
+	snap, err := inst.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	cost := hashCost(t, 8<<30)
+	out := filepath.Join(t.TempDir(), "a.tar")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := cpuTime(t)
+	err = snap.WriteDockerArchive(ctx, out)
+	used := cpuTime(t) - start
+	t.Logf("the export used %v of CPU (hashing 8 GiB takes %v): %v", used, cost, err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WriteDockerArchive with a 1 s deadline of an 8 GiB file: %v; want context.DeadlineExceeded", err)
+	}
+	if used > cost/2 {
+		t.Errorf("the export used %v of CPU after a 1 s deadline, as much as hashing the whole file (%v)", used, cost)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("an export past its deadline left %s", out)
+	}
+}

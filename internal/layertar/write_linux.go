@@ -34,6 +34,8 @@ import (
 // skipped and logged. dir is walked through descriptors that never follow
 // a symlink, so a tree that changes meanwhile cannot lead the walk outside
 // it. Errors are *fs.PathError values naming the entry, or w's errors.
+// ctx is checked between entries and at every chunk of a file's data, so
+// a huge (sparse) file stops soon after ctx ends.
 func Write(ctx context.Context, w io.Writer, dir string, ids idmap.Map, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -198,7 +200,7 @@ func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fa
 	if err := t.tw.WriteHeader(hdr); err != nil {
 		return fail("write", err)
 	}
-	n, err := io.CopyBuffer(t.tw, io.LimitReader(f, size), t.buf)
+	n, err := io.CopyBuffer(t.tw, &ctxReader{t.ctx, io.LimitReader(f, size)}, t.buf)
 	if err == nil && n != size {
 		err = fmt.Errorf("file shrank from %d to %d bytes while being read", size, n)
 	}
@@ -206,6 +208,19 @@ func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fa
 		return fail("copy", err)
 	}
 	return nil
+}
+
+// ctxReader reads from r until ctx ends, then returns ctx's error.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // owner returns an entry's container owner.
