@@ -33,10 +33,16 @@ import (
 // directory itself has no entry. Other device nodes and sockets are
 // skipped and logged. dir is walked through descriptors that never follow
 // a symlink, so a tree that changes meanwhile cannot lead the walk outside
-// it. Errors are *fs.PathError values naming the entry, or w's errors.
-// ctx is checked between entries and at every chunk of a file's data, so
-// a huge (sparse) file stops soon after ctx ends.
+// it. Errors are *fs.PathError values naming the entry, or w's errors; a
+// layer whose hard links pass MaxLinkBytes is an error matching
+// ErrTooManyLinks. ctx is checked between entries and at every chunk of
+// a file's data, so a huge (sparse) file stops soon after ctx ends.
 func Write(ctx context.Context, w io.Writer, dir string, ids idmap.Map, log *slog.Logger) error {
+	return write(ctx, w, dir, ids, log, MaxLinkBytes)
+}
+
+// write is Write keeping at most maxLinkBytes for hard links.
+func write(ctx context.Context, w io.Writer, dir string, ids idmap.Map, log *slog.Logger, maxLinkBytes int64) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -53,6 +59,8 @@ func Write(ctx context.Context, w io.Writer, dir string, ids idmap.Map, log *slo
 		log:    log,
 		links:  make(map[[2]uint64]string),
 		buf:    make([]byte, 1<<20),
+
+		maxLinkBytes: maxLinkBytes,
 	}
 	if err := t.walk(fd, ""); err != nil {
 		return err
@@ -72,6 +80,9 @@ type tarWriter struct {
 	links    map[[2]uint64]string // (dev, inode) -> first name, for hard links
 	buf      []byte
 	overflow int
+
+	maxLinkBytes int64 // bytes links may keep
+	linkBytes    int64 // bytes links keeps: its names, plus LinkCost each
 }
 
 func (t *tarWriter) walk(dirfd int, rel string) error {
@@ -176,6 +187,13 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 				hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
 				break
 			}
+			cost := int64(len(name)) + LinkCost
+			if t.linkBytes+cost > t.maxLinkBytes {
+				return &os.PathError{Op: "export", Path: shortName(name), Err: fmt.Errorf(
+					"%w: they need more than %d bytes to remember (%d per file and its name), the most one export keeps (MaxLinkBytes)",
+					ErrTooManyLinks, t.maxLinkBytes, LinkCost)}
+			}
+			t.linkBytes += cost
 			t.links[key] = name
 		}
 		return t.file(dirfd, base, hdr, st.Size, fail)
@@ -221,6 +239,15 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// shortName returns name, cut to its first 64 bytes when longer, for
+// errors.
+func shortName(name string) string {
+	if len(name) <= 64 {
+		return name
+	}
+	return name[:64] + "..."
 }
 
 // owner returns an entry's container owner.

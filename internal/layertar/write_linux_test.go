@@ -1,8 +1,12 @@
 package layertar
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -49,5 +53,50 @@ func TestWriteCancelInsideFile(t *testing.T) {
 	}
 	if w.n > 8<<20 {
 		t.Errorf("Write wrote %d bytes after the context ended at 4 MiB", w.n)
+	}
+}
+
+// TestWriteLinkLimit: the names kept to write hard links are counted
+// against the limit, and a layer past it fails with ErrTooManyLinks and a
+// short error; under it, the links are written as links.
+func TestWriteLinkLimit(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 50 {
+		f := filepath.Join(dir, fmt.Sprintf("f%02d", i))
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(f, filepath.Join(dir, fmt.Sprintf("g%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each first link costs len("fNN") + LinkCost: 20 of them fit.
+	err := write(context.Background(), io.Discard, dir, idmap.Current(), nil, 20*(3+LinkCost))
+	if !errors.Is(err, ErrTooManyLinks) {
+		t.Fatalf("write past the limit: %v; want ErrTooManyLinks", err)
+	}
+	if len(err.Error()) > 300 {
+		t.Errorf("a %d-byte error: %.300s", len(err.Error()), err)
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, dir, idmap.Current(), nil); err != nil {
+		t.Fatal(err)
+	}
+	links := 0
+	tr := tar.NewReader(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			links++
+		}
+	}
+	if links != 50 {
+		t.Errorf("%d hard links written, want 50", links)
 	}
 }
