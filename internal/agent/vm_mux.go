@@ -29,6 +29,8 @@ type VMMux struct {
 	notices net.Conn // the first stream
 
 	wmu sync.Mutex // serialises notices
+	// noticeTimeout bounds each notice's write (vmNoticeTimeout).
+	noticeTimeout time.Duration
 
 	mu    sync.Mutex
 	conns map[uint32]*muxConn // guarded by mu: open streams, by id
@@ -64,7 +66,7 @@ func NewVMMuxServer(rwc io.ReadWriteCloser) (*VMMux, error) {
 }
 
 func newVMMux(sess *yamux.Session, notices net.Conn) *VMMux {
-	m := &VMMux{sess: sess, notices: notices, conns: map[uint32]*muxConn{}}
+	m := &VMMux{sess: sess, notices: notices, noticeTimeout: vmNoticeTimeout, conns: map[uint32]*muxConn{}}
 	go m.readNotices()
 	return m
 }
@@ -120,13 +122,25 @@ func (m *VMMux) track(s *yamux.Stream) *muxConn {
 	return c
 }
 
-// notify tells the peer that stream id closed here.
+// vmNoticeTimeout bounds the write of one close notice. The write waits
+// only once the peer has left a whole window of notices unread (1 MiB,
+// 256 Ki closes; see VMMuxConfig): a peer that reads them at all reads
+// them long before this.
+const vmNoticeTimeout = 10 * time.Second
+
+// notify tells the peer that stream id closed here. A peer that does not
+// take the notice within m.noticeTimeout is broken: the session ends, so
+// that no Close waits on it for good (yamux waits for window with no
+// bound but a deadline), and the calls over the session fail at once.
 func (m *VMMux) notify(id uint32) {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], id)
 	m.wmu.Lock()
-	m.notices.Write(b[:]) // fails only when the session is gone
-	m.wmu.Unlock()
+	defer m.wmu.Unlock()
+	m.notices.SetWriteDeadline(time.Now().Add(m.noticeTimeout))
+	if _, err := m.notices.Write(b[:]); err != nil {
+		m.sess.Close() // a notice half written leaves the stream unusable too
+	}
 }
 
 // muxConn is one stream with socket-like close behaviour.

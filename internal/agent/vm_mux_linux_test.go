@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// portPair returns the two ends of a VM's port: a connected pair of Unix
+// stream sockets, as QEMU's control socket is on the host. Both are closed
+// in cleanup.
+func portPair(t *testing.T) (host, guest net.Conn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "port")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		t.Cleanup(func() { c.Close() })
+	}
+	return conns[0], conns[1]
+}
+
+// TestVMMuxRoundTrip: the host's and the agent's ends carry data both
+// ways, larger than a window, and a stream one end closes fails the
+// other's writes with EPIPE after its reads end.
+func TestVMMuxRoundTrip(t *testing.T) {
+	leakcheck.Check(t)
+	hc, gc := portPair(t)
+	served := make(chan *VMMux, 1)
+	go func() {
+		g, err := NewVMMuxServer(gc)
+		if err != nil {
+			served <- nil
+			return
+		}
+		served <- g
+	}()
+	h, err := NewVMMuxClient(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	g := <-served
+	if g == nil {
+		t.Fatal("the agent's end did not start")
+	}
+	defer g.Close()
+
+	want := bytes.Repeat([]byte("0123456789abcdef"), 256<<10) // 4 MiB
+	hs, err := h.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := g.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent echoes what it reads, then closes.
+	go func() {
+		io.Copy(gs, gs)
+		gs.Close()
+	}()
+	go func() {
+		hs.Write(want)
+		hs.(interface{ CloseWrite() error }).CloseWrite()
+	}()
+	got, err := io.ReadAll(hs)
+	if err != nil {
+		t.Fatalf("reading the echo: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("echo of %d bytes came back as %d bytes, or changed", len(want), len(got))
+	}
+	// The agent closed its end: once the notice is in, writes fail.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := hs.Write([]byte("x"))
+		if errors.Is(err, syscall.EPIPE) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a write after the agent closed: %v, want EPIPE", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	hs.Close()
+}
+
+// TestVMMuxNoticeStall: a guest that never reads the first stream, where
+// the host writes a notice for each stream it closes, cannot make the
+// host's Close wait for good once a window of notices (1 MiB) is unread:
+// the next notice waits noticeTimeout at most, then the session ends and
+// every later Close returns at once.
+func TestVMMuxNoticeStall(t *testing.T) {
+	leakcheck.Check(t)
+	hc, gc := portPair(t)
+	// The guest's yamux accepts the notices and every stream, and reads
+	// none of them.
+	gsess, err := yamux.Server(gc, VMMuxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gsess.Close()
+	go func() {
+		for {
+			if _, err := gsess.AcceptStream(); err != nil {
+				return
+			}
+		}
+	}()
+	h, err := NewVMMuxClient(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.noticeTimeout = 100 * time.Millisecond
+
+	a, err := h.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 256 Ki notices the guest leaves unread: its whole window.
+	h.wmu.Lock()
+	_, err = h.notices.Write(make([]byte, 1<<20))
+	h.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []net.Conn{a, b} {
+		closed := make(chan struct{})
+		go func() {
+			c.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(time.Minute):
+			t.Fatal("a stream's Close still waits on a guest that takes no notices, after a minute")
+		}
+	}
+	select {
+	case <-h.CloseChan():
+	default:
+		t.Error("the session is still up after a notice the guest did not take")
+	}
+	if c, err := h.Open(); err == nil {
+		c.Close()
+		t.Error("Open works on a session whose guest takes no notices")
+	}
+}
