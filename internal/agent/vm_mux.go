@@ -36,9 +36,10 @@ type VMMux struct {
 	conns map[uint32]*muxConn // guarded by mu: open streams, by id
 }
 
-// NewVMMuxClient starts the host's end on rwc (the control socket).
+// NewVMMuxClient starts the host's end on rwc (the control socket). The
+// guest may be hostile: what it sends goes through guestFrames first.
 func NewVMMuxClient(rwc io.ReadWriteCloser) (*VMMux, error) {
-	sess, err := yamux.Client(rwc, VMMuxConfig())
+	sess, err := yamux.Client(newGuestFrames(rwc), VMMuxConfig())
 	if err != nil {
 		return nil, err
 	}

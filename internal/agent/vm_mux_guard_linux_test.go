@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
+)
+
+// frame encodes a yamux frame: its header, then payload.
+func frame(typ byte, flags uint16, stream, length uint32, payload []byte) []byte {
+	b := []byte{0, typ}
+	b = binary.BigEndian.AppendUint16(b, flags)
+	b = binary.BigEndian.AppendUint32(b, stream)
+	b = binary.BigEndian.AppendUint32(b, length)
+	return append(b, payload...)
+}
+
+// pingRequest is a ping frame asking for an answer.
+func pingRequest(id uint32) []byte { return frame(framePing, frameFlagSYN, 0, id, nil) }
+
+// rwc is a read-only port for guestFrames.
+type rwc struct{ io.Reader }
+
+func (rwc) Write(p []byte) (int, error) { return len(p), nil }
+func (rwc) Close() error                { return nil }
+
+// TestGuestFrames: frames pass unchanged, however the port splits them,
+// except the ping requests beyond the budget; a data frame's payload is
+// never taken for a header.
+func TestGuestFrames(t *testing.T) {
+	var in, want bytes.Buffer
+	add := func(f []byte, passes bool) {
+		in.Write(f)
+		if passes {
+			want.Write(f)
+		}
+	}
+	add(frame(frameWindow, 2, 1, 0, nil), true) // the agent's ACK of the notices
+	// A payload that looks like ping requests is data.
+	add(frame(frameData, 0, 1, 48, bytes.Repeat(pingRequest(9), 4)), true)
+	add(frame(frameData, 0, 3, 0, nil), true)
+	for i := range pingBurst + 3 {
+		add(pingRequest(uint32(i)), i < pingBurst)
+	}
+	add(frame(framePing, 2, 0, 7, nil), true) // an answer to the host's ping
+	big := bytes.Repeat([]byte{0xa5}, 100<<10)
+	add(frame(frameData, 0, 3, uint32(len(big)), big), true)
+	add(frame(frameGoAway, 0, 0, 0, nil), true)
+
+	clock := time.Unix(1000, 0)
+	for _, split := range []struct {
+		name string
+		r    func(io.Reader) io.Reader
+	}{
+		{"whole", func(r io.Reader) io.Reader { return r }},
+		{"bytes", iotest.OneByteReader},
+		{"halves", iotest.HalfReader},
+	} {
+		t.Run(split.name, func(t *testing.T) {
+			g := newGuestFrames(rwc{split.r(bytes.NewReader(in.Bytes()))})
+			g.now = func() time.Time { return clock }
+			g.pings = pingBudget{tokens: pingBurst, last: clock}
+			got, err := io.ReadAll(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Errorf("passed %d bytes, want %d (the input of %d bytes without %d ping requests)", len(got), want.Len(), in.Len(), 3)
+			}
+		})
+	}
+}
+
+// TestPingBudget: pingBurst requests at once, then one per pingRefill.
+func TestPingBudget(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := pingBudget{tokens: pingBurst, last: t0}
+	for i := range pingBurst {
+		if !b.take(t0) {
+			t.Fatalf("request %d of a burst refused", i)
+		}
+	}
+	if b.take(t0) {
+		t.Fatal("a request past the burst passed")
+	}
+	if !b.take(t0.Add(pingRefill)) || b.take(t0.Add(pingRefill)) {
+		t.Fatal("not one request more after pingRefill")
+	}
+	// A long quiet spell refills no more than the burst.
+	later := t0.Add(time.Hour)
+	n := 0
+	for b.take(later) {
+		n++
+	}
+	if n != pingBurst {
+		t.Fatalf("%d requests passed after an hour, want %d", n, pingBurst)
+	}
+}
+
+// countingConn counts the bytes read from the port.
+type countingConn struct {
+	net.Conn
+	read atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+// TestVMMuxPingFlood: a guest that stops reading its port and sends ping
+// requests cannot make the host hold a goroutine for each (yamux answers
+// each on a goroutine of its own, which waits up to a minute for the
+// port): the host answers at most pingBurst + 60 of them a minute.
+func TestVMMuxPingFlood(t *testing.T) {
+	leakcheck.Check(t)
+	const pings = 20000 // 240 KB from the guest
+	hc, gc := portPair(t)
+	port := &countingConn{Conn: hc}
+	h, err := NewVMMuxClient(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+
+	flood := make([]byte, 0, pings*frameHeaderSize)
+	for i := range pings {
+		flood = append(flood, pingRequest(uint32(i))...)
+	}
+	go gc.Write(flood) // and never read
+	deadline := time.Now().Add(time.Minute)
+	for port.read.Load() < int64(len(flood)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the host read %d of the guest's %d bytes in a minute", port.read.Load(), len(flood))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	grown := runtime.NumGoroutine() - before
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d ping requests: %d more goroutines, stacks %+d KiB", pings, grown, (int64(ms.StackInuse)-int64(ms0.StackInuse))>>10)
+	if grown > 1000 {
+		t.Errorf("%d ping requests made the host hold %d more goroutines, want at most %d or so", pings, grown, pingBurst+60)
+	}
+}
