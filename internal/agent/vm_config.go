@@ -116,7 +116,9 @@ func ReadVMLine(r io.Reader) (string, error) {
 // VMMuxConfig is the yamux configuration both ends of the VM's port use:
 // no keep-alive (the host watches the VM process itself, and a guest under
 // emulation may be slow to answer), larger windows for throughput, and no
-// logging.
+// logging. AcceptBacklog is what the agent's end queues of the host's
+// streams, and bounds the host's streams opening at once (yamux takes both
+// from it); the host accepts no stream (see guestFrames).
 func VMMuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.EnableKeepAlive = false

@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -88,8 +89,14 @@ func (b *pingBudget) take(now time.Time) bool {
 
 // guestFrames is the host's end of the VM's port as the host's yamux
 // session reads it: the guest's frames pass on, except ping requests
-// beyond the budget (see pingBudget), which are dropped. Writes and Close
-// go to the port unchanged.
+// beyond the budget (see pingBudget), which are dropped, and a frame that
+// opens a stream, which ends the reading with an error, and so the
+// session: only the host opens streams, and the host never accepts one.
+// (yamux would keep up to AcceptBacklog of them, 1024, each holding a
+// window of the guest's data, 256 KiB; a host session of a smaller
+// AcceptBacklog would also have fewer of its own streams opening at once,
+// as yamux sizes both with it.) Writes and Close go to the port
+// unchanged.
 type guestFrames struct {
 	conn io.ReadWriteCloser
 	br   *bufio.Reader
@@ -101,6 +108,7 @@ type guestFrames struct {
 	hdrOut  int                   // guarded by mu: how much of hdr Read has returned
 	payload uint32                // guarded by mu: payload bytes of the frame left to pass
 	pings   pingBudget            // guarded by mu
+	err     error                 // guarded by mu: why reading ended, for good
 }
 
 // newGuestFrames wraps the host's end of the port, conn.
@@ -114,6 +122,9 @@ func newGuestFrames(conn io.ReadWriteCloser) *guestFrames {
 func (g *guestFrames) Read(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.err != nil {
+		return 0, g.err
+	}
 	n := 0
 	for n < len(p) {
 		switch {
@@ -139,7 +150,12 @@ func (g *guestFrames) Read(p []byte) (int, error) {
 				return n, err
 			}
 			h := parseFrameHeader(g.hdr[:])
-			if !g.pass(h) {
+			pass, err := g.pass(h)
+			if err != nil {
+				g.err = err
+				return n, err
+			}
+			if !pass {
 				continue
 			}
 			g.hdrOut = 0
@@ -149,12 +165,19 @@ func (g *guestFrames) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// pass reports whether the frame of header h goes on to yamux.
-func (g *guestFrames) pass(h frameHeader) bool {
-	if h.version == 0 && h.typ == framePing && h.flags&frameFlagSYN != 0 {
-		return g.pings.take(g.now())
+// pass reports whether the frame of header h goes on to yamux, or why
+// the guest is refused.
+func (g *guestFrames) pass(h frameHeader) (bool, error) {
+	if h.version != 0 || h.flags&frameFlagSYN == 0 {
+		return true, nil
 	}
-	return true
+	switch h.typ {
+	case framePing:
+		return g.pings.take(g.now()), nil
+	case frameData, frameWindow:
+		return false, fmt.Errorf("vm mux: the guest opened stream %d, where only the host opens streams", h.stream)
+	}
+	return true, nil
 }
 
 // Write writes to the port.

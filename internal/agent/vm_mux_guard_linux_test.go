@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
@@ -154,5 +155,70 @@ func TestVMMuxPingFlood(t *testing.T) {
 	t.Logf("%d ping requests: %d more goroutines, stacks %+d KiB", pings, grown, (int64(ms.StackInuse)-int64(ms0.StackInuse))>>10)
 	if grown > 1000 {
 		t.Errorf("%d ping requests made the host hold %d more goroutines, want at most %d or so", pings, grown, pingBurst+60)
+	}
+}
+
+// TestGuestFramesRefuseOpen: a frame that opens a stream, a window update
+// or data with SYN, ends the reading with an error after what came
+// before it has passed.
+func TestGuestFramesRefuseOpen(t *testing.T) {
+	before := frame(frameData, 0, 1, 4, []byte{0, 0, 0, 3})
+	for _, open := range [][]byte{
+		frame(frameWindow, frameFlagSYN, 2, 0, nil),
+		frame(frameData, frameFlagSYN, 4, 3, []byte("abc")),
+	} {
+		g := newGuestFrames(rwc{bytes.NewReader(append(append(before, open...), before...))})
+		got, err := io.ReadAll(g)
+		if err == nil || !strings.Contains(err.Error(), "opened stream") {
+			t.Errorf("a guest opening a stream: %v, want an error saying so", err)
+		}
+		if !bytes.Equal(got, before) {
+			t.Errorf("passed %x, want only the frame before the open, %x", got, before)
+		}
+		if n, err2 := g.Read(make([]byte, 64)); n != 0 || err2 != err {
+			t.Errorf("a Read after the refusal: %d bytes, %v; want 0, %v", n, err2, err)
+		}
+	}
+}
+
+// TestVMMuxGuestStreams: a guest that opens streams to the host, which
+// accepts none, and fills each one's window cannot make the host hold
+// their data: the first stream it opens ends the session.
+func TestVMMuxGuestStreams(t *testing.T) {
+	leakcheck.Check(t)
+	const streams = 256 // 64 MiB of data, 256 KiB in each stream's window
+	hc, gc := portPair(t)
+	h, err := NewVMMuxClient(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	runtime.GC()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+
+	go io.Copy(io.Discard, gc)
+	data := make([]byte, 256<<10)
+	for i := range streams {
+		id := uint32(2 + 2*i) // the ids of the yamux server's streams
+		if _, err := gc.Write(frame(frameWindow, frameFlagSYN, id, 0, nil)); err != nil {
+			break // the host hung up
+		}
+		if _, err := gc.Write(frame(frameData, 0, id, uint32(len(data)), data)); err != nil {
+			break
+		}
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	grown := int64(ms.HeapInuse) - int64(ms0.HeapInuse)
+	t.Logf("the host's heap after the guest's %d streams: %+d MiB", streams, grown>>20)
+	if grown > 32<<20 {
+		t.Errorf("the guest's unaccepted streams hold %d MiB of the host's heap", grown>>20)
+	}
+	select {
+	case <-h.CloseChan():
+	case <-time.After(time.Minute):
+		t.Fatal("the session is still up a minute after the guest opened a stream")
 	}
 }
