@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -45,7 +46,58 @@ func (i *Instance) Snapshot(ctx context.Context, store *image.Store, excludes []
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	return snapshot.CaptureTar(ctx, store, idmap.Current(), conn, snapshot.Generated, excludes, parent, log)
+	var layer io.Reader = conn
+	if d, ok := i.sb.(upperDisk); ok {
+		layer = newDiskTarLimit(conn, d.UpperDiskMB())
+	}
+	return snapshot.CaptureTar(ctx, store, idmap.Current(), layer, snapshot.Generated, excludes, parent, log)
+}
+
+// upperDisk is a sandbox whose writable layer is a disk of a fixed size (a
+// VM's): the tar of its changes that the agent sends is bounded by it.
+type upperDisk interface {
+	UpperDiskMB() uint64
+}
+
+// diskTarLimit passes the tar of a writable layer on a disk of mb MiB, and
+// fails the read that takes it past twice the disk and 16 MiB: the files'
+// data cannot take more than the disk, and the rest leaves room for the
+// tar's headers (512 bytes an entry, more with long names and xattrs).
+// A sandbox's sparse files are sent at their full size, holes included,
+// and so count as that much. Past 16 GiB of disk, image.DefaultMaxBytes
+// bounds the tar alone.
+type diskTarLimit struct {
+	r    io.Reader
+	left int64 // bytes the limit still passes
+	err  error // the error past the limit
+	over bool  // the limit was passed
+}
+
+func newDiskTarLimit(r io.Reader, mb uint64) *diskTarLimit {
+	limit := image.DefaultMaxBytes
+	if mb < uint64(limit>>21) {
+		limit = min(limit, int64(mb)<<21+16<<20)
+	}
+	return &diskTarLimit{r: r, left: limit, err: fmt.Errorf(
+		"the sandbox sent more than %d bytes of changes, more than its writable disk of %d MiB can hold (a tar of its files, where sparse files count at their full size): %w",
+		limit, mb, image.ErrTooLarge)}
+}
+
+// Read reads from the tar, failing past the limit.
+func (l *diskTarLimit) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, l.err
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	if int64(n) > l.left {
+		l.over = true
+		return int(l.left), l.err
+	}
+	l.left -= int64(n)
+	return n, err
 }
 
 // freeze freezes the sandbox, when its backend can, and returns what thaws

@@ -14,6 +14,15 @@ import (
 // sandbox can write. Only what is written takes space on the host.
 const defaultUpperDiskMB = 8 << 10
 
+// upperDiskMB is the size in MiB of the writable disk of a sandbox
+// started with WithDiskMB(mb), 0 when not set.
+func upperDiskMB(mb uint64) uint64 {
+	if mb == 0 {
+		return defaultUpperDiskMB
+	}
+	return mb
+}
+
 // findMkfs returns mkfs.ext4, which may be outside an unprivileged user's
 // PATH.
 func findMkfs() (string, error) {
@@ -42,10 +51,7 @@ func makeUpperDisk(p string, sizeMB uint64) error {
 	if err != nil {
 		return err
 	}
-	if sizeMB == 0 {
-		sizeMB = defaultUpperDiskMB
-	}
-	err = f.Truncate(int64(sizeMB) << 20)
+	err = f.Truncate(int64(upperDiskMB(sizeMB)) << 20)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -464,6 +464,10 @@ func (s *sandbox) OpenUpper() (*untrusted.Dir, error) {
 }
 func (s *sandbox) Pid() int { return s.cmd.Process.Pid }
 
+// UpperDiskMB is the size of the disk that holds the writable layer, in
+// MiB, which bounds what a snapshot of it can hold.
+func (s *sandbox) UpperDiskMB() uint64 { return upperDiskMB(s.cfg.DiskMB) }
+
 // Err reports why the VM stopped: nil when Stop or Kill stopped it.
 func (s *sandbox) Err() error {
 	if !s.proc.Ended() {

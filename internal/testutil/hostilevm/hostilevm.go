@@ -1,0 +1,116 @@
+// Package hostilevm plays QEMU and a hostile guest for tests of the VM
+// backend: a test binary whose init calls Main when the process carries
+// EnvMode, run by the script CC_QEMU names. It speaks the real start
+// exchange (agent.VMHello, the configuration, agent.VMOK) on the control
+// descriptor QEMU would get, then serves the host with the real
+// guest-side mux (agent.NewVMMuxServer) and an ipc server that
+// misbehaves as the mode says:
+//
+//   - bigsnap: answers the n-th snapshot request with a layer tar of the
+//     n-th size in MiB of EnvSnapMB (comma-separated), of random data,
+//     whatever the VM's disk could hold.
+package hostilevm
+
+import (
+	"archive/tar"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/ipc"
+)
+
+// The environment of the hostile guest.
+const (
+	// EnvMode names the mode of a process that is to play the guest.
+	EnvMode = "CC_TEST_HOSTILE_VM"
+	// EnvSnapMB lists the sizes of bigsnap's tars.
+	EnvSnapMB = "CC_TEST_HOSTILE_VM_SNAPMB"
+)
+
+// Main plays QEMU, with the guest of the mode EnvMode names, on QEMU's
+// arguments os.Args[1:], and returns the exit code.
+func Main() int {
+	mode, args := os.Getenv(EnvMode), os.Args[1:]
+	if len(args) == 2 && args[0] == "-machine" && args[1] == "help" {
+		fmt.Println("Supported machines are:\nmicrovm   microvm (i386)\nq35   Standard PC")
+		return 0
+	}
+	port := controlPort(args)
+	port.WriteString(agent.VMHello + "\n")
+	if _, err := agent.ReadVMConfig(port); err != nil {
+		fatal(err.Error())
+	}
+	port.WriteString(agent.VMOK + "\n")
+	mux := ipc.NewMux()
+	ipc.Route(mux, ipc.MsgInstanceIsRunning, func(*ipc.Request, *ipc.Empty) (ipc.BoolAns, error) {
+		return ipc.BoolAns{Value: true}, nil
+	})
+	switch mode {
+	case "bigsnap":
+		bigSnap(mux)
+	default:
+		fatal("unknown mode " + mode)
+	}
+	sess, err := agent.NewVMMuxServer(port)
+	if err != nil {
+		fatal(err.Error())
+	}
+	srv := ipc.NewServerListener(sess, mux)
+	srv.SetInfo("hostile vm agent")
+	srv.ServeOne()
+	return 0
+}
+
+// controlPort is the descriptor of QEMU's -chardev socket,id=ctl,fd=N.
+func controlPort(args []string) *os.File {
+	const prefix = "socket,id=ctl,fd="
+	for i, a := range args {
+		if a == "-chardev" && i+1 < len(args) && strings.HasPrefix(args[i+1], prefix) {
+			if fd, err := strconv.Atoi(strings.TrimPrefix(args[i+1], prefix)); err == nil {
+				return os.NewFile(uintptr(fd), "ctl")
+			}
+		}
+	}
+	fatal("no -chardev socket,id=ctl,fd=N")
+	return nil
+}
+
+// bigSnap answers snapshot requests with tars of EnvSnapMB's sizes.
+func bigSnap(mux *ipc.Mux) {
+	sizes := strings.Split(os.Getenv(EnvSnapMB), ",")
+	var n atomic.Int32
+	ipc.Route(mux, ipc.MsgFsSnapshot, func(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
+		mb, _ := strconv.Atoi(sizes[min(int(n.Add(1))-1, len(sizes)-1)])
+		req.HijackWith(func(c net.Conn) { go writeTar(c, mb) })
+		return ipc.Empty{}, nil
+	})
+}
+
+// writeTar writes a tar of one file of mb MiB of random data to c, and
+// closes it.
+func writeTar(c net.Conn, mb int) {
+	defer c.Close()
+	tw := tar.NewWriter(c)
+	if err := tw.WriteHeader(&tar.Header{Name: "big", Mode: 0o644, Size: int64(mb) << 20, Typeflag: tar.TypeReg}); err != nil {
+		return
+	}
+	chunk := make([]byte, 1<<20)
+	for range mb {
+		rand.Read(chunk)
+		if _, err := tw.Write(chunk); err != nil {
+			return
+		}
+	}
+	tw.Close()
+}
+
+func fatal(msg string) {
+	fmt.Fprintln(os.Stderr, "hostilevm:", msg)
+	os.Exit(1)
+}

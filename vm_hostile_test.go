@@ -1,0 +1,106 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/testutil/hostilevm"
+)
+
+// The VM backend against a hostile guest: CC_QEMU names a script that
+// runs this test binary as internal/testutil/hostilevm, which speaks the
+// real start exchange and serves the host with the real guest-side mux,
+// then misbehaves. Nothing boots, so these tests take no emulated CPU; the
+// host side (engine, internal/hv/vm, the ipc client, the mux) is the real
+// code.
+
+func init() {
+	if os.Getenv(hostilevm.EnvMode) != "" {
+		os.Exit(hostilevm.Main())
+	}
+}
+
+// hostileVM sets CC_QEMU, for the rest of the test, to a script running
+// a copy of this test binary as the hostile guest of mode, with env, and
+// starts a VM sandbox of the host image on it, in process.
+func hostileVM(t *testing.T, mode string, env []string, opts ...Option) *Instance {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cc-hostilevm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// QEMU runs as an unprivileged id of its user namespace, which may not
+	// reach the test binary where it is.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "hostilevm")
+	if err := copyExecutable(bin); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nexport " + hostilevm.EnvMode + "=" + mode + "\n"
+	for _, e := range env {
+		script += "export '" + e + "'\n"
+	}
+	script += "exec " + bin + ` "$@"` + "\n"
+	qemu := filepath.Join(dir, "qemu")
+	if err := os.WriteFile(qemu, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CC_QEMU", qemu)
+	t.Setenv("CC_VM_ACCEL", "tcg")
+	t.Setenv("CC_USE_HELPER", "0") // CC_QEMU is this process's
+	return hostInstance(t, append([]Option{WithBackend(BackendVM)}, opts...)...)
+}
+
+// copyExecutable copies this test binary to path, mode 0755.
+func copyExecutable(path string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	src, err := os.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+// TestVMSnapshotPastDisk: a VM's snapshot is the tar its guest sends, and
+// the host takes no more of it than the VM's disk can hold (twice the disk
+// and 16 MiB): a guest started WithDiskMB(16) that sends 128 MiB fails
+// with image.ErrTooLarge, naming the disk, where the store took it all.
+func TestVMSnapshotPastDisk(t *testing.T) {
+	ctx := context.Background()
+	inst := hostileVM(t, "bigsnap", []string{hostilevm.EnvSnapMB + "=8,128"}, WithDiskMB(16))
+	snap, err := inst.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("a snapshot of 8 MiB of a 16 MiB disk: %v", err)
+	}
+	snap.Close()
+	snap, err = inst.Snapshot(ctx)
+	if err == nil {
+		snap.Close()
+		t.Fatal("a snapshot of 128 MiB of a 16 MiB disk went into the store")
+	}
+	t.Logf("refused: %v", err)
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "disk of 16 MiB") {
+		t.Errorf("a snapshot of 128 MiB of a 16 MiB disk: %v, want image.ErrTooLarge naming the disk", err)
+	}
+}
