@@ -91,9 +91,7 @@ func (a *agentFile) Stat(f *File) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi := newFileInfo(ans.Info, ans.Stat)
-	fi.name = f.info.name
-	return fi, nil
+	return newFileInfo(f.info.name, ans.Info, ans.Stat), nil
 }
 
 func (a *agentFile) Sync() error { return a.inst.agent.FileSync(context.Background(), a.handle) }

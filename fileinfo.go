@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"io/fs"
+	"path"
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
@@ -33,10 +34,13 @@ func (fi *fileInfo) IsDir() bool        { return fi.mode.IsDir() }
 func (fi *fileInfo) Sys() any           { return &fi.stat }
 func (fi *fileInfo) String() string     { return fs.FormatFileInfo(fi) }
 
-// newFileInfo builds a fileInfo from the wire.
-func newFileInfo(info ipc.FileInfo, st ipc.Stat) *fileInfo {
+// newFileInfo builds the fileInfo of the file name names from the wire.
+// Its Name is name's last element, as os.Stat's is, whatever the agent
+// said: a sandbox's agent may lie, and a host program may join the name
+// to a directory of its own.
+func newFileInfo(name string, info ipc.FileInfo, st ipc.Stat) *fileInfo {
 	return &fileInfo{
-		name: info.Name,
+		name: path.Base(name),
 		size: info.Size,
 		mode: info.Mode,
 		stat: FileStat{

@@ -136,7 +136,7 @@ func (i *Instance) openFile(name, p string, flag int, perm fs.FileMode) (*File, 
 	if err != nil {
 		return nil, i.pathErr("open", name, err)
 	}
-	file := &File{inst: i, name: name, path: p, info: newFileInfo(ans.Info, ans.Stat)}
+	file := &File{inst: i, name: name, path: p, info: newFileInfo(name, ans.Info, ans.Stat)}
 	if f != nil {
 		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 			// The agent passes regular files alone: the host's reads of
@@ -162,7 +162,7 @@ func (i *Instance) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, i.pathErr("stat", name, err)
 	}
-	return newFileInfo(ans.Info, ans.Stat), nil
+	return newFileInfo(name, ans.Info, ans.Stat), nil
 }
 
 // Lstat returns the FileInfo of the named file without following a final
@@ -176,7 +176,7 @@ func (i *Instance) Lstat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, i.pathErr("lstat", name, err)
 	}
-	return newFileInfo(ans.Info, ans.Stat), nil
+	return newFileInfo(name, ans.Info, ans.Stat), nil
 }
 
 // readAhead bounds the room ReadFile makes for a file before its bytes

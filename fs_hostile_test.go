@@ -169,7 +169,7 @@ func TestReadDirLyingAgent(t *testing.T) {
 	}
 	defer c.Close()
 	inst := &Instance{agent: ipc.NewAgent(c)}
-	f := &File{inst: inst, name: "/d", path: "/d", info: newFileInfo(ipc.FileInfo{Name: "d", IsDir: true, Mode: fs.ModeDir | 0o755}, ipc.Stat{})}
+	f := &File{inst: inst, name: "/d", path: "/d", info: newFileInfo("/d", ipc.FileInfo{Name: "d", IsDir: true, Mode: fs.ModeDir | 0o755}, ipc.Stat{})}
 	f.io = &agentFile{inst: inst, handle: 1}
 	// The open directory's own reading: inst is no more than its agent.
 	entries, err := f.io.ReadDir(f, -1)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/testutil/hostilevm"
@@ -102,5 +104,39 @@ func TestVMSnapshotPastDisk(t *testing.T) {
 	t.Logf("refused: %v", err)
 	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "disk of 16 MiB") {
 		t.Errorf("a snapshot of 128 MiB of a 16 MiB disk: %v, want image.ErrTooLarge naming the disk", err)
+	}
+}
+
+// TestVMCloseGuestNeverAnswers: a guest that never answers the close of
+// a listener it handed out does not hold Instance.Close: the sandbox is
+// stopped first, and its sockets closed after.
+func TestVMCloseGuestNeverAnswers(t *testing.T) {
+	inst := hostileVM(t, "listenhang", nil)
+	if _, err := inst.Listen("tcp", "127.0.0.1:80"); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- inst.Close() }()
+	select {
+	case err := <-closed:
+		t.Logf("Close: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Instance.Close waited a minute on a guest that never answers")
+	}
+}
+
+// TestVMStatNamesChecked: the name of a FileInfo is the base of the path
+// asked for, as os.Stat's is, never the one the guest sends: a host
+// program joining it to a directory of its own stays in that directory.
+func TestVMStatNamesChecked(t *testing.T) {
+	inst := hostileVM(t, "statname", nil)
+	for _, stat := range []func(string) (fs.FileInfo, error){inst.Stat, inst.Lstat} {
+		fi, err := stat("/report.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Name() != "report.txt" {
+			t.Errorf("Name() = %q, want report.txt (the guest said %q)", fi.Name(), hostilevm.BadName)
+		}
 	}
 }

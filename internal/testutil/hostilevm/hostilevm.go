@@ -9,6 +9,9 @@
 //   - bigsnap: answers the n-th snapshot request with a layer tar of the
 //     n-th size in MiB of EnvSnapMB (comma-separated), of random data,
 //     whatever the VM's disk could hold.
+//   - listenhang: answers Listen, and never answers the listener's Close.
+//   - statname: answers Stat and Lstat with the name BadName, whatever
+//     the path.
 package hostilevm
 
 import (
@@ -33,6 +36,10 @@ const (
 	EnvSnapMB = "CC_TEST_HOSTILE_VM_SNAPMB"
 )
 
+// BadName is the name statname gives every file: a path out of any
+// directory the host might join it to, and a NUL.
+const BadName = "../../../etc/cron.d/evil\x00"
+
 // Main plays QEMU, with the guest of the mode EnvMode names, on QEMU's
 // arguments os.Args[1:], and returns the exit code.
 func Main() int {
@@ -54,6 +61,20 @@ func Main() int {
 	switch mode {
 	case "bigsnap":
 		bigSnap(mux)
+	case "listenhang":
+		ipc.Route(mux, ipc.MsgNetListen, func(*ipc.Request, *ipc.ListenReq) (ipc.ListenAns, error) {
+			return ipc.ListenAns{Handle: 7, Addr: "127.0.0.1:80"}, nil
+		})
+		ipc.Route(mux, ipc.MsgListenerClose, func(req *ipc.Request, _ *ipc.HandleReq) (ipc.Empty, error) {
+			<-req.Context().Done() // never answers
+			return ipc.Empty{}, nil
+		})
+	case "statname":
+		stat := func(*ipc.Request, *ipc.PathReq) (ipc.StatAns, error) {
+			return ipc.StatAns{Info: ipc.FileInfo{Name: BadName, Size: 1, Mode: 0o644}}, nil
+		}
+		ipc.Route(mux, ipc.MsgFsStat, stat)
+		ipc.Route(mux, ipc.MsgFsLstat, stat)
 	default:
 		fatal("unknown mode " + mode)
 	}
