@@ -3,10 +3,13 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ccsandbox/sandbox/internal/ipc"
 )
@@ -121,6 +124,10 @@ func (s *stdioFiles) started(c *Cmd, pty *os.File) error {
 	if pty == nil {
 		return nil
 	}
+	pty, err := pollable(pty)
+	if err != nil {
+		return err
+	}
 	s.ptyMaster = pty
 	c.parentIOPipes = append(c.parentIOPipes, pty)
 	if c.Stdin != nil {
@@ -183,4 +190,32 @@ type closeOnce struct {
 func (c *closeOnce) Close() error {
 	c.once.Do(func() { c.err = c.File.Close() })
 	return c.err
+}
+
+// pollable returns f as a file of the runtime's poller, so that its Close
+// ends a Read in progress (WaitDelay's closing of a terminal that a
+// process left behind holds open), and closes f. A received descriptor is
+// blocking: os.NewFile makes a file pollable only when its descriptor is
+// non-blocking as it is made.
+func pollable(f *os.File) (*os.File, error) {
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	dup := -1
+	cerr := rc.Control(func(fd uintptr) {
+		if dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			if err = unix.SetNonblock(dup, true); err != nil {
+				unix.Close(dup)
+			}
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the terminal's descriptor: %w", err)
+	}
+	return os.NewFile(uintptr(dup), f.Name()), nil
 }

@@ -676,3 +676,34 @@ func testSignal(t *testing.T, inst *Instance) {
 		t.Fatalf("SIGTERM: %v, output %q", err, rest)
 	}
 }
+
+// TestTerminalWaitDelay: WaitDelay bounds Wait for a command with a
+// terminal too. A process the command leaves behind that keeps the
+// terminal open held Wait until the sandbox's Close where the host holds
+// the terminal's descriptor (its read could not be interrupted); now Wait
+// returns ErrWaitDelay, the process still running.
+func TestTerminalWaitDelay(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			inst := hostInstance(t, mode.opts...)
+			cmd := inst.Command("sh", "-c", `trap "" HUP; (setsid sleep 1000 <&1 >&1 2>&1 &); exit 0`)
+			cmd.Tty = true
+			cmd.WaitDelay = 100 * time.Millisecond
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrWaitDelay) {
+					t.Errorf("Wait: %v, want ErrWaitDelay", err)
+				}
+			case <-time.After(time.Minute):
+				inst.Close()
+				<-done
+				t.Fatal("Wait still waited a minute after the command exited, with a WaitDelay of 100 ms")
+			}
+		})
+	}
+}
