@@ -68,8 +68,13 @@ type Cmd struct {
 	Tty bool
 
 	// Cancel is called when the context of CommandContext ends before the
-	// process does. If nil, the process and everything it started are
-	// killed. See exec.Cmd.Cancel for how its result affects Wait.
+	// process does. If nil, the process, its process group and every
+	// process it started that is still its descendant are killed. A
+	// process that has left both (one that called setsid and whose parent
+	// has exited, as a daemon does) is not: the sandbox cannot tell whose
+	// it is, and Close of the sandbox ends it. It may hold the command's
+	// output open, so set WaitDelay to bound Wait. See exec.Cmd.Cancel
+	// for how Cancel's result affects Wait.
 	Cancel func() error
 
 	// WaitDelay bounds the time Wait waits, after the context ends or the

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -703,6 +704,47 @@ func TestTerminalWaitDelay(t *testing.T) {
 				inst.Close()
 				<-done
 				t.Fatal("Wait still waited a minute after the command exited, with a WaitDelay of 100 ms")
+			}
+		})
+	}
+}
+
+// TestCancelDaemonWaitDelay: a process that left the command's group and
+// ancestry (setsid, its parent gone) outlives the command's cancel, as
+// Cancel's doc says, and holds its output; WaitDelay still bounds Wait,
+// and the sandbox's Close ends the daemon.
+func TestCancelDaemonWaitDelay(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			inst := hostInstance(t, mode.opts...)
+			ctx, cancel := context.WithCancel(context.Background())
+			cmd := inst.CommandContext(ctx, "sh", "-c", `(setsid sh -c 'echo started; exec sleep 1000' &); sleep 1000`)
+			cmd.WaitDelay = 100 * time.Millisecond
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "started\n" {
+				t.Fatalf("the daemon's first line: %q, %v", line, err)
+			}
+			cancel()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("Wait of a cancelled command: nil error")
+				}
+			case <-time.After(time.Minute):
+				inst.Close()
+				<-done
+				t.Fatal("Wait still waited a minute after the cancel, with a WaitDelay of 100 ms")
+			}
+			if err := inst.Close(); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
