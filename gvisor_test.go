@@ -13,6 +13,7 @@ import (
 	"time"
 
 	_ "github.com/ccsandbox/sandbox/gvisor"
+	"github.com/ccsandbox/sandbox/internal/image"
 )
 
 // The public API on the gVisor backend. make test-gvisor builds this file
@@ -187,5 +188,33 @@ func TestGVisorWaitDelayBoundsFrozenAgent(t *testing.T) {
 	}
 	if err := inst.Close(); err != nil {
 		t.Fatalf("Close with the agent stopped: %v", err)
+	}
+}
+
+// TestGVisorSnapshotBoundedByDisk: a gVisor sandbox's snapshot is the tar
+// its agent sends, and the host takes no more of it than the writable
+// layer can hold (twice WithDiskMB and 16 MiB): the agent is in the
+// sandbox, which may have replaced it. A sparse file of 1 GiB on a disk of
+// 16 MiB is sent at its full size, and so refused, naming the disk, the
+// sandbox still usable; a file that fits is not.
+func TestGVisorSnapshotBoundedByDisk(t *testing.T) {
+	inst := gvisorInstance(t, WithDiskMB(16))
+	run(t, inst, "head -c 4194304 /dev/urandom > /fits")
+	snap, err := inst.Snapshot(context.Background())
+	if err != nil {
+		t.Fatalf("a snapshot of 4 MiB of a 16 MiB disk: %v", err)
+	}
+	snap.Close()
+	run(t, inst, "truncate -s 1G /sparse")
+	snap, err = inst.Snapshot(context.Background())
+	if err == nil {
+		snap.Close()
+		t.Fatal("a snapshot of a 1 GiB file of a 16 MiB disk went into the store")
+	}
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "disk of 16 MiB") {
+		t.Errorf("a snapshot of a 1 GiB file of a 16 MiB disk: %v, want image.ErrTooLarge naming the disk", err)
+	}
+	if out := run(t, inst, "echo alive"); out != "alive\n" {
+		t.Errorf("the sandbox after: %q", out)
 	}
 }

@@ -47,14 +47,16 @@ func (i *Instance) Snapshot(ctx context.Context, store *image.Store, excludes []
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	var layer io.Reader = conn
-	if d, ok := i.sb.(upperDisk); ok {
+	if d, ok := i.sb.(upperDisk); ok && d.UpperDiskMB() > 0 {
 		layer = newDiskTarLimit(conn, d.UpperDiskMB())
 	}
 	return snapshot.CaptureTar(ctx, store, idmap.Current(), layer, snapshot.Generated, excludes, parent, log)
 }
 
-// upperDisk is a sandbox whose writable layer is a disk of a fixed size (a
-// VM's): the tar of its changes that the agent sends is bounded by it.
+// upperDisk is a sandbox whose writable layer has a fixed size (a VM's
+// disk, gVisor's tmpfs or memory): the tar of its changes that the agent
+// sends is bounded by it. UpperDiskMB is that size in MiB, 0 when it is
+// not known.
 type upperDisk interface {
 	UpperDiskMB() uint64
 }

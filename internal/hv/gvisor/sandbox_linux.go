@@ -362,6 +362,16 @@ func (s *sandbox) OpenUpper() (*untrusted.Dir, error) {
 }
 func (s *sandbox) Pid() int { return s.cmd.Process.Pid }
 
+// UpperDiskMB is what the writable layer can hold, in MiB, which bounds
+// what a snapshot of it can hold: its tmpfs's size (WithDiskMB), else the
+// sandbox's memory, where gVisor keeps it; 0 when neither is set.
+func (s *sandbox) UpperDiskMB() uint64 {
+	if s.cfg.DiskMB > 0 {
+		return s.cfg.DiskMB
+	}
+	return s.cfg.MemoryMB
+}
+
 // Err reports why the sandbox stopped: ipc.ErrOutOfMemory when the host
 // killed it for its memory limit, else nil when Stop or Kill stopped it.
 func (s *sandbox) Err() error {
