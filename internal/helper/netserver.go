@@ -20,6 +20,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/image"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/netutil"
 )
 
 // NetServer is a network helper (cc-helper serve): one long-lived process
@@ -131,6 +132,7 @@ func (s *NetServer) Serve() error {
 		return errors.New("cc-helper serve: Serve called twice")
 	}
 	defer close(s.served)
+	var pause time.Duration
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
@@ -141,8 +143,19 @@ func (s *NetServer) Serve() error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			// Out of descriptors (peers in their handshake, clients'
+			// connections and streams all hold some): wait for room
+			// rather than stop serving everyone.
+			if netutil.WaitOutAccept(err, &pause, s.ctx.Done()) {
+				s.log.Warn("accept: no room for a connection, waited", "err", err, "pause", pause)
+				continue
+			}
+			if s.ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
+		pause = 0
 		// Peers not yet proven hold a goroutine each for up to
 		// HandshakeTimeout: past the bounds, of one address and in all,
 		// one more is closed.

@@ -10,8 +10,9 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/ccsandbox/sandbox/internal/netutil"
 )
 
 // Server accepts connections from clients and serves their requests. Every
@@ -129,17 +130,12 @@ func (s *Server) Serve() error {
 			if isTimeout(err) {
 				continue
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of descriptors: wait until connections end, as
-				// net/http's server does, from 5 ms doubling to a second.
-				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-				s.log.Warn("ipc: accept: out of descriptors, waiting", "err", err, "pause", pause)
-				select {
-				case <-s.ctx.Done():
-					return nil
-				case <-time.After(pause):
-				}
+			if netutil.WaitOutAccept(err, &pause, s.ctx.Done()) {
+				s.log.Warn("ipc: accept: no room for a connection, waited", "err", err, "pause", pause)
 				continue
+			}
+			if s.isClosed() {
+				return nil
 			}
 			return fmt.Errorf("ipc: accept: %w", err)
 		}
