@@ -140,3 +140,21 @@ func TestVMStatNamesChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestVMSnapshotSparseEntryPastDisk: a guest's snapshot tar may hold a
+// sparse entry, a few bytes standing for a file of any size, which the
+// bound on the tar's own bytes misses: what it unpacks to, holes
+// included, is bounded the same (twice the disk and 16 MiB), where the
+// host unpacked and hashed 8 GiB for a VM of a 16 MiB disk.
+func TestVMSnapshotSparseEntryPastDisk(t *testing.T) {
+	inst := hostileVM(t, "sparsesnap", []string{hostilevm.EnvSnapMB + "=8192"}, WithDiskMB(16))
+	snap, err := inst.Snapshot(context.Background())
+	if err == nil {
+		snap.Close()
+		t.Fatal("a snapshot of an 8 GiB sparse entry of a 16 MiB disk went into the store")
+	}
+	t.Logf("refused: %v", err)
+	if !errors.Is(err, image.ErrTooLarge) {
+		t.Errorf("a snapshot of an 8 GiB sparse entry of a 16 MiB disk: %v, want image.ErrTooLarge", err)
+	}
+}

@@ -46,11 +46,17 @@ func (i *Instance) Snapshot(ctx context.Context, store *image.Store, excludes []
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	var layer io.Reader = conn
-	if d, ok := i.sb.(upperDisk); ok && d.UpperDiskMB() > 0 {
-		layer = newDiskTarLimit(conn, d.UpperDiskMB())
+	d, ok := i.sb.(upperDisk)
+	if !ok || d.UpperDiskMB() == 0 {
+		return snapshot.CaptureTar(ctx, store, idmap.Current(), conn, 0, snapshot.Generated, excludes, parent, log)
 	}
-	return snapshot.CaptureTar(ctx, store, idmap.Current(), layer, snapshot.Generated, excludes, parent, log)
+	l := newDiskTarLimit(conn, d.UpperDiskMB())
+	info, err := snapshot.CaptureTar(ctx, store, idmap.Current(), l, l.limit, snapshot.Generated, excludes, parent, log)
+	if errors.Is(err, image.ErrTooLarge) {
+		// The tar, or what it unpacks to, passed the disk's bound.
+		return nil, l.err
+	}
+	return info, err
 }
 
 // upperDisk is a sandbox whose writable layer has a fixed size (a VM's
@@ -65,14 +71,18 @@ type upperDisk interface {
 // fails the read that takes it past twice the disk and 16 MiB: the files'
 // data cannot take more than the disk, and the rest leaves room for the
 // tar's headers (512 bytes an entry, more with long names and xattrs).
-// A sandbox's sparse files are sent at their full size, holes included,
-// and so count as that much. Past 16 GiB of disk, image.DefaultMaxBytes
-// bounds the tar alone.
+// The agent sends a sandbox's sparse files at their full size, holes
+// included, and so they count as that much; a sparse entry a hostile
+// agent sends instead, a few bytes standing for a file of many GiB,
+// counts so too, in what the tar unpacks to (limit, which CaptureTar
+// takes). Past 16 GiB of disk, image.DefaultMaxBytes bounds the tar
+// alone.
 type diskTarLimit struct {
-	r    io.Reader
-	left int64 // bytes the limit still passes
-	err  error // the error past the limit
-	over bool  // the limit was passed
+	r     io.Reader
+	limit int64 // the bound, which also bounds what the tar unpacks to
+	left  int64 // bytes the limit still passes
+	err   error // the error past the limit
+	over  bool  // the limit was passed
 }
 
 func newDiskTarLimit(r io.Reader, mb uint64) *diskTarLimit {
@@ -80,7 +90,7 @@ func newDiskTarLimit(r io.Reader, mb uint64) *diskTarLimit {
 	if mb < uint64(limit>>21) {
 		limit = min(limit, int64(mb)<<21+16<<20)
 	}
-	return &diskTarLimit{r: r, left: limit, err: fmt.Errorf(
+	return &diskTarLimit{r: r, limit: limit, left: limit, err: fmt.Errorf(
 		"the sandbox sent more than %d bytes of changes, more than its writable disk of %d MiB can hold (a tar of its files, where sparse files count at their full size): %w",
 		limit, mb, image.ErrTooLarge)}
 }

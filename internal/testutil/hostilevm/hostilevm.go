@@ -9,6 +9,9 @@
 //   - bigsnap: answers the n-th snapshot request with a layer tar of the
 //     n-th size in MiB of EnvSnapMB (comma-separated), of random data,
 //     whatever the VM's disk could hold.
+//   - sparsesnap: answers snapshot requests with a tar of one old-GNU
+//     sparse entry, 1 KiB on the wire, that stands for a file of
+//     EnvSnapMB MiB.
 //   - listenhang: answers Listen, and never answers the listener's Close.
 //   - statname: answers Stat and Lstat with the name BadName, whatever
 //     the path.
@@ -16,6 +19,7 @@ package hostilevm
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -61,6 +65,12 @@ func Main() int {
 	switch mode {
 	case "bigsnap":
 		bigSnap(mux)
+	case "sparsesnap":
+		ipc.Route(mux, ipc.MsgFsSnapshot, func(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
+			mb, _ := strconv.Atoi(os.Getenv(EnvSnapMB))
+			req.HijackWith(func(c net.Conn) { go writeSparseTar(c, int64(mb)<<20) })
+			return ipc.Empty{}, nil
+		})
 	case "listenhang":
 		ipc.Route(mux, ipc.MsgNetListen, func(*ipc.Request, *ipc.ListenReq) (ipc.ListenAns, error) {
 			return ipc.ListenAns{Handle: 7, Addr: "127.0.0.1:80"}, nil
@@ -129,6 +139,43 @@ func writeTar(c net.Conn, mb int) {
 		}
 	}
 	tw.Close()
+}
+
+// writeSparseTar writes to c, and closes it, a tar of one old-GNU sparse
+// entry (typeflag S) named big: 512 bytes of data at its end, and a hole
+// before them, for a file of size bytes in all.
+func writeSparseTar(c net.Conn, size int64) {
+	defer c.Close()
+	h := make([]byte, 512)
+	copy(h[0:], "big")
+	copy(h[100:], "0000644\x00")
+	copy(h[108:], "0000000\x00")
+	copy(h[116:], "0000000\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", 512)) // the data on the wire
+	copy(h[136:], "00000000000\x00")
+	h[156] = 'S'
+	copy(h[257:], "ustar  \x00")
+	base256 := func(f []byte, v int64) {
+		for i := len(f) - 1; i > 0; i-- {
+			f[i] = byte(v)
+			v >>= 8
+		}
+		f[0] = 0x80
+	}
+	base256(h[386:398], size-512) // the one data region's offset
+	base256(h[398:410], 512)      // and length
+	base256(h[483:495], size)     // the file's real size
+	for i := 148; i < 156; i++ {
+		h[i] = ' '
+	}
+	sum := 0
+	for _, x := range h {
+		sum += int(x)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	c.Write(h)
+	c.Write(bytes.Repeat([]byte{'x'}, 512))
+	c.Write(make([]byte, 1024))
 }
 
 func fatal(msg string) {
