@@ -20,7 +20,7 @@ func TestForwardBounded(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			// Each process may open 256 files: the agent's limit too, which
 			// on the streamed route holds two for each forwarded connection.
-			inst := hostInstance(t, append(mode.opts, WithPidsLimit(16), WithOpenFiles(256))...)
+			inst := hostInstance(t, append(mode.opts, WithOpenFiles(256))...)
 			host, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)

@@ -242,11 +242,13 @@ func TestRemoteVanishesMidCall(t *testing.T) {
 	}
 }
 
-// TestForwardOutlastsStreamLimit: code in a sandbox on a network helper
-// connects to a listener its client Forwards 300 times, to a service
-// that holds every connection, and so meets the helper's limit on one
-// client's streams (256). The Forward waits that out: once the service
-// lets its connections go, every connection still waiting is forwarded.
+// TestForwardOutlastsStreamLimit: the client holds 200 streams (dials
+// into its sandbox that nobody accepts), and code in the sandbox
+// connects to a listener the client Forwards 300 times, to a service
+// that holds every connection; the Forward meets the helper's limit on
+// one client's streams (256) before its own (64 at once). It waits that
+// out: once the service and the client let their connections go, every
+// connection still waiting is forwarded.
 func TestForwardOutlastsStreamLimit(t *testing.T) {
 	const conns = 300
 	_, _, r, img := remoteClient(t)
@@ -274,6 +276,24 @@ func TestForwardOutlastsStreamLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	idle, err := inst.Listen("tcp", "127.0.0.1:9090") // never accepted from
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	var dials []net.Conn
+	defer func() {
+		for _, c := range dials {
+			c.Close()
+		}
+	}()
+	for range 200 {
+		c, err := inst.Dial("tcp", "127.0.0.1:9090")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dials = append(dials, c)
+	}
 	fw, err := inst.Forward(ln, "tcp", svc.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -289,24 +309,31 @@ func TestForwardOutlastsStreamLimit(t *testing.T) {
 			c.Close()
 		}
 	}()
-	// Held by the service until the limit stops more (a few streams are
-	// the command's own) and none has come for two seconds.
+	// Held by the service until the client's limit stops more (a few
+	// streams are the command's own) and none has come for two seconds.
 	deadline := time.After(time.Minute)
 	for quiet := false; !quiet; {
 		select {
 		case c := <-accepted:
 			held = append(held, c)
 		case <-time.After(2 * time.Second):
-			quiet = len(held) >= 250
+			quiet = len(held) >= 40
 		case <-deadline:
 			t.Fatalf("the service got %d of the sandbox's %d connections in a minute", len(held), conns)
 		}
 	}
 	got := len(held)
+	if got >= maxForwardConns {
+		t.Errorf("the Forward passed %d connections at once, with the client's streams at their limit", got)
+	}
 	for _, c := range held {
 		c.Close()
 	}
 	held = nil
+	for _, c := range dials {
+		c.Close()
+	}
+	dials = nil
 	for got < conns {
 		select {
 		case c := <-accepted:
