@@ -13,7 +13,6 @@ import (
 	"time"
 
 	_ "github.com/ccsandbox/sandbox/gvisor"
-	"github.com/ccsandbox/sandbox/internal/image"
 )
 
 // The public API on the gVisor backend. make test-gvisor builds this file
@@ -211,7 +210,7 @@ func TestGVisorSnapshotBoundedByDisk(t *testing.T) {
 		snap.Close()
 		t.Fatal("a snapshot of a 1 GiB file of a 16 MiB disk went into the store")
 	}
-	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "disk of 16 MiB") {
+	if !isTooLarge(err) || !strings.Contains(err.Error(), "disk of 16 MiB") {
 		t.Errorf("a snapshot of a 1 GiB file of a 16 MiB disk: %v, want image.ErrTooLarge naming the disk", err)
 	}
 	if out := run(t, inst, "echo alive"); out != "alive\n" {
