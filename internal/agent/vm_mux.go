@@ -26,7 +26,8 @@ import (
 // still return what arrived, then end of file.
 type VMMux struct {
 	sess    *yamux.Session
-	notices net.Conn // the first stream
+	notices net.Conn     // the first stream
+	frames  *guestFrames // what the host's end reads the guest through; nil in the agent
 
 	wmu sync.Mutex // serialises notices
 	// noticeTimeout bounds each notice's write (vmNoticeTimeout).
@@ -39,7 +40,10 @@ type VMMux struct {
 // NewVMMuxClient starts the host's end on rwc (the control socket). The
 // guest may be hostile: what it sends goes through guestFrames first.
 func NewVMMuxClient(rwc io.ReadWriteCloser) (*VMMux, error) {
-	sess, err := yamux.Client(newGuestFrames(rwc), VMMuxConfig())
+	cfg := VMMuxConfig()
+	frames := newGuestFrames(rwc)
+	frames.closeTimeout = cfg.StreamCloseTimeout
+	sess, err := yamux.Client(frames, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +52,9 @@ func NewVMMuxClient(rwc io.ReadWriteCloser) (*VMMux, error) {
 		sess.Close()
 		return nil, err
 	}
-	return newVMMux(sess, notices), nil
+	m := newVMMux(sess, notices)
+	m.frames = frames
+	return m, nil
 }
 
 // NewVMMuxServer starts the agent's end on rwc (the port), waiting for the
@@ -250,7 +256,10 @@ func (c *muxConn) CloseWrite() error { return c.Stream.Close() }
 
 // Close ends the stream both ways, as closing a socket does: a Read
 // blocked here returns net.ErrClosed, the peer reads end of file and its
-// writes fail.
+// writes fail. What the peer sent that was not read is dropped, and on
+// the host's end so is what the guest sends later (see
+// guestFrames.closeStream): yamux keeps the stream until the peer closes
+// it too, which a hostile guest never does.
 func (c *muxConn) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -259,14 +268,25 @@ func (c *muxConn) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	id := c.Stream.StreamID()
+	if c.m.frames != nil {
+		c.m.frames.closeStream(id, c.drain)
+	}
 	err := c.Stream.Close()
 	c.Stream.SetReadDeadline(time.Unix(1, 0))
-	id := c.Stream.StreamID()
+	c.drain()
 	c.m.mu.Lock()
 	delete(c.m.conns, id)
 	c.m.mu.Unlock()
 	c.m.notify(id)
 	return err
+}
+
+// drain frees the data the stream holds, once Close has set its read
+// deadline in the past: reads return what is stored, then fail.
+func (c *muxConn) drain() {
+	io.Copy(io.Discard, c.Stream)
+	c.Stream.Shrink()
 }
 
 // mapErr turns yamux's errors into the ones a socket gives, so callers'

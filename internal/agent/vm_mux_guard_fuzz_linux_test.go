@@ -11,12 +11,14 @@ import (
 // FuzzGuestFrames feeds guestFrames whatever a guest might send, split
 // anyhow. It must not panic or pass more than it read, and what it passes
 // must be whole frames it would pass again: no frame that opens a stream,
-// no header cut from its payload.
+// no header cut from its payload. closed marks streams 1, 3, ... 15 as
+// closed by the host, whose data is dropped.
 func FuzzGuestFrames(f *testing.F) {
-	f.Add(frame(frameData, 0, 1, 3, []byte("abc")), false)
-	f.Add(append(pingRequest(1), frame(frameWindow, frameFlagSYN, 3, 0, nil)...), true)
-	f.Add(append(frame(frameData, 0, 1, 24, pingRequest(2)), pingRequest(3)...), true)
-	f.Fuzz(func(t *testing.T, in []byte, bytewise bool) {
+	f.Add(frame(frameData, 0, 1, 3, []byte("abc")), false, uint8(0))
+	f.Add(append(pingRequest(1), frame(frameWindow, frameFlagSYN, 3, 0, nil)...), true, uint8(0))
+	f.Add(append(frame(frameData, 0, 1, 24, pingRequest(2)), pingRequest(3)...), true, uint8(0))
+	f.Add(append(frame(frameData, 0, 3, 24, pingRequest(2)), frame(frameData, frameFlagFIN, 3, 2, []byte("ab"))...), true, uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, bytewise bool, closed uint8) {
 		clock := time.Unix(1000, 0)
 		var r io.Reader = bytes.NewReader(in)
 		if bytewise {
@@ -25,6 +27,11 @@ func FuzzGuestFrames(f *testing.F) {
 		g := newGuestFrames(rwc{r})
 		g.now = func() time.Time { return clock }
 		g.pings = pingBudget{tokens: pingBurst, last: clock}
+		for i := range 8 {
+			if closed&(1<<i) != 0 {
+				g.closeStream(uint32(2*i+1), nil)
+			}
+		}
 		out, err := io.ReadAll(g)
 		if len(out) > len(in) {
 			t.Fatalf("passed %d bytes of %d", len(out), len(in))

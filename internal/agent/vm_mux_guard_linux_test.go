@@ -222,3 +222,127 @@ func TestVMMuxGuestStreams(t *testing.T) {
 		t.Fatal("the session is still up a minute after the guest opened a stream")
 	}
 }
+
+// TestGuestFramesClosedStreams: a data frame of a stream the host closed
+// passes as its header with a length of 0 and its flags, its payload
+// dropped, however the port splits it; the guest's FIN or RST for the
+// stream ends the dropping. Other frames of the stream, and the data of
+// other streams (one the host only half closed), pass unchanged.
+func TestGuestFramesClosedStreams(t *testing.T) {
+	const ack = 2
+	var in, want bytes.Buffer
+	add := func(f, passes []byte) {
+		in.Write(f)
+		want.Write(passes)
+	}
+	same := func(f []byte) { add(f, f) }
+	add(frame(frameData, ack, 3, 5, []byte("hello")), frame(frameData, ack, 3, 0, nil))
+	same(frame(frameWindow, 0, 3, 100, nil))
+	same(frame(frameData, 0, 7, 3, []byte("abc"))) // half closed: not the guard's
+	big := bytes.Repeat([]byte{0xa5}, 100<<10)
+	add(frame(frameData, 0, 3, uint32(len(big)), big), frame(frameData, 0, 3, 0, nil))
+	same(frame(frameData, 0, 3, 0, nil))
+	add(frame(frameData, frameFlagFIN, 3, 4, []byte("bye!")), frame(frameData, frameFlagFIN, 3, 0, nil))
+	same(frame(frameData, 0, 3, 3, []byte("xyz"))) // forgotten: yamux discards it
+	add(frame(frameData, frameFlagRST, 5, 2, []byte("rs")), frame(frameData, frameFlagRST, 5, 0, nil))
+	same(frame(frameData, 0, 5, 2, []byte("rs")))
+	same(pingRequest(1))
+
+	for _, split := range []struct {
+		name string
+		r    func(io.Reader) io.Reader
+	}{
+		{"whole", func(r io.Reader) io.Reader { return r }},
+		{"bytes", iotest.OneByteReader},
+		{"halves", iotest.HalfReader},
+	} {
+		t.Run(split.name, func(t *testing.T) {
+			g := newGuestFrames(rwc{split.r(bytes.NewReader(in.Bytes()))})
+			g.closeStream(3, nil)
+			g.closeStream(5, nil)
+			got, err := io.ReadAll(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Errorf("passed %x\nwant %x", got, want.Bytes())
+			}
+			if len(g.closed) != 0 {
+				t.Errorf("streams %v still closed after the guest's FIN and RST", g.closed)
+			}
+		})
+	}
+}
+
+// TestGuestFramesClosedInFlight: a stream the host closes while a data
+// frame of it passes gets that frame's payload, and its drain runs once
+// yamux has stored it: when Read is called after returning the last byte.
+func TestGuestFramesClosedInFlight(t *testing.T) {
+	payload := bytes.Repeat([]byte{1}, 1000)
+	in := append(frame(frameData, 0, 9, uint32(len(payload)), payload), frame(frameData, 0, 9, 3, []byte("abc"))...)
+	g := newGuestFrames(rwc{bytes.NewReader(in)})
+	drained := make(chan struct{})
+	read := func(n int) []byte {
+		t.Helper()
+		b := make([]byte, n)
+		k, err := io.ReadFull(g, b)
+		if err != nil {
+			t.Fatalf("read %d of %d bytes: %v", k, n, err)
+		}
+		return b
+	}
+	read(frameHeaderSize + 500)
+	g.closeStream(9, func() { close(drained) })
+	read(500) // the rest of the payload, which yamux stores
+	select {
+	case <-drained:
+		t.Fatal("drained before yamux stored the frame's last bytes")
+	case <-time.After(10 * time.Millisecond):
+	}
+	if got, want := read(frameHeaderSize), frame(frameData, 0, 9, 0, nil); !bytes.Equal(got, want) {
+		t.Errorf("the next frame of the closed stream passed as %x, want %x", got, want)
+	}
+	select {
+	case <-drained:
+	case <-time.After(time.Minute):
+		t.Fatal("not drained once yamux read on")
+	}
+	if n, err := g.Read(make([]byte, 64)); n != 0 || err != io.EOF {
+		t.Errorf("after the frames: %d bytes, %v; want the payload dropped, then EOF", n, err)
+	}
+}
+
+// TestGuestFramesClosedSwept: the streams the guest never finishes are
+// forgotten after closeTimeout, when their number has doubled.
+func TestGuestFramesClosedSwept(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	g := newGuestFrames(rwc{bytes.NewReader(nil)})
+	g.now = func() time.Time { return clock }
+	g.closeTimeout = time.Minute
+	id := uint32(1)
+	closeN := func(n int) {
+		for range n {
+			id += 2
+			g.closeStream(id, nil)
+		}
+	}
+	closeN(minSweep)
+	clock = clock.Add(2 * time.Minute)
+	closeN(minSweep - 1)
+	if len(g.closed) != 2*minSweep-1 {
+		t.Fatalf("%d streams closed, want %d before the sweep", len(g.closed), 2*minSweep-1)
+	}
+	closeN(1)
+	if len(g.closed) != minSweep {
+		t.Fatalf("%d streams closed after the sweep, want the %d younger than closeTimeout", len(g.closed), minSweep)
+	}
+	// However many the host closes, at most twice those of the last
+	// closeTimeout are kept.
+	for range 100 {
+		clock = clock.Add(time.Second)
+		closeN(100)
+		if len(g.closed) > 2*100*60+minSweep {
+			t.Fatalf("%d streams kept", len(g.closed))
+		}
+	}
+}

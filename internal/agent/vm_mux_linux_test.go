@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -170,5 +172,105 @@ func TestVMMuxNoticeStall(t *testing.T) {
 	if c, err := h.Open(); err == nil {
 		c.Close()
 		t.Error("Open works on a session whose guest takes no notices")
+	}
+}
+
+// TestVMMuxClosedStreamsPinned: a guest that never finishes the streams
+// the host closes, and fills each one's window before the host closes it
+// and again after (1 MiB once the host has read from it), cannot make the
+// host hold that data: yamux keeps such a stream until StreamCloseTimeout
+// (5 minutes), but the host's Close drops what the stream holds, and the
+// host drops what the guest sends on it later. A stream the host only
+// half closed still gets the guest's data.
+func TestVMMuxClosedStreamsPinned(t *testing.T) {
+	leakcheck.Check(t)
+	const streams = 128
+	hc, gc := portPair(t)
+	gsess, err := yamux.Server(gc, VMMuxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gsess.Close()
+	junk := make([]byte, 1<<20)
+	var written sync.WaitGroup
+	go func() {
+		notices, err := gsess.AcceptStream()
+		if err != nil {
+			return
+		}
+		go io.Copy(io.Discard, notices)
+		for {
+			s, err := gsess.AcceptStream()
+			if err != nil {
+				return
+			}
+			written.Add(1)
+			go func() {
+				defer written.Done()
+				// Answer what the host sends with the first window
+				// (256 KiB), of which the host reads a byte; once the
+				// host is done, fill the window again (the write stops
+				// there), and never close.
+				io.Copy(io.Discard, io.LimitReader(s, 1))
+				s.Write(junk[:256<<10])
+				io.Copy(io.Discard, s)
+				s.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				s.Write(junk)
+			}()
+		}
+	}()
+	port := &countingConn{Conn: hc}
+	h, err := NewVMMuxClient(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	runtime.GC()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+
+	call := func() net.Conn {
+		t.Helper()
+		c, err := h.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for range streams {
+		call().Close()
+	}
+	half := call()
+	half.(interface{ CloseWrite() error }).CloseWrite()
+	if n, err := io.Copy(io.Discard, io.LimitReader(half, int64(len(junk)))); n != int64(len(junk)) {
+		t.Fatalf("a half closed stream read %d bytes of the guest's %d: %v", n, len(junk), err)
+	}
+	half.Close()
+	written.Wait()
+	// Everything the guest sent has reached the host's yamux.
+	deadline := time.Now().Add(time.Minute)
+	for last := int64(-1); port.read.Load() != last; {
+		last = port.read.Load()
+		if time.Now().After(deadline) {
+			t.Fatal("the host still reads the guest's port after a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if port.read.Load() < streams<<20 {
+		t.Fatalf("the host read %d bytes of the guest's port, want %d at least", port.read.Load(), streams<<20)
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	grown := int64(ms.HeapInuse) - int64(ms0.HeapInuse)
+	t.Logf("the host's heap after %d closed streams filled by the guest: %+d MiB", streams, grown>>20)
+	if grown > 16<<20 {
+		t.Errorf("the guest pinned %d MiB of the host's heap in %d streams the host closed", grown>>20, streams)
 	}
 }
