@@ -23,16 +23,7 @@ func TestWaitBoundFrozenAgent(t *testing.T) {
 			defer cancel()
 			cmd := inst.CommandContext(ctx, "sh", "-c", "echo ready; exec sleep 1000")
 			cmd.WaitDelay = 100 * time.Millisecond
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-				t.Fatalf("first line %q, %v", line, err)
-			}
+			startAwaiting(t, cmd, "ready")
 			pid := inst.runner.Pid()
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				t.Fatal(err)

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -720,16 +719,7 @@ func TestCancelDaemonWaitDelay(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cmd := inst.CommandContext(ctx, "sh", "-c", `(setsid sh -c 'echo started; exec sleep 1000' &); sleep 1000`)
 			cmd.WaitDelay = 100 * time.Millisecond
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "started\n" {
-				t.Fatalf("the daemon's first line: %q, %v", line, err)
-			}
+			startAwaiting(t, cmd, "started")
 			cancel()
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()

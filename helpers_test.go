@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -166,4 +167,21 @@ func loadInStore(t testing.TB, img v1.Image, cache string) *Image {
 		t.Fatalf("loading an image into %s: %v", cache, err)
 	}
 	return loaded
+}
+
+// startAwaiting starts cmd and reads the first line of its output, which
+// must be want, failing the test otherwise: the command has then got as
+// far as printing it.
+func startAwaiting(t *testing.T, cmd *Cmd, want string) {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != want+"\n" {
+		t.Fatalf("the first line of %q: %q, %v; want %q", cmd.Args, line, err, want)
+	}
 }
