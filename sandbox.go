@@ -171,7 +171,12 @@ func WithPidsLimit(n int64) Option {
 }
 
 // WithOpenFiles bounds the open files of every process in the sandbox
-// (RLIMIT_NOFILE). It cannot go above the host's own hard limit.
+// (RLIMIT_NOFILE). It cannot go above the host's own hard limit. The
+// sandbox's agent runs under it too: where descriptors do not pass (a VM,
+// gVisor, a network helper, or a host that cannot pass them) it holds two
+// for each connection the host has accepted from, dialed into or
+// forwarded from the sandbox, and while those take its room the host's
+// calls to the sandbox fail, until some end.
 func WithOpenFiles(n uint64) Option {
 	return instanceOption(func(o *newOptions) error {
 		if n == 0 {
