@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
@@ -50,11 +49,11 @@ func (i *Instance) Snapshot(ctx context.Context, store *image.Store, excludes []
 	if !ok || d.UpperDiskMB() == 0 {
 		return snapshot.CaptureTar(ctx, store, idmap.Current(), conn, 0, snapshot.Generated, excludes, parent, log)
 	}
-	l := newDiskTarLimit(conn, d.UpperDiskMB())
-	info, err := snapshot.CaptureTar(ctx, store, idmap.Current(), l, l.limit, snapshot.Generated, excludes, parent, log)
+	limit, tooLarge := diskTarBound(d.UpperDiskMB())
+	info, err := snapshot.CaptureTar(ctx, store, idmap.Current(), conn, limit, snapshot.Generated, excludes, parent, log)
 	if errors.Is(err, image.ErrTooLarge) {
 		// The tar, or what it unpacks to, passed the disk's bound.
-		return nil, l.err
+		return nil, tooLarge
 	}
 	return info, err
 }
@@ -67,49 +66,24 @@ type upperDisk interface {
 	UpperDiskMB() uint64
 }
 
-// diskTarLimit passes the tar of a writable layer on a disk of mb MiB, and
-// fails the read that takes it past twice the disk and 16 MiB: the files'
-// data cannot take more than the disk, and the rest leaves room for the
-// tar's headers (512 bytes an entry, more with long names and xattrs).
-// The agent sends a sandbox's sparse files at their full size, holes
-// included, and so they count as that much; a sparse entry a hostile
-// agent sends instead, a few bytes standing for a file of many GiB,
-// counts so too, in what the tar unpacks to (limit, which CaptureTar
-// takes). Past 16 GiB of disk, image.DefaultMaxBytes bounds the tar
-// alone.
-type diskTarLimit struct {
-	r     io.Reader
-	limit int64 // the bound, which also bounds what the tar unpacks to
-	left  int64 // bytes the limit still passes
-	err   error // the error past the limit
-	over  bool  // the limit was passed
-}
-
-func newDiskTarLimit(r io.Reader, mb uint64) *diskTarLimit {
+// diskTarBound returns what a snapshot of a writable layer on a disk of
+// mb MiB may take, and the error past it: twice the disk and 16 MiB, in
+// the tar's bytes and in what it unpacks to (CaptureTar's bound, which
+// image.Unpack holds to both). The files' data cannot take more than the
+// disk, and the rest leaves room for the tar's headers (512 bytes an
+// entry, more with long names and xattrs). The agent sends a sandbox's
+// sparse files at their full size, holes included, and so they count as
+// that much; a sparse entry a hostile agent sends instead, a few bytes
+// standing for a file of many GiB, counts so too in what it unpacks to.
+// Past 16 GiB of disk, image.DefaultMaxBytes is the bound.
+func diskTarBound(mb uint64) (int64, error) {
 	limit := image.DefaultMaxBytes
 	if mb < uint64(limit>>21) {
 		limit = min(limit, int64(mb)<<21+16<<20)
 	}
-	return &diskTarLimit{r: r, limit: limit, left: limit, err: fmt.Errorf(
+	return limit, fmt.Errorf(
 		"the sandbox sent more than %d bytes of changes, more than its writable disk of %d MiB can hold (a tar of its files, where sparse files count at their full size): %w",
-		limit, mb, image.ErrTooLarge)}
-}
-
-// Read reads from the tar, failing past the limit.
-func (l *diskTarLimit) Read(p []byte) (int, error) {
-	if l.over {
-		return 0, l.err
-	}
-	if int64(len(p)) > l.left+1 {
-		p = p[:l.left+1]
-	}
-	n, err := l.r.Read(p)
-	if int64(n) > l.left {
-		l.over = true
-		return int(l.left), l.err
-	}
-	l.left -= int64(n)
-	return n, err
+		limit, mb, image.ErrTooLarge)
 }
 
 // freeze freezes the sandbox, when its backend can, and returns what thaws

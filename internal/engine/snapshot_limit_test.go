@@ -1,32 +1,30 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"math"
+	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/ccsandbox/sandbox/internal/image"
 )
 
-// TestDiskTarLimit: the tar of a disk of mb MiB passes up to twice the
-// disk and 16 MiB, and fails with image.ErrTooLarge one byte past it; a
-// disk past 16 GiB leaves image.DefaultMaxBytes as the bound.
-func TestDiskTarLimit(t *testing.T) {
-	const mb = 1
-	limit := int64(2<<20 + 16<<20)
-	for _, n := range []int64{limit - 1, limit, limit + 1} {
-		r := newDiskTarLimit(iotest.HalfReader(bytes.NewReader(make([]byte, n))), mb)
-		got, err := io.Copy(io.Discard, r)
-		if over := n > limit; over != errors.Is(err, image.ErrTooLarge) || got != min(n, limit) {
-			t.Errorf("%d bytes of a %d MiB disk: read %d, %v", n, mb, got, err)
-		}
+// TestDiskTarBound: the snapshot of a disk of mb MiB may take twice the
+// disk and 16 MiB (image.Unpack holds the tar's bytes and what it unpacks
+// to to it: its "too large" cases), and its error matches
+// image.ErrTooLarge and names the disk; a disk past 16 GiB leaves
+// image.DefaultMaxBytes as the bound.
+func TestDiskTarBound(t *testing.T) {
+	limit, err := diskTarBound(1)
+	if want := int64(2<<20 + 16<<20); limit != want {
+		t.Errorf("a disk of 1 MiB: bound %d, want %d", limit, want)
+	}
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "disk of 1 MiB") {
+		t.Errorf("a disk of 1 MiB: error %v, want image.ErrTooLarge naming the disk", err)
 	}
 	for _, mb := range []uint64{16 << 10, math.MaxUint64} {
-		if l := newDiskTarLimit(nil, mb).left; l != image.DefaultMaxBytes {
-			t.Errorf("a disk of %d MiB: limit %d, want image.DefaultMaxBytes", mb, l)
+		if l, _ := diskTarBound(mb); l != image.DefaultMaxBytes {
+			t.Errorf("a disk of %d MiB: bound %d, want image.DefaultMaxBytes", mb, l)
 		}
 	}
 }
