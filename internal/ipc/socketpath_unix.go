@@ -82,8 +82,8 @@ var fallbackSocketDir = sync.OnceValues(func() (string, error) {
 
 // makePrivate creates dir with mode 0700 unless it exists, and its
 // missing parents, only where no other host user controls the way to it
-// (fsutil.MkdirOwned), tightens the mode of an existing one of this
-// user's, and checks it with checkPrivate.
+// (fsutil.MkdirOwned, which checks it as checkPrivate does), tightens the
+// mode of an existing one of this user's, and checks the mode.
 func makePrivate(dir string) error {
 	if err := fsutil.MkdirOwned(dir); err != nil {
 		return err
@@ -91,7 +91,7 @@ func makePrivate(dir string) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
-	return checkPrivate(dir)
+	return checkMode(dir)
 }
 
 // checkPrivate returns an error unless dir is a directory of this user's
@@ -103,6 +103,11 @@ func checkPrivate(dir string) error {
 	if err := fsutil.CheckOwned(dir, true); err != nil {
 		return err
 	}
+	return checkMode(dir)
+}
+
+// checkMode returns an error unless dir's mode is 0700 or tighter.
+func checkMode(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return err
