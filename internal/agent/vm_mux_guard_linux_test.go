@@ -33,6 +33,25 @@ type rwc struct{ io.Reader }
 func (rwc) Write(p []byte) (int, error) { return len(p), nil }
 func (rwc) Close() error                { return nil }
 
+// splitReaders are the ways a test hands the guest's bytes to
+// guestFrames: all at once, a byte a read, and half of each read.
+var splitReaders = []struct {
+	name string
+	r    func(io.Reader) io.Reader
+}{
+	{"whole", func(r io.Reader) io.Reader { return r }},
+	{"bytes", iotest.OneByteReader},
+	{"halves", iotest.HalfReader},
+}
+
+// heapInuse returns the bytes of heap in use after a collection.
+func heapInuse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}
+
 // TestGuestFrames: frames pass unchanged, however the port splits them,
 // except the ping requests beyond the budget; a data frame's payload is
 // never taken for a header.
@@ -57,14 +76,7 @@ func TestGuestFrames(t *testing.T) {
 	add(frame(frameGoAway, 0, 0, 0, nil), true)
 
 	clock := time.Unix(1000, 0)
-	for _, split := range []struct {
-		name string
-		r    func(io.Reader) io.Reader
-	}{
-		{"whole", func(r io.Reader) io.Reader { return r }},
-		{"bytes", iotest.OneByteReader},
-		{"halves", iotest.HalfReader},
-	} {
+	for _, split := range splitReaders {
 		t.Run(split.name, func(t *testing.T) {
 			g := newGuestFrames(rwc{split.r(bytes.NewReader(in.Bytes()))})
 			g.now = func() time.Time { return clock }
@@ -193,9 +205,7 @@ func TestVMMuxGuestStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	runtime.GC()
-	var ms0 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
+	heap0 := heapInuse()
 
 	go io.Copy(io.Discard, gc)
 	data := make([]byte, 256<<10)
@@ -208,10 +218,7 @@ func TestVMMuxGuestStreams(t *testing.T) {
 			break
 		}
 	}
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	grown := int64(ms.HeapInuse) - int64(ms0.HeapInuse)
+	grown := heapInuse() - heap0
 	t.Logf("the host's heap after the guest's %d streams: %+d MiB", streams, grown>>20)
 	if grown > 32<<20 {
 		t.Errorf("the guest's unaccepted streams hold %d MiB of the host's heap", grown>>20)
@@ -248,14 +255,7 @@ func TestGuestFramesClosedStreams(t *testing.T) {
 	same(frame(frameData, 0, 5, 2, []byte("rs")))
 	same(pingRequest(1))
 
-	for _, split := range []struct {
-		name string
-		r    func(io.Reader) io.Reader
-	}{
-		{"whole", func(r io.Reader) io.Reader { return r }},
-		{"bytes", iotest.OneByteReader},
-		{"halves", iotest.HalfReader},
-	} {
+	for _, split := range splitReaders {
 		t.Run(split.name, func(t *testing.T) {
 			g := newGuestFrames(rwc{split.r(bytes.NewReader(in.Bytes()))})
 			g.closeStream(3, nil)

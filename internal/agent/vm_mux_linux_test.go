@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -225,9 +224,7 @@ func TestVMMuxClosedStreamsPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	runtime.GC()
-	var ms0 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
+	heap0 := heapInuse()
 
 	call := func() net.Conn {
 		t.Helper()
@@ -265,10 +262,7 @@ func TestVMMuxClosedStreamsPinned(t *testing.T) {
 	if port.read.Load() < streams<<20 {
 		t.Fatalf("the host read %d bytes of the guest's port, want %d at least", port.read.Load(), streams<<20)
 	}
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	grown := int64(ms.HeapInuse) - int64(ms0.HeapInuse)
+	grown := heapInuse() - heap0
 	t.Logf("the host's heap after %d closed streams filled by the guest: %+d MiB", streams, grown>>20)
 	if grown > 16<<20 {
 		t.Errorf("the guest pinned %d MiB of the host's heap in %d streams the host closed", grown>>20, streams)
