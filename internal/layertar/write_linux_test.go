@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
+	"github.com/ccsandbox/sandbox/internal/testutil/linktree"
 )
 
 // cancelingWriter counts what is written to it and cancels a context
@@ -61,15 +61,7 @@ func TestWriteCancelInsideFile(t *testing.T) {
 // short error; under it, the links are written as links.
 func TestWriteLinkLimit(t *testing.T) {
 	dir := t.TempDir()
-	for i := range 50 {
-		f := filepath.Join(dir, fmt.Sprintf("f%02d", i))
-		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Link(f, filepath.Join(dir, fmt.Sprintf("g%02d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	linktree.Pairs(t, dir, 50)
 	// Each first link costs len("fNN") + LinkCost: 20 of them fit.
 	err := write(context.Background(), io.Discard, dir, idmap.Current(), nil, 20*(3+LinkCost))
 	if !errors.Is(err, ErrTooManyLinks) {

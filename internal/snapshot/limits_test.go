@@ -6,13 +6,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/image"
+	"github.com/ccsandbox/sandbox/internal/testutil/linktree"
 	"github.com/ccsandbox/sandbox/internal/untrusted"
 )
 
@@ -36,15 +36,7 @@ func hashWith(t *testing.T, dir string, maxBytes, maxLinkBytes int64) error {
 // with a short error matching image.ErrTooLarge that names the limit.
 func TestCopierLinkLimit(t *testing.T) {
 	dir := t.TempDir()
-	for i := range 50 {
-		f := filepath.Join(dir, fmt.Sprintf("f%02d", i))
-		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Link(f, filepath.Join(dir, fmt.Sprintf("g%02d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	linktree.Pairs(t, dir, 50)
 	perLink := int64(len("/f00") + linkCost)
 	if err := hashWith(t, dir, maxFileBytes, 50*perLink); err != nil {
 		t.Fatalf("50 links within a limit of 50: %v", err)
