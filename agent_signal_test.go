@@ -36,3 +36,51 @@ func TestAgentSurvivesSignals(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentLimitsNotSettable: code in the sandbox cannot lower the
+// agent's resource limits with prlimit(2), which the kernel allows
+// between processes of the same uids with no capability (a lowered hard
+// limit is for good): by pid 1 or by one of the agent's thread ids, the
+// call is refused, the agent's limits stay as they were and it goes on
+// serving; a command still sets its own limits.
+func TestAgentLimitsNotSettable(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			inst := hostInstance(t, mode.opts...)
+			limits := func() string {
+				t.Helper()
+				out, err := inst.Command("grep", "-E", "open files|processes|cpu time", "/proc/1/limits").Output()
+				if err != nil {
+					t.Fatalf("the agent's limits: %v", err)
+				}
+				return string(out)
+			}
+			before := limits()
+			for _, c := range []struct{ name, script string }{
+				{"nofile", "prlimit --pid 1 --nofile=3:3"},
+				{"nproc", "prlimit --pid 1 --nproc=1:1"},
+				{"cpu", "prlimit --pid 1 --cpu=1:1"},
+				// a thread's id reaches the same process
+				{"nofile by a thread", "tid=$(ls /proc/1/task | grep -vx 1 | head -n1) && prlimit --pid $tid --nofile=3:3"},
+			} {
+				out, err := inst.Command("sh", "-c", c.script).CombinedOutput()
+				if err == nil {
+					t.Errorf("%s: %q succeeded: %s", c.name, c.script, out)
+				}
+				if after := limits(); after != before {
+					t.Fatalf("%s: the agent's limits went from\n%s to\n%s", c.name, before, after)
+				}
+				if out, err := inst.Command("echo", "alive").Output(); err != nil || string(out) != "alive\n" {
+					t.Fatalf("%s: a command after it: %q %v (sandbox: %v)", c.name, out, err, inst.Err())
+				}
+				if err := inst.WriteFile("/tmp/x", []byte("x"), 0o644); err != nil {
+					t.Fatalf("%s: a file call after it: %v", c.name, err)
+				}
+			}
+			out, err := inst.Command("sh", "-c", "prlimit --nofile=100:100 sh -c 'ulimit -n'").Output()
+			if err != nil || string(out) != "100\n" {
+				t.Errorf("a command setting its own limit: %q %v, want 100", out, err)
+			}
+		})
+	}
+}

@@ -28,7 +28,7 @@ func archSyscalls() (uint32, map[string]uint32, bool) {
 		"clone": unix.SYS_CLONE, "clone3": unix.SYS_CLONE3, "unshare": unix.SYS_UNSHARE,
 		"kill": unix.SYS_KILL, "tkill": unix.SYS_TKILL, "tgkill": unix.SYS_TGKILL,
 		"rt_sigqueueinfo": unix.SYS_RT_SIGQUEUEINFO, "rt_tgsigqueueinfo": unix.SYS_RT_TGSIGQUEUEINFO,
-		"pidfd_open": unix.SYS_PIDFD_OPEN,
+		"pidfd_open": unix.SYS_PIDFD_OPEN, "prlimit64": unix.SYS_PRLIMIT64,
 	}, true
 }
 

@@ -89,7 +89,7 @@ func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, err
 	if !ok {
 		return nil, fmt.Errorf("no seccomp policy for %s", runtime.GOARCH)
 	}
-	required := []string{"clone", "clone3", "unshare", "ioctl", "io_uring_setup", "io_uring_enter", "io_uring_register"}
+	required := []string{"clone", "clone3", "unshare", "ioctl", "io_uring_setup", "io_uring_enter", "io_uring_register", "prlimit64"}
 	if guardInit {
 		for _, g := range initGuards {
 			required = append(required, g.name)
@@ -183,6 +183,27 @@ func filterProgram(guardInit bool, allowed ...string) ([]bpf.RawInstruction, err
 			bpf.LoadAbsolute{Off: offNr, Size: 4},
 		)
 	}
+	// prlimit64: no setting another process's limits. The kernel lets a
+	// process set the limits of any other of the same uids and gids, with
+	// no capability, and a root command is the agent's uid: it would
+	// lower the agent's open files, processes or CPU time for good (only
+	// CAP_SYS_RESOURCE in the host's namespace raises a hard limit
+	// again), so that every later host call fails, and the agent is found
+	// by any of its threads' ids as well as by pid 1. Reading limits (a
+	// null new limit) and setting one's own (pid 0, as setrlimit does)
+	// stay allowed. The new limit is a pointer: both its halves are
+	// checked.
+	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: numbers["prlimit64"], SkipFalse: 8},
+		bpf.LoadAbsolute{Off: offArg0, Size: 4}, // a pid_t: the low word
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 5},
+		bpf.LoadAbsolute{Off: offArg0 + 8*2, Size: 4}, // the new limit's low half
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipFalse: 2},
+		bpf.LoadAbsolute{Off: offArg0 + 8*2 + 4, Size: 4}, // its high half
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 1},
+		errno(unix.EPERM),
+		bpf.LoadAbsolute{Off: offNr, Size: 4},
+	)
 	if guardInit {
 		for _, g := range initGuards {
 			prog = append(prog,

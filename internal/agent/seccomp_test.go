@@ -53,6 +53,12 @@ func TestFilterProgram(t *testing.T) {
 		{"ioctl TIOCLINUX", uint32(unix.SYS_IOCTL), []uint64{0, unix.TIOCLINUX}, eperm},
 		{"ioctl with TIOCSTI as its third argument", uint32(unix.SYS_IOCTL), []uint64{0, unix.TCGETS, unix.TIOCSTI}, retAllow},
 		{"read with TIOCSTI as its second argument", uint32(unix.SYS_READ), []uint64{0, unix.TIOCSTI}, retAllow},
+		{"prlimit64 setting its own limit", nr["prlimit64"], []uint64{0, unix.RLIMIT_NOFILE, 0x7ffc_1234_5678}, retAllow},
+		{"prlimit64 reading another's limit", nr["prlimit64"], []uint64{1, unix.RLIMIT_NOFILE, 0, 0x7ffc_1234_5678}, retAllow},
+		{"prlimit64 setting the agent's limit", nr["prlimit64"], []uint64{1, unix.RLIMIT_NOFILE, 0x7ffc_1234_5678}, eperm},
+		{"prlimit64 setting another's limit", nr["prlimit64"], []uint64{4242, unix.RLIMIT_CPU, 0x7ffc_1234_5678}, eperm},
+		{"prlimit64, a new limit at a low word of 0", nr["prlimit64"], []uint64{1, unix.RLIMIT_NOFILE, 0x7ffc_0000_0000}, eperm},
+		{"prlimit64, pid 0 in the low word only", nr["prlimit64"], []uint64{0xffffffff_00000000, unix.RLIMIT_NOFILE, 0x7ffc_1234_5678}, retAllow},
 	} {
 		if got := verdict(arch, tc.nr, tc.args...); got != tc.want {
 			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)
