@@ -429,8 +429,12 @@ func (i *Instance) Wait(ctx context.Context) error {
 // later calls return the first call's result.
 func (i *Instance) Close() error {
 	i.closeOnce.Do(func() {
-		i.closeEgress()
+		// The sandbox stops first: a SetNetworkEnabled waiting on an agent
+		// that never answers (sandbox code can stop a gVisor agent's
+		// threads; a VM's guest can ignore the call) holds egressMu until
+		// the agent's session ends, and closeEgress takes egressMu.
 		i.closeErr = i.runner.Close()
+		i.closeEgress()
 		// Its listeners and packet sockets go once the sandbox has: a
 		// streamed one's Close then asks nothing of an agent that might
 		// never answer.

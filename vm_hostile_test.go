@@ -123,6 +123,63 @@ func TestVMCloseGuestNeverAnswers(t *testing.T) {
 	}
 }
 
+// TestVMCloseGuestNeverAnswersNetwork: a guest that never answers the
+// host turning its egress off holds that call, and the lock it takes, but
+// not Instance.Close, which stops the sandbox first (its session's end
+// fails the call) and takes the lock after.
+func TestVMCloseGuestNeverAnswersNetwork(t *testing.T) {
+	marks, err := os.MkdirTemp("", "cc-hostilevm-mark-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(marks) })
+	// QEMU runs as an unprivileged id of its user namespace.
+	if err := os.Chmod(marks, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mark := filepath.Join(marks, "asked")
+	inst := hostileVM(t, "nethang", []string{hostilevm.EnvMark + "=" + mark}, WithNetwork())
+	toggled := make(chan error, 1)
+	go func() { toggled <- inst.SetNetworkEnabled(false) }()
+	for {
+		if _, err := os.Stat(mark); err == nil {
+			break // the guest has the request, the host waits for its answer
+		}
+		select {
+		case err := <-toggled:
+			t.Fatalf("SetNetworkEnabled(false) returned before the guest had the request: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- inst.Close() }()
+	select {
+	case err := <-closed:
+		t.Logf("Close: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Instance.Close waited a minute behind a network call the guest never answers")
+	}
+	if err := <-toggled; err == nil {
+		t.Error("SetNetworkEnabled(false) succeeded though the guest never answered")
+	}
+}
+
+// TestVMSnapshotWithoutEnd: a snapshot tar that stops after an entry,
+// without the end-of-archive marker, is what an agent that failed half
+// way sends (archive/tar takes it for the end): the snapshot is refused,
+// not taken with every later file missing.
+func TestVMSnapshotWithoutEnd(t *testing.T) {
+	inst := hostileVM(t, "truncsnap", nil)
+	snap, err := inst.Snapshot(context.Background())
+	if err == nil {
+		snap.Close()
+		t.Fatal("a snapshot tar without its end-of-archive marker went into the store")
+	}
+	if !strings.Contains(err.Error(), "end-of-archive") {
+		t.Errorf("Snapshot: %v, want the missing end-of-archive marker named", err)
+	}
+}
+
 // TestVMStatNamesChecked: the name of a FileInfo is the base of the path
 // asked for, as os.Stat's is, never the one the guest sends: a host
 // program joining it to a directory of its own stays in that directory.

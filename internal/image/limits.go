@@ -57,6 +57,12 @@ type UnpackOptions struct {
 	// is complete (sync_file_range), so that a sync after Unpack has
 	// little left to wait for.
 	Writeback bool
+	// RequireEnd refuses a tar that ends without its end-of-archive
+	// marker (two zero blocks). archive/tar takes a stream that stops at
+	// an entry's boundary for the end; a tar a sandbox's agent sends (a
+	// snapshot) stops there when the agent fails half way or dies, and
+	// would be taken whole, missing every entry after.
+	RequireEnd bool
 }
 
 // UnpackStats tell what Unpack did.

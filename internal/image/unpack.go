@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,17 +35,18 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	}
 	defer root.Close()
 	u := &unpacker{
-		ctx:       ctx,
-		ids:       opts.IDs,
-		single:    opts.IDs.Single(),
-		limits:    opts.Limits.withDefaults(),
-		log:       opts.Logger,
-		writeback: opts.Writeback,
-		rootFD:    int(root.Fd()),
-		nodes:     make(map[string]kind),
-		dirIndex:  make(map[string]int),
-		parentFD:  -1,
-		buf:       make([]byte, 1<<20),
+		ctx:        ctx,
+		ids:        opts.IDs,
+		single:     opts.IDs.Single(),
+		limits:     opts.Limits.withDefaults(),
+		log:        opts.Logger,
+		writeback:  opts.Writeback,
+		requireEnd: opts.RequireEnd,
+		rootFD:     int(root.Fd()),
+		nodes:      make(map[string]kind),
+		dirIndex:   make(map[string]int),
+		parentFD:   -1,
+		buf:        make([]byte, 1<<20),
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
@@ -99,13 +101,14 @@ type dirMeta struct {
 
 // unpacker is the state of one Unpack call.
 type unpacker struct {
-	ctx       context.Context
-	ids       idmap.Map
-	single    bool
-	limits    Limits
-	log       *slog.Logger
-	writeback bool
-	rootFD    int
+	ctx        context.Context
+	ids        idmap.Map
+	single     bool
+	limits     Limits
+	log        *slog.Logger
+	writeback  bool
+	requireEnd bool
+	rootFD     int
 
 	nodes map[string]kind // what each clean name is now
 	// nameBytes counts the bytes of the names nodes holds (see
@@ -132,14 +135,35 @@ type unpacker struct {
 func (u *unpacker) run(r io.Reader) error {
 	lr := &limitReader{r: r, left: u.limits.MaxBytes}
 	br := bufio.NewReaderSize(lr, 256<<10)
-	tr := tar.NewReader(br)
+	cr := &countingReader{r: br}
+	tr := tar.NewReader(cr)
 	last := "" // the last entry's name, for errors between entries
 	for {
 		if err := u.ctx.Err(); err != nil {
 			return err
 		}
+		if u.requireEnd && last != "" {
+			// What the last entry left of its data, so that only its
+			// padding and the marker come between here and the end.
+			if _, err := io.CopyBuffer(io.Discard, tr, u.buf); err != nil {
+				if lr.over {
+					return u.tooLarge(last)
+				}
+				return fmt.Errorf("reading layer: %q: %w", last, err)
+			}
+		}
+		before := cr.n
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			// With its marker, the end comes after the last entry's
+			// padding and two zero blocks (archive/tar checks they are
+			// zeros); without it, after the padding at most.
+			if u.requireEnd && cr.n-before < 2*512 {
+				if last == "" {
+					return errors.New("reading layer: the stream ended before its first entry, without the end-of-archive marker")
+				}
+				return fmt.Errorf("reading layer: the stream ended after %q without the end-of-archive marker: the sender stopped half way", last)
+			}
 			break
 		}
 		if err != nil {
@@ -585,4 +609,16 @@ func checkNameLen(name string) error {
 		return nil
 	}
 	return &os.PathError{Op: "unpack", Path: name[:64] + "...", Err: fmt.Errorf("%w: a path of %d bytes: paths are shorter than 4096 bytes (PATH_MAX): %w", ErrInvalidEntry, len(name), unix.ENAMETOOLONG)}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

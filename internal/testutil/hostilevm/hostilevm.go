@@ -15,6 +15,12 @@
 //   - listenhang: answers Listen, and never answers the listener's Close.
 //   - statname: answers Stat and Lstat with the name BadName, whatever
 //     the path.
+//   - truncsnap: answers snapshot requests with a tar of one file that
+//     stops after it, without the end-of-archive marker, as an agent
+//     that failed half way would.
+//   - nethang: answers the network's configuration when it turns egress
+//     on; when it turns it off, makes the file EnvMark names and never
+//     answers.
 package hostilevm
 
 import (
@@ -38,6 +44,9 @@ const (
 	EnvMode = "CC_TEST_HOSTILE_VM"
 	// EnvSnapMB lists the sizes of bigsnap's tars.
 	EnvSnapMB = "CC_TEST_HOSTILE_VM_SNAPMB"
+	// EnvMark names the file nethang makes once a request it will never
+	// answer has come.
+	EnvMark = "CC_TEST_HOSTILE_VM_MARK"
 )
 
 // BadName is the name statname gives every file: a path out of any
@@ -85,6 +94,22 @@ func Main() int {
 		}
 		ipc.Route(mux, ipc.MsgFsStat, stat)
 		ipc.Route(mux, ipc.MsgFsLstat, stat)
+	case "truncsnap":
+		ipc.Route(mux, ipc.MsgFsSnapshot, func(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
+			req.HijackWith(func(c net.Conn) { go writeTruncatedTar(c) })
+			return ipc.Empty{}, nil
+		})
+	case "nethang":
+		ipc.Route(mux, ipc.MsgInstanceSetNetwork, func(req *ipc.Request, m *ipc.NetworkReq) (ipc.Empty, error) {
+			if m.Enabled {
+				return ipc.Empty{}, nil
+			}
+			if err := os.WriteFile(os.Getenv(EnvMark), nil, 0o644); err != nil {
+				fatal(err.Error())
+			}
+			<-req.Context().Done() // never answers
+			return ipc.Empty{}, nil
+		})
 	default:
 		fatal("unknown mode " + mode)
 	}
@@ -176,6 +201,18 @@ func writeSparseTar(c net.Conn, size int64) {
 	c.Write(h)
 	c.Write(bytes.Repeat([]byte{'x'}, 512))
 	c.Write(make([]byte, 1024))
+}
+
+// writeTruncatedTar writes to c, and closes it, a tar entry for a file
+// "a", with its data, and nothing after: no end-of-archive marker.
+func writeTruncatedTar(c net.Conn) {
+	defer c.Close()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "a", Mode: 0o644, Size: 512, Typeflag: tar.TypeReg})
+	tw.Write(bytes.Repeat([]byte{'a'}, 512))
+	tw.Flush()
+	c.Write(b.Bytes())
 }
 
 func fatal(msg string) {
