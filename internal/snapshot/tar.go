@@ -31,7 +31,7 @@ func CaptureTar(ctx context.Context, s *image.Store, ids idmap.Map, r io.Reader,
 	}
 	dir := f.Name()
 	f.Close()
-	if _, err := image.Unpack(ctx, r, dir, image.UnpackOptions{IDs: ids, Logger: log, Limits: image.Limits{MaxBytes: maxBytes}}); err != nil {
+	if _, err := image.Unpack(ctx, r, dir, image.UnpackOptions{IDs: ids, Logger: log, Limits: image.Limits{MaxBytes: maxBytes}, RequireEnd: true}); err != nil {
 		return nil, fmt.Errorf("snapshot: reading the sandbox's changes: %w", err)
 	}
 	upper, err := untrusted.Open(dir)
