@@ -8,6 +8,7 @@ package layertar
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -124,10 +125,16 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err == unix.ENOENT {
+			return nil // removed since the directory was listed: not in the layer
+		}
 		return fail("stat", err)
 	}
 	xattrs, err := readXattrs(fsutil.FDPath(dirfd, base))
 	if err != nil {
+		if changedSinceStat(err) {
+			return nil
+		}
 		return fail("xattrs", err)
 	}
 	hdr := &tar.Header{
@@ -156,6 +163,16 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 		}
 		return nil
 	case unix.S_IFDIR:
+		// Opened before its header is written: one the sandbox has
+		// removed or swapped for a link since is left out whole.
+		fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if changedSinceStat(err) {
+				return nil
+			}
+			return fail("open", err)
+		}
+		defer unix.Close(fd)
 		hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
 		if err := t.tw.WriteHeader(hdr); err != nil {
 			return fail("write", err)
@@ -166,15 +183,13 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 				return fail("write", err)
 			}
 		}
-		fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fail("open", err)
-		}
-		defer unix.Close(fd)
 		return t.walk(fd, name)
 	case unix.S_IFLNK:
 		target, err := readlinkat(dirfd, base)
 		if err != nil {
+			if changedSinceStat(err) || errors.Is(err, unix.EINVAL) { // no longer a link
+				return nil
+			}
 			return fail("readlink", err)
 		}
 		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
@@ -208,12 +223,28 @@ func (t *tarWriter) entry(dirfd int, parent, base string) error {
 }
 
 func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fail func(string, error) error) error {
-	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_NONBLOCK: the entry was a regular file when it was stated, but a
+	// sandbox writing the tree meanwhile can rename a FIFO in its place,
+	// whose open would wait for a writer for good (and the snapshot with
+	// it). Regular files ignore the flag. What is no longer a regular
+	// file, or gone, is left out, as if the sandbox had changed it
+	// before the walk came.
+	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if changedSinceStat(err) {
+			return nil
+		}
 		return fail("open", err)
 	}
 	f := os.NewFile(uintptr(fd), hdr.Name)
 	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fail("stat", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
 	hdr.Typeflag, hdr.Size = tar.TypeReg, size
 	if err := t.tw.WriteHeader(hdr); err != nil {
 		return fail("write", err)
@@ -226,6 +257,16 @@ func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fa
 		return fail("copy", err)
 	}
 	return nil
+}
+
+// changedSinceStat reports whether err, from opening or reading an entry
+// that was just stated, says the sandbox changed it since: removed it
+// (ENOENT), or put a link (ELOOP with O_NOFOLLOW) or a file (ENOTDIR) in
+// its place. Such an entry is left out of the layer: a snapshot of a tree
+// the sandbox writes meanwhile (where it cannot be frozen) takes entries
+// as the walk finds them.
+func changedSinceStat(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)
 }
 
 // ctxReader reads from r until ctx ends, then returns ctx's error.

@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
 	"github.com/ccsandbox/sandbox/internal/testutil/linktree"
@@ -90,5 +94,65 @@ func TestWriteLinkLimit(t *testing.T) {
 	}
 	if links != 50 {
 		t.Errorf("%d hard links written, want 50", links)
+	}
+}
+
+// TestWriteFileSwappedForFIFO: an entry stated as a regular file that is a
+// FIFO by the time it is opened (a sandbox renamed one in meanwhile) is
+// left out at once: its open does not wait for a writer that never comes,
+// and nothing of it goes into the layer.
+func TestWriteFileSwappedForFIFO(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(dir, "x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var out bytes.Buffer
+	tw := &tarWriter{ctx: context.Background(), tw: tar.NewWriter(&out), buf: make([]byte, 4096)}
+	done := make(chan error, 1)
+	go func() {
+		// What entry stated: a regular file of 5 bytes.
+		done <- tw.file(fd, "x", &tar.Header{Name: "x", Mode: 0o644}, 5, func(op string, err error) error {
+			return fmt.Errorf("%s x: %w", op, err)
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("file on a FIFO: %v, want it left out", err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%d bytes written for a FIFO stated as a file", out.Len())
+		}
+	case <-time.After(time.Minute):
+		// Unblock the open so that the goroutine ends.
+		if w, err := os.OpenFile(filepath.Join(dir, "x"), os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("file still waiting a minute on opening a FIFO")
+	}
+}
+
+// TestWriteEntryRemovedSinceListed: an entry removed between the listing
+// of its directory and its stat (a sandbox's temporary file) is left out
+// of the layer, not a failure of the whole write.
+func TestWriteEntryRemovedSinceListed(t *testing.T) {
+	dir := t.TempDir()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var out bytes.Buffer
+	tw := &tarWriter{ctx: context.Background(), tw: tar.NewWriter(&out), ids: idmap.Current(), links: map[[2]uint64]string{}, buf: make([]byte, 4096)}
+	if err := tw.entry(fd, "", "gone"); err != nil {
+		t.Fatalf("entry of a name removed since it was listed: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("%d bytes written for an entry that is gone", out.Len())
 	}
 }
