@@ -8,10 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
 )
 
 // Every namespace sandbox gets a cgroup, so that the host can freeze it
@@ -25,8 +24,7 @@ import (
 // from v1's freezer controller.
 //
 // Layout, with S = <caller's cgroup>/cc-sandbox.PID.START.ID in each
-// hierarchy used (PID and START name the process that made it, its owner,
-// so that a later sweep can tell a leftover from a live sandbox): the
+// hierarchy used (see cgroupdir, which places S and sweeps leftovers): the
 // agent in S; without limits every command in S too; with limits the
 // commands in S/workload, which holds the limits, so that the agent is
 // outside their budget and a fork bomb cannot starve it of threads.
@@ -42,7 +40,7 @@ import (
 // neither keeps a supervisor outside the workload's pids budget, which is
 // what this layout is for. The caller's own cgroup must enable the
 // controllers for S: when the caller's process is in it, the caller moves
-// into a leaf below it first (see enableIn).
+// into a leaf below it first (see cgroupdir.EnableIn).
 //
 // Nothing pays a process migration (it takes a process-wide lock that
 // costs milliseconds): the agent starts in S through CLONE_INTO_CGROUP in
@@ -50,9 +48,6 @@ import (
 // alone; commands start in S/workload the same way, forked on an agent's
 // thread that joined the workload alone (v1 "tasks", v2 "cgroup.threads";
 // see agent.Workload). The agent's cgroup namespace is rooted at S.
-
-// cgroupPrefix starts the name of every sandbox's cgroup directory.
-const cgroupPrefix = "cc-sandbox."
 
 // cgroupMode says how sandboxes use cgroups: as this host allows, or, for
 // tests, as another kind of host would.
@@ -108,7 +103,7 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 		cg.noFreezer = errors.New("the sandbox is unconfined: it has no cgroup")
 		return cg, nil
 	}
-	hs, err := hierarchies()
+	hs, err := cgroupdir.Hierarchies()
 	if err != nil {
 		if len(want) > 0 {
 			return nil, fmt.Errorf("%s (cgroup %s controller): reading the cgroup hierarchies: %w", optionName(want[0]), want[0], err)
@@ -117,21 +112,21 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 		return cg, nil
 	}
 	if mode == cgroupV1Only {
-		hs = slices.DeleteFunc(hs, func(h hierarchy) bool { return h.v2 })
+		hs = slices.DeleteFunc(hs, func(h cgroupdir.Hierarchy) bool { return h.V2 })
 	}
-	sweepCgroupsOnce(hs, cfg.Logger)
-	name := cgroupName(cfg.ID)
+	cgroupdir.SweepOnce(hs, cfg.Logger)
+	name := cgroupdir.Name(cfg.ID)
 	fail := func(ctrl string, err error) (*cgroup, error) {
 		cg.remove()
 		return nil, fmt.Errorf("%s (cgroup %s controller): %w", optionName(ctrl), ctrl, err)
 	}
-	byHierarchy := map[*hierarchy][]string{}
-	var order []*hierarchy
+	byHierarchy := map[*cgroupdir.Hierarchy][]string{}
+	var order []*cgroupdir.Hierarchy
 	for _, ctrl := range want {
-		h := pick(hs, ctrl)
+		h := cgroupdir.Pick(hs, ctrl)
 		if h == nil {
-			if v2 := v2Of(hs); v2 != nil && len(hs) == 1 {
-				return fail(ctrl, fmt.Errorf("the cgroup %s controller is not available in %s (not enabled for it by its parent)", ctrl, v2.caller))
+			if v2 := cgroupdir.V2Of(hs); v2 != nil && len(hs) == 1 {
+				return fail(ctrl, fmt.Errorf("the cgroup %s controller is not available in %s (not enabled for it by its parent)", ctrl, v2.Caller))
 			}
 			return fail(ctrl, fmt.Errorf("this host offers no cgroup %s controller", ctrl))
 		}
@@ -142,12 +137,12 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 	}
 
 	// v2 first: it gives the freezer too.
-	if v2 := v2Of(hs); v2 != nil {
+	if v2 := cgroupdir.V2Of(hs); v2 != nil {
 		ctrls := byHierarchy[v2]
-		if err := enableIn(v2.caller, ctrls); err != nil {
+		if err := cgroupdir.EnableIn(v2.Caller, ctrls); err != nil {
 			return fail(ctrls[0], err)
 		}
-		top := filepath.Join(v2.caller, name)
+		top := filepath.Join(v2.Caller, name)
 		if err := cg.mkdir(top); err != nil {
 			if len(ctrls) > 0 {
 				return fail(ctrls[0], err)
@@ -162,11 +157,11 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 		}
 	}
 	for _, h := range order {
-		if h.v2 {
+		if h.V2 {
 			continue
 		}
 		ctrls := byHierarchy[h]
-		top := filepath.Join(h.caller, name)
+		top := filepath.Join(h.Caller, name)
 		work := filepath.Join(top, "workload")
 		for _, d := range []string{top, work} {
 			if err := cg.mkdir(d); err != nil {
@@ -180,13 +175,13 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 				return fail(ctrl, err)
 			}
 		}
-		if h.controllers["freezer"] && cg.freezer == "" {
+		if h.Controllers["freezer"] && cg.freezer == "" {
 			cg.freezer = top
 		}
-		if contains(ctrls, "memory") {
+		if slices.Contains(ctrls, "memory") {
 			cg.memory = work
 		}
-		if contains(ctrls, "pids") {
+		if slices.Contains(ctrls, "pids") {
 			cg.pids = work
 		}
 	}
@@ -218,10 +213,10 @@ func (cg *cgroup) v2Limits(ctrls []string, split bool) error {
 	if err := cg.mkdir(work); err != nil {
 		return err
 	}
-	if err := writeCgroupFile(work, "cgroup.type", "threaded"); err != nil {
+	if err := cgroupdir.WriteFile(work, "cgroup.type", "threaded"); err != nil {
 		return err
 	}
-	if err := enableIn(cg.v2Top, threaded); err != nil {
+	if err := cgroupdir.EnableIn(cg.v2Top, threaded); err != nil {
 		return err
 	}
 	for _, ctrl := range threaded {
@@ -238,10 +233,10 @@ func (cg *cgroup) v2Limits(ctrls []string, split bool) error {
 
 // v1Freezer gives the sandbox a cgroup in the v1 freezer hierarchy, when
 // there is one and no v2 hierarchy served; it records why not otherwise.
-func (cg *cgroup) v1Freezer(hs []hierarchy, name string) {
-	var h *hierarchy
+func (cg *cgroup) v1Freezer(hs []cgroupdir.Hierarchy, name string) {
+	var h *cgroupdir.Hierarchy
 	for i := range hs {
-		if !hs[i].v2 && hs[i].controllers["freezer"] {
+		if !hs[i].V2 && hs[i].Controllers["freezer"] {
 			h = &hs[i]
 		}
 	}
@@ -251,7 +246,7 @@ func (cg *cgroup) v1Freezer(hs []hierarchy, name string) {
 		}
 		return
 	}
-	top := filepath.Join(h.caller, name)
+	top := filepath.Join(h.Caller, name)
 	if err := cg.mkdir(top); err != nil {
 		err = fmt.Errorf("cgroup v1 freezer: %w", err)
 		if cg.noFreezer != nil {
@@ -262,12 +257,6 @@ func (cg *cgroup) v1Freezer(hs []hierarchy, name string) {
 	}
 	cg.v1Top = append(cg.v1Top, top)
 	cg.freezer = top
-}
-
-// cgroupName returns the name of the cgroup directory of sandbox id, with
-// this process as its owner.
-func cgroupName(id string) string {
-	return fmt.Sprintf("%s%d.%d.%s", cgroupPrefix, os.Getpid(), ownStart(), id)
 }
 
 func optionName(ctrl string) string {
@@ -282,8 +271,8 @@ func optionName(ctrl string) string {
 
 // mkdir creates a cgroup directory, to be removed with the cgroup.
 func (cg *cgroup) mkdir(dir string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return cgroupMkdirError(dir, err)
+	if err := cgroupdir.Mkdir(dir); err != nil {
+		return err
 	}
 	cg.dirs = append(cg.dirs, dir)
 	return nil
@@ -299,9 +288,9 @@ func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
 		bytes := strconv.FormatUint(cfg.MemoryMB<<20, 10)
 		if v2 {
 			optional("memory.swap.max", "0")
-			return writeCgroupFile(dir, "memory.max", bytes)
+			return cgroupdir.WriteFile(dir, "memory.max", bytes)
 		}
-		if err := writeCgroupFile(dir, "memory.limit_in_bytes", bytes); err != nil {
+		if err := cgroupdir.WriteFile(dir, "memory.limit_in_bytes", bytes); err != nil {
 			return err
 		}
 		optional("memory.memsw.limit_in_bytes", bytes)
@@ -309,14 +298,14 @@ func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
 		const period = 100000
 		quota := strconv.Itoa(int(cfg.CPUs * period))
 		if v2 {
-			return writeCgroupFile(dir, "cpu.max", quota+" "+strconv.Itoa(period))
+			return cgroupdir.WriteFile(dir, "cpu.max", quota+" "+strconv.Itoa(period))
 		}
-		if err := writeCgroupFile(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
+		if err := cgroupdir.WriteFile(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
 			return err
 		}
-		return writeCgroupFile(dir, "cpu.cfs_quota_us", quota)
+		return cgroupdir.WriteFile(dir, "cpu.cfs_quota_us", quota)
 	case "pids":
-		return writeCgroupFile(dir, "pids.max", strconv.FormatInt(cfg.PidsMax, 10))
+		return cgroupdir.WriteFile(dir, "pids.max", strconv.FormatInt(cfg.PidsMax, 10))
 	}
 	return nil
 }
@@ -361,24 +350,7 @@ func (cg *cgroup) remove() {
 		return
 	}
 	for i := len(cg.dirs) - 1; i >= 0; i-- {
-		removeCgroupDir(cg.dirs[i])
+		cgroupdir.Remove(cg.dirs[i])
 	}
 	cg.dirs = nil
-}
-
-// removeCgroupDir removes one cgroup directory, waiting a little for its
-// last tasks to leave.
-func removeCgroupDir(dir string) error {
-	var err error
-	for try := 0; try < 50; try++ {
-		err = os.Remove(dir)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if !errors.Is(err, syscall.EBUSY) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond) // the last task is still leaving
-	}
-	return err
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
 )
 
 // cgroupsOf returns process pid's cgroup paths: by v1 controller, and by
@@ -84,11 +85,11 @@ func TestWorkloadCgroups(t *testing.T) {
 			case mode.mode == cgroupV1Only && v2:
 				t.Error("the sandbox has a v2 cgroup on a host posing as v1-only")
 			case sb.cgroup.v2Workload != "":
-				if !strings.Contains(agent[""], cgroupPrefix) || cmd[""] != agent[""]+"/workload" {
+				if !strings.Contains(agent[""], cgroupdir.Prefix) || cmd[""] != agent[""]+"/workload" {
 					t.Errorf("v2 with a workload: the agent in %s, the command in %s", agent[""], cmd[""])
 				}
 			case v2:
-				if cmd[""] != agent[""] || !strings.Contains(agent[""], cgroupPrefix) {
+				if cmd[""] != agent[""] || !strings.Contains(agent[""], cgroupdir.Prefix) {
 					t.Errorf("v2 without limits: the agent in %s, the command in %s, want both in the sandbox's", agent[""], cmd[""])
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/ccsandbox/sandbox/internal/agent"
+	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ func (cg *cgroup) startAgent(newCmd func() *exec.Cmd, owner int) (*exec.Cmd, err
 	if err := cg.startOnThread(cmd, owner); err != nil {
 		return nil, err
 	}
-	if err := writeCgroupFile(cg.v2Top, "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+	if err := cgroupdir.WriteFile(cg.v2Top, "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 		return nil, fmt.Errorf("moving the agent into its cgroup: %w", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,16 +52,16 @@ func (s *sandbox) Thaw() error {
 	case cg.freezer == "":
 		return fmt.Errorf("thawing sandbox %s: no freezer cgroup: %w", s.cfg.ID, errors.ErrUnsupported)
 	case cg.freezerV2:
-		return writeCgroupFile(cg.freezer, "cgroup.freeze", "0")
+		return cgroupdir.WriteFile(cg.freezer, "cgroup.freeze", "0")
 	}
-	return writeCgroupFile(cg.freezer, "freezer.state", "THAWED")
+	return cgroupdir.WriteFile(cg.freezer, "freezer.state", "THAWED")
 }
 
 // thawV1 thaws a sandbox frozen by the v1 freezer, whose tasks could not
 // die otherwise; v2 lets frozen tasks die.
 func (cg *cgroup) thawV1() {
 	if cg.freezer != "" && !cg.freezerV2 {
-		writeCgroupFile(cg.freezer, "freezer.state", "THAWED")
+		cgroupdir.WriteFile(cg.freezer, "freezer.state", "THAWED")
 	}
 }
 
@@ -75,7 +76,7 @@ func freezeV2(ctx context.Context, dir string) error {
 		return err
 	}
 	defer events.Close()
-	if err := writeCgroupFile(dir, "cgroup.freeze", "1"); err != nil {
+	if err := cgroupdir.WriteFile(dir, "cgroup.freeze", "1"); err != nil {
 		return err
 	}
 	buf := make([]byte, 256)
@@ -105,7 +106,7 @@ func freezeV2(ctx context.Context, dir string) error {
 // freezeV1 freezes the v1 freezer cgroup dir and waits until its state
 // reads FROZEN (it reads FREEZING while tasks are still being stopped).
 func freezeV1(ctx context.Context, dir string) error {
-	if err := writeCgroupFile(dir, "freezer.state", "FROZEN"); err != nil {
+	if err := cgroupdir.WriteFile(dir, "freezer.state", "FROZEN"); err != nil {
 		return err
 	}
 	wait := 100 * time.Microsecond
