@@ -1,36 +1,35 @@
 package gvisor
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
+	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
 )
-
-// cgroupParent names the directory, in each hierarchy, that holds the
-// cgroups of sandboxes (the namespace backend's too).
-const cgroupParent = "cc-sandbox"
 
 // cgroup holds a sandbox's memory and CPU limits on the host: the sentry
 // and the gofer are the sandbox's host processes, and gVisor enforces
-// neither limit itself. Each controller comes from cgroup v2 when v2 offers
-// it, else from v1 (hosts may have both: hybrid).
+// neither limit itself. Its directory in each hierarchy it uses is a
+// sandbox cgroup under the caller's own (see cgroupdir), so that a sandbox
+// stays within the limits of the container or unit its caller runs in,
+// and one whose host was killed is swept by the next start. Each
+// controller comes from cgroup v2 when v2 offers it, else from v1 (hosts
+// may have both: hybrid).
 type cgroup struct {
 	dirs   []string // created directories, removed in reverse order
 	memory string   // the directory with the memory controller, or ""
 	v2mem  bool
 }
 
-// newCgroup creates the cgroup of cfg's memory and CPU limits, or returns
-// nil when it sets neither. A limit this host cannot enforce is an error
-// naming the missing controller.
+// newCgroup sweeps, once per process, the cgroups of sandboxes whose host
+// is gone, then creates the cgroup of cfg's memory and CPU limits, or
+// returns nil when it sets neither. A limit this host cannot enforce is an
+// error naming the missing controller.
 func newCgroup(cfg *hv.Config) (*cgroup, error) {
 	var want []string
 	if cfg.MemoryMB > 0 {
@@ -39,30 +38,35 @@ func newCgroup(cfg *hv.Config) (*cgroup, error) {
 	if cfg.CPUs > 0 {
 		want = append(want, "cpu")
 	}
+	hs, err := cgroupdir.Hierarchies()
+	if err == nil {
+		cgroupdir.SweepOnce(hs, cfg.Logger)
+	}
 	if len(want) == 0 {
 		return nil, nil
 	}
-	hs, err := hierarchies()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s limit: reading the cgroup hierarchies: %w", option(want[0]), err)
 	}
+	name := cgroupdir.Name(cfg.ID)
 	cg := &cgroup{}
 	for _, ctrl := range want {
-		h := pick(hs, ctrl)
+		h := cgroupdir.Pick(hs, ctrl)
 		if h == nil {
+			cg.remove()
 			return nil, fmt.Errorf("%s limit: this host offers no cgroup %s controller", option(ctrl), ctrl)
 		}
-		dir, err := cg.makeDir(h, cfg.ID)
+		dir, err := cg.makeDir(h, name, ctrl)
 		if err != nil {
 			cg.remove()
 			return nil, fmt.Errorf("%s limit: %w", option(ctrl), err)
 		}
-		if err := setLimit(dir, h.v2, ctrl, cfg); err != nil {
+		if err := setLimit(dir, h.V2, ctrl, cfg); err != nil {
 			cg.remove()
 			return nil, fmt.Errorf("%s limit: %w", option(ctrl), err)
 		}
 		if ctrl == "memory" {
-			cg.memory, cg.v2mem = dir, h.v2
+			cg.memory, cg.v2mem = dir, h.V2
 		}
 	}
 	return cg, nil
@@ -75,97 +79,21 @@ func option(ctrl string) string {
 	return "WithCPUs"
 }
 
-// hierarchy is one mounted cgroup hierarchy.
-type hierarchy struct {
-	mount       string
-	v2          bool
-	controllers map[string]bool
-}
-
-// pick returns the hierarchy that offers ctrl, v2 first.
-func pick(hs []hierarchy, ctrl string) *hierarchy {
-	for _, v2 := range []bool{true, false} {
-		for i := range hs {
-			if hs[i].v2 == v2 && hs[i].controllers[ctrl] {
-				return &hs[i]
-			}
+// makeDir returns the sandbox cgroup name under the caller's cgroup in h
+// for controller ctrl, creating it unless it exists already (two
+// controllers of one hierarchy); in v2 it first enables ctrl for the
+// caller's children (see cgroupdir.EnableIn).
+func (cg *cgroup) makeDir(h *cgroupdir.Hierarchy, name, ctrl string) (string, error) {
+	if h.V2 {
+		if err := cgroupdir.EnableIn(h.Caller, []string{ctrl}); err != nil {
+			return "", err
 		}
 	}
-	return nil
-}
-
-// hierarchies lists the whole cgroup hierarchies mounted here.
-func hierarchies() ([]hierarchy, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
+	dir := filepath.Join(h.Caller, name)
+	if slices.Contains(cg.dirs, dir) {
+		return dir, nil
 	}
-	defer f.Close()
-	var hs []hierarchy
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(tail) < 3 || fields[3] != "/" {
-			continue
-		}
-		h := hierarchy{mount: fields[4], controllers: map[string]bool{}}
-		switch tail[0] {
-		case "cgroup2":
-			b, err := os.ReadFile(filepath.Join(h.mount, "cgroup.controllers"))
-			if err != nil {
-				continue
-			}
-			h.v2 = true
-			for _, c := range strings.Fields(string(b)) {
-				h.controllers[c] = true
-			}
-		case "cgroup":
-			for _, o := range strings.Split(tail[2], ",") {
-				h.controllers[o] = true
-			}
-		default:
-			continue
-		}
-		hs = append(hs, h)
-	}
-	return hs, sc.Err()
-}
-
-// makeDir creates cc-sandbox/<id> in h, unless it exists already (two
-// controllers of one hierarchy), enabling the controllers on the way down
-// in v2.
-func (cg *cgroup) makeDir(h *hierarchy, id string) (string, error) {
-	parent := filepath.Join(h.mount, cgroupParent)
-	dir := filepath.Join(parent, id)
-	for _, d := range cg.dirs {
-		if d == dir {
-			return dir, nil
-		}
-	}
-	if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			return "", fmt.Errorf("cannot create cgroups under %s (%v): run as root or give this user a delegated cgroup", h.mount, err)
-		}
-		return "", err
-	}
-	if h.v2 {
-		var ctrls []string
-		for _, c := range []string{"memory", "cpu"} {
-			if h.controllers[c] {
-				ctrls = append(ctrls, "+"+c)
-			}
-		}
-		for _, d := range []string{h.mount, parent} {
-			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte(strings.Join(ctrls, " ")), 0); err != nil {
-				return "", fmt.Errorf("enabling controllers in %s: %w", d, err)
-			}
-		}
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			return "", fmt.Errorf("cannot create a cgroup under %s (%v): run as root or give this user a delegated cgroup", parent, err)
-		}
+	if err := cgroupdir.Mkdir(dir); err != nil {
 		return "", err
 	}
 	cg.dirs = append(cg.dirs, dir)
@@ -243,13 +171,7 @@ func (cg *cgroup) remove() {
 		return
 	}
 	for i := len(cg.dirs) - 1; i >= 0; i-- {
-		for try := 0; try < 50; try++ {
-			err := os.Remove(cg.dirs[i])
-			if err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, syscall.EBUSY) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // the last task is still leaving
-		}
+		cgroupdir.Remove(cg.dirs[i])
 	}
 	cg.dirs = nil
 }

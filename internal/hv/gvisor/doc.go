@@ -44,7 +44,8 @@
 // it; it gets PR_SET_PDEATHSIG) the kernel kills every process of its pid
 // namespace, the sentry and the gofer included, and the mounts go with
 // its mount namespace. Nothing is left on the host but the cgroup of the
-// limits, which Stop removes.
+// limits, which Stop removes (if the host is killed, the next sandbox start
+// sweeps it: see cgroupdir).
 //
 // # Why runsc fails with "error executing umounter"
 //
@@ -71,7 +72,8 @@
 // every command in a cgroup under it, while it stays out of the limit
 // itself, as on the namespace backend. gVisor uncharges a task when it
 // exits, not when it is reaped: zombies do not count against the limit. Memory and CPU limits are a host
-// cgroup around the launcher, and so around the whole sandbox: gVisor has
+// cgroup around the launcher, and so around the whole sandbox, nested
+// under the caller's own cgroup as the namespace backend's are: gVisor has
 // no out-of-memory killer of its own, so a sandbox over its memory limit
 // is killed as a whole, and Err then matches ipc.ErrOutOfMemory.
 // WithDiskMB sizes the writable layer's tmpfs. The writable layer lives
