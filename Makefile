@@ -58,7 +58,7 @@ test:
 ## as runsc (tag gvisor links it in; runsc needs a static binary, so no cgo
 ## and no race detector), then the gVisor tests and the hv conformance suite.
 ## The same selection as scripts/test-phases' gvisor phase (make test runs it).
-GVISOR_SUITE := ^(TestExec|TestFS|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshotRace|TestSnapshotAndFork|TestSnapshotForksAreIsolated|TestSnapshotKeys|TestSnapshotReopenAcrossProcesses|TestSnapshotExport|TestSnapshotRedoneChange|TestEgress.*|TestOpenFilesLimit|TestLifecycle|TestInterruptSparesSandboxes|TestConfinedOnEveryThread|TestAgentSurvivesSignals|TestAgentOwnProcFiles|TestReadOnlyMount|TestCgroupsUnderCaller|TestHostKilledCgroups|TestGVisor.*)$$
+GVISOR_SUITE := ^(TestExec|TestFS|TestFileAPI|TestPathEscape|TestNetConn|TestListener|TestHTTPBothWays|TestPacketAndUnix|TestExposeForward|TestSnapshotRace|TestSnapshotAndFork|TestSnapshotForksAreIsolated|TestSnapshotKeys|TestSnapshotReopenAcrossProcesses|TestSnapshotExport|TestSnapshotRedoneChange|TestEgress.*|TestOpenFilesLimit|TestLifecycle|TestInterruptSparesSandboxes|TestConfinedOnEveryThread|TestAgentSurvivesSignals|TestAgentLimitsNotSettable|TestAgentOwnProcFiles|TestReadOnlyMount|TestCgroupsUnderCaller|TestHostKilledCgroups|TestGVisor.*)$$
 test-gvisor:
 	CGO_ENABLED=0 CC_BACKEND=gvisor $(GO) test -tags gvisor -count=1 -timeout 30m -run '$(GVISOR_SUITE)' -skip '/(vm|descriptors)$$' .
 	CGO_ENABLED=0 $(GO) test -tags gvisor -count=1 -timeout 20m -run 'TestExamples/gvisor' .
