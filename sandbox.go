@@ -159,7 +159,10 @@ func WithCPUs(n float64) Option {
 
 // WithPidsLimit bounds the number of processes and threads in the sandbox
 // (a fork bomb stays inside). New fails when the host has no cgroup pids
-// controller to enforce it.
+// controller to enforce it. On the gVisor backend, which counts a task
+// until it exits rather than until it is reaped, zombies a process never
+// reaps do not count: pair it with WithMemoryMB there, which bounds what
+// they hold.
 func WithPidsLimit(n int64) Option {
 	return instanceOption(func(o *newOptions) error {
 		if n <= 0 {
