@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // A host mount is bound with MS_REC, so every mount below the host path
@@ -131,29 +132,10 @@ func mountsBelow(top string) ([]string, error) {
 		if len(fields) < 5 {
 			continue
 		}
-		p := unescapeMountinfo(fields[4])
+		p := fsutil.UnescapeMountinfo(fields[4])
 		if p == top || strings.HasPrefix(p, strings.TrimSuffix(top, "/")+"/") {
 			points = append(points, p)
 		}
 	}
 	return points, sc.Err()
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -113,15 +113,3 @@ func restrictTreeChild(t *testing.T) {
 		}
 	}
 }
-
-// TestUnescapeMountinfo: mount points with spaces, tabs, newlines and
-// backslashes come escaped in mountinfo.
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/a\040b`: "/a b", `/t\011x`: "/t\tx", `/n\012`: "/n\n", `/b\134s`: `/b\s`, `/plain`: "/plain", `/short\04`: `/short\04`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

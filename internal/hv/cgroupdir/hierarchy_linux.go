@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // Hierarchy is one mounted cgroup hierarchy, and where this process sits
@@ -47,7 +48,7 @@ func Hierarchies() ([]Hierarchy, error) {
 		if len(fields) < 5 || len(tail) < 3 || (tail[0] != "cgroup" && tail[0] != "cgroup2") {
 			continue
 		}
-		root, mount := unescapeMountinfo(fields[3]), unescapeMountinfo(fields[4])
+		root, mount := fsutil.UnescapeMountinfo(fields[3]), fsutil.UnescapeMountinfo(fields[4])
 		if seen[mount] {
 			continue
 		}
@@ -115,25 +116,6 @@ func ownCgroups() (map[string]string, error) {
 		}
 	}
 	return own, nil
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // Pick returns the hierarchy that offers ctrl, v2 first, or nil.

@@ -24,20 +24,3 @@ func TestNameOwner(t *testing.T) {
 		}
 	}
 }
-
-// TestUnescapeMountinfo: mountinfo's octal escapes are undone, and
-// anything else is kept.
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		"/sys/fs/cgroup":    "/sys/fs/cgroup",
-		`/a\040b`:           "/a b",
-		`/a\134b`:           `/a\b`,
-		`/a\9`:              `/a\9`,
-		`/trailing\04`:      `/trailing\04`,
-		`/a\011b\012c\040d`: "/a\tb\nc d",
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
