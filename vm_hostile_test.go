@@ -31,16 +31,9 @@ func init() {
 // starts a VM sandbox of the host image on it, in process.
 func hostileVM(t *testing.T, mode string, env []string, opts ...Option) *Instance {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "cc-hostilevm-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	// QEMU runs as an unprivileged id of its user namespace, which may not
 	// reach the test binary where it is.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := qemuDir(t, 0o755)
 	bin := filepath.Join(dir, "hostilevm")
 	if err := copyExecutable(bin); err != nil {
 		t.Fatal(err)
@@ -58,6 +51,22 @@ func hostileVM(t *testing.T, mode string, env []string, opts ...Option) *Instanc
 	t.Setenv("CC_VM_ACCEL", "tcg")
 	t.Setenv("CC_USE_HELPER", "0") // CC_QEMU is this process's
 	return hostInstance(t, append([]Option{WithBackend(BackendVM)}, opts...)...)
+}
+
+// qemuDir makes a temporary directory of mode, removed when the test
+// ends, outside t.TempDir's, whose parent the unprivileged ids QEMU runs
+// as cannot walk.
+func qemuDir(t *testing.T, mode os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cc-hostilevm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // copyExecutable copies this test binary to path, mode 0755.
@@ -128,16 +137,7 @@ func TestVMCloseGuestNeverAnswers(t *testing.T) {
 // not Instance.Close, which stops the sandbox first (its session's end
 // fails the call) and takes the lock after.
 func TestVMCloseGuestNeverAnswersNetwork(t *testing.T) {
-	marks, err := os.MkdirTemp("", "cc-hostilevm-mark-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(marks) })
-	// QEMU runs as an unprivileged id of its user namespace.
-	if err := os.Chmod(marks, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	mark := filepath.Join(marks, "asked")
+	mark := filepath.Join(qemuDir(t, 0o777), "asked") // the guest writes it
 	inst := hostileVM(t, "nethang", []string{hostilevm.EnvMark + "=" + mark}, WithNetwork())
 	toggled := make(chan error, 1)
 	go func() { toggled <- inst.SetNetworkEnabled(false) }()
