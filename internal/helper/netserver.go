@@ -346,7 +346,10 @@ func (s *NetServer) checkMount(m ipc.RemoteMount) (hv.Bind, error) {
 	}
 	for _, allowed := range s.cfg.Policy.AllowMounts {
 		if real == allowed || strings.HasPrefix(real, allowed+string(filepath.Separator)) {
-			return hv.Bind{HostPath: real, Path: filepath.Clean(m.Path), Writable: m.Writable}, nil
+			// Resolved: the backend opens real following no link, so
+			// that a component a sandbox swaps for one after this check
+			// (it may write in an allowed directory) fails the start.
+			return hv.Bind{HostPath: real, Path: filepath.Clean(m.Path), Writable: m.Writable, Resolved: true}, nil
 		}
 	}
 	return refuse("not under a directory the helper's policy allows (allowMounts)")

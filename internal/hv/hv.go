@@ -95,6 +95,12 @@ type Bind struct {
 	HostPath string
 	Path     string // absolute path inside the sandbox
 	Writable bool
+	// Resolved says HostPath has been checked with its symlinks resolved
+	// (a network helper's allowMounts): the backend must open it
+	// following none, so that a component someone swaps for a link after
+	// the check (a sandbox writing in an allowed directory can) fails the
+	// start instead of leading the bind elsewhere (OpenBindSource).
+	Resolved bool
 }
 
 // Sandbox is one running sandbox.

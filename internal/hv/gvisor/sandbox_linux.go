@@ -221,7 +221,15 @@ func (s *sandbox) sendFiles(conn *os.File, pid int) error {
 		}
 	}()
 	for i, p := range paths {
-		fd, err := unix.Open(root+p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		var fd int
+		var err error
+		if i > len(s.cfg.Layers) {
+			// a mount source: one checked with its links resolved
+			// (Resolved) follows none now
+			fd, _, err = hv.OpenBindSource(root, s.cfg.Binds[i-1-len(s.cfg.Layers)], false)
+		} else {
+			fd, err = unix.Open(root+p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		}
 		if err != nil {
 			what := "mount source"
 			switch {

@@ -360,15 +360,14 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 		}
 	}
 	for _, b := range s.cfg.Binds {
-		fi, err := os.Stat(b.HostPath)
+		// One open, its kind read from the descriptor: a path checked
+		// with its links resolved (b.Resolved) follows none now.
+		raw, isDir, err := hv.OpenBindSource(root, b, false)
 		if err != nil {
 			return fail(fmt.Errorf("mount source: %w", err))
 		}
-		fd, err := open(b.HostPath, false)
-		if err != nil {
-			return fail(fmt.Errorf("mount source: %w", err))
-		}
-		c.Binds = append(c.Binds, agent.Bind{Source: fd, Dir: fi.IsDir(), Path: b.Path, Writable: b.Writable})
+		files = append(files, os.NewFile(uintptr(raw), b.HostPath))
+		c.Binds = append(c.Binds, agent.Bind{Source: len(files) - 1, Dir: isDir, Path: b.Path, Writable: b.Writable})
 	}
 	return c, files, nil
 }
