@@ -140,6 +140,9 @@ func WithMemoryMB(mb uint64) Option {
 		if mb == 0 {
 			return errors.New("WithMemoryMB: zero memory")
 		}
+		if mb > 1<<30 { // its bytes (mb<<20) would wrap, and a helper's ledger with them
+			return fmt.Errorf("WithMemoryMB: %d MB: at most %d", mb, 1<<30)
+		}
 		o.memoryMB = mb
 		return nil
 	})
