@@ -81,20 +81,43 @@ func FleetFromDNS(ctx context.Context, name string, port int, tc *tls.Config, op
 	return f, nil
 }
 
-// lookup returns the helpers' addresses, sorted.
+// lookup returns the helpers' addresses, sorted: at most maxFleetHelpers
+// of them, so that an answer of thousands of SRV targets each with
+// thousands of addresses costs at most maxFleetHelpers lookups of targets
+// and holds no more addresses than the fleet keeps. The SRV records are
+// taken in the order of their targets and ports, each target's addresses
+// sorted, so that the same answer keeps the same helpers whatever order
+// the resolver shuffled it into.
 func (d *fleetDNS) lookup(ctx context.Context) ([]string, error) {
 	var addrs []string
 	if _, srvs, err := d.resolver.LookupSRV(ctx, "", "", d.name); err == nil && len(srvs) > 0 {
-		for _, s := range srvs {
-			// The targets are resolved here, with the same resolver.
-			hosts, err := d.resolver.LookupHost(ctx, s.Target)
-			if err != nil {
-				continue // a target that does not resolve now: maybe later
+		slices.SortFunc(srvs, func(a, b *net.SRV) int {
+			if c := strings.Compare(a.Target, b.Target); c != 0 {
+				return c
 			}
-			for _, h := range hosts {
-				if s.Port != 0 { // no service listens there
-					addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(int(s.Port))))
+			return int(a.Port) - int(b.Port)
+		})
+		resolved := map[string][]string{}
+		for _, s := range srvs {
+			if len(addrs) >= maxFleetHelpers || len(resolved) >= maxFleetHelpers {
+				break
+			}
+			if s.Port == 0 { // no service listens there
+				continue
+			}
+			// The targets are resolved here, with the same resolver,
+			// each once.
+			hosts, ok := resolved[s.Target]
+			if !ok {
+				var err error
+				if hosts, err = d.resolver.LookupHost(ctx, s.Target); err != nil {
+					hosts = nil // a target that does not resolve now: maybe later
 				}
+				slices.Sort(hosts)
+				resolved[s.Target] = hosts
+			}
+			for _, h := range hosts[:min(len(hosts), maxFleetHelpers-len(addrs))] {
+				addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(int(s.Port))))
 			}
 		}
 	} else {
