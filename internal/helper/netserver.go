@@ -54,6 +54,7 @@ type NetServer struct {
 	quotaMu      sync.Mutex
 	booked       map[string]int64       // guarded by quotaMu: bytes on their way in by client (see storeRoom)
 	quotaLocks   map[string]*sync.Mutex // guarded by quotaMu: each client's lock of storeRoom
+	snapLocks    sync.Map               // client -> *sync.Mutex: its snapshots, one at a time (snapshotLock)
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc

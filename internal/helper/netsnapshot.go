@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -97,7 +98,13 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 		return ipc.SnapshotAns{}, err
 	}
 	// What the snapshot adds is known only once it is taken: it needs
-	// room for a byte, and may then pass the limit by its size.
+	// room for a byte, and may then pass the limit by its size. A
+	// client's snapshots are taken one at a time, each counted (granted)
+	// before the next checks the share: at once, they would all find
+	// room and pass it by the sum of their sizes.
+	sl := s.srv.snapshotLock(ni.owner)
+	sl.Lock()
+	defer sl.Unlock()
 	unbook, err := s.srv.storeRoom(ni.owner, 1)
 	if err != nil {
 		return ipc.SnapshotAns{}, err
@@ -128,4 +135,10 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	}
 	data, err := json.Marshal(info)
 	return ipc.SnapshotAns{Info: data}, err
+}
+
+// snapshotLock returns client's lock of its snapshots (see snapshot).
+func (s *NetServer) snapshotLock(client string) *sync.Mutex {
+	m, _ := s.snapLocks.LoadOrStore(client, new(sync.Mutex))
+	return m.(*sync.Mutex)
 }
