@@ -102,7 +102,9 @@ func (p *testPKI) client(cn string) *tls.Config {
 // returns its address.
 func startNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer {
 	t.Helper()
-	args := append([]string{"-listen", "127.0.0.1:0", "-store", testCache}, p.serverFlags(t, "lo", net.IPv4(127, 0, 0, 1))...)
+	// The test registries listen on loopback, which a client's pull may
+	// reach only when the operator allows it.
+	args := append([]string{"-listen", "127.0.0.1:0", "-store", testCache, "-allow-registry", "127.0.0.0/8"}, p.serverFlags(t, "lo", net.IPv4(127, 0, 0, 1))...)
 	cfg, err := helper.ParseServeFlags(append(args, extra...))
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/ccsandbox/sandbox/internal/egress"
 	"github.com/ccsandbox/sandbox/internal/engine"
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/image"
@@ -255,8 +256,15 @@ func (s *NetServer) capacity(client string) ipc.CapacityAns {
 func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ipc.PullAns, error) {
 	var mu sync.Mutex
 	checked := map[v1.Hash]bool{}
+	// The client names the registry, and with it where this host's
+	// requests go (redirects and token realms included): they pass the
+	// egress rules a sandbox's would, so that a client reaches no service
+	// on this host's loopback or addresses, nor a metadata address, and
+	// reads no answer of one in the pull's error (-allow-registry lets
+	// the operator's own registry through).
 	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP, Unlocked: true,
-		Verify: func(h v1.Hash) bool { return !s.usable(client, h) },
+		Transport: egress.GuardedTransport(s.cfg.RegistryAllow...),
+		Verify:    func(h v1.Hash) bool { return !s.usable(client, h) },
 		Checked: func(h v1.Hash) {
 			mu.Lock()
 			checked[h] = true

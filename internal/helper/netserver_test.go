@@ -29,7 +29,8 @@ func startServer(t *testing.T, grace time.Duration) (*NetServer, *testcerts.CA) 
 	}
 	os.WriteFile(caFile, ca.PEM, 0o600)
 	cfg, err := ParseServeFlags([]string{"-listen", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", key, "-client-ca", caFile,
-		"-store", filepath.Join(dir, "store"), "-client-grace", grace.String(), "-max-instances", "4"})
+		"-store", filepath.Join(dir, "store"), "-client-grace", grace.String(), "-max-instances", "4",
+		"-allow-registry", "127.0.0.0/8"}) // the test registries listen on loopback
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestServeInsecureLoopback(t *testing.T) {
 	if _, err := ParseServeFlags([]string{"-listen", "0.0.0.0:0", "-insecure-loopback"}); err == nil {
 		t.Error("-insecure-loopback on a wildcard address was accepted")
 	}
-	cfg, err := ParseServeFlags([]string{"-listen", "127.0.0.1:0", "-insecure-loopback", "-store", t.TempDir()})
+	cfg, err := ParseServeFlags([]string{"-listen", "127.0.0.1:0", "-insecure-loopback", "-store", t.TempDir(), "-allow-registry", "127.0.0.0/8"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,6 +32,12 @@ type ServeConfig struct {
 	Verbose      bool          // log to standard error
 
 	Policy Policy // read from PolicyFile by ParseServeFlags
+
+	// RegistryAllow lists networks a client's pull may reach that the
+	// egress rules otherwise refuse (this host's loopback and own
+	// addresses, link-local and metadata addresses): a registry the
+	// operator runs there (-allow-registry, repeatable).
+	RegistryAllow []netip.Prefix
 }
 
 // Policy is the helper's own configuration of what its clients may do.
@@ -98,6 +105,18 @@ func ParseServeFlags(args []string) (*ServeConfig, error) {
 	fs.DurationVar(&c.ClientGrace, "client-grace", DefaultClientGrace, "how long a vanished client's sandboxes live on")
 	fs.IntVar(&c.MaxInstances, "max-instances", 100, "sandboxes at once on this helper")
 	fs.BoolVar(&c.Verbose, "v", false, "log to standard error")
+	fs.Func("allow-registry", "a network (CIDR) clients' pulls may reach though the egress rules refuse it (this host's loopback or addresses, link-local); repeatable", func(v string) error {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return err
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.RegistryAllow = append(c.RegistryAllow, p.Masked())
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("cc-helper serve: %w", err)
 	}
