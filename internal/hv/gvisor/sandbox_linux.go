@@ -224,11 +224,11 @@ func (s *sandbox) sendFiles(conn *os.File, pid int) error {
 		var fd int
 		var err error
 		if i > len(s.cfg.Layers) {
-			// a mount source: one checked with its links resolved
-			// (Resolved) follows none now
-			fd, _, err = hv.OpenBindSource(root, s.cfg.Binds[i-1-len(s.cfg.Layers)], false)
-		} else {
-			fd, err = unix.Open(root+p, unix.O_PATH|unix.O_CLOEXEC, 0)
+			// a mount source, which a network helper's check may have
+			// resolved (Resolved): it follows no link now
+			fd, _, err = hv.OpenBindSource(root, s.cfg.Binds[i-1-len(s.cfg.Layers)])
+		} else if fd, err = unix.Open(root+p, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+			err = &os.PathError{Op: "open", Path: p, Err: err}
 		}
 		if err != nil {
 			what := "mount source"
@@ -238,7 +238,7 @@ func (s *sandbox) sendFiles(conn *os.File, pid int) error {
 			case i <= len(s.cfg.Layers):
 				what = "layer"
 			}
-			return fmt.Errorf("gvisor backend: %s: %w", what, &os.PathError{Op: "open", Path: p, Err: err})
+			return fmt.Errorf("gvisor backend: %s: %w", what, err)
 		}
 		fds = append(fds, fd)
 	}

@@ -362,7 +362,7 @@ func (s *sandbox) agentConfig(pid int) (*agent.Config, []*os.File, error) {
 	for _, b := range s.cfg.Binds {
 		// One open, its kind read from the descriptor: a path checked
 		// with its links resolved (b.Resolved) follows none now.
-		raw, isDir, err := hv.OpenBindSource(root, b, false)
+		raw, isDir, err := hv.OpenBindSource(root, b)
 		if err != nil {
 			return fail(fmt.Errorf("mount source: %w", err))
 		}
