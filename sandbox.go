@@ -133,15 +133,15 @@ type instanceOption func(*newOptions) error
 func (f instanceOption) applyNew(o *newOptions) error { return f(o) }
 
 // WithMemoryMB limits the sandbox's memory (all its processes together) to
-// mb mebibytes. New fails when the host cannot enforce it (no cgroup memory
-// controller, or no permission to use one).
+// mb mebibytes, at most 1 PiB (2^30). New fails when the host cannot
+// enforce it (no cgroup memory controller, or no permission to use one).
 func WithMemoryMB(mb uint64) Option {
 	return instanceOption(func(o *newOptions) error {
 		if mb == 0 {
 			return errors.New("WithMemoryMB: zero memory")
 		}
-		if mb > 1<<30 { // its bytes (mb<<20) would wrap, and a helper's ledger with them
-			return fmt.Errorf("WithMemoryMB: %d MB: at most %d", mb, 1<<30)
+		if mb > hv.MaxMemoryMB { // its bytes (mb<<20) would wrap, and a helper's ledger with them
+			return fmt.Errorf("WithMemoryMB: %d MB: at most %d", mb, hv.MaxMemoryMB)
 		}
 		o.memoryMB = mb
 		return nil

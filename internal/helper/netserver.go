@@ -228,10 +228,6 @@ func (s *NetServer) handshake(conn net.Conn, proven func()) {
 	sess.end()
 }
 
-// maxMemoryMB is the largest memory limit a sandbox may ask for (1 PiB):
-// its bytes and the ledger's int64 sums of it cannot wrap.
-const maxMemoryMB = 1 << 30
-
 // Connections at once, of one client and in all: each holds buffers and
 // a goroutine however idle it is. A sandbox takes a few (its control
 // connection, one per call in flight); a connection that becomes a stream
@@ -389,11 +385,11 @@ func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.Remot
 		spec.Binds = append(spec.Binds, b)
 	}
 	// The ledger books memory as int64 and the cgroup gets MemoryMB<<20
-	// bytes: past maxMemoryMB either wraps (2^63+64 MB is booked below
+	// bytes: past hv.MaxMemoryMB either wraps (2^63+64 MB is booked below
 	// zero and runs at 64 MiB), so it is refused before either.
-	if m.MemoryMB > maxMemoryMB {
+	if m.MemoryMB > hv.MaxMemoryMB {
 		return ipc.RemoteNewAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
-			Message: fmt.Sprintf("memory limit %d MB: at most %d MB", m.MemoryMB, uint64(maxMemoryMB))}
+			Message: fmt.Sprintf("memory limit %d MB: at most %d MB", m.MemoryMB, hv.MaxMemoryMB)}
 	}
 	release, err := s.ledger.reserve(client, int64(m.MemoryMB))
 	if err != nil {

@@ -54,6 +54,11 @@ type Capabilities struct {
 	AgentServesUntilDone bool
 }
 
+// MaxMemoryMB is the largest memory limit a sandbox may have (1 PiB): its
+// bytes (MemoryMB<<20), and a network helper's int64 sums of its clients'
+// limits, cannot wrap.
+const MaxMemoryMB = 1 << 30
+
 // Config describes a sandbox to start.
 type Config struct {
 	ID       string
@@ -63,7 +68,7 @@ type Config struct {
 	Hostname string
 	IDMap    idmap.Map
 
-	MemoryMB uint64  // 0: no limit (a VM: the backend's default size)
+	MemoryMB uint64  // 0: no limit (a VM: the backend's default size); at most MaxMemoryMB
 	CPUs     float64 // 0: no limit (a VM: the backend's default count)
 	PidsMax  int64   // 0: no limit
 	NoFile   uint64  // open files per process; 0: the host's limit
