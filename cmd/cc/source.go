@@ -10,13 +10,14 @@ import (
 	"strings"
 
 	"github.com/ccsandbox/sandbox"
+	"github.com/ccsandbox/sandbox/internal/egress"
 )
 
 // sourceRules say which kinds of IMAGE an openSource call accepts.
 type sourceRules struct {
 	paths    bool      // layout directories and archives on the host; false: never looked at, not even stat
 	noPull   bool      // use only images the store has: no registry is asked
-	guarded  bool      // a client chose the name: registries are reached as a sandbox's egress would be (guardedTransport)
+	guarded  bool      // a client chose the name: registries are reached as a sandbox's egress would be (egress.GuardedTransport)
 	progress io.Writer // where a pull draws its progress bar; nil: nowhere
 }
 
@@ -53,7 +54,7 @@ func openSource(ctx context.Context, g *globals, name string, rules sourceRules)
 		opts = append(opts, sandbox.WithPullPolicy(sandbox.PullNever))
 	}
 	if rules.guarded {
-		opts = append(opts, sandbox.WithTransport(guardedTransport()))
+		opts = append(opts, sandbox.WithTransport(egress.GuardedTransport()))
 	}
 	img, err := sandbox.Pull(ctx, name, opts...)
 	if rules.noPull && errors.Is(err, fs.ErrNotExist) {

@@ -15,9 +15,10 @@ import (
 // client this host does not trust chose (an MCP client, a network
 // helper's client): the client picks the registry, and with it where the
 // server's own requests go (redirects and token realms included), so every
-// connection passes sandbox.DefaultDialer's rules, as a sandbox's egress
+// connection passes DefaultDialer(allow...)'s rules, as a sandbox's egress
 // would: not the host's loopback or its own addresses, not link-local or
-// metadata addresses. The proxy the operator configured
+// metadata addresses, but for the networks allow lists. The proxy the
+// operator configured
 // (HTTPS_PROXY, HTTP_PROXY) is reached wherever it is; a request sent
 // through it is checked by its destination's addresses first, since the
 // dialer then sees only the proxy's.
