@@ -22,7 +22,7 @@ import (
 // (HTTPS_PROXY, HTTP_PROXY) is reached wherever it is; a request sent
 // through it is checked by its destination's addresses first, since the
 // dialer then sees only the proxy's.
-func GuardedTransport(allow ...netip.Prefix) http.RoundTripper {
+func GuardedTransport(allow ...netip.Prefix) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	proxies := configuredProxies()
 	t.Proxy = func(req *http.Request) (*url.URL, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,9 @@ type NetServer struct {
 	store  *image.Store
 	root   string // the store's directory
 	ledger *ledger
+	// pulls is the transport of clients' pulls, one for all of them so
+	// that they share its connections (see pull)
+	pulls *http.Transport
 
 	sessions atomic.Uint64 // connections past the handshake
 	refused  atomic.Uint64 // connections refused at the handshake
@@ -81,7 +85,8 @@ func NewNetServer(cfg *ServeConfig, log *slog.Logger) (*NetServer, error) {
 		agentStreams: slots{what: "streams (connections, accepted connections, commands' attached input and output)",
 			perClient: maxAgentStreamsPerClient, total: maxAgentStreams},
 		handshakes: slots{what: "connections in their handshake", perClient: maxHandshakesPerHost, total: maxHandshakes},
-		ledger:     newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace)}
+		ledger:     newLedger(cfg.MaxInstances, cfg.Policy, cfg.ClientGrace),
+		pulls:      egress.GuardedTransport(cfg.RegistryAllow...)}
 	if !cfg.InsecureLoopback {
 		tc, err := serverTLS(cfg)
 		if err != nil {
@@ -259,7 +264,7 @@ func (s *NetServer) pull(ctx context.Context, client string, m *ipc.PullReq) (ip
 	// reads no answer of one in the pull's error (-allow-registry lets
 	// the operator's own registry through).
 	po := image.PullOptions{Policy: image.PullPolicy(m.Policy), PlainHTTP: m.PlainHTTP, Unlocked: true,
-		Transport: egress.GuardedTransport(s.cfg.RegistryAllow...),
+		Transport: s.pulls,
 		Verify:    func(h v1.Hash) bool { return !s.usable(client, h) },
 		Checked: func(h v1.Hash) {
 			mu.Lock()
@@ -433,5 +438,6 @@ func (s *NetServer) Close() error {
 	if s.started.Load() {
 		<-s.served
 	}
+	s.pulls.CloseIdleConnections()
 	return err
 }
