@@ -240,15 +240,18 @@ func testBinds(t *testing.T, h Harness) {
 		os.Chown(rw, idmap.RootBase, idmap.RootBase)
 	}
 	_, c := start(t, h, func(cfg *hv.Config) {
-		cfg.Binds = []hv.Bind{{HostPath: ro, Path: "/ro"}, {HostPath: rw, Path: "/deep/rw", Writable: true}}
+		cfg.Binds = []hv.Bind{{HostPath: ro, Path: "/ro"}, {HostPath: rw, Path: "/deep/rw", Writable: true},
+			{HostPath: filepath.Join(ro, "f"), Path: "/file"}}
 	})
 	a := ipc.NewAgent(c)
-	b, err := a.ReadFile(context.Background(), "/ro/f")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != "host" {
-		t.Errorf("read-only bind reads %q", b)
+	for _, p := range []string{"/ro/f", "/file"} {
+		b, err := a.ReadFile(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != "host" {
+			t.Errorf("read-only bind %s reads %q", p, b)
+		}
 	}
 	if err := a.WriteFile(context.Background(), "/ro/g", nil, 0o644); err == nil {
 		t.Error("wrote into a read-only bind")

@@ -207,13 +207,11 @@ func (s *sandbox) prepare(l *launch, k *kernel, initrd string) error {
 	}
 	for i, b := range cfg.Binds {
 		tag := "b" + strconv.Itoa(i)
-		dir, file, err := s.bindDir(i, b)
+		dir, file, err := s.bindDir(l, i, b)
 		if err != nil {
 			return err
 		}
-		if err := share(tag, dir, !b.Writable); err != nil {
-			return fmt.Errorf("mount source: %w", err)
-		}
+		l.spec.Shares = append(l.spec.Shares, qemuShare{Tag: tag, Path: dir, ReadOnly: !b.Writable})
 		l.guest.Binds = append(l.guest.Binds, agent.VMBind{Tag: tag, File: file, Path: b.Path, Writable: b.Writable})
 	}
 	l.guest.Hostname = cfg.Hostname
@@ -230,46 +228,68 @@ func (s *sandbox) prepare(l *launch, k *kernel, initrd string) error {
 	return nil
 }
 
-// bindDir returns the directory to share for a bind, and the file's name
-// in it when the bind is a file: 9p shares directories only, so a file is
-// linked (or, read-only, copied) into a directory of its own in the state
-// directory, and the guest sees nothing else of its host directory.
-func (s *sandbox) bindDir(i int, b hv.Bind) (dir, file string, err error) {
-	fi, err := os.Stat(b.HostPath)
+// bindDir returns the directory QEMU shares for a bind, as a path QEMU
+// opens (/proc/self/fd/N), and the file's name in it when the bind is a
+// file: 9p shares directories only, so a file is linked (or, read-only,
+// copied) into a directory of its own in the state directory, and the
+// guest sees nothing else of its host directory. The bind's source is
+// opened once (hv.OpenBindSource: a path a network helper checked follows
+// no link now) and used only through that descriptor, so that a path
+// swapped after the check leads nowhere else: a directory's descriptor
+// goes to QEMU (l.add), a file's is closed once linked or copied.
+func (s *sandbox) bindDir(l *launch, i int, b hv.Bind) (dir, file string, err error) {
+	fd, isDir, err := hv.OpenBindSource("", b)
 	if err != nil {
 		return "", "", fmt.Errorf("mount source: %w", err)
 	}
-	if fi.IsDir() {
-		return b.HostPath, "", nil
+	src := os.NewFile(uintptr(fd), b.HostPath)
+	if isDir {
+		return "/proc/self/fd/" + strconv.Itoa(l.add(src)), "", nil
 	}
-	dir = filepath.Join(s.cfg.StateDir, "files", strconv.Itoa(i))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	defer src.Close()
+	files := filepath.Join(s.cfg.StateDir, "files", strconv.Itoa(i))
+	if err := os.MkdirAll(files, 0o755); err != nil {
 		return "", "", err
 	}
 	file = filepath.Base(b.HostPath)
-	dst := filepath.Join(dir, file)
-	if err := os.Link(b.HostPath, dst); err != nil {
+	dst := filepath.Join(files, file)
+	// The link is made from the descriptor (its /proc/self/fd name,
+	// followed), never from b.HostPath again.
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	if err := unix.Linkat(unix.AT_FDCWD, self, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW); err != nil {
 		if b.Writable {
-			return "", "", fmt.Errorf("vm backend: a writable file mount must be on the file system of the state directory (%s): %w", s.cfg.StateDir, err)
+			return "", "", fmt.Errorf("vm backend: a writable file mount must be on the file system of the state directory (%s): %w",
+				s.cfg.StateDir, &os.LinkError{Op: "link", Old: b.HostPath, New: dst, Err: err})
 		}
-		if err := copyFile(b.HostPath, dst); err != nil {
+		if err := copyFile(src, dst); err != nil {
 			return "", "", fmt.Errorf("mount source: %w", err)
 		}
 	}
-	return dir, file, nil
+	fd, err = unix.Open(files, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", "", &os.PathError{Op: "open", Path: files, Err: err}
+	}
+	return "/proc/self/fd/" + strconv.Itoa(l.add(os.NewFile(uintptr(fd), files))), file, nil
 }
 
-// copyFile copies a regular file's content and mode.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+// copyFile copies the regular file src (opened O_PATH) to the new file
+// dst, its content and mode. Anything but a regular file is refused: a
+// FIFO would hold the open, a device would copy without end.
+func copyFile(src *os.File, dst string) error {
+	fi, err := src.Stat()
 	if err != nil {
 		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return &os.PathError{Op: "copy", Path: src.Name(), Err: errors.New("a read-only file mount that cannot be linked must be a regular file")}
+	}
+	// An O_PATH descriptor reads nothing: its /proc/self/fd name opens
+	// the same file again, for reading.
+	in, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(src.Fd())))
+	if err != nil {
+		return &os.PathError{Op: "open", Path: src.Name(), Err: errors.Unwrap(err)}
 	}
 	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
 	if err != nil {
 		return err
