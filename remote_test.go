@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -99,12 +100,18 @@ func (p *testPKI) client(cn string) *tls.Config {
 }
 
 // startNetHelper runs a network helper in this process on loopback and
-// returns its address.
+// returns its address. Its clients' pulls may reach loopback, where the
+// test registries listen (-allow-registry).
 func startNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer {
 	t.Helper()
-	// The test registries listen on loopback, which a client's pull may
-	// reach only when the operator allows it.
-	args := append([]string{"-listen", "127.0.0.1:0", "-store", testCache, "-allow-registry", "127.0.0.0/8"}, p.serverFlags(t, "lo", net.IPv4(127, 0, 0, 1))...)
+	return serveNetHelper(t, p, append([]string{"-allow-registry", "127.0.0.0/8"}, extra...)...)
+}
+
+// serveNetHelper runs a network helper in this process on loopback, with
+// p's certificates and the flags extra, and returns it; it is closed with t.
+func serveNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer {
+	t.Helper()
+	args := append([]string{"-listen", "127.0.0.1:0", "-store", testCache}, p.serverFlags(t, "lo", net.IPv4(127, 0, 0, 1))...)
 	cfg, err := helper.ParseServeFlags(append(args, extra...))
 	if err != nil {
 		t.Fatal(err)
@@ -381,4 +388,32 @@ func TestReadFileStreamed(t *testing.T) {
 		defer inst.Close()
 		check(t, inst)
 	})
+}
+
+// TestRemotePullGuarded: a client names as its registry a service on the
+// helper's own loopback (where a metadata service or a kubelet's port
+// would answer only the helper's host). The helper's pull must not reach
+// it, and so tell the client nothing of its answer, unless the operator
+// allows that network (-allow-registry, which startNetHelper gives).
+func TestRemotePullGuarded(t *testing.T) {
+	var hits atomic.Int64
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"errors":[{"code":"DENIED","message":"internal only: secret-key"}]}`))
+	}))
+	defer internal.Close()
+	p := newTestPKI(t)
+	s := serveNetHelper(t, p) // as an operator runs it: no -allow-registry
+	r, err := DialRemote(context.Background(), s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ref := strings.TrimPrefix(internal.URL, "http://") + "/latest/meta-data:iam"
+	_, err = r.Pull(context.Background(), ref, WithPlainHTTP())
+	if err == nil || strings.Contains(err.Error(), "secret-key") || hits.Load() != 0 {
+		t.Errorf("a pull from the helper's loopback: %d requests reached it, and the client was told %v", hits.Load(), err)
+	}
 }
