@@ -390,6 +390,46 @@ func TestReadFileStreamed(t *testing.T) {
 	})
 }
 
+// TestRemoteMemoryLimitWraps: a client sends a memory limit of 2^63+64
+// MB itself (WithMemoryMB refuses it), which the helper's ledger would
+// book as a negative int64 and the cgroup would get as (2^63+64)<<20
+// bytes, wrapped to 64 MiB. The helper must refuse it as a bad argument,
+// and the client's share must stay whole: a sandbox over its maxMemoryMB
+// is refused after it as before.
+func TestRemoteMemoryLimitWraps(t *testing.T) {
+	ctx := context.Background()
+	p := newTestPKI(t)
+	policy := filepath.Join(p.dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"clients":{"*":{"maxMemoryMB":256,"maxInstances":4}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref := testRegistry(t, "127.0.0.1:0")
+	s := startNetHelper(t, p, "-policy", policy)
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WithMemoryMB(1<<63 + 64).(instanceOption)(&newOptions{}); err == nil {
+		t.Error("WithMemoryMB(2^63+64) was accepted")
+	}
+	wraps := instanceOption(func(o *newOptions) error { o.memoryMB = 1<<63 + 64; return nil })
+	if inst, err := r.New(ctx, img, wraps); err == nil {
+		defer inst.Close()
+		t.Error("a memory limit of 2^63+64 MB started a sandbox")
+	} else if !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("a memory limit of 2^63+64 MB: %v, want an error matching fs.ErrInvalid", err)
+	}
+	if inst, err := r.New(ctx, img, WithMemoryMB(100000)); err == nil {
+		defer inst.Close()
+		t.Error("a sandbox of 100000 MB started for a client whose maxMemoryMB is 256")
+	}
+}
+
 // TestRemotePullGuarded: a client names as its registry a service on the
 // helper's own loopback (where a metadata service or a kubelet's port
 // would answer only the helper's host). The helper's pull must not reach
