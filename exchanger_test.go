@@ -19,23 +19,25 @@ import (
 // raceFor is how long a race runs.
 const raceFor = 3 * time.Second
 
-// exchanger exchanges a and b until d has passed, then prints how many
+// exchange exchanges a and b until stop is closed and returns how many
 // exchanges it made. A failed exchange (one of them gone a moment) is
 // retried.
-func exchanger(a, b string, d time.Duration) int {
-	deadline := time.Now().Add(d)
+func exchange(a, b string, stop <-chan struct{}) int {
 	n := 0
-	for time.Now().Before(deadline) {
+	for {
+		select {
+		case <-stop:
+			return n
+		default:
+		}
 		if unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE) == nil {
 			n++
 		}
 	}
-	fmt.Println(n)
-	return 0
 }
 
-// exchangerRole runs exchanger with the arguments of the "exchange" child role:
-// a, b and the duration.
+// exchangerRole runs exchange with the arguments of the "exchange" child
+// role (a, b and the duration) and prints how many exchanges it made.
 func exchangerRole(args []string) int {
 	if len(args) != 3 {
 		fmt.Fprintln(os.Stderr, "exchange: want a, b and a duration")
@@ -46,7 +48,10 @@ func exchangerRole(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	return exchanger(args[0], args[1], d)
+	stop := make(chan struct{})
+	time.AfterFunc(d, func() { close(stop) })
+	fmt.Println(exchange(args[0], args[1], stop))
+	return 0
 }
 
 // startExchanger copies this test binary into inst and starts it there

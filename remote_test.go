@@ -390,6 +390,75 @@ func TestReadFileStreamed(t *testing.T) {
 	})
 }
 
+// TestRemoteMountSwapRace: a client whose policy allows a helper-side
+// directory mounts it writable into a sandbox, and there exchanges one of
+// its entries, a directory, with a symlink to a helper path outside the
+// allowed directory, as fast as it can, while it starts sandboxes that
+// mount that entry. (The exchange runs in the test process, on the
+// helper's side of the same directory: this test binary, linked
+// dynamically, does not run in the busybox image.) The helper checks the
+// path with its links resolved and the backend opens it again: every
+// sandbox that starts must see the allowed directory, never what the link
+// names; one whose open meets the link fails to start instead.
+func TestRemoteMountSwapRace(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	allowed, secret := filepath.Join(dir, "data"), filepath.Join(dir, "secret")
+	for _, d := range []string{allowed, filepath.Join(allowed, "d"), secret} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(allowed, "d", "flag"), []byte("allowed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(secret, "flag"), []byte("helper's secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../secret", filepath.Join(allowed, "l")); err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"allowMounts":["`+allowed+`"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref := testRegistry(t, "127.0.0.1:0")
+	p := newTestPKI(t)
+	s := startNetHelper(t, p, "-policy", policy)
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, exchanged := make(chan struct{}), make(chan int, 1)
+	go func() { exchanged <- exchange(filepath.Join(allowed, "d"), filepath.Join(allowed, "l"), stop) }()
+
+	// A start costs time, a refusal by the check nothing: the tries go on
+	// until a few sandboxes have started (each meets the link at its open
+	// about half the time without the fix), or many were refused.
+	const starts, tries = 12, 300
+	var started, failed int
+	for i := 0; i < tries && started < starts; i++ {
+		b, err := r.New(ctx, img, WithMount(filepath.Join(allowed, "d"), "/mnt"))
+		if err != nil {
+			failed++ // the check met the link, or the open did
+			continue
+		}
+		started++
+		got, err := b.ReadFile("/mnt/flag")
+		b.Close()
+		if err != nil || string(got) != "allowed" {
+			t.Errorf("try %d: the mount of %s/d reads %q (%v), not the allowed directory's flag", i, allowed, got, err)
+		}
+	}
+	close(stop)
+	t.Logf("%d sandboxes started, %d refused, while the paths were exchanged %d times", started, failed, <-exchanged)
+}
+
 // TestRemoteMemoryLimitWraps: a client sends a memory limit of 2^63+64
 // MB itself (WithMemoryMB refuses it), which the helper's ledger would
 // book as a negative int64 and the cgroup would get as (2^63+64)<<20
