@@ -3,7 +3,11 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ccsandbox/sandbox/internal/helper"
@@ -96,5 +100,68 @@ func TestRemoteSnapshot(t *testing.T) {
 	}
 	if _, err := Build(ctx, []byte("FROM base\n"), WithBuildSource("base", img)); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("a helper's image as a local build's source: %v", err)
+	}
+}
+
+// TestRemoteSnapshotsAtOnceShare: a client whose share of the helper's
+// store is full after one snapshot takes snapshots of several sandboxes
+// at once. A snapshot needs room for a byte and may then pass the share
+// by its size; taken at once, each would find the room before any was
+// counted, and the share would end passed by all of them. One must be
+// taken, and the others refused as over the client's maxStoreMB.
+func TestRemoteSnapshotsAtOnceShare(t *testing.T) {
+	ctx := context.Background()
+	p := newTestPKI(t)
+	policy := filepath.Join(p.dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"clients":{"*":{"maxStoreMB":4,"maxInstances":4}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref := testRegistry(t, "127.0.0.1:0")
+	s := startNetHelper(t, p, "-policy", policy, "-store", t.TempDir())
+	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	var insts []*Instance
+	for range n {
+		inst, err := r.New(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inst.Close()
+		if out, err := inst.Command("sh", "-c", "head -c 8388608 /dev/urandom > /big").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		insts = append(insts, inst)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, inst := range insts {
+		wg.Go(func() {
+			snap, err := inst.Snapshot(ctx)
+			if err == nil {
+				snap.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	taken := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			taken++
+		case !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "maxStoreMB"):
+			t.Errorf("snapshot %d: %v, want a refusal over maxStoreMB", i, err)
+		}
+	}
+	if taken != 1 {
+		t.Errorf("%d of %d snapshots of 8 MB taken at once for a client whose maxStoreMB is 4, want 1", taken, n)
 	}
 }
