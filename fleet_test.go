@@ -23,6 +23,7 @@ import (
 	"github.com/ccsandbox/sandbox/internal/ipc"
 	"github.com/ccsandbox/sandbox/internal/testutil/leakcheck"
 	"github.com/ccsandbox/sandbox/internal/testutil/testdns"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // A fleet test runs three network helpers on this machine as three
@@ -595,6 +596,161 @@ func TestFleetDNSBounded(t *testing.T) {
 	if again != 0 {
 		t.Errorf("the next New dialed %d helpers that had just failed, want 0", again)
 	}
+}
+
+// TestFleetDNSHostileAnswer: DNS that a hostile party answers lists as
+// many SRV targets as a message holds (about 1700), and gives each target
+// as many addresses as a message holds (about 4000), over TCP after a
+// truncated UDP answer. A lookup resolved every target and kept every
+// address before the fleet cut them to maxFleetHelpers: millions of
+// addresses, for as long as its context lasted. It must resolve at most
+// maxFleetHelpers targets and keep at most maxFleetHelpers addresses.
+func TestFleetDNSHostileAnswer(t *testing.T) {
+	h := startHostileDNS(t)
+	d := &fleetDNS{name: "helpers.test", resolver: h.resolver()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a refresh's context (every)
+	defer cancel()
+	addrs, err := d.lookup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := h.targets()
+	if len(addrs) > maxFleetHelpers || targets > maxFleetHelpers {
+		t.Errorf("one lookup resolved %d SRV targets and kept %d addresses, want at most %d of each", targets, len(addrs), maxFleetHelpers)
+	}
+}
+
+// hostileDNS answers every question with as many records as a message
+// holds: over UDP truncated (so that the resolver asks again over TCP),
+// over TCP SRV records naming distinct targets, or A records. It counts
+// the targets asked for over TCP.
+type hostileDNS struct {
+	udp net.PacketConn
+	tcp net.Listener
+
+	mu    sync.Mutex
+	asked map[string]bool // guarded by mu: the names asked for over TCP
+}
+
+// startHostileDNS starts a hostileDNS on loopback; it stops with t.
+func startHostileDNS(t *testing.T) *hostileDNS {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", tcp.Addr().String())
+	if err != nil {
+		tcp.Close()
+		t.Fatal(err)
+	}
+	h := &hostileDNS{udp: udp, tcp: tcp, asked: map[string]bool{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { udp.Close(); tcp.Close(); wg.Wait() })
+	wg.Go(func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			udp.WriteTo(h.answer(buf[:n], true), from)
+		}
+	})
+	wg.Go(func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				for {
+					var l [2]byte
+					if _, err := io.ReadFull(c, l[:]); err != nil {
+						return
+					}
+					q := make([]byte, binary.BigEndian.Uint16(l[:]))
+					if _, err := io.ReadFull(c, q); err != nil {
+						return
+					}
+					out := h.answer(q, false)
+					binary.BigEndian.PutUint16(l[:], uint16(len(out)))
+					if _, err := c.Write(append(l[:], out...)); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return h
+}
+
+// resolver returns a resolver that asks only h.
+func (h *hostileDNS) resolver() *net.Resolver {
+	addr := h.tcp.Addr().String()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+}
+
+// targets returns how many SRV targets (names other than helpers.test)
+// were asked for over TCP.
+func (h *hostileDNS) targets() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for name := range h.asked {
+		if name != "helpers.test." {
+			n++
+		}
+	}
+	return n
+}
+
+// answer answers the question q: truncated and empty, or full.
+func (h *hostileDNS) answer(q []byte, truncated bool) []byte {
+	var p dnsmessage.Parser
+	hd, err := p.Start(q)
+	if err != nil {
+		return nil
+	}
+	question, err := p.Question()
+	if err != nil {
+		return nil
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: hd.ID, Response: true, Authoritative: true, Truncated: truncated})
+	b.EnableCompression()
+	b.StartQuestions()
+	b.Question(question)
+	b.StartAnswers()
+	if !truncated {
+		h.mu.Lock()
+		h.asked[question.Name.String()] = true
+		h.mu.Unlock()
+		rh := dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET}
+		const room = 65000 // what a message over TCP holds, about
+		size := 12 + len(question.Name.String()) + 6
+		switch question.Type {
+		case dnsmessage.TypeSRV:
+			for i := 0; ; i++ {
+				target := dnsmessage.MustNewName(fmt.Sprintf("t%d.helpers.test.", i))
+				if size += 2 + 10 + 6 + len(target.String()) + 1; size > room {
+					break
+				}
+				b.SRVResource(rh, dnsmessage.SRVResource{Priority: 1, Weight: 1, Port: 9, Target: target})
+			}
+		case dnsmessage.TypeA:
+			for i := 0; ; i++ {
+				if size += 16; size > room {
+					break
+				}
+				b.AResource(rh, dnsmessage.AResource{A: [4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}})
+			}
+		}
+	}
+	out, _ := b.Finish()
+	return out
 }
 
 // TestFleetDNSLeaving: a helper DNS no longer lists takes no new
