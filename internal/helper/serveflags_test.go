@@ -1,8 +1,10 @@
 package helper
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -13,12 +15,16 @@ func TestParseServeFlags(t *testing.T) {
 	if err := os.WriteFile(policy, []byte(`{"allowMounts":["/srv/data/"],"clients":{"ci":{"maxInstances":3,"maxStoreMB":2048}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseServeFlags([]string{"-listen", ":7443", "-tls-cert", "c", "-tls-key", "k", "-client-ca", "ca", "-policy", policy})
+	c, err := ParseServeFlags([]string{"-listen", ":7443", "-tls-cert", "c", "-tls-key", "k", "-client-ca", "ca", "-policy", policy,
+		"-allow-registry", "127.0.0.1", "-allow-registry", "fd00::1/64"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.ClientGrace != DefaultClientGrace || c.Policy.AllowMounts[0] != "/srv/data" || c.Policy.Clients["ci"].MaxInstances != 3 || c.Policy.Clients["ci"].MaxStoreMB != 2048 {
 		t.Fatalf("parsed %+v", c)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("fd00::/64")}; !slices.Equal(c.RegistryAllow, want) {
+		t.Errorf("-allow-registry 127.0.0.1 and fd00::1/64: %v, want %v", c.RegistryAllow, want)
 	}
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"allowMount":["/x"]}`), 0o600); err != nil {
@@ -44,6 +50,7 @@ func TestParseServeFlags(t *testing.T) {
 		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-nope"}, "nope"},
 		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-policy", bad}, "unknown field"},
 		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "extra"}, "unexpected argument"},
+		{[]string{"-listen", "127.0.0.1:1", "-insecure-loopback", "-allow-registry", "registry.local"}, "allow-registry"},
 	} {
 		_, err := ParseServeFlags(tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
