@@ -346,21 +346,37 @@ func readXattrValues(path string, list []byte, err error) (map[string]string, er
 		if k == "" {
 			continue
 		}
-		size, err := unix.Lgetxattr(path, k, nil)
+		v, err := getXattr(path, k)
 		if err != nil {
 			if err == unix.ENODATA || err == unix.EPERM || err == unix.EACCES || err == unix.ENOTSUP {
 				continue // gone meanwhile, or not ours to read
 			}
 			return nil, err
 		}
-		v := make([]byte, size)
-		n, err := unix.Lgetxattr(path, k, v)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = string(v[:n])
+		out[k] = v
 	}
 	return out, nil
+}
+
+// getXattr reads the value of the attribute k of path (not following a
+// final link), asking its size first, and again while it grows between
+// the two calls (ERANGE): a sandbox may change it meanwhile.
+func getXattr(path, k string) (string, error) {
+	for {
+		size, err := unix.Lgetxattr(path, k, nil)
+		if err != nil {
+			return "", err
+		}
+		v := make([]byte, size)
+		n, err := unix.Lgetxattr(path, k, v)
+		if err == unix.ERANGE {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return string(v[:n]), nil
+	}
 }
 
 func readlinkat(dirfd int, base string) (string, error) {
