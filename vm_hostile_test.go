@@ -213,3 +213,36 @@ func TestVMSnapshotSparseEntryPastDisk(t *testing.T) {
 		t.Errorf("a snapshot of an 8 GiB sparse entry of a 16 MiB disk: %v, want image.ErrTooLarge", err)
 	}
 }
+
+// TestVMSnapshotSparseWhiteout: a guest's snapshot tar of one sparse
+// whiteout entry (.wh.big), 1 KiB on the wire naming 64 GiB: the host,
+// which reads no whiteout's data but drains it to check the tar's end, is
+// held to twice the disk and 16 MiB as for any file, not made to
+// zero-fill the size named.
+func TestVMSnapshotSparseWhiteout(t *testing.T) {
+	inst := hostileVM(t, "sparsewhiteout", []string{hostilevm.EnvSnapMB + "=65536"}, WithDiskMB(16))
+	snap, err := inst.Snapshot(context.Background())
+	if err == nil {
+		snap.Close()
+		t.Fatal("a snapshot of a 64 GiB sparse whiteout of a 16 MiB disk went into the store")
+	}
+	if !isTooLarge(err) || !strings.Contains(err.Error(), "disk of 16 MiB") {
+		t.Errorf("a snapshot of a 64 GiB sparse whiteout of a 16 MiB disk: %v, want image.ErrTooLarge naming the disk", err)
+	}
+}
+
+// TestVMSnapshotCutAfterPAXHeader: a guest whose snapshot tar stops after
+// a PAX header and its records (an agent failing between a long-named
+// file's two headers) is refused as one without its end-of-archive
+// marker, though archive/tar reads it as the end past 1024 bytes.
+func TestVMSnapshotCutAfterPAXHeader(t *testing.T) {
+	inst := hostileVM(t, "paxcut", nil)
+	snap, err := inst.Snapshot(context.Background())
+	if err == nil {
+		snap.Close()
+		t.Fatal("a snapshot tar cut after a PAX header, without its end-of-archive marker, went into the store")
+	}
+	if !strings.Contains(err.Error(), "end-of-archive") {
+		t.Errorf("Snapshot: %v, want the missing end-of-archive marker named", err)
+	}
+}

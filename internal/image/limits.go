@@ -1,6 +1,7 @@
 package image
 
 import (
+	"io"
 	"log/slog"
 
 	"github.com/ccsandbox/sandbox/internal/idmap"
@@ -71,4 +72,28 @@ type UnpackStats struct {
 	Bytes   int64 // bytes of regular file data written
 	Skipped int   // entries left out: device nodes, sockets, AUFS metadata
 	Lost    int   // xattrs or owners the filesystem or the user could not keep
+}
+
+// limitReader reads at most left bytes from r and fails with ErrTooLarge
+// beyond that.
+type limitReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, ErrTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		l.over = true
+		return n - 1, ErrTooLarge
+	}
+	return n, err
 }

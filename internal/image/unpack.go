@@ -6,7 +6,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,6 +107,7 @@ type unpacker struct {
 	log        *slog.Logger
 	writeback  bool
 	requireEnd bool
+	drained    int64 // what RequireEnd's drain read of entries' data, holes included
 	rootFD     int
 
 	nodes map[string]kind // what each clean name is now
@@ -143,26 +143,17 @@ func (u *unpacker) run(r io.Reader) error {
 			return err
 		}
 		if u.requireEnd && last != "" {
-			// What the last entry left of its data, so that only its
-			// padding and the marker come between here and the end.
-			if _, err := io.CopyBuffer(io.Discard, tr, u.buf); err != nil {
-				if lr.over {
-					return u.tooLarge(last)
-				}
-				return fmt.Errorf("reading layer: %q: %w", last, err)
+			if err := u.drainEntry(tr, lr, last); err != nil {
+				return err
 			}
 		}
 		before := cr.n
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			// With its marker, the end comes after the last entry's
-			// padding and two zero blocks (archive/tar checks they are
-			// zeros); without it, after the padding at most.
-			if u.requireEnd && cr.n-before < 2*512 {
-				if last == "" {
-					return errors.New("reading layer: the stream ended before its first entry, without the end-of-archive marker")
+			if u.requireEnd {
+				if err := checkEnd(cr, before, last); err != nil {
+					return err
 				}
-				return fmt.Errorf("reading layer: the stream ended after %q without the end-of-archive marker: the sender stopped half way", last)
 			}
 			break
 		}
@@ -577,30 +568,6 @@ func (u *unpacker) sysErr(entry, op string, err error) error {
 	return &os.PathError{Op: "unpack", Path: entry, Err: fmt.Errorf("%s: %w", op, err)}
 }
 
-// limitReader reads at most left bytes from r and fails with ErrTooLarge
-// beyond that.
-type limitReader struct {
-	r    io.Reader
-	left int64
-	over bool
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.over {
-		return 0, ErrTooLarge
-	}
-	if int64(len(p)) > l.left+1 {
-		p = p[:l.left+1]
-	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	if l.left < 0 {
-		l.over = true
-		return n - 1, ErrTooLarge
-	}
-	return n, err
-}
-
 // checkNameLen refuses an entry name of PATH_MAX (4096) bytes or more,
 // which no path-based tool could use, with an error that names the
 // length and the limit and matches both ErrInvalidEntry and ENAMETOOLONG.
@@ -609,16 +576,4 @@ func checkNameLen(name string) error {
 		return nil
 	}
 	return &os.PathError{Op: "unpack", Path: name[:64] + "...", Err: fmt.Errorf("%w: a path of %d bytes: paths are shorter than 4096 bytes (PATH_MAX): %w", ErrInvalidEntry, len(name), unix.ENAMETOOLONG)}
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

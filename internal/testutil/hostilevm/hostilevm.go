@@ -18,6 +18,11 @@
 //   - truncsnap: answers snapshot requests with a tar of one file that
 //     stops after it, without the end-of-archive marker, as an agent
 //     that failed half way would.
+//   - sparsewhiteout: as sparsesnap, the entry named as a whiteout
+//     (.wh.big), whose data the host never reads.
+//   - paxcut: answers snapshot requests with a tar of a file, then the
+//     PAX header of a file of a long name and its records, and nothing
+//     after: an agent that failed between that file's two headers.
 //   - nethang: answers the network's configuration when it turns egress
 //     on; when it turns it off, makes the file EnvMark names and never
 //     answers.
@@ -36,6 +41,7 @@ import (
 
 	"github.com/ccsandbox/sandbox/internal/agent"
 	"github.com/ccsandbox/sandbox/internal/ipc"
+	"github.com/ccsandbox/sandbox/internal/testutil/sparsetar"
 )
 
 // The environment of the hostile guest.
@@ -77,7 +83,18 @@ func Main() int {
 	case "sparsesnap":
 		ipc.Route(mux, ipc.MsgFsSnapshot, func(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
 			mb, _ := strconv.Atoi(os.Getenv(EnvSnapMB))
-			req.HijackWith(func(c net.Conn) { go writeSparseTar(c, int64(mb)<<20) })
+			req.HijackWith(func(c net.Conn) { go writeSparseTar(c, "big", int64(mb)<<20) })
+			return ipc.Empty{}, nil
+		})
+	case "sparsewhiteout":
+		ipc.Route(mux, ipc.MsgFsSnapshot, func(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
+			mb, _ := strconv.Atoi(os.Getenv(EnvSnapMB))
+			req.HijackWith(func(c net.Conn) { go writeSparseTar(c, ".wh.big", int64(mb)<<20) })
+			return ipc.Empty{}, nil
+		})
+	case "paxcut":
+		ipc.Route(mux, ipc.MsgFsSnapshot, func(req *ipc.Request, _ *ipc.SnapshotOptions) (ipc.Empty, error) {
+			req.HijackWith(func(c net.Conn) { go writePAXCutTar(c) })
 			return ipc.Empty{}, nil
 		})
 	case "listenhang":
@@ -167,40 +184,10 @@ func writeTar(c net.Conn, mb int) {
 }
 
 // writeSparseTar writes to c, and closes it, a tar of one old-GNU sparse
-// entry (typeflag S) named big: 512 bytes of data at its end, and a hole
-// before them, for a file of size bytes in all.
-func writeSparseTar(c net.Conn, size int64) {
+// entry named name (sparsetar.Tar) for a file of size bytes in all.
+func writeSparseTar(c net.Conn, name string, size int64) {
 	defer c.Close()
-	h := make([]byte, 512)
-	copy(h[0:], "big")
-	copy(h[100:], "0000644\x00")
-	copy(h[108:], "0000000\x00")
-	copy(h[116:], "0000000\x00")
-	copy(h[124:], fmt.Sprintf("%011o\x00", 512)) // the data on the wire
-	copy(h[136:], "00000000000\x00")
-	h[156] = 'S'
-	copy(h[257:], "ustar  \x00")
-	base256 := func(f []byte, v int64) {
-		for i := len(f) - 1; i > 0; i-- {
-			f[i] = byte(v)
-			v >>= 8
-		}
-		f[0] = 0x80
-	}
-	base256(h[386:398], size-512) // the one data region's offset
-	base256(h[398:410], 512)      // and length
-	base256(h[483:495], size)     // the file's real size
-	for i := 148; i < 156; i++ {
-		h[i] = ' '
-	}
-	sum := 0
-	for _, x := range h {
-		sum += int(x)
-	}
-	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
-	c.Write(h)
-	c.Write(bytes.Repeat([]byte{'x'}, 512))
-	c.Write(make([]byte, 1024))
+	c.Write(sparsetar.Tar(name, size))
 }
 
 // writeTruncatedTar writes to c, and closes it, a tar entry for a file
@@ -218,4 +205,18 @@ func writeTruncatedTar(c net.Conn) {
 func fatal(msg string) {
 	fmt.Fprintln(os.Stderr, "hostilevm:", msg)
 	os.Exit(1)
+}
+
+// writePAXCutTar writes to c a tar of a file "a", then the PAX header of a
+// file with a 600-byte name and its records, and stops there: what an
+// agent that failed between the two headers of that file sends.
+func writePAXCutTar(c net.Conn) {
+	defer c.Close()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "a", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+	tw.Write([]byte("a"))
+	tw.WriteHeader(&tar.Header{Name: strings.Repeat("d", 200) + "/" + strings.Repeat("f", 400), Mode: 0o644, Typeflag: tar.TypeReg})
+	tw.Flush()
+	c.Write(b.Bytes()[:b.Len()-512]) // all but the entry's own header
 }
