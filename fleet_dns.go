@@ -111,6 +111,14 @@ func (d *fleetDNS) lookup(ctx context.Context) ([]string, error) {
 			if !ok {
 				var err error
 				if hosts, err = d.resolver.LookupHost(ctx, s.Target); err != nil {
+					var de *net.DNSError
+					if ctx.Err() != nil || errors.As(err, &de) && (de.IsTimeout || de.IsTemporary) {
+						// The lookup's time is spent, or a target's
+						// answer did not come (a slow server): the
+						// targets not resolved are not gone, so the
+						// lookup fails and the fleet keeps what it has.
+						return nil, fmt.Errorf("%s: resolving SRV target %s: %w", d.name, s.Target, err)
+					}
 					hosts = nil // a target that does not resolve now: maybe later
 				}
 				slices.Sort(hosts)

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"golang.org/x/net/idna"
 )
 
 // GuardedTransport is the HTTP transport of a pull whose image name a
@@ -111,8 +113,17 @@ func configuredProxies() map[string]bool {
 }
 
 // canonicalAddr is the host:port net/http dials for u, its scheme's port
-// when u names none.
+// when u names none, and its host name as net/http spells it to dial: a
+// name that is not ASCII mapped by IDNA's lookup profile, which folds
+// fullwidth letters and case ("ｌｏｃａｌｈｏｓｔ" dials "localhost"), so
+// that a registry spelt so is the proxy's own address too.
 func canonicalAddr(u *url.URL) string {
+	host := u.Hostname()
+	if !isASCII(host) {
+		if a, err := idna.Lookup.ToASCII(host); err == nil {
+			host = a
+		}
+	}
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
@@ -120,5 +131,14 @@ func canonicalAddr(u *url.URL) string {
 			port = "80"
 		}
 	}
-	return net.JoinHostPort(u.Hostname(), port)
+	return net.JoinHostPort(host, port)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
