@@ -464,7 +464,8 @@ func TestRemoteMountSwapRace(t *testing.T) {
 // book as a negative int64 and the cgroup would get as (2^63+64)<<20
 // bytes, wrapped to 64 MiB. The helper must refuse it as a bad argument,
 // and the client's share must stay whole: a sandbox over its maxMemoryMB
-// is refused after it as before.
+// is refused after it as before. A disk limit past 1 PiB (a VM's disk of
+// 2^44+64 MB wrapped to 64 MiB) is refused the same.
 func TestRemoteMemoryLimitWraps(t *testing.T) {
 	ctx := context.Background()
 	p := newTestPKI(t)
@@ -496,6 +497,17 @@ func TestRemoteMemoryLimitWraps(t *testing.T) {
 	if inst, err := r.New(ctx, img, WithMemoryMB(100000)); err == nil {
 		defer inst.Close()
 		t.Error("a sandbox of 100000 MB started for a client whose maxMemoryMB is 256")
+	}
+	// A disk limit the same: a VM's disk image of DiskMB<<20 bytes wraps.
+	if err := WithDiskMB(1<<44 + 64).(instanceOption)(&newOptions{}); err == nil {
+		t.Error("WithDiskMB(2^44+64) was accepted")
+	}
+	wrapsDisk := instanceOption(func(o *newOptions) error { o.diskMB = 1<<44 + 64; return nil })
+	if inst, err := r.New(ctx, img, wrapsDisk); err == nil {
+		defer inst.Close()
+		t.Error("a disk limit of 2^44+64 MB started a sandbox")
+	} else if !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("a disk limit of 2^44+64 MB: %v, want an error matching fs.ErrInvalid", err)
 	}
 }
 

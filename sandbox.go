@@ -193,7 +193,8 @@ func WithOpenFiles(n uint64) Option {
 	})
 }
 
-// WithDiskMB bounds the size of the sandbox's writable layer. Backends
+// WithDiskMB bounds the size of the sandbox's writable layer, at most 1 PiB
+// (hv.MaxDiskMB; more is an error). Backends
 // that cannot enforce it (the namespace backend on a file system without
 // project quotas) make New fail with an error wrapping
 // errors.ErrUnsupported.
@@ -201,6 +202,9 @@ func WithDiskMB(mb uint64) Option {
 	return instanceOption(func(o *newOptions) error {
 		if mb == 0 {
 			return errors.New("WithDiskMB: zero")
+		}
+		if mb > hv.MaxDiskMB { // a VM's disk of mb<<20 bytes would wrap
+			return fmt.Errorf("WithDiskMB: %d MB: at most %d", mb, hv.MaxDiskMB)
 		}
 		o.diskMB = mb
 		return nil

@@ -396,6 +396,10 @@ func (s *NetServer) newInstance(ctx context.Context, client string, m *ipc.Remot
 		return ipc.RemoteNewAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
 			Message: fmt.Sprintf("memory limit %d MB: at most %d MB", m.MemoryMB, hv.MaxMemoryMB)}
 	}
+	if m.DiskMB > hv.MaxDiskMB {
+		return ipc.RemoteNewAns{}, &ipc.IPCError{Code: ipc.ErrCodeInvalidArgument,
+			Message: fmt.Sprintf("disk limit %d MB: at most %d MB", m.DiskMB, hv.MaxDiskMB)}
+	}
 	release, err := s.ledger.reserve(client, int64(m.MemoryMB))
 	if err != nil {
 		return ipc.RemoteNewAns{}, err

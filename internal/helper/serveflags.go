@@ -105,7 +105,7 @@ func ParseServeFlags(args []string) (*ServeConfig, error) {
 	fs.DurationVar(&c.ClientGrace, "client-grace", DefaultClientGrace, "how long a vanished client's sandboxes live on")
 	fs.IntVar(&c.MaxInstances, "max-instances", 100, "sandboxes at once on this helper")
 	fs.BoolVar(&c.Verbose, "v", false, "log to standard error")
-	fs.Func("allow-registry", "a network (CIDR) or an address clients' pulls may reach though the egress rules refuse it (this host's loopback or addresses, link-local and metadata addresses); repeatable", func(v string) error {
+	fs.Func("allow-registry", "a network (CIDR) or an address clients' pulls may reach though the egress rules refuse it (this host's loopback or addresses, link-local and metadata addresses), on every port: allow no more than the registry's own address; repeatable", func(v string) error {
 		p, err := netip.ParsePrefix(v)
 		if err != nil {
 			a, aerr := netip.ParseAddr(v)

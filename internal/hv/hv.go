@@ -59,6 +59,11 @@ type Capabilities struct {
 // limits, cannot wrap.
 const MaxMemoryMB = 1 << 30
 
+// MaxDiskMB is the largest writable layer a sandbox may ask for (1 PiB),
+// for the same reason: its bytes (a VM's disk image is DiskMB<<20 long)
+// must not wrap.
+const MaxDiskMB = 1 << 30
+
 // Config describes a sandbox to start.
 type Config struct {
 	ID       string
