@@ -61,7 +61,9 @@ func (d *fleetDNS) tlsFor() *tls.Config {
 // AAAA records with port. The records are looked up again every 30 s (WithRefresh):
 // new helpers join, helpers no longer listed take no new sandboxes (those
 // they run go on). Helpers are dialed when first needed, with tc, whose
-// ServerName defaults to name. It returns an error when the first lookup
+// ServerName defaults to name. The first lookup runs under ctx: give it a
+// deadline, as a DNS server that answers slowly holds it (each later one
+// gets the refresh period). It returns an error when the first lookup
 // fails or finds nothing; Close stops the refreshing.
 func FleetFromDNS(ctx context.Context, name string, port int, tc *tls.Config, opts ...FleetOption) (*Fleet, error) {
 	d := &fleetDNS{name: name, port: port, tls: tc, resolver: net.DefaultResolver, every: 30 * time.Second, done: make(chan struct{})}
