@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -111,22 +109,7 @@ func TestRemoteSnapshot(t *testing.T) {
 // taken, and the others refused as over the client's maxStoreMB.
 func TestRemoteSnapshotsAtOnceShare(t *testing.T) {
 	ctx := context.Background()
-	p := newTestPKI(t)
-	policy := filepath.Join(p.dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"clients":{"*":{"maxStoreMB":4,"maxInstances":4}}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ref := testRegistry(t, "127.0.0.1:0")
-	s := startNetHelper(t, p, "-policy", policy, "-store", t.TempDir())
-	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	img, err := r.Pull(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, r, img := remoteClient(t, append(withPolicy(t, `{"clients":{"*":{"maxStoreMB":4,"maxInstances":4}}}`), "-store", t.TempDir())...)
 	const n = 4
 	var insts []*Instance
 	for range n {

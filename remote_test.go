@@ -125,16 +125,16 @@ func serveNetHelper(t testing.TB, p *testPKI, extra ...string) *helper.NetServer
 	return s
 }
 
-// remoteClient starts a network helper in this process (startNetHelper)
-// and a registry with the busybox test image, dials the helper as client
-// "alice" and has it pull the image; the helper, the client and the
-// registry end with t.
-func remoteClient(t testing.TB) (*helper.NetServer, *testPKI, *Remote, *Image) {
+// remoteClient starts a network helper in this process (startNetHelper,
+// with the flags extra) and a registry with the busybox test image, dials
+// the helper as client "alice" and has it pull the image; the helper, the
+// client and the registry end with t.
+func remoteClient(t testing.TB, extra ...string) (*helper.NetServer, *testPKI, *Remote, *Image) {
 	t.Helper()
 	ctx := context.Background()
 	ref := testRegistry(t, "127.0.0.1:0")
 	p := newTestPKI(t)
-	s := startNetHelper(t, p)
+	s := startNetHelper(t, p, extra...)
 	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +145,17 @@ func remoteClient(t testing.TB) (*helper.NetServer, *testPKI, *Remote, *Image) {
 		t.Fatal(err)
 	}
 	return s, p, r, img
+}
+
+// withPolicy writes policy, a network helper's JSON policy, to a file of
+// the test's and returns the flags that give it to the helper.
+func withPolicy(t testing.TB, policy string) []string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(f, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-policy", f}
 }
 
 // exercise runs a command, a file round trip and a Dial in inst.
@@ -418,22 +429,7 @@ func TestRemoteMountSwapRace(t *testing.T) {
 	if err := os.Symlink("../secret", filepath.Join(allowed, "l")); err != nil {
 		t.Fatal(err)
 	}
-	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"allowMounts":["`+allowed+`"]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ref := testRegistry(t, "127.0.0.1:0")
-	p := newTestPKI(t)
-	s := startNetHelper(t, p, "-policy", policy)
-	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	img, err := r.Pull(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, r, img := remoteClient(t, withPolicy(t, `{"allowMounts":["`+allowed+`"]}`)...)
 	stop, exchanged := make(chan struct{}), make(chan int, 1)
 	go func() { exchanged <- exchange(filepath.Join(allowed, "d"), filepath.Join(allowed, "l"), stop) }()
 
@@ -468,22 +464,7 @@ func TestRemoteMountSwapRace(t *testing.T) {
 // 2^44+64 MB wrapped to 64 MiB) is refused the same.
 func TestRemoteMemoryLimitWraps(t *testing.T) {
 	ctx := context.Background()
-	p := newTestPKI(t)
-	policy := filepath.Join(p.dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"clients":{"*":{"maxMemoryMB":256,"maxInstances":4}}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ref := testRegistry(t, "127.0.0.1:0")
-	s := startNetHelper(t, p, "-policy", policy)
-	r, err := DialRemote(ctx, s.Addr().String(), p.client("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	img, err := r.Pull(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, r, img := remoteClient(t, withPolicy(t, `{"clients":{"*":{"maxMemoryMB":256,"maxInstances":4}}}`)...)
 	if err := WithMemoryMB(1<<63 + 64).(instanceOption)(&newOptions{}); err == nil {
 		t.Error("WithMemoryMB(2^63+64) was accepted")
 	}
