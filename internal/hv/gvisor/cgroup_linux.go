@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
@@ -61,7 +60,7 @@ func newCgroup(cfg *hv.Config) (*cgroup, error) {
 			cg.remove()
 			return nil, fmt.Errorf("%s limit: %w", option(ctrl), err)
 		}
-		if err := setLimit(dir, h.V2, ctrl, cfg); err != nil {
+		if err := cgroupdir.SetLimit(dir, h.V2, ctrl, cfg); err != nil {
 			cg.remove()
 			return nil, fmt.Errorf("%s limit: %w", option(ctrl), err)
 		}
@@ -100,36 +99,6 @@ func (cg *cgroup) makeDir(h *cgroupdir.Hierarchy, name, ctrl string) (string, er
 	return dir, nil
 }
 
-// setLimit writes one controller's limit.
-func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
-	write := func(file, value string) error {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
-			return fmt.Errorf("writing %s: %w", file, err)
-		}
-		return nil
-	}
-	switch {
-	case ctrl == "memory" && v2:
-		os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
-		return write("memory.max", strconv.FormatUint(cfg.MemoryMB<<20, 10))
-	case ctrl == "memory":
-		if err := write("memory.limit_in_bytes", strconv.FormatUint(cfg.MemoryMB<<20, 10)); err != nil {
-			return err
-		}
-		os.WriteFile(filepath.Join(dir, "memory.memsw.limit_in_bytes"), []byte(strconv.FormatUint(cfg.MemoryMB<<20, 10)), 0)
-		return nil
-	}
-	const period = 100000
-	quota := strconv.Itoa(int(cfg.CPUs * period))
-	if v2 {
-		return write("cpu.max", quota+" "+strconv.Itoa(period))
-	}
-	if err := write("cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
-		return err
-	}
-	return write("cpu.cfs_quota_us", quota)
-}
-
 // add moves pid into the cgroup in every hierarchy.
 func (cg *cgroup) add(pid int) error {
 	if cg == nil {
@@ -148,21 +117,7 @@ func (cg *cgroup) oomKills() int {
 	if cg == nil || cg.memory == "" {
 		return 0
 	}
-	file := "memory.oom_control"
-	if cg.v2mem {
-		file = "memory.events"
-	}
-	b, err := os.ReadFile(filepath.Join(cg.memory, file))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
+	return cgroupdir.OOMKills(cg.memory, cg.v2mem)
 }
 
 // remove deletes the cgroup directories once they are empty.

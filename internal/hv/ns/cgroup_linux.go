@@ -3,11 +3,8 @@ package ns
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/ccsandbox/sandbox/internal/hv"
 	"github.com/ccsandbox/sandbox/internal/hv/cgroupdir"
@@ -171,7 +168,7 @@ func newCgroup(cfg *hv.Config, mode cgroupMode) (*cgroup, error) {
 		cg.v1Top = append(cg.v1Top, top)
 		cg.v1Workload = append(cg.v1Workload, work)
 		for _, ctrl := range ctrls {
-			if err := setLimit(work, false, ctrl, cfg); err != nil {
+			if err := cgroupdir.SetLimit(work, false, ctrl, cfg); err != nil {
 				return fail(ctrl, err)
 			}
 		}
@@ -201,7 +198,7 @@ func (cg *cgroup) v2Limits(ctrls []string, split bool) error {
 			threaded = append(threaded, ctrl)
 			continue
 		}
-		if err := setLimit(cg.v2Top, true, ctrl, cg.cfg); err != nil {
+		if err := cgroupdir.SetLimit(cg.v2Top, true, ctrl, cg.cfg); err != nil {
 			return err
 		}
 		cg.memory, cg.v2mem = cg.v2Top, true
@@ -220,7 +217,7 @@ func (cg *cgroup) v2Limits(ctrls []string, split bool) error {
 		return err
 	}
 	for _, ctrl := range threaded {
-		if err := setLimit(work, true, ctrl, cg.cfg); err != nil {
+		if err := cgroupdir.SetLimit(work, true, ctrl, cg.cfg); err != nil {
 			return err
 		}
 		if ctrl == "pids" {
@@ -278,38 +275,6 @@ func (cg *cgroup) mkdir(dir string) error {
 	return nil
 }
 
-// setLimit writes one controller's limit.
-func setLimit(dir string, v2 bool, ctrl string, cfg *hv.Config) error {
-	optional := func(file, value string) {
-		os.WriteFile(filepath.Join(dir, file), []byte(value), 0)
-	}
-	switch ctrl {
-	case "memory":
-		bytes := strconv.FormatUint(cfg.MemoryMB<<20, 10)
-		if v2 {
-			optional("memory.swap.max", "0")
-			return cgroupdir.WriteFile(dir, "memory.max", bytes)
-		}
-		if err := cgroupdir.WriteFile(dir, "memory.limit_in_bytes", bytes); err != nil {
-			return err
-		}
-		optional("memory.memsw.limit_in_bytes", bytes)
-	case "cpu":
-		const period = 100000
-		quota := strconv.Itoa(int(cfg.CPUs * period))
-		if v2 {
-			return cgroupdir.WriteFile(dir, "cpu.max", quota+" "+strconv.Itoa(period))
-		}
-		if err := cgroupdir.WriteFile(dir, "cpu.cfs_period_us", strconv.Itoa(period)); err != nil {
-			return err
-		}
-		return cgroupdir.WriteFile(dir, "cpu.cfs_quota_us", quota)
-	case "pids":
-		return cgroupdir.WriteFile(dir, "pids.max", strconv.FormatInt(cfg.PidsMax, 10))
-	}
-	return nil
-}
-
 // oomKilled reports whether the kernel killed a process for memory.
 func (cg *cgroup) oomKilled() bool { return cg.oomKills() > 0 }
 
@@ -318,26 +283,7 @@ func (cg *cgroup) oomKills() int {
 	if cg == nil || cg.memory == "" {
 		return 0
 	}
-	file, key := "memory.oom_control", "oom_kill"
-	if cg.v2mem {
-		file = "memory.events"
-	}
-	return readCounter(filepath.Join(cg.memory, file), key)
-}
-
-// readCounter returns the value of the line "key N" of a cgroup file, or 0.
-func readCounter(path, key string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, " "); ok && k == key {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
+	return cgroupdir.OOMKills(cg.memory, cg.v2mem)
 }
 
 // OOMKills returns how many processes of the sandbox the kernel killed for
