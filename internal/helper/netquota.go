@@ -77,7 +77,7 @@ func (s *NetServer) storeRoom(client string, n int64) (release func(), err error
 	// booking, and by a release, so that nothing of the client's lands
 	// and gives its booking back in between; another client's check
 	// does not wait on this read.
-	cl := s.quotaLock(client)
+	cl := s.quotaLocks.of(client)
 	cl.Lock()
 	defer cl.Unlock()
 	use, err := s.storeUse(client)
@@ -86,6 +86,9 @@ func (s *NetServer) storeRoom(client string, n int64) (release func(), err error
 	}
 	s.quotaMu.Lock()
 	defer s.quotaMu.Unlock()
+	if s.booked == nil {
+		s.booked = map[string]int64{}
+	}
 	if have := use + s.booked[client]; have+n > limit {
 		return nil, limitError("client %q holds %d bytes in this helper's store and would bring %d more, over its limit of %d MB (maxStoreMB)",
 			client, have, n, limit>>20)
@@ -111,21 +114,6 @@ func (s *NetServer) checkRoom(client string, n int64) error {
 		release()
 	}
 	return err
-}
-
-// quotaLock returns client's lock of storeRoom.
-func (s *NetServer) quotaLock(client string) *sync.Mutex {
-	s.quotaMu.Lock()
-	defer s.quotaMu.Unlock()
-	if s.booked == nil {
-		s.booked, s.quotaLocks = map[string]int64{}, map[string]*sync.Mutex{}
-	}
-	m := s.quotaLocks[client]
-	if m == nil {
-		m = new(sync.Mutex)
-		s.quotaLocks[client] = m
-	}
-	return m
 }
 
 // imageRecordSize is what recording rec as a client image adds to its

@@ -57,9 +57,9 @@ type NetServer struct {
 	agentStreams slots         // the agent's streams in progress, file transfers included
 	conns        slots         // connections past the handshake, until they end or become a stream
 	quotaMu      sync.Mutex
-	booked       map[string]int64       // guarded by quotaMu: bytes on their way in by client (see storeRoom)
-	quotaLocks   map[string]*sync.Mutex // guarded by quotaMu: each client's lock of storeRoom
-	snapLocks    sync.Map               // client -> *sync.Mutex: its snapshots, one at a time (snapshotLock)
+	booked       map[string]int64 // guarded by quotaMu: bytes on their way in by client (see storeRoom)
+	quotaLocks   clientLocks      // each client's lock of storeRoom
+	snapLocks    clientLocks      // each client's lock of its snapshots, taken one at a time (see session.snapshot)
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc

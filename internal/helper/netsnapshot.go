@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -102,7 +101,7 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	// client's snapshots are taken one at a time, each counted (granted)
 	// before the next checks the share: at once, they would all find
 	// room and pass it by the sum of their sizes.
-	sl := s.srv.snapshotLock(ni.owner)
+	sl := s.srv.snapLocks.of(ni.owner)
 	sl.Lock()
 	defer sl.Unlock()
 	unbook, err := s.srv.storeRoom(ni.owner, 1)
@@ -135,10 +134,4 @@ func (s *session) snapshot(req *ipc.Request, m *ipc.SnapshotReq) (ipc.SnapshotAn
 	}
 	data, err := json.Marshal(info)
 	return ipc.SnapshotAns{Info: data}, err
-}
-
-// snapshotLock returns client's lock of its snapshots (see snapshot).
-func (s *NetServer) snapshotLock(client string) *sync.Mutex {
-	m, _ := s.snapLocks.LoadOrStore(client, new(sync.Mutex))
-	return m.(*sync.Mutex)
 }
