@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/ccsandbox/sandbox/internal/fsutil"
 )
 
 // RequireEnd (UnpackOptions): a tar must end with its end-of-archive
@@ -22,7 +24,7 @@ import (
 // and the context ends it.
 func (u *unpacker) drainEntry(tr *tar.Reader, lr *limitReader, last string) error {
 	left := u.limits.MaxBytes - u.stats.Bytes - u.drained
-	n, err := io.CopyBuffer(io.Discard, io.LimitReader(&ctxTarReader{u: u, tr: tr}, left+1), u.buf)
+	n, err := io.CopyBuffer(io.Discard, io.LimitReader(&fsutil.ContextReader{Ctx: u.ctx, R: tr}, left+1), u.buf)
 	u.drained += n
 	switch {
 	case n > left, lr.over:
@@ -31,19 +33,6 @@ func (u *unpacker) drainEntry(tr *tar.Reader, lr *limitReader, last string) erro
 		return fmt.Errorf("reading layer: %q: %w", last, err)
 	}
 	return nil
-}
-
-// ctxTarReader reads the entry's data until the unpacker's context ends.
-type ctxTarReader struct {
-	u  *unpacker
-	tr *tar.Reader
-}
-
-func (c *ctxTarReader) Read(p []byte) (int, error) {
-	if err := c.u.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.tr.Read(p)
 }
 
 // checkEnd says whether Next's io.EOF, having read from before on, came

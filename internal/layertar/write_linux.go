@@ -249,7 +249,7 @@ func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fa
 	if err := t.tw.WriteHeader(hdr); err != nil {
 		return fail("write", err)
 	}
-	n, err := io.CopyBuffer(t.tw, &ctxReader{t.ctx, io.LimitReader(f, size)}, t.buf)
+	n, err := io.CopyBuffer(t.tw, &fsutil.ContextReader{Ctx: t.ctx, R: io.LimitReader(f, size)}, t.buf)
 	if err == nil && n != size {
 		err = fmt.Errorf("file shrank from %d to %d bytes while being read", size, n)
 	}
@@ -267,19 +267,6 @@ func (t *tarWriter) file(dirfd int, base string, hdr *tar.Header, size int64, fa
 // as the walk finds them.
 func changedSinceStat(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)
-}
-
-// ctxReader reads from r until ctx ends, then returns ctx's error.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // shortName returns name, cut to its first 64 bytes when longer, for
