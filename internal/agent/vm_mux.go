@@ -155,6 +155,12 @@ type muxConn struct {
 	*yamux.Stream
 	m *VMMux
 
+	// readMu lets one Read into yamux's at a time: its Read takes the
+	// stream's state lock then its receive lock when the stream is
+	// closed, and its window update the receive lock then the state
+	// lock, so two at once (a caller's and Close's drain) can deadlock.
+	readMu sync.Mutex
+
 	mu       sync.Mutex
 	closed   bool // guarded by mu: Close was called
 	peerGone bool // guarded by mu: the peer closed the stream
@@ -237,7 +243,9 @@ func (c *muxConn) Read(b []byte) (int, error) {
 			return 0, c.opError("read", os.ErrDeadlineExceeded)
 		}
 	}
+	c.readMu.Lock()
 	n, err := c.Stream.Read(b)
+	c.readMu.Unlock()
 	if err != nil && err != io.EOF {
 		c.mu.Lock()
 		closed := c.closed
@@ -285,6 +293,8 @@ func (c *muxConn) Close() error {
 // drain frees the data the stream holds, once Close has set its read
 // deadline in the past: reads return what is stored, then fail.
 func (c *muxConn) drain() {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	io.Copy(io.Discard, c.Stream)
 	c.Stream.Shrink()
 }

@@ -268,3 +268,64 @@ func TestVMMuxClosedStreamsPinned(t *testing.T) {
 		t.Errorf("the guest pinned %d MiB of the host's heap in %d streams the host closed", grown>>20, streams)
 	}
 }
+
+// TestVMMuxCloseDuringRead: Close while another goroutine reads the
+// stream, the guest having sent data and closed its end. yamux's Read
+// takes its state lock then its receive lock on a closed stream, and its
+// window update the other way round, so two Reads at once (the caller's,
+// and the drain of what the stream holds that Close does) could each hold
+// one and wait for the other for good: Close and the Read must return.
+func TestVMMuxCloseDuringRead(t *testing.T) {
+	leakcheck.Check(t)
+	hc, gc := portPair(t)
+	served := make(chan *VMMux, 1)
+	go func() {
+		g, err := NewVMMuxServer(gc)
+		if err != nil {
+			served <- nil
+			return
+		}
+		served <- g
+	}()
+	h, err := NewVMMuxClient(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	g := <-served
+	if g == nil {
+		t.Fatal("the agent's end did not start")
+	}
+	defer g.Close()
+	data := bytes.Repeat([]byte{'x'}, 200<<10) // past half the window: reads send window updates
+	for i := range 300 {
+		hs, err := h.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs, err := g.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs.Write(data)
+		gs.Close()
+		done := make(chan struct{}, 2)
+		go func() {
+			buf := make([]byte, 1024)
+			for {
+				if _, err := hs.Read(buf); err != nil {
+					break
+				}
+			}
+			done <- struct{}{}
+		}()
+		go func() { hs.Close(); done <- struct{}{} }()
+		for range 2 {
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Fatalf("round %d: Close and a Read at once still waiting after a minute", i)
+			}
+		}
+	}
+}
